@@ -1,0 +1,1310 @@
+/*
+ * tokenctl.c — the operators' command-line tool for tokend: create, verify,
+ * list and revoke tokens.
+ *
+ * It uses only the public client API (tokend.h), like any other client,
+ * so it also serves as a worked example of libtokend. It owns argument
+ * parsing, output formatting (a table or text for people, JSON for
+ * scripts) and the mapping of outcomes to exit codes (see usage_main).
+ *
+ * It must not echo a token into an error message: only `create` prints a
+ * plain-text token, and only to stdout. Tokens and credentials it reads are
+ * wiped before they are freed, and those given on the command line are
+ * blanked out of argv once copied (as curl does), shortening the time they
+ * show in `ps`; TOKEND_CREDENTIAL, --credential-file and "-" (stdin) keep
+ * them out of argv altogether.
+ */
+#include "tokend.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef TOKENCTL_VERSION
+#define TOKENCTL_VERSION "0.1.0"
+#endif
+
+/* Exit codes; documented in usage_main. */
+enum {
+    EXIT_DONE = 0,        /* success; verify: the token is valid */
+    EXIT_REFUSED = 1,     /* verify: invalid; or the service refused the call */
+    EXIT_USAGE = 2,       /* bad or missing arguments */
+    EXIT_UNAVAILABLE = 3, /* service unreachable or timed out */
+};
+
+/* Longest secret (token or credential) read from a file or stdin. */
+#define SECRET_MAX 4096
+/* Longest --expires-in: 100 years. */
+#define EXPIRES_IN_MAX_SECONDS (36500LL * 86400)
+/* Longest --timeout: one hour. */
+#define TIMEOUT_MAX_MS (3600 * 1000)
+
+/* ------------------------------------------------------------------------
+ * Help texts. */
+
+static const char usage_main[] =
+    "Usage: tokenctl [GLOBAL FLAGS] COMMAND [ARGS...]\n"
+    "\n"
+    "Create, verify, list and revoke API tokens of a tokend service.\n"
+    "\n"
+    "Commands:\n"
+    "  create   create a token; prints its plain text (shown once) and its id\n"
+    "  verify   check a token and, optionally, its abilities\n"
+    "  list     list an owner's tokens\n"
+    "  revoke   revoke a token by id or plain text, or every token of an owner\n"
+    "  help     show the help of a command (same as: tokenctl COMMAND --help)\n"
+    "\n"
+    "Global flags (accepted before or after the command):\n"
+    "  --url URL               service URL, e.g. tcp://127.0.0.1:7450 or\n"
+    "                          ipc:///run/tokend.sock; repeat (or separate with\n"
+    "                          commas) for several. Default: $TOKEND_URL, else\n"
+    "                          " TOKEND_DEFAULT_URL "\n"
+    "  --credential TOKEN      caller credential (a tokend token). Default:\n"
+    "                          $TOKEND_CREDENTIAL. Other users can see argv:\n"
+    "                          prefer the environment or --credential-file\n"
+    "  --credential-file FILE  read the credential from the first line of FILE\n"
+    "  --timeout MS            time limit of each call, in milliseconds\n"
+    "                          (1..3600000; default 5000)\n"
+    "  --json                  print JSON instead of text (times as Unix ms)\n"
+    "  -h, --help              show help; after a command, that command's help\n"
+    "  --version               print the version and exit\n"
+    "\n"
+    "Environment:\n"
+    "  TOKEND_URL              default service URL(s), comma-separated\n"
+    "  TOKEND_CREDENTIAL       default caller credential\n"
+    "  Flags win over the environment.\n"
+    "\n"
+    "Exit codes:\n"
+    "  0  success (verify: the token is valid)\n"
+    "  1  verify: the token is not valid; or the service refused the call\n"
+    "     (stderr: \"tokenctl: STATUS: message\", e.g. PERMISSION_DENIED)\n"
+    "  2  usage error: unknown command or flag, bad or missing argument\n"
+    "  3  service unavailable, or no answer within the timeout\n"
+    "\n"
+    "Results go to stdout, errors to stderr.\n";
+
+static const char usage_create[] =
+    "Usage: tokenctl create --owner OWNER --name NAME --ability ABILITY...\n"
+    "                       [--expires-in DURATION] [--meta KEY=VALUE...]\n"
+    "\n"
+    "Creates a token and prints its plain text on the first line of stdout and\n"
+    "its id on the second. The plain text is shown this once: store it now.\n"
+    "\n"
+    "  --owner OWNER          who the token acts for, e.g. partner:acme (may be\n"
+    "                         left out by a non-admin caller: its own owner)\n"
+    "  --name NAME            what the token is for (required)\n"
+    "  --ability ABILITY      an ability, e.g. orders:read, orders:*, *; repeat\n"
+    "                         for several (at least one)\n"
+    "  --expires-in DURATION  lifetime: seconds, or a number with a suffix\n"
+    "                         s, m, h or d (45s, 30m, 12h, 90d); at most 36500d.\n"
+    "                         Default: no expiry of its own\n"
+    "  --meta KEY=VALUE       metadata kept with the token; repeat for several\n"
+    "\n"
+    "With --json, prints one object:\n"
+    "  {\"token\":\"...\",\"id\":\"...\",\"owner\":\"...\",\"name\":\"...\",\n"
+    "   \"abilities\":[\"...\"],\"created_at\":MS,\"expires_at\":MS|null,\n"
+    "   \"last_used_at\":null,\"use_count\":0,\"metadata\":{\"KEY\":\"VALUE\"}}\n"
+    "Times are Unix milliseconds; null means never.\n"
+    "\n"
+    "Needs a credential allowed to create tokens for OWNER.\n"
+    "Exit codes: 0 created, 1 refused, 2 usage error, 3 unavailable.\n";
+
+static const char usage_verify[] =
+    "Usage: tokenctl verify TOKEN [--ability ABILITY...] [--any]\n"
+    "\n"
+    "Checks TOKEN (\"-\": read it from the first line of stdin, which keeps it\n"
+    "out of argv) and, if given, that it has the abilities.\n"
+    "\n"
+    "  --ability ABILITY  an ability the token must have; repeat for several\n"
+    "  --any              one of the abilities is enough (default: all)\n"
+    "\n"
+    "Prints the verdict on the first line: OK, MALFORMED, NOT_FOUND, EXPIRED\n"
+    "or INSUFFICIENT_ABILITY; then, when the token is known, its id, owner,\n"
+    "name, abilities, creation and expiry times, last use and use count.\n"
+    "\n"
+    "With --json, prints one object:\n"
+    "  {\"valid\":true|false,\"reason\":\"OK\"|\"EXPIRED\"|...,\n"
+    "   plus, when the token is known, \"id\",\"owner\",\"name\",\"abilities\",\n"
+    "   \"created_at\",\"expires_at\",\"last_used_at\",\"use_count\",\"metadata\"}\n"
+    "Times are Unix milliseconds; null means never.\n"
+    "\n"
+    "Exit codes: 0 valid, 1 not valid (or refused), 2 usage error,\n"
+    "3 unavailable.\n";
+
+static const char usage_list[] =
+    "Usage: tokenctl list [--owner OWNER] [--limit N] [--cursor CURSOR] [--all]\n"
+    "\n"
+    "Lists OWNER's tokens (default: the credential's own owner), oldest first,\n"
+    "as a table: id, name, abilities, created, expires, last used, uses\n"
+    "(times in UTC). If more pages follow, stderr says which --cursor to pass.\n"
+    "\n"
+    "  --owner OWNER    whose tokens to list\n"
+    "  --limit N        tokens per page, 1..1000 (default: the service's, 100)\n"
+    "  --cursor CURSOR  continue after a previous page\n"
+    "  --all            follow the pages to the end\n"
+    "\n"
+    "With --json, prints one object:\n"
+    "  {\"tokens\":[{\"id\":...,\"owner\":...,\"name\":...,\"abilities\":[...],\n"
+    "    \"created_at\":MS,\"expires_at\":MS|null,\"last_used_at\":MS|null,\n"
+    "    \"use_count\":N,\"metadata\":{...}}, ...],\n"
+    "   \"next_cursor\":\"...\"|null}\n"
+    "\n"
+    "Needs a credential allowed to read OWNER's tokens.\n"
+    "Exit codes: 0 listed, 1 refused, 2 usage error, 3 unavailable.\n";
+
+static const char usage_revoke[] =
+    "Usage: tokenctl revoke ID\n"
+    "       tokenctl revoke --token TOKEN\n"
+    "       tokenctl revoke --owner OWNER --all\n"
+    "\n"
+    "Revokes the token with public id ID; or the token whose plain text is\n"
+    "TOKEN (\"-\": read it from the first line of stdin); or every token of\n"
+    "OWNER. Revocation is final. Prints how many tokens were revoked:\n"
+    "\"revoked N\", or with --json {\"revoked\":N}.\n"
+    "\n"
+    "  --token TOKEN  revoke by plain text (any token may revoke itself)\n"
+    "  --owner OWNER  with --all: revoke all of OWNER's tokens\n"
+    "  --all          confirms that every token of OWNER is meant\n"
+    "\n"
+    "Exit codes: 0 done, 1 refused (NOT_FOUND: no such id), 2 usage error,\n"
+    "3 unavailable.\n";
+
+/* ------------------------------------------------------------------------
+ * Small utilities. */
+
+/* A growable array of string pointers (owned or not, as its user says). */
+typedef struct strlist {
+    char **items;
+    size_t n;
+    size_t cap;
+} strlist;
+
+static void oom(void) {
+    fputs("tokenctl: out of memory\n", stderr);
+    exit(EXIT_REFUSED);
+}
+
+static void strlist_push(strlist *list, char *s) {
+    if (list->n == list->cap) {
+        size_t cap = list->cap > 0 ? list->cap * 2 : 8;
+        char **items = realloc(list->items, cap * sizeof *items);
+        if (items == NULL) {
+            oom();
+        }
+        list->items = items;
+        list->cap = cap;
+    }
+    list->items[list->n++] = s;
+}
+
+static char *xstrdup(const char *s) {
+    char *copy = strdup(s);
+    if (copy == NULL) {
+        oom();
+    }
+    return copy;
+}
+
+static void wipe(void *ptr, size_t len) {
+    if (ptr != NULL && len > 0) {
+        explicit_bzero(ptr, len);
+    }
+}
+
+/* Wipes and frees a secret copy. */
+static void secret_free(char *s) {
+    if (s != NULL) {
+        wipe(s, strlen(s));
+        free(s);
+    }
+}
+
+/* Copies a secret given in argv and blanks it there, so that `ps` shows
+ * it no longer. Returns the copy; free it with secret_free(). */
+static char *secret_from_argv(char *arg) {
+    char *copy = xstrdup(arg);
+    memset(arg, '*', strlen(arg));
+    return copy;
+}
+
+/* Reads the first line of `in` as a secret (token or credential): at most
+ * SECRET_MAX bytes, surrounding whitespace dropped. Returns a copy to free
+ * with secret_free(), or NULL with *why set. */
+static char *secret_read(FILE *in, const char **why) {
+    char *buf = calloc(1, SECRET_MAX + 2);
+    if (buf == NULL) {
+        oom();
+    }
+    size_t len = 0;
+    int c;
+    while ((c = getc(in)) != EOF && c != '\n') {
+        if (len == SECRET_MAX + 1) {
+            continue; /* too long; keep reading the line to report it */
+        }
+        buf[len++] = (char)c;
+    }
+    if (ferror(in)) {
+        *why = "cannot read it";
+    } else if (len > SECRET_MAX) {
+        *why = "it is too long";
+    } else {
+        size_t start = 0;
+        while (len > 0 &&
+               (buf[len - 1] == '\r' || buf[len - 1] == ' ' || buf[len - 1] == '\t')) {
+            buf[--len] = '\0';
+        }
+        while (start < len && (buf[start] == ' ' || buf[start] == '\t')) {
+            start++;
+        }
+        if (start == len) {
+            *why = "it is empty";
+        } else {
+            char *secret = strndup(buf + start, len - start);
+            wipe(buf, SECRET_MAX + 2);
+            free(buf);
+            if (secret == NULL) {
+                oom();
+            }
+            return secret;
+        }
+    }
+    wipe(buf, SECRET_MAX + 2);
+    free(buf);
+    return NULL;
+}
+
+/* Number of code points in a UTF-8 string (for table column widths). */
+static size_t display_width(const char *s) {
+    size_t width = 0;
+    for (; *s != '\0'; s++) {
+        if (((unsigned char)*s & 0xC0) != 0x80) {
+            width++;
+        }
+    }
+    return width;
+}
+
+/* Writes `s` for a terminal: control characters become '?'. */
+static void put_text(FILE *out, const char *s) {
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        putc(c < 0x20 || c == 0x7F ? '?' : c, out);
+    }
+}
+
+static void put_padded(FILE *out, const char *s, size_t width) {
+    put_text(out, s);
+    for (size_t w = display_width(s); w < width; w++) {
+        putc(' ', out);
+    }
+}
+
+/* Formats Unix ms as ISO-8601 UTC ("2024-05-01T12:00:00Z"), or `zero_text`
+ * for 0. The result lives in buf. */
+static const char *format_time(int64_t unix_ms, const char *zero_text, char *buf,
+                               size_t size) {
+    if (unix_ms == 0) {
+        return zero_text;
+    }
+    time_t secs = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL ||
+        strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        snprintf(buf, size, "%" PRId64 "ms", unix_ms);
+    }
+    return buf;
+}
+
+/* ------------------------------------------------------------------------
+ * JSON output. Strings from the service are UTF-8; anything that is not
+ * becomes U+FFFD, so the output is always valid JSON. */
+
+/* Length of the well-formed UTF-8 sequence at s, or 0. */
+static size_t utf8_len(const unsigned char *s) {
+    unsigned char c = s[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80) {
+        return 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi) {
+        return 0; /* also stops at the NUL terminator */
+    }
+    for (size_t i = 2; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xBF) {
+            return 0;
+        }
+    }
+    return n;
+}
+
+static void json_string(FILE *out, const char *str) {
+    const unsigned char *s = (const unsigned char *)(str != NULL ? str : "");
+    putc('"', out);
+    while (*s != '\0') {
+        unsigned char c = *s;
+        if (c == '"' || c == '\\') {
+            putc('\\', out);
+            putc(c, out);
+            s++;
+        } else if (c < 0x20 || c == 0x7F) {
+            switch (c) {
+                case '\n':
+                    fputs("\\n", out);
+                    break;
+                case '\r':
+                    fputs("\\r", out);
+                    break;
+                case '\t':
+                    fputs("\\t", out);
+                    break;
+                case '\b':
+                    fputs("\\b", out);
+                    break;
+                case '\f':
+                    fputs("\\f", out);
+                    break;
+                default:
+                    fprintf(out, "\\u%04x", c);
+                    break;
+            }
+            s++;
+        } else {
+            size_t n = utf8_len(s);
+            if (n == 0) {
+                fputs("\\ufffd", out);
+                s++;
+            } else {
+                fwrite(s, 1, n, out);
+                s += n;
+            }
+        }
+    }
+    putc('"', out);
+}
+
+/* A time in Unix ms, or null for 0 ("never"). */
+static void json_time(FILE *out, int64_t unix_ms) {
+    if (unix_ms == 0) {
+        fputs("null", out);
+    } else {
+        fprintf(out, "%" PRId64, unix_ms);
+    }
+}
+
+/* The fields of a token, without braces, after `sep` (e.g. ","). */
+static void json_info_fields(FILE *out, const tokend_token_info *info, const char *sep) {
+    fprintf(out, "%s\"id\":", sep);
+    json_string(out, info->id);
+    fputs(",\"owner\":", out);
+    json_string(out, info->owner);
+    fputs(",\"name\":", out);
+    json_string(out, info->name);
+    fputs(",\"abilities\":[", out);
+    for (size_t i = 0; i < info->n_abilities; i++) {
+        if (i > 0) {
+            putc(',', out);
+        }
+        json_string(out, info->abilities[i]);
+    }
+    fputs("],\"created_at\":", out);
+    json_time(out, info->created_unix_ms);
+    fputs(",\"expires_at\":", out);
+    json_time(out, info->expires_unix_ms);
+    fputs(",\"last_used_at\":", out);
+    json_time(out, info->last_used_unix_ms);
+    fprintf(out, ",\"use_count\":%" PRIu64 ",\"metadata\":{", info->use_count);
+    for (size_t i = 0; i < info->n_metadata; i++) {
+        if (i > 0) {
+            putc(',', out);
+        }
+        json_string(out, info->metadata[i].key);
+        putc(':', out);
+        json_string(out, info->metadata[i].value);
+    }
+    fputs("}", out);
+}
+
+/* ------------------------------------------------------------------------
+ * Command line. */
+
+typedef enum flag_id {
+    FLAG_URL,
+    FLAG_CREDENTIAL,
+    FLAG_CREDENTIAL_FILE,
+    FLAG_TIMEOUT,
+    FLAG_JSON,
+    FLAG_HELP,
+    FLAG_VERSION,
+    FLAG_OWNER,
+    FLAG_NAME,
+    FLAG_ABILITY,
+    FLAG_EXPIRES_IN,
+    FLAG_META,
+    FLAG_ANY,
+    FLAG_LIMIT,
+    FLAG_CURSOR,
+    FLAG_ALL,
+    FLAG_TOKEN,
+    FLAG_COUNT
+} flag_id;
+
+typedef struct flag_spec {
+    const char *name;
+    flag_id id;
+    bool takes_value;
+    bool repeats; /* may be given more than once */
+} flag_spec;
+
+static const flag_spec global_flags[] = {
+    {"--url", FLAG_URL, true, true},
+    {"--credential", FLAG_CREDENTIAL, true, false},
+    {"--credential-file", FLAG_CREDENTIAL_FILE, true, false},
+    {"--timeout", FLAG_TIMEOUT, true, false},
+    {"--json", FLAG_JSON, false, true},
+    {"--help", FLAG_HELP, false, true},
+    {"-h", FLAG_HELP, false, true},
+    {"--version", FLAG_VERSION, false, true},
+    {NULL, FLAG_COUNT, false, false},
+};
+
+static const flag_spec create_flags[] = {
+    {"--owner", FLAG_OWNER, true, false},
+    {"--name", FLAG_NAME, true, false},
+    {"--ability", FLAG_ABILITY, true, true},
+    {"--expires-in", FLAG_EXPIRES_IN, true, false},
+    {"--meta", FLAG_META, true, true},
+    {NULL, FLAG_COUNT, false, false},
+};
+
+static const flag_spec verify_flags[] = {
+    {"--ability", FLAG_ABILITY, true, true},
+    {"--any", FLAG_ANY, false, true},
+    {NULL, FLAG_COUNT, false, false},
+};
+
+static const flag_spec list_flags[] = {
+    {"--owner", FLAG_OWNER, true, false},   {"--limit", FLAG_LIMIT, true, false},
+    {"--cursor", FLAG_CURSOR, true, false}, {"--all", FLAG_ALL, false, true},
+    {NULL, FLAG_COUNT, false, false},
+};
+
+static const flag_spec revoke_flags[] = {
+    {"--owner", FLAG_OWNER, true, false},
+    {"--all", FLAG_ALL, false, true},
+    {"--token", FLAG_TOKEN, true, false},
+    {NULL, FLAG_COUNT, false, false},
+};
+
+struct cli;
+
+typedef struct command {
+    const char *name;
+    const flag_spec *flags;
+    const char *usage;
+    int (*run)(struct cli *cli);
+} command;
+
+/* Everything parsed from argv and the environment. */
+typedef struct cli {
+    const command *cmd;
+    /* global */
+    strlist urls;     /* owned copies, one URL each */
+    char *credential; /* owned secret copy, or NULL */
+    int timeout_ms;   /* 0: the library's default */
+    bool json;
+    bool help;
+    bool version;
+    /* command */
+    const char *values[FLAG_COUNT]; /* single-valued flags; NULL if absent */
+    char *token_flag;               /* --token: owned secret copy */
+    bool seen[FLAG_COUNT];
+    strlist abilities;  /* not owned (argv) */
+    strlist metas;      /* not owned (argv) */
+    strlist positional; /* not owned (argv) */
+    tokend_client *client;
+} cli;
+
+/* Prints a one-line usage error and the hint; returns EXIT_USAGE. */
+static int usage_error(const cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const cli *c, const char *fmt, ...) {
+    va_list ap;
+    fputs("tokenctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (c != NULL && c->cmd != NULL) {
+        fprintf(stderr, "\nTry 'tokenctl %s --help'.\n", c->cmd->name);
+    } else {
+        fputs("\nTry 'tokenctl --help'.\n", stderr);
+    }
+    return EXIT_USAGE;
+}
+
+/* Reports a failed call on stderr and returns its exit code. */
+static int call_failed(const tokend_error *err) {
+    fprintf(stderr, "tokenctl: %s: %s\n", tokend_status_name(err->code), err->message);
+    return err->code == TOKEND_UNAVAILABLE || err->code == TOKEND_DEADLINE_EXCEEDED
+               ? EXIT_UNAVAILABLE
+               : EXIT_REFUSED;
+}
+
+static const flag_spec *find_flag(const flag_spec *table, const char *name, size_t len) {
+    for (; table != NULL && table->name != NULL; table++) {
+        if (strlen(table->name) == len && strncmp(table->name, name, len) == 0) {
+            return table;
+        }
+    }
+    return NULL;
+}
+
+/* Splits a comma-separated list of URLs into c->urls. */
+static void add_urls(cli *c, const char *list) {
+    const char *p = list;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        while (len > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
+            len--;
+        }
+        if (len > 0) {
+            char *url = strndup(p, len);
+            if (url == NULL) {
+                oom();
+            }
+            strlist_push(&c->urls, url);
+        }
+        if (comma == NULL) {
+            break;
+        }
+        p = comma + 1;
+    }
+}
+
+/* Parses a decimal integer in [min, max]; the whole string must be digits. */
+static bool parse_int(const char *s, long long min, long long max, long long *out) {
+    if (s == NULL || *s < '0' || *s > '9') {
+        return false;
+    }
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Parses DURATION: N seconds, or N followed by s, m, h or d. Returns NULL
+ * and sets *seconds, or returns why it is not one. */
+static const char *parse_duration(const char *s, int64_t *seconds) {
+    int64_t value = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9') {
+        return "expected a number of seconds, or one with a suffix s, m, h or d "
+               "(e.g. 90d, 12h, 30m, 45s)";
+    }
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (value > EXPIRES_IN_MAX_SECONDS) {
+            return "too long (at most 36500d)";
+        }
+        value = value * 10 + (*p - '0');
+    }
+    int64_t unit = 1;
+    switch (*p) {
+        case '\0':
+            break;
+        case 's':
+            p++;
+            break;
+        case 'm':
+            unit = 60;
+            p++;
+            break;
+        case 'h':
+            unit = 3600;
+            p++;
+            break;
+        case 'd':
+            unit = 86400;
+            p++;
+            break;
+        default:
+            return "unknown unit (use s, m, h or d, e.g. 90d)";
+    }
+    if (*p != '\0') {
+        return "expected a number of seconds, or one with a suffix s, m, h or d "
+               "(e.g. 90d, 12h, 30m, 45s)";
+    }
+    if (value > EXPIRES_IN_MAX_SECONDS / unit) {
+        return "too long (at most 36500d)";
+    }
+    if (value == 0) {
+        return "must be more than 0 (leave --expires-in out for no expiry)";
+    }
+    *seconds = value * unit;
+    return NULL;
+}
+
+/* Records one flag. Returns -1 to go on, or an exit code. */
+static int apply_flag(cli *c, const flag_spec *spec, char *value) {
+    if (c->seen[spec->id] && !spec->repeats) {
+        return usage_error(c, "%s given more than once", spec->name);
+    }
+    c->seen[spec->id] = true;
+    switch (spec->id) {
+        case FLAG_URL:
+            add_urls(c, value);
+            break;
+        case FLAG_CREDENTIAL:
+            c->credential = secret_from_argv(value);
+            break;
+        case FLAG_TOKEN:
+            c->token_flag =
+                strcmp(value, "-") == 0 ? xstrdup("-") : secret_from_argv(value);
+            break;
+        case FLAG_JSON:
+            c->json = true;
+            break;
+        case FLAG_HELP:
+            c->help = true;
+            break;
+        case FLAG_VERSION:
+            c->version = true;
+            break;
+        case FLAG_ANY:
+        case FLAG_ALL:
+            break;
+        case FLAG_ABILITY:
+            strlist_push(&c->abilities, value);
+            break;
+        case FLAG_META:
+            strlist_push(&c->metas, value);
+            break;
+        default:
+            c->values[spec->id] = value;
+            break;
+    }
+    return -1;
+}
+
+static int run_create(cli *c);
+static int run_verify(cli *c);
+static int run_list(cli *c);
+static int run_revoke(cli *c);
+static int run_help(cli *c);
+
+static const command commands[] = {
+    {"create", create_flags, usage_create, run_create},
+    {"verify", verify_flags, usage_verify, run_verify},
+    {"list", list_flags, usage_list, run_list},
+    {"revoke", revoke_flags, usage_revoke, run_revoke},
+    {"help", NULL, usage_main, run_help},
+};
+
+static const command *find_command(const char *name) {
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+/* Parses argv into *c. Returns -1 to go on, or an exit code. */
+static int parse_args(cli *c, int argc, char **argv) {
+    bool only_positional = false;
+    for (int i = 1; i < argc; i++) {
+        char *arg = argv[i];
+        if (only_positional || arg[0] != '-' || arg[1] == '\0') {
+            if (c->cmd == NULL) {
+                if ((c->cmd = find_command(arg)) == NULL) {
+                    /* Echo it only if it cannot be a pasted token. */
+                    if (strlen(arg) <= 16 &&
+                        strspn(arg, "abcdefghijklmnopqrstuvwxyz-") == strlen(arg)) {
+                        return usage_error(c, "unknown command '%s'", arg);
+                    }
+                    return usage_error(c, "unknown command");
+                }
+            } else {
+                strlist_push(&c->positional, arg);
+            }
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            only_positional = true;
+            continue;
+        }
+        /* --flag=value or --flag value. */
+        const char *eq = strchr(arg, '=');
+        size_t name_len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+        const flag_spec *spec = find_flag(global_flags, arg, name_len);
+        if (spec == NULL && c->cmd != NULL) {
+            spec = find_flag(c->cmd->flags, arg, name_len);
+        }
+        if (spec == NULL) {
+            /* The name only: what follows '=' might be a secret. */
+            if (c->cmd != NULL) {
+                return usage_error(c, "unknown flag '%.*s' for %s", (int)name_len, arg,
+                                   c->cmd->name);
+            }
+            return usage_error(c, "unknown flag '%.*s'", (int)name_len, arg);
+        }
+        char *value = NULL;
+        if (spec->takes_value) {
+            if (eq != NULL) {
+                value = arg + name_len + 1;
+            } else if (i + 1 < argc) {
+                value = argv[++i];
+            } else {
+                return usage_error(c, "%s needs a value", spec->name);
+            }
+        } else if (eq != NULL) {
+            return usage_error(c, "%s takes no value", spec->name);
+        }
+        int rv = apply_flag(c, spec, value);
+        if (rv >= 0) {
+            return rv;
+        }
+    }
+    return -1;
+}
+
+/* Resolves global settings (flags over environment) and connects. Returns
+ * -1 to go on, or an exit code. */
+static int setup(cli *c) {
+    if (c->values[FLAG_TIMEOUT] != NULL) {
+        long long ms;
+        if (!parse_int(c->values[FLAG_TIMEOUT], 1, TIMEOUT_MAX_MS, &ms)) {
+            return usage_error(c, "--timeout: expected milliseconds, 1..%d",
+                               TIMEOUT_MAX_MS);
+        }
+        c->timeout_ms = (int)ms;
+    }
+    if (c->credential != NULL && c->values[FLAG_CREDENTIAL_FILE] != NULL) {
+        return usage_error(c, "give --credential or --credential-file, not both");
+    }
+    if (c->values[FLAG_CREDENTIAL_FILE] != NULL) {
+        const char *path = c->values[FLAG_CREDENTIAL_FILE];
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            return usage_error(c, "--credential-file %s: %s", path, strerror(errno));
+        }
+        const char *why = NULL;
+        c->credential = secret_read(f, &why);
+        fclose(f);
+        if (c->credential == NULL) {
+            return usage_error(c, "--credential-file %s: %s", path, why);
+        }
+    }
+    if (c->credential == NULL) {
+        const char *env = getenv("TOKEND_CREDENTIAL");
+        if (env != NULL && env[0] != '\0') {
+            c->credential = xstrdup(env);
+        }
+    }
+    if (c->urls.n == 0) {
+        const char *env = getenv("TOKEND_URL");
+        if (env != NULL) {
+            add_urls(c, env);
+        }
+    }
+
+    tokend_options opts = {
+        .urls = (const char *const *)c->urls.items,
+        .n_urls = c->urls.n,
+        .timeout_ms = c->timeout_ms,
+        .credential = c->credential,
+    };
+    tokend_error err;
+    int rv = tokend_connect(&opts, &c->client, &err);
+    if (rv == TOKEND_INVALID_ARGUMENT) {
+        return usage_error(c, "%s", err.message);
+    }
+    if (rv != TOKEND_OK) {
+        return call_failed(&err);
+    }
+    return -1;
+}
+
+/* Gets a token argument: "-" reads stdin, anything else is blanked out of
+ * argv. Returns a copy to free with secret_free(), or NULL after printing
+ * a usage error. */
+static char *token_argument(const cli *c, char *arg, bool from_argv, const char *what) {
+    if (strcmp(arg, "-") == 0) {
+        const char *why = NULL;
+        char *token = secret_read(stdin, &why);
+        if (token == NULL) {
+            usage_error(c, "%s from stdin: %s", what, why);
+        }
+        return token;
+    }
+    if (arg[0] == '\0') {
+        usage_error(c, "%s is empty", what);
+        return NULL;
+    }
+    return from_argv ? secret_from_argv(arg) : xstrdup(arg);
+}
+
+/* ------------------------------------------------------------------------
+ * Commands. */
+
+static int run_help(cli *c) {
+    if (c->positional.n == 0) {
+        fputs(usage_main, stdout);
+        return EXIT_DONE;
+    }
+    const command *cmd = find_command(c->positional.items[0]);
+    if (cmd == NULL || c->positional.n > 1) {
+        c->cmd = NULL;
+        return usage_error(c, "help: expected one of create, verify, list, revoke");
+    }
+    fputs(cmd->usage, stdout);
+    return EXIT_DONE;
+}
+
+static int run_create(cli *c) {
+    if (c->positional.n > 0) {
+        return usage_error(c, "create takes no arguments, only flags");
+    }
+    if (c->values[FLAG_NAME] == NULL || c->values[FLAG_NAME][0] == '\0') {
+        return usage_error(c, "create needs --name NAME");
+    }
+    if (c->abilities.n == 0) {
+        return usage_error(c, "create needs at least one --ability ABILITY");
+    }
+    for (size_t i = 0; i < c->abilities.n; i++) {
+        if (c->abilities.items[i][0] == '\0') {
+            return usage_error(c, "--ability: empty ability");
+        }
+    }
+    int64_t expires_in = 0;
+    if (c->values[FLAG_EXPIRES_IN] != NULL) {
+        const char *why = parse_duration(c->values[FLAG_EXPIRES_IN], &expires_in);
+        if (why != NULL) {
+            return usage_error(c, "--expires-in '%s': %s", c->values[FLAG_EXPIRES_IN],
+                               why);
+        }
+    }
+    tokend_kv *meta = NULL;
+    if (c->metas.n > 0 && (meta = calloc(c->metas.n, sizeof *meta)) == NULL) {
+        oom();
+    }
+    for (size_t i = 0; i < c->metas.n; i++) {
+        char *eq = strchr(c->metas.items[i], '=');
+        if (eq == NULL || eq == c->metas.items[i]) {
+            free(meta);
+            return usage_error(c, "--meta: expected KEY=VALUE with a non-empty KEY");
+        }
+        *eq = '\0'; /* argv is ours to split */
+        meta[i].key = c->metas.items[i];
+        meta[i].value = eq + 1;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(meta[j].key, meta[i].key) == 0) {
+                int rv = usage_error(c, "--meta: key '%s' given twice", meta[i].key);
+                free(meta);
+                return rv;
+            }
+        }
+    }
+    int rv = setup(c);
+    if (rv >= 0) {
+        free(meta);
+        return rv;
+    }
+
+    tokend_create_params params = {
+        .owner = c->values[FLAG_OWNER],
+        .name = c->values[FLAG_NAME],
+        .abilities = (const char *const *)c->abilities.items,
+        .n_abilities = c->abilities.n,
+        .expires_in_seconds = expires_in,
+        .metadata = meta,
+        .n_metadata = c->metas.n,
+    };
+    tokend_created created;
+    tokend_error err;
+    rv = tokend_create(c->client, NULL, &params, &created, &err);
+    free(meta);
+    if (rv != TOKEND_OK) {
+        return call_failed(&err);
+    }
+    if (c->json) {
+        fputs("{\"token\":", stdout);
+        json_string(stdout, created.token);
+        json_info_fields(stdout, &created.info, ",");
+        fputs("}\n", stdout);
+    } else {
+        printf("%s\n%s\n", created.token, created.info.id);
+    }
+    tokend_created_free(&created);
+    return EXIT_DONE;
+}
+
+static void print_info_text(const tokend_token_info *info) {
+    char buf[64];
+    fputs("id:         ", stdout);
+    put_text(stdout, info->id);
+    fputs("\nowner:      ", stdout);
+    put_text(stdout, info->owner);
+    fputs("\nname:       ", stdout);
+    put_text(stdout, info->name);
+    fputs("\nabilities:  ", stdout);
+    for (size_t i = 0; i < info->n_abilities; i++) {
+        if (i > 0) {
+            fputs(", ", stdout);
+        }
+        put_text(stdout, info->abilities[i]);
+    }
+    printf("\ncreated:    %s", format_time(info->created_unix_ms, "-", buf, sizeof buf));
+    printf("\nexpires:    %s",
+           format_time(info->expires_unix_ms, "never", buf, sizeof buf));
+    printf("\nlast used:  %s",
+           format_time(info->last_used_unix_ms, "never", buf, sizeof buf));
+    printf("\nuses:       %" PRIu64 "\n", info->use_count);
+    for (size_t i = 0; i < info->n_metadata; i++) {
+        fputs("meta:       ", stdout);
+        put_text(stdout, info->metadata[i].key);
+        putc('=', stdout);
+        put_text(stdout, info->metadata[i].value);
+        putc('\n', stdout);
+    }
+}
+
+static int run_verify(cli *c) {
+    if (c->positional.n != 1) {
+        return usage_error(c, "verify needs exactly one TOKEN (\"-\": read from stdin)");
+    }
+    if (c->seen[FLAG_ANY] && c->abilities.n == 0) {
+        return usage_error(c, "--any needs at least one --ability");
+    }
+    char *token = token_argument(c, c->positional.items[0], true, "TOKEN");
+    if (token == NULL) {
+        return EXIT_USAGE;
+    }
+    int rv = setup(c);
+    if (rv >= 0) {
+        secret_free(token);
+        return rv;
+    }
+    tokend_verdict verdict;
+    tokend_error err;
+    rv = tokend_verify(
+        c->client, NULL, token, (const char *const *)c->abilities.items, c->abilities.n,
+        c->seen[FLAG_ANY] ? TOKEND_ABILITIES_ANY : TOKEND_ABILITIES_ALL, &verdict, &err);
+    secret_free(token);
+    switch (rv) {
+        case TOKEND_OK:
+        case TOKEND_MALFORMED:
+        case TOKEND_NOT_FOUND:
+        case TOKEND_EXPIRED:
+        case TOKEND_INSUFFICIENT_ABILITY:
+            break;
+        default:
+            return call_failed(&err);
+    }
+    if (c->json) {
+        printf("{\"valid\":%s,\"reason\":", rv == TOKEND_OK ? "true" : "false");
+        json_string(stdout, tokend_status_name(verdict.reason));
+        if (verdict.has_info) {
+            json_info_fields(stdout, &verdict.info, ",");
+        }
+        fputs("}\n", stdout);
+    } else {
+        printf("%s\n", tokend_status_name(verdict.reason));
+        if (verdict.has_info) {
+            print_info_text(&verdict.info);
+        }
+    }
+    tokend_verdict_free(&verdict);
+    return rv == TOKEND_OK ? EXIT_DONE : EXIT_REFUSED;
+}
+
+/* Prints tokens as a table with aligned columns. */
+static void print_table(const tokend_token_info *const *tokens, size_t n) {
+    enum { ID, NAME, ABILITIES, CREATED, EXPIRES, LAST_USED, USES, N_COLUMNS };
+    static const char *const headers[N_COLUMNS] = {
+        "ID", "NAME", "ABILITIES", "CREATED", "EXPIRES", "LAST USED", "USES"};
+    size_t width[N_COLUMNS];
+    for (int col = 0; col < N_COLUMNS; col++) {
+        width[col] = strlen(headers[col]);
+    }
+    /* Cells are built once, measured, then printed. */
+    char **cells = calloc(n * N_COLUMNS + 1, sizeof *cells);
+    if (cells == NULL) {
+        oom();
+    }
+    for (size_t row = 0; row < n; row++) {
+        const tokend_token_info *info = tokens[row];
+        char buf[64];
+        size_t abilities_len = 1;
+        for (size_t i = 0; i < info->n_abilities; i++) {
+            abilities_len += strlen(info->abilities[i]) + 1;
+        }
+        char *abilities = calloc(1, abilities_len);
+        if (abilities == NULL) {
+            oom();
+        }
+        for (size_t i = 0; i < info->n_abilities; i++) {
+            if (i > 0) {
+                strcat(abilities, ",");
+            }
+            strcat(abilities, info->abilities[i]);
+        }
+        char **cell = &cells[row * N_COLUMNS];
+        cell[ID] = xstrdup(info->id);
+        cell[NAME] = xstrdup(info->name);
+        cell[ABILITIES] = abilities;
+        cell[CREATED] = xstrdup(format_time(info->created_unix_ms, "-", buf, sizeof buf));
+        cell[EXPIRES] =
+            xstrdup(format_time(info->expires_unix_ms, "never", buf, sizeof buf));
+        cell[LAST_USED] =
+            xstrdup(format_time(info->last_used_unix_ms, "never", buf, sizeof buf));
+        snprintf(buf, sizeof buf, "%" PRIu64, info->use_count);
+        cell[USES] = xstrdup(buf);
+        for (int col = 0; col < N_COLUMNS; col++) {
+            size_t w = display_width(cell[col]);
+            if (w > width[col]) {
+                width[col] = w;
+            }
+        }
+    }
+    for (int col = 0; col < N_COLUMNS; col++) {
+        if (col == N_COLUMNS - 1) {
+            fputs(headers[col], stdout);
+        } else {
+            put_padded(stdout, headers[col], width[col] + 2);
+        }
+    }
+    putc('\n', stdout);
+    for (size_t row = 0; row < n; row++) {
+        for (int col = 0; col < N_COLUMNS; col++) {
+            char *cell = cells[row * N_COLUMNS + col];
+            if (col == N_COLUMNS - 1) {
+                put_text(stdout, cell);
+            } else {
+                put_padded(stdout, cell, width[col] + 2);
+            }
+            free(cell);
+        }
+        putc('\n', stdout);
+    }
+    free(cells);
+}
+
+static int run_list(cli *c) {
+    if (c->positional.n > 0) {
+        return usage_error(c, "list takes no arguments, only flags");
+    }
+    long long limit = 0;
+    if (c->values[FLAG_LIMIT] != NULL &&
+        !parse_int(c->values[FLAG_LIMIT], 1, 1000, &limit)) {
+        return usage_error(c, "--limit: expected a number of tokens, 1..1000");
+    }
+    int rv = setup(c);
+    if (rv >= 0) {
+        return rv;
+    }
+
+    /* Pages are kept until the end so that the table's columns line up and
+     * the JSON is one object. */
+    tokend_token_page *pages = NULL;
+    size_t n_pages = 0;
+    size_t n_tokens = 0;
+    const char *cursor = c->values[FLAG_CURSOR];
+    const char *next_cursor = NULL;
+    int exit_code = EXIT_DONE;
+    for (;;) {
+        tokend_token_page *grown = realloc(pages, (n_pages + 1) * sizeof *pages);
+        if (grown == NULL) {
+            oom();
+        }
+        pages = grown;
+        tokend_token_page *page = &pages[n_pages];
+        tokend_error err;
+        rv = tokend_list(c->client, NULL, c->values[FLAG_OWNER], (uint32_t)limit, cursor,
+                         page, &err);
+        if (rv != TOKEND_OK) {
+            exit_code = call_failed(&err);
+            break;
+        }
+        n_pages++;
+        n_tokens += page->n_tokens;
+        next_cursor = page->next_cursor;
+        if (!c->seen[FLAG_ALL] || next_cursor == NULL) {
+            break;
+        }
+        if (cursor != NULL && strcmp(cursor, next_cursor) == 0) {
+            fputs("tokenctl: INTERNAL: the service returned the same cursor twice\n",
+                  stderr);
+            exit_code = EXIT_REFUSED;
+            break;
+        }
+        cursor = next_cursor;
+    }
+
+    if (exit_code == EXIT_DONE) {
+        const tokend_token_info **all = calloc(n_tokens + 1, sizeof *all);
+        if (all == NULL) {
+            oom();
+        }
+        size_t k = 0;
+        for (size_t p = 0; p < n_pages; p++) {
+            for (size_t i = 0; i < pages[p].n_tokens; i++) {
+                all[k++] = &pages[p].tokens[i];
+            }
+        }
+        if (c->json) {
+            fputs("{\"tokens\":[", stdout);
+            for (size_t i = 0; i < n_tokens; i++) {
+                fputs(i > 0 ? ",{" : "{", stdout);
+                json_info_fields(stdout, all[i], "");
+                putc('}', stdout);
+            }
+            fputs("],\"next_cursor\":", stdout);
+            if (next_cursor != NULL) {
+                json_string(stdout, next_cursor);
+            } else {
+                fputs("null", stdout);
+            }
+            fputs("}\n", stdout);
+        } else {
+            print_table(all, n_tokens);
+            if (next_cursor != NULL) {
+                fputs("tokenctl: more tokens follow: pass --cursor ", stderr);
+                put_text(stderr, next_cursor);
+                fputs(" (or use --all)\n", stderr);
+            }
+        }
+        free(all);
+    }
+    for (size_t p = 0; p < n_pages; p++) {
+        tokend_token_page_free(&pages[p]);
+    }
+    free(pages);
+    return exit_code;
+}
+
+static int run_revoke(cli *c) {
+    bool by_id = c->positional.n > 0;
+    bool by_token = c->token_flag != NULL;
+    bool by_owner = c->values[FLAG_OWNER] != NULL;
+    if (c->positional.n > 1) {
+        return usage_error(c, "revoke takes one ID");
+    }
+    if (!by_owner && c->seen[FLAG_ALL]) {
+        return usage_error(c, "--all goes with --owner OWNER");
+    }
+    if ((int)by_id + (int)by_token + (int)by_owner != 1) {
+        return usage_error(c,
+                           "revoke needs one of: ID, --token TOKEN, --owner OWNER --all");
+    }
+    if (by_owner && !c->seen[FLAG_ALL]) {
+        return usage_error(c, "revoking every token of an owner needs --all as well");
+    }
+    if (by_id && c->positional.items[0][0] == '\0') {
+        return usage_error(c, "ID is empty");
+    }
+    if (by_owner && c->values[FLAG_OWNER][0] == '\0') {
+        return usage_error(c, "--owner is empty");
+    }
+    char *token = NULL;
+    if (by_token &&
+        (token = token_argument(c, c->token_flag, false, "--token")) == NULL) {
+        return EXIT_USAGE;
+    }
+    int rv = setup(c);
+    if (rv >= 0) {
+        secret_free(token);
+        return rv;
+    }
+    uint64_t revoked = 0;
+    tokend_error err;
+    if (by_id) {
+        rv = tokend_revoke_id(c->client, NULL, c->positional.items[0], &revoked, &err);
+    } else if (by_token) {
+        rv = tokend_revoke_token(c->client, NULL, token, &revoked, &err);
+    } else {
+        rv = tokend_revoke_owner(c->client, NULL, c->values[FLAG_OWNER], &revoked, &err);
+    }
+    secret_free(token);
+    if (rv != TOKEND_OK) {
+        return call_failed(&err);
+    }
+    if (c->json) {
+        printf("{\"revoked\":%" PRIu64 "}\n", revoked);
+    } else {
+        printf("revoked %" PRIu64 "\n", revoked);
+    }
+    return EXIT_DONE;
+}
+
+/* ------------------------------------------------------------------------
+ * main. */
+
+static void cli_free(cli *c) {
+    tokend_close(c->client);
+    for (size_t i = 0; i < c->urls.n; i++) {
+        free(c->urls.items[i]);
+    }
+    free(c->urls.items);
+    secret_free(c->credential);
+    secret_free(c->token_flag);
+    free(c->abilities.items);
+    free(c->metas.items);
+    free(c->positional.items);
+}
+
+int main(int argc, char **argv) {
+    cli c = {0};
+    int rv = parse_args(&c, argc, argv);
+    if (rv < 0) {
+        if (c.version) {
+            printf("tokenctl %s\n", TOKENCTL_VERSION);
+            rv = EXIT_DONE;
+        } else if (c.help) {
+            fputs(c.cmd != NULL ? c.cmd->usage : usage_main, stdout);
+            rv = EXIT_DONE;
+        } else if (c.cmd == NULL) {
+            rv = usage_error(&c, "no command given");
+        } else {
+            rv = c.cmd->run(&c);
+        }
+    }
+    cli_free(&c);
+    /* A result that did not reach stdout (disk full, closed pipe) is a
+     * failure, even if the service call worked. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "tokenctl: cannot write the output: %s\n", strerror(errno));
+        if (rv == EXIT_DONE) {
+            rv = EXIT_REFUSED;
+        }
+    }
+    return rv;
+}

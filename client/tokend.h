@@ -1,0 +1,233 @@
+/*
+ * tokend.h — libtokend, the C client of the tokend token service.
+ *
+ * This is the whole public API: connect once, then create, verify, revoke
+ * and list tokens from any number of threads, each call bounded by a
+ * timeout. Results are plain C structs with matching free functions; no
+ * protobuf or NNG type appears here. The library never logs and never
+ * keeps a plain-text token longer than the call that carries it (tokens
+ * it returns are wiped by their free functions).
+ *
+ * Errors: every call returns a tokend status (TOKEND_OK is 0) and, when
+ * given a tokend_error, fills it with the code and a readable message.
+ * The status list is the wire contract's `Status` enum, number for number.
+ */
+#ifndef TOKEND_H
+#define TOKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * The one list of outcomes, shared by the service, this library, tokenctl
+ * and the gateway. X(NAME, number, description). Numbers match
+ * `tokend.v1.Status` in tokend.proto and are never renumbered.
+ */
+#define TOKEND_STATUS_LIST(X)                                                  \
+    X(OK, 0, "ok")                                                             \
+    X(MALFORMED, 1, "token is malformed (bad prefix, length or checksum)")    \
+    X(NOT_FOUND, 2, "not found (never issued, or revoked)")                    \
+    X(EXPIRED, 3, "token has expired")                                         \
+    X(INSUFFICIENT_ABILITY, 4, "token lacks a required ability")               \
+    X(INVALID_ARGUMENT, 5, "invalid argument")                                 \
+    X(UNAUTHENTICATED, 6, "missing or invalid caller credential")              \
+    X(PERMISSION_DENIED, 7, "caller credential does not allow this")           \
+    X(ALREADY_EXISTS, 8, "already exists")                                     \
+    X(RESOURCE_EXHAUSTED, 9, "limit exceeded")                                 \
+    X(DEADLINE_EXCEEDED, 10, "deadline exceeded (timed out)")                  \
+    X(UNAVAILABLE, 11, "service unavailable")                                  \
+    X(BAD_MESSAGE, 12, "message could not be decoded")                         \
+    X(UNIMPLEMENTED, 13, "unknown method")                                     \
+    X(STORAGE_ERROR, 14, "storage error")                                      \
+    X(INTERNAL, 15, "internal error")
+
+typedef enum tokend_status {
+#define TOKEND_X_ENUM(name, num, desc) TOKEND_##name = num,
+    TOKEND_STATUS_LIST(TOKEND_X_ENUM)
+#undef TOKEND_X_ENUM
+} tokend_status;
+
+/* Number of codes in TOKEND_STATUS_LIST (they are 0..TOKEND_STATUS_COUNT-1). */
+#define TOKEND_STATUS_COUNT 16
+
+/* A one-line description of a status ("token has expired"). Never NULL;
+ * unknown codes give "unknown status". The string is static. */
+const char *tokend_strerror(int status);
+
+/* The status's stable name as in the contract ("EXPIRED"); for logs, JSON
+ * and exit reasons. Never NULL; unknown codes give "UNKNOWN". Static. */
+const char *tokend_status_name(int status);
+
+/* Error detail of one call: the code it returned and a message that may
+ * carry the service's explanation ("abilities[2]: longer than 128 bytes").
+ * Messages never contain a token. Caller-allocated; may be passed as NULL. */
+typedef struct tokend_error {
+    int code;
+    char message[256];
+} tokend_error;
+
+/* ------------------------------------------------------------------------
+ * Connecting. */
+
+typedef struct tokend_client tokend_client;
+
+typedef struct tokend_options {
+    /* Service URLs to dial, e.g. "ipc:///run/tokend.sock" or
+     * "tcp://127.0.0.1:7450". With several, requests are spread over the
+     * connected ones. NULL or n_urls == 0 means TOKEND_DEFAULT_URL. */
+    const char *const *urls;
+    size_t n_urls;
+    /* Default time limit of each call, in milliseconds; 0 means 5000. */
+    int timeout_ms;
+    /* Default caller credential (a tokend token) sent with every call;
+     * NULL for none. The library keeps its own copy, wiped on close. */
+    const char *credential;
+} tokend_options;
+
+#define TOKEND_DEFAULT_URL "tcp://127.0.0.1:7450"
+
+/* Creates a client and starts dialling. Dialling goes on in the background
+ * (a service that is not up yet is retried), so this fails only for bad
+ * options (TOKEND_INVALID_ARGUMENT, e.g. an unparsable URL) or lack of
+ * resources. On success *out is a client to free with tokend_close(); it
+ * may be used from any number of threads at once. */
+int tokend_connect(const tokend_options *opts, tokend_client **out, tokend_error *err);
+
+/* Closes the client. Calls still running in other threads fail with
+ * TOKEND_UNAVAILABLE; do not use the client after this. NULL is ignored. */
+void tokend_close(tokend_client *client);
+
+/* Per-call overrides; pass NULL to use the client's defaults. */
+typedef struct tokend_call {
+    int timeout_ms;         /* 0: the client's default */
+    const char *credential; /* NULL: the client's default */
+} tokend_call;
+
+/* ------------------------------------------------------------------------
+ * Results. Strings in results are NUL-terminated, owned by the result and
+ * freed by its free function. */
+
+typedef struct tokend_kv {
+    char *key;
+    char *value;
+} tokend_kv;
+
+typedef struct tokend_token_info {
+    char *id;                  /* public id: safe to log and show */
+    char *owner;               /* e.g. "partner:acme" */
+    char *name;                /* e.g. "ERP nightly sync" */
+    char **abilities;          /* n_abilities strings */
+    size_t n_abilities;
+    int64_t created_unix_ms;   /* creation time */
+    int64_t expires_unix_ms;   /* 0: never expires */
+    int64_t last_used_unix_ms; /* 0: never used; written behind, may lag */
+    uint64_t use_count;        /* successful verifies, written behind */
+    tokend_kv *metadata;       /* n_metadata entries */
+    size_t n_metadata;
+} tokend_token_info;
+
+/* Frees the strings and arrays inside *info (not info itself) and zeroes it. */
+void tokend_token_info_free(tokend_token_info *info);
+
+/* ------------------------------------------------------------------------
+ * CreateToken. */
+
+typedef struct tokend_create_params {
+    const char *owner;              /* NULL/"": the caller's own owner */
+    const char *name;               /* required */
+    const char *const *abilities;   /* at least one */
+    size_t n_abilities;
+    int64_t expires_in_seconds;     /* 0: no expiry of its own */
+    const tokend_kv *metadata;      /* optional */
+    size_t n_metadata;
+} tokend_create_params;
+
+typedef struct tokend_created {
+    char *token;             /* the plain text: shown once, store it now */
+    tokend_token_info info;  /* id, owner, expiry as applied, ... */
+} tokend_created;
+
+/* Creates a token. Needs a credential that may create for params->owner.
+ * On TOKEND_OK *out holds the new token; free it with tokend_created_free(),
+ * which wipes the plain text. On error *out is zeroed. The service has
+ * written the token durably before it answers. */
+int tokend_create(tokend_client *client, const tokend_call *call,
+                  const tokend_create_params *params, tokend_created *out,
+                  tokend_error *err);
+
+/* Wipes and frees what tokend_create() put in *created. */
+void tokend_created_free(tokend_created *created);
+
+/* ------------------------------------------------------------------------
+ * Verify. */
+
+typedef enum tokend_ability_mode {
+    TOKEND_ABILITIES_ALL = 0, /* every listed ability is needed */
+    TOKEND_ABILITIES_ANY = 1  /* one of them is enough */
+} tokend_ability_mode;
+
+typedef struct tokend_verdict {
+    int reason;              /* TOKEND_OK, MALFORMED, NOT_FOUND, EXPIRED, ... */
+    int has_info;            /* 1 when info is filled (OK, EXPIRED,
+                                INSUFFICIENT_ABILITY) */
+    tokend_token_info info;
+} tokend_verdict;
+
+/* Checks `token` and that it has `abilities` (all or any, by `mode`; none
+ * listed means any valid token passes). Returns TOKEND_OK when the token is
+ * valid and has them; the verdict (TOKEND_MALFORMED, TOKEND_NOT_FOUND,
+ * TOKEND_EXPIRED, TOKEND_INSUFFICIENT_ABILITY) when it is not; or why the
+ * call failed (TOKEND_UNAVAILABLE, TOKEND_DEADLINE_EXCEEDED, ...). `out`
+ * may be NULL; if given, free it with tokend_verdict_free(). */
+int tokend_verify(tokend_client *client, const tokend_call *call, const char *token,
+                  const char *const *abilities, size_t n_abilities,
+                  tokend_ability_mode mode, tokend_verdict *out, tokend_error *err);
+
+/* Frees what tokend_verify() put in *verdict. */
+void tokend_verdict_free(tokend_verdict *verdict);
+
+/* ------------------------------------------------------------------------
+ * Revoke. Each sets *revoked (if not NULL) to how many tokens were revoked.
+ * The next verify of a revoked token, anywhere, fails: the service has
+ * written the revocation durably before it answers. */
+
+/* Revokes the token with public id `id`. TOKEND_NOT_FOUND if none. */
+int tokend_revoke_id(tokend_client *client, const tokend_call *call, const char *id,
+                     uint64_t *revoked, tokend_error *err);
+
+/* Revokes the token whose plain text is `token` (logout). */
+int tokend_revoke_token(tokend_client *client, const tokend_call *call,
+                        const char *token, uint64_t *revoked, tokend_error *err);
+
+/* Revokes every token of `owner`. Succeeds with *revoked == 0 if it had none. */
+int tokend_revoke_owner(tokend_client *client, const tokend_call *call,
+                        const char *owner, uint64_t *revoked, tokend_error *err);
+
+/* ------------------------------------------------------------------------
+ * ListTokens. */
+
+typedef struct tokend_token_page {
+    tokend_token_info *tokens; /* n_tokens entries, oldest first */
+    size_t n_tokens;
+    char *next_cursor;         /* NULL on the last page */
+} tokend_token_page;
+
+/* Lists `owner`'s tokens (NULL/"": the caller's own), `page_size` at a time
+ * (0: 100; at most 1000), starting after `cursor` (NULL: from the first).
+ * Free *out with tokend_token_page_free(). */
+int tokend_list(tokend_client *client, const tokend_call *call, const char *owner,
+                uint32_t page_size, const char *cursor, tokend_token_page *out,
+                tokend_error *err);
+
+/* Frees what tokend_list() put in *page. */
+void tokend_token_page_free(tokend_token_page *page);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TOKEND_H */

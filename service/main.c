@@ -1,0 +1,275 @@
+/*
+ * main.c — the tokend command: `tokend init` creates a store and prints its
+ * first admin token; `tokend serve` serves the TokenService until SIGINT or
+ * SIGTERM, then drains requests in flight, flushes usage and closes the
+ * store.
+ *
+ * Exit codes: 0 ok; 1 runtime failure (store, listen); 2 usage error;
+ * 3 `init` on a store that is already initialised.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "crypto.h"
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+#include "store.h"
+#include "tokend.h"
+#include "tokens.h"
+#include "usage.h"
+#include "writer.h"
+
+#define TOKEND_VERSION "0.1.0"
+#define USAGE_CAPACITY (256 * 1024)
+
+static void usage_top(FILE *out) {
+    fprintf(out,
+            "tokend " TOKEND_VERSION " — API-token service\n"
+            "\n"
+            "Usage:\n"
+            "  tokend init  [--data-dir DIR] [options]   create a store, print its admin "
+            "token\n"
+            "  tokend serve [--data-dir DIR] [--listen URL ...] [options]\n"
+            "  tokend COMMAND --help                     options of a command\n"
+            "  tokend --version\n"
+            "\n"
+            "First start:\n"
+            "  tokend init --data-dir ./data > admin-token   # line 1: the admin token\n"
+            "  tokend serve --data-dir ./data --listen tcp://127.0.0.1:7450\n"
+            "Then manage tokens with tokenctl (tokenctl --help).\n");
+}
+
+static void usage_command(FILE *out, config_command cmd) {
+    if (cmd == CMD_INIT) {
+        fprintf(out, "Usage: tokend init [options]\n\n"
+                     "Creates the token store in --data-dir and prints one admin token\n"
+                     "(ability tokend:admin) on the first line of stdout. It is shown once\n"
+                     "and only its digest is stored: keep it. On a store that is already\n"
+                     "initialised, changes nothing and exits 3.\n\nOptions:\n");
+    } else {
+        fprintf(out, "Usage: tokend serve [options]\n\n"
+                     "Serves the tokend.v1.TokenService on every --listen URL until SIGINT\n"
+                     "or SIGTERM. Logs one logfmt line per event on stderr.\n\nOptions:\n");
+    }
+    config_usage(out, cmd);
+}
+
+static bool apply_common(const config *cfg) {
+    log_level level;
+    if (!log_parse_level(cfg->log_level, &level)) {
+        fprintf(stderr, "tokend: --log-level must be debug, info, warn or error\n");
+        return false;
+    }
+    log_min_level = level;
+    if (!token_prefix_ok(cfg->token_prefix)) {
+        fprintf(stderr, "tokend: --token-prefix must be 1-32 characters of "
+                        "[A-Za-z0-9_]\n");
+        return false;
+    }
+    const char *why = NULL;
+    if (crypto_init(&why) != 0) {
+        fprintf(stderr, "tokend: %s\n", why);
+        return false;
+    }
+    return true;
+}
+
+static int cmd_init(const config *cfg) {
+    char *err = NULL;
+    store *st = NULL;
+    store_options so = {.create_if_missing = true};
+    /* Owner-only: the store holds digests, not tokens, but who has which
+     * token and abilities is nobody else's business. */
+    (void)mkdir(cfg->data_dir, 0700);
+    int rv = store_open(cfg->data_dir, &so, &st, &err);
+    if (rv != TOKEND_OK) {
+        fprintf(stderr, "tokend: cannot open a store in %s: %s\n", cfg->data_dir,
+                err ? err : tokend_strerror(rv));
+        free(err);
+        return 1;
+    }
+    if (store_is_initialised(st)) {
+        fprintf(stderr,
+                "tokend: %s is already initialised; nothing was changed.\n"
+                "Its admin token was printed when it was initialised. To make another,\n"
+                "use an admin credential: tokenctl create --owner %s --name NAME "
+                "--ability tokend:admin\n",
+                cfg->data_dir, cfg->admin_owner);
+        store_close(st);
+        return 3;
+    }
+    char token[TOKEN_MAX_LEN + 1];
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    token_record rec;
+    char *abilities[] = {TOKENS_ABILITY_ADMIN};
+    int64_t now = rpc_now_ms();
+    rv = tokens_mint(cfg->token_prefix, cfg->admin_owner, "initial admin token", abilities,
+                     1, now, 0, token, digest, &rec);
+    if (rv != TOKEND_OK) {
+        fprintf(stderr, "tokend: could not mint the admin token\n");
+        store_close(st);
+        return 1;
+    }
+    store_batch *b = store_batch_new();
+    rv = b ? store_batch_put_token(b, digest, &rec) : TOKEND_INTERNAL;
+    if (rv == TOKEND_OK) {
+        store_batch_mark_initialised(b, now);
+        rv = store_batch_commit(st, b, true, &err);
+    }
+    store_batch_free(b);
+    if (rv != TOKEND_OK) {
+        fprintf(stderr, "tokend: could not write the store: %s\n",
+                err ? err : tokend_strerror(rv));
+        free(err);
+        crypto_wipe(token, sizeof(token));
+        token_record_free(&rec);
+        store_close(st);
+        return 1;
+    }
+    printf("%s\n", token);
+    fflush(stdout);
+    fprintf(stderr,
+            "tokend: initialised %s. The line above is the admin token (id %s, owner %s):\n"
+            "it is shown only now. Keep it secret; use it as tokenctl --credential.\n",
+            cfg->data_dir, rec.id, rec.owner);
+    crypto_wipe(token, sizeof(token));
+    token_record_free(&rec);
+    store_close(st);
+    crypto_shutdown();
+    return 0;
+}
+
+static int cmd_serve(const config *cfg) {
+    char *err = NULL;
+    store *st = NULL;
+    usage *u = NULL;
+    writer *w = NULL;
+    tokens_service *ts = NULL;
+    server *srv = NULL;
+    int exit_code = 1;
+
+    /* Block the stop signals before any thread starts, so every thread
+     * inherits the mask and only sigwait() below sees them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20};
+    int rv = store_open(cfg->data_dir, &so, &st, &err);
+    if (rv != TOKEND_OK || !store_is_initialised(st)) {
+        fprintf(stderr, "tokend: %s has no initialised store (%s). Run: tokend init "
+                        "--data-dir %s\n",
+                cfg->data_dir, err ? err : "not initialised", cfg->data_dir);
+        free(err);
+        store_close(st);
+        return 1;
+    }
+    u = usage_new(USAGE_CAPACITY);
+    if (u == NULL || writer_start(st, u, (int)cfg->usage_flush_ms, &w) != TOKEND_OK) {
+        fprintf(stderr, "tokend: cannot start the writer\n");
+        goto out;
+    }
+    tokens_config tc = {
+        .prefix = cfg->token_prefix,
+        .max_lifetime_s = cfg->max_lifetime_s,
+        .verify_requires_credential = cfg->verify_requires_credential,
+    };
+    ts = tokens_service_new(&tc, st, w, u);
+    if (ts == NULL) {
+        fprintf(stderr, "tokend: out of memory\n");
+        goto out;
+    }
+    server_config sc = {
+        .listen = (const char *const *)cfg->listen,
+        .n_listen = cfg->n_listen,
+        .max_message = (size_t)cfg->max_message,
+        .contexts = (int)cfg->contexts,
+    };
+    if (server_start(&sc, tokens_service_base(ts), &srv, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err ? err : "cannot start serving");
+        free(err);
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        char q[300];
+        LOG(LOG_INFO, "listening", "url=%s", log_quote(q, sizeof(q), cfg->listen[i]));
+    }
+    {
+        char q[600];
+        LOG(LOG_INFO, "started", "version=" TOKEND_VERSION " data_dir=%s contexts=%lld",
+            log_quote(q, sizeof(q), cfg->data_dir), (long long)cfg->contexts);
+    }
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    LOG(LOG_INFO, "stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    int left = server_drain(srv, (int)cfg->drain_ms);
+    if (left > 0) {
+        LOG(LOG_WARN, "drain.timeout", "in_flight=%d", left);
+    }
+    exit_code = 0;
+out:
+    /* Order matters: the writer settles its queued jobs (their replies go
+     * out through the still-open server), flushes usage, then the server
+     * closes, then the store. */
+    writer_stop(w);
+    if (srv != NULL) {
+        uint64_t served = server_requests(srv);
+        server_close(srv);
+        LOG(LOG_INFO, "stopped", "requests=%llu", (unsigned long long)served);
+    }
+    tokens_service_free(ts);
+    usage_free(u);
+    store_close(st);
+    crypto_shutdown();
+    return exit_code;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage_top(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("tokend " TOKEND_VERSION "\n");
+        return 0;
+    }
+    config_command cmd;
+    if (strcmp(argv[1], "init") == 0) {
+        cmd = CMD_INIT;
+    } else if (strcmp(argv[1], "serve") == 0) {
+        cmd = CMD_SERVE;
+    } else {
+        fprintf(stderr, "tokend: unknown command \"%s\" (commands: init, serve; see "
+                        "tokend --help)\n",
+                argv[1]);
+        return 2;
+    }
+    config cfg;
+    bool help = false;
+    if (!config_load(&cfg, cmd, argc, argv, 2, &help, stderr)) {
+        config_free(&cfg);
+        return 2;
+    }
+    if (help) {
+        usage_command(stdout, cmd);
+        config_free(&cfg);
+        return 0;
+    }
+    int rv = 2;
+    if (apply_common(&cfg)) {
+        rv = cmd == CMD_INIT ? cmd_init(&cfg) : cmd_serve(&cfg);
+    }
+    config_free(&cfg);
+    return rv;
+}

@@ -1,0 +1,64 @@
+/*
+ * server.h — the RPC front of tokend: NNG REP sockets, a pool of contexts
+ * driven by aio callbacks, the envelope, and dispatch through protoc-c's
+ * generated service descriptor.
+ *
+ * The only service module that touches NNG. Each context is a small state
+ * machine (RECV -> WORK -> SEND -> RECV, NNG's demo/async shape): a
+ * request is decoded with a capped allocator, its method looked up by name
+ * in the TokenService descriptor, its payload unpacked with that method's
+ * input descriptor, and the ProtobufCService's invoke() called. The
+ * handler answers through its closure (now, or later from the writer
+ * thread); the closure packs the output into the reply envelope and sends.
+ * Callbacks never block: reads of the store are microseconds, writes are
+ * handed to the writer thread.
+ */
+#ifndef TOKEND_SERVER_H
+#define TOKEND_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+typedef struct server server;
+
+typedef struct server_config {
+    const char *const *listen; /* URLs: ipc://PATH, tcp://HOST:PORT, ... */
+    size_t n_listen;
+    size_t max_message;        /* bytes; larger requests are refused unread */
+    int contexts;              /* requests served at once */
+} server_config;
+
+/* Listens on every URL and starts serving `svc` (which must outlive the
+ * server). On error *errmsg (malloc'd) says which URL failed and why. */
+int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
+                 char **errmsg);
+
+/* Stops taking new requests (new ones are answered UNAVAILABLE) and waits
+ * up to drain_ms for the ones in flight to be answered. Returns how many
+ * were still in flight when it gave up (0: drained). */
+int server_drain(server *srv, int drain_ms);
+
+/* Closes the sockets and frees the server. Replies still pending are
+ * dropped; call after server_drain and after the writer has stopped. */
+void server_close(server *srv);
+
+/* Requests answered so far. */
+uint64_t server_requests(server *srv);
+
+/* --- for handlers: `closure_data` of a handler is its call --- */
+
+/* The caller credential of the call ("" if none). Valid until the reply. */
+const char *server_call_credential(void *closure_data);
+
+/* Answers the call with an error status and a message (printf-style; never
+ * put a token in it). The handler must not call its closure afterwards. */
+void server_call_fail(void *closure_data, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Adds "k=v" pairs (logfmt) to the call's log line, e.g. the token id. */
+void server_call_note(void *closure_data, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif /* TOKEND_SERVER_H */

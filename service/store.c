@@ -1,0 +1,1304 @@
+/*
+ * store.c — tokend's durable state in RocksDB; the layout of the column
+ * families is in store.h.
+ *
+ * This file owns everything that touches RocksDB: the options (one LRU
+ * block cache shared by every column family, bloom filters where lookups
+ * are by exact key, index and filter blocks charged to that cache so memory
+ * stays bounded however many tokens there are), the key encodings, the
+ * record codec, and the translation of RocksDB's errptr strings into
+ * tokend statuses. It is the only file that includes rocksdb/c.h. It knows
+ * nothing of RPC, crypto or the clock: callers pass digests and times in.
+ *
+ * Write batches are recorded here as a plain list of operations and turned
+ * into a rocksdb_writebatch_t only at commit, because store_batch_new()
+ * takes no store and RocksDB needs the store's column family handles to
+ * build a batch.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <rocksdb/c.h>
+
+#include "tokend.h"
+
+/* Tuning. The aim is a small, bounded footprint (tokend under 200 MB with
+ * a million tokens): a 32 MiB block cache that also holds the index and
+ * filter blocks, and at most 64 MiB of memtables across all families. */
+#define STORE_DEFAULT_CACHE_BYTES ((size_t)32 << 20)
+#define STORE_DB_WRITE_BUFFER_BYTES ((size_t)64 << 20)
+#define STORE_TOKENS_WRITE_BUFFER_BYTES ((size_t)16 << 20)
+#define STORE_INDEX_WRITE_BUFFER_BYTES ((size_t)8 << 20)
+#define STORE_META_WRITE_BUFFER_BYTES ((size_t)1 << 20)
+#define STORE_MAX_TOTAL_WAL_BYTES ((uint64_t)64 << 20)
+#define STORE_MAX_OPEN_FILES 256
+#define STORE_BLOOM_BITS_PER_KEY 10.0
+
+#define STORE_SCHEMA_VERSION "1"
+#define RECORD_VERSION 1
+
+/* Column families, in the order of their handles in struct store. */
+enum { CF_META, CF_TOKENS, CF_IDS, CF_OWNERS, CF_USAGE, CF_COUNT };
+
+static const char *const cf_names[CF_COUNT] = {"default", "tokens", "ids", "owners",
+                                               "usage"};
+
+/* owners key: owner NUL be64(created_ms) id */
+#define OWNER_SUFFIX_LEN (8 + TOKEN_ID_LEN)
+#define OWNER_KEY_MAX (TOKEN_OWNER_MAX + 1 + OWNER_SUFFIX_LEN)
+#define CURSOR_HEX_LEN (2 * OWNER_SUFFIX_LEN)
+#define USAGE_VALUE_LEN 16
+
+struct store {
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *cf[CF_COUNT];
+    rocksdb_cache_t *cache;
+    rocksdb_readoptions_t *read_opts; /* shared by every point read */
+    rocksdb_writeoptions_t *write_sync;
+    rocksdb_writeoptions_t *write_nosync;
+    bool read_only;
+};
+
+/* A batch is a byte log of operations: op, cf, be32 key length, key, and
+ * for a put be32 value length and value. */
+enum { OP_PUT = 1, OP_DELETE = 2 };
+
+struct store_batch {
+    uint8_t *log;
+    size_t len;
+    size_t cap;
+    size_t count;    /* store_batch_* calls that added operations */
+    int failed;      /* 0, or the status commit must return */
+    char fail[160];  /* why, for commit's errmsg */
+};
+
+/* ---------- errors ---------- */
+
+/* Detail of the calling thread's latest failure in a call without an
+ * errmsg parameter (see store_last_error). A fixed buffer: no allocation
+ * on the error path, nothing to free. */
+static _Thread_local char last_error[512];
+
+/* Records printf-style detail for store_last_error(). */
+static void set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void set_last_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+}
+
+const char *store_last_error(void) {
+    return last_error;
+}
+
+/* Hands a malloc'd copy of the current last_error to *errmsg, if the
+ * caller wants one. Out of memory leaves *errmsg NULL. */
+static void give_errmsg(char **errmsg) {
+    if (errmsg != NULL) {
+        *errmsg = strdup(last_error);
+    }
+}
+
+/* Translates a RocksDB errptr at the boundary: the detail, prefixed with
+ * what we were doing, goes to last_error (and *errmsg when given), and
+ * RocksDB's string is freed. Always TOKEND_STORAGE_ERROR. */
+static int storage_error(char *rocks_err, const char *what, char **errmsg) {
+    set_last_error("%s: %s", what, rocks_err != NULL ? rocks_err : "unknown error");
+    rocksdb_free(rocks_err);
+    give_errmsg(errmsg);
+    return TOKEND_STORAGE_ERROR;
+}
+
+/* ---------- byte helpers ---------- */
+
+static void put_be64(uint8_t *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
+           (uint32_t)p[3];
+}
+
+static const char hex_digits[] = "0123456789abcdef";
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* ---------- record codec ----------
+ *
+ * Version 1 layout, all lengths and counts as LEB128 varints:
+ *   u8 version (1)
+ *   id        len (== TOKEN_ID_LEN) + bytes
+ *   owner     len (<= TOKEN_OWNER_MAX) + bytes
+ *   name      len (<= TOKEN_NAME_MAX) + bytes
+ *   abilities count (<= TOKEN_ABILITIES_MAX), each len (<= TOKEN_ABILITY_MAX)
+ *             + bytes
+ *   created_ms, expires_ms   be64 each (two's complement)
+ *   metadata  count (<= TOKEN_METADATA_MAX), each key len (<= TOKEN_META_KEY_MAX)
+ *             + bytes, value len (<= TOKEN_META_VALUE_MAX) + bytes
+ * and nothing after. Strings hold no NUL byte. Every bound is below 2^14,
+ * so a valid varint here is one or two bytes; decode accepts at most three.
+ */
+
+static size_t varint_len(size_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, size_t v) {
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static uint8_t *put_string(uint8_t *p, const char *s, size_t len) {
+    p = put_varint(p, len);
+    memcpy(p, s, len);
+    return p + len;
+}
+
+/* Adds the encoded size of string `s` (NULL is refused, or taken as ""
+ * where null_ok) to *size, if it is within `max` bytes. */
+static bool size_string(const char *s, size_t max, bool null_ok, size_t *size,
+                        const char *field) {
+    if (s == NULL) {
+        if (!null_ok) {
+            set_last_error("record %s is missing", field);
+            return false;
+        }
+        s = "";
+    }
+    size_t len = strnlen(s, max + 1);
+    if (len > max) {
+        set_last_error("record %s longer than %zu bytes", field, max);
+        return false;
+    }
+    *size += varint_len(len) + len;
+    return true;
+}
+
+/* Checks `rec` against the bounds of token.h and computes its encoded
+ * size. Returns false (detail in last_error) if it is out of bounds. */
+static bool record_size(const token_record *rec, size_t *size) {
+    size_t total = 1;
+    if (!token_id_ok(rec->id, strnlen(rec->id, sizeof(rec->id)))) {
+        set_last_error("record id is not a valid public id");
+        return false;
+    }
+    total += varint_len(TOKEN_ID_LEN) + TOKEN_ID_LEN;
+    if (!size_string(rec->owner, TOKEN_OWNER_MAX, false, &total, "owner") ||
+        !size_string(rec->name, TOKEN_NAME_MAX, true, &total, "name")) {
+        return false;
+    }
+    if (rec->n_abilities > TOKEN_ABILITIES_MAX ||
+        (rec->n_abilities > 0 && rec->abilities == NULL)) {
+        set_last_error("record has %zu abilities (at most %d)", rec->n_abilities,
+                       TOKEN_ABILITIES_MAX);
+        return false;
+    }
+    total += varint_len(rec->n_abilities);
+    for (size_t i = 0; i < rec->n_abilities; i++) {
+        if (!size_string(rec->abilities[i], TOKEN_ABILITY_MAX, false, &total, "ability")) {
+            return false;
+        }
+    }
+    total += 16;
+    if (rec->n_metadata > TOKEN_METADATA_MAX ||
+        (rec->n_metadata > 0 && rec->metadata == NULL)) {
+        set_last_error("record has %zu metadata entries (at most %d)", rec->n_metadata,
+                       TOKEN_METADATA_MAX);
+        return false;
+    }
+    total += varint_len(rec->n_metadata);
+    for (size_t i = 0; i < rec->n_metadata; i++) {
+        if (!size_string(rec->metadata[i].key, TOKEN_META_KEY_MAX, false, &total,
+                         "metadata key") ||
+            !size_string(rec->metadata[i].value, TOKEN_META_VALUE_MAX, true, &total,
+                         "metadata value")) {
+            return false;
+        }
+    }
+    *size = total;
+    return true;
+}
+
+/* Encodes after record_size() has checked every bound, so it cannot fail
+ * and writes exactly the size that function computed. A NULL name or
+ * metadata value is written as "". */
+int store_record_encode(const token_record *rec, uint8_t **out, size_t *len) {
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (len != NULL) {
+        *len = 0;
+    }
+    if (rec == NULL || out == NULL || len == NULL) {
+        set_last_error("store_record_encode: NULL argument");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    size_t size = 0;
+    if (!record_size(rec, &size)) {
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    uint8_t *buf = malloc(size);
+    if (buf == NULL) {
+        set_last_error("out of memory encoding a record");
+        return TOKEND_INTERNAL;
+    }
+    uint8_t *p = buf;
+    *p++ = RECORD_VERSION;
+    p = put_string(p, rec->id, TOKEN_ID_LEN);
+    p = put_string(p, rec->owner, strlen(rec->owner));
+    const char *name = rec->name != NULL ? rec->name : "";
+    p = put_string(p, name, strlen(name));
+    p = put_varint(p, rec->n_abilities);
+    for (size_t i = 0; i < rec->n_abilities; i++) {
+        p = put_string(p, rec->abilities[i], strlen(rec->abilities[i]));
+    }
+    put_be64(p, (uint64_t)rec->created_ms);
+    put_be64(p + 8, (uint64_t)rec->expires_ms);
+    p += 16;
+    p = put_varint(p, rec->n_metadata);
+    for (size_t i = 0; i < rec->n_metadata; i++) {
+        const token_kv *kv = &rec->metadata[i];
+        const char *value = kv->value != NULL ? kv->value : "";
+        p = put_string(p, kv->key, strlen(kv->key));
+        p = put_string(p, value, strlen(value));
+    }
+    *out = buf;
+    *len = (size_t)(p - buf);
+    return TOKEND_OK;
+}
+
+/* A cursor over untrusted bytes: every read checks what is left first. */
+typedef struct reader {
+    const uint8_t *p;
+    size_t left;
+} reader;
+
+static bool read_u8(reader *r, uint8_t *v) {
+    if (r->left < 1) {
+        return false;
+    }
+    *v = *r->p++;
+    r->left--;
+    return true;
+}
+
+static bool read_be64(reader *r, int64_t *v) {
+    if (r->left < 8) {
+        return false;
+    }
+    *v = (int64_t)get_be64(r->p);
+    r->p += 8;
+    r->left -= 8;
+    return true;
+}
+
+/* Reads a varint of at most three bytes whose value is at most `max`. */
+static bool read_varint(reader *r, size_t max, size_t *v) {
+    size_t value = 0;
+    for (int shift = 0; shift < 21; shift += 7) {
+        uint8_t b;
+        if (!read_u8(r, &b)) {
+            return false;
+        }
+        value |= (size_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            if (value > max) {
+                return false;
+            }
+            *v = value;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Reads a length-prefixed string of at most `max` bytes with no NUL into
+ * a malloc'd, NUL-terminated copy. */
+static bool read_string(reader *r, size_t max, char **out) {
+    size_t len;
+    if (!read_varint(r, max, &len) || len > r->left || memchr(r->p, 0, len) != NULL) {
+        return false;
+    }
+    char *s = malloc(len + 1);
+    if (s == NULL) {
+        return false;
+    }
+    memcpy(s, r->p, len);
+    s[len] = '\0';
+    r->p += len;
+    r->left -= len;
+    *out = s;
+    return true;
+}
+
+/* Decodes into a local record and hands it over only when all of it
+ * decoded, so a failure leaves *out zeroed and frees every partial
+ * allocation (token_record_free copes with a half-filled record because
+ * the arrays are calloc'd and their counts set before they are filled). */
+int store_record_decode(const uint8_t *buf, size_t len, token_record *out) {
+    if (out == NULL) {
+        set_last_error("store_record_decode: NULL argument");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    memset(out, 0, sizeof(*out));
+    if (buf == NULL) {
+        set_last_error("record is empty");
+        return TOKEND_INTERNAL;
+    }
+    token_record rec;
+    memset(&rec, 0, sizeof(rec));
+    reader r = {buf, len};
+    uint8_t version = 0;
+    size_t n = 0;
+    char *id = NULL;
+
+    if (!read_u8(&r, &version) || version != RECORD_VERSION) {
+        goto fail;
+    }
+    if (!read_string(&r, TOKEN_ID_LEN, &id)) {
+        goto fail;
+    }
+    if (!token_id_ok(id, strlen(id))) {
+        free(id);
+        goto fail;
+    }
+    memcpy(rec.id, id, TOKEN_ID_LEN + 1);
+    free(id);
+    if (!read_string(&r, TOKEN_OWNER_MAX, &rec.owner) ||
+        !read_string(&r, TOKEN_NAME_MAX, &rec.name)) {
+        goto fail;
+    }
+    if (!read_varint(&r, TOKEN_ABILITIES_MAX, &n)) {
+        goto fail;
+    }
+    if (n > 0) {
+        rec.abilities = calloc(n, sizeof(*rec.abilities));
+        if (rec.abilities == NULL) {
+            goto fail;
+        }
+        rec.n_abilities = n;
+        for (size_t i = 0; i < n; i++) {
+            if (!read_string(&r, TOKEN_ABILITY_MAX, &rec.abilities[i])) {
+                goto fail;
+            }
+        }
+    }
+    if (!read_be64(&r, &rec.created_ms) || !read_be64(&r, &rec.expires_ms)) {
+        goto fail;
+    }
+    if (!read_varint(&r, TOKEN_METADATA_MAX, &n)) {
+        goto fail;
+    }
+    if (n > 0) {
+        rec.metadata = calloc(n, sizeof(*rec.metadata));
+        if (rec.metadata == NULL) {
+            goto fail;
+        }
+        rec.n_metadata = n;
+        for (size_t i = 0; i < n; i++) {
+            if (!read_string(&r, TOKEN_META_KEY_MAX, &rec.metadata[i].key) ||
+                !read_string(&r, TOKEN_META_VALUE_MAX, &rec.metadata[i].value)) {
+                goto fail;
+            }
+        }
+    }
+    if (r.left != 0) {
+        goto fail;
+    }
+    *out = rec;
+    return TOKEND_OK;
+
+fail:
+    set_last_error("stored record does not decode (byte %zu of %zu)", len - r.left, len);
+    token_record_free(&rec);
+    return TOKEND_INTERNAL;
+}
+
+/* ---------- open and close ---------- */
+
+/* Options for one column family (or, for CF_META, the database as a
+ * whole): shared cache, lz4 (cheap; a token record's text compresses, its
+ * random keys do not), index and filter blocks in the cache, and a bloom
+ * filter where `bloom`. The returned options own their table factory. */
+static rocksdb_options_t *family_options(rocksdb_cache_t *cache, bool bloom,
+                                         size_t write_buffer_bytes) {
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    rocksdb_options_set_write_buffer_size(o, write_buffer_bytes);
+    rocksdb_options_set_max_write_buffer_number(o, 2);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(t, cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    if (bloom) {
+        /* The table options take ownership of the policy. */
+        rocksdb_block_based_options_set_filter_policy(
+            t, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
+    }
+    rocksdb_options_set_block_based_table_factory(o, t);
+    rocksdb_block_based_options_destroy(t);
+    return o;
+}
+
+/* Settings that belong to the database rather than a family. */
+static void database_options(rocksdb_options_t *o, bool create) {
+    rocksdb_options_set_create_if_missing(o, create);
+    rocksdb_options_set_create_missing_column_families(o, create);
+    rocksdb_options_set_max_open_files(o, STORE_MAX_OPEN_FILES);
+    rocksdb_options_set_db_write_buffer_size(o, STORE_DB_WRITE_BUFFER_BYTES);
+    /* Families written rarely (meta) would otherwise pin old WAL files. */
+    rocksdb_options_set_max_total_wal_size(o, STORE_MAX_TOTAL_WAL_BYTES);
+    rocksdb_options_set_max_background_jobs(o, 2);
+    rocksdb_options_set_keep_log_file_num(o, 4);
+    rocksdb_options_set_max_log_file_size(o, (size_t)4 << 20);
+}
+
+/* True if `dir` holds a RocksDB database (its CURRENT file). */
+static bool store_exists(const char *dir) {
+    char *path = NULL;
+    if (asprintf(&path, "%s/CURRENT", dir) < 0) {
+        return false;
+    }
+    struct stat sb;
+    bool exists = stat(path, &sb) == 0;
+    free(path);
+    return exists;
+}
+
+/* Checks the column families an existing store has: none unknown to this
+ * version (RocksDB would make us open them all), and, unless we may
+ * create them, all of ours present. */
+static int check_families(const char *dir, bool create, char **errmsg) {
+    rocksdb_options_t *o = rocksdb_options_create();
+    char *err = NULL;
+    size_t n = 0;
+    char **names = rocksdb_list_column_families(o, dir, &n, &err);
+    rocksdb_options_destroy(o);
+    if (err != NULL) {
+        return storage_error(err, "listing column families", errmsg);
+    }
+    int rv = TOKEND_OK;
+    bool have[CF_COUNT] = {false};
+    for (size_t i = 0; i < n && rv == TOKEND_OK; i++) {
+        bool known = false;
+        for (int c = 0; c < CF_COUNT; c++) {
+            if (strcmp(names[i], cf_names[c]) == 0) {
+                have[c] = known = true;
+            }
+        }
+        if (!known) {
+            set_last_error("%s has column family \"%s\", unknown to this tokend", dir,
+                           names[i]);
+            rv = TOKEND_STORAGE_ERROR;
+        }
+    }
+    for (int c = 0; c < CF_COUNT && rv == TOKEND_OK; c++) {
+        if (!have[c] && !create) {
+            set_last_error("%s is not a complete tokend store (no column family \"%s\")",
+                           dir, cf_names[c]);
+            rv = TOKEND_STORAGE_ERROR;
+        }
+    }
+    rocksdb_list_column_families_destroy(names, n);
+    if (rv != TOKEND_OK) {
+        give_errmsg(errmsg);
+    }
+    return rv;
+}
+
+/* Point read of key in family `cf`. TOKEND_OK with *value set (destroy
+ * it), TOKEND_NOT_FOUND, or TOKEND_STORAGE_ERROR (detail in last_error). */
+static int get_raw(store *st, const rocksdb_readoptions_t *ro, int cf, const void *key,
+                   size_t klen, rocksdb_pinnableslice_t **value) {
+    char *err = NULL;
+    *value = rocksdb_get_pinned_cf(st->db, ro, st->cf[cf], key, klen, &err);
+    if (err != NULL) {
+        rocksdb_pinnableslice_destroy(*value);
+        *value = NULL;
+        char what[64];
+        snprintf(what, sizeof(what), "reading %s", cf_names[cf]);
+        return storage_error(err, what, NULL);
+    }
+    return *value != NULL ? TOKEND_OK : TOKEND_NOT_FOUND;
+}
+
+/* The schema marker: written into a new store, checked in an old one so
+ * that a store from a future layout is refused rather than misread. */
+static int check_schema(store *st, char **errmsg) {
+    rocksdb_pinnableslice_t *v = NULL;
+    int rv = get_raw(st, st->read_opts, CF_META, "schema", 6, &v);
+    if (rv == TOKEND_NOT_FOUND) {
+        if (st->read_only) {
+            return TOKEND_OK;
+        }
+        char *err = NULL;
+        rocksdb_put_cf(st->db, st->write_sync, st->cf[CF_META], "schema", 6,
+                       STORE_SCHEMA_VERSION, strlen(STORE_SCHEMA_VERSION), &err);
+        if (err != NULL) {
+            return storage_error(err, "writing the schema version", errmsg);
+        }
+        return TOKEND_OK;
+    }
+    if (rv != TOKEND_OK) {
+        give_errmsg(errmsg);
+        return rv;
+    }
+    size_t len = 0;
+    const char *val = rocksdb_pinnableslice_value(v, &len);
+    if (len != strlen(STORE_SCHEMA_VERSION) || memcmp(val, STORE_SCHEMA_VERSION, len) != 0) {
+        set_last_error("store schema \"%.*s\" is not supported (this tokend reads \"%s\")",
+                       (int)(len < 16 ? len : 16), val, STORE_SCHEMA_VERSION);
+        rv = TOKEND_STORAGE_ERROR;
+        give_errmsg(errmsg);
+    }
+    rocksdb_pinnableslice_destroy(v);
+    return rv;
+}
+
+/* Opening is: refuse a missing store unless creating; check the families
+ * on disk; open all five with their options (creating the missing ones if
+ * allowed); check or write the schema marker. Any failure unwinds
+ * through store_close, which copes with a half-built store. */
+int store_open(const char *dir, const store_options *opts, store **out, char **errmsg) {
+    if (errmsg != NULL) {
+        *errmsg = NULL;
+    }
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (dir == NULL || *dir == '\0' || out == NULL) {
+        set_last_error("store_open: no directory given");
+        give_errmsg(errmsg);
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    store_options defaults = {0};
+    if (opts == NULL) {
+        opts = &defaults;
+    }
+    if (opts->create_if_missing && opts->read_only) {
+        set_last_error("store_open: create_if_missing and read_only exclude each other");
+        give_errmsg(errmsg);
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    bool create = opts->create_if_missing;
+    bool exists = store_exists(dir);
+    if (!exists && !create) {
+        set_last_error("no tokend store in %s (run tokend init)", dir);
+        give_errmsg(errmsg);
+        return TOKEND_NOT_FOUND;
+    }
+    if (exists) {
+        int rv = check_families(dir, create, errmsg);
+        if (rv != TOKEND_OK) {
+            return rv;
+        }
+    } else if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        /* Made here, not by RocksDB, so that it is private (0700). */
+        set_last_error("cannot create %s: %s", dir, strerror(errno));
+        give_errmsg(errmsg);
+        return TOKEND_STORAGE_ERROR;
+    }
+
+    store *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        set_last_error("out of memory opening the store");
+        give_errmsg(errmsg);
+        return TOKEND_INTERNAL;
+    }
+    st->read_only = opts->read_only;
+    st->cache = rocksdb_cache_create_lru(
+        opts->block_cache_bytes != 0 ? opts->block_cache_bytes : STORE_DEFAULT_CACHE_BYTES);
+    st->read_opts = rocksdb_readoptions_create();
+    st->write_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->write_sync, 1);
+    st->write_nosync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->write_nosync, 0);
+
+    rocksdb_options_t *fam[CF_COUNT];
+    fam[CF_META] = family_options(st->cache, false, STORE_META_WRITE_BUFFER_BYTES);
+    fam[CF_TOKENS] = family_options(st->cache, true, STORE_TOKENS_WRITE_BUFFER_BYTES);
+    fam[CF_IDS] = family_options(st->cache, true, STORE_INDEX_WRITE_BUFFER_BYTES);
+    fam[CF_OWNERS] = family_options(st->cache, false, STORE_INDEX_WRITE_BUFFER_BYTES);
+    fam[CF_USAGE] = family_options(st->cache, false, STORE_INDEX_WRITE_BUFFER_BYTES);
+    database_options(fam[CF_META], create);
+
+    char *err = NULL;
+    if (st->read_only) {
+        st->db = rocksdb_open_for_read_only_column_families(
+            fam[CF_META], dir, CF_COUNT, cf_names, (const rocksdb_options_t *const *)fam,
+            st->cf, 0, &err);
+    } else {
+        st->db = rocksdb_open_column_families(fam[CF_META], dir, CF_COUNT, cf_names,
+                                              (const rocksdb_options_t *const *)fam,
+                                              st->cf, &err);
+    }
+    for (int c = 0; c < CF_COUNT; c++) {
+        rocksdb_options_destroy(fam[c]);
+    }
+    int rv = TOKEND_OK;
+    if (err != NULL) {
+        char what[256];
+        snprintf(what, sizeof(what), "opening %s", dir);
+        rv = storage_error(err, what, errmsg);
+        st->db = NULL;
+    } else {
+        rv = check_schema(st, errmsg);
+    }
+    if (rv != TOKEND_OK) {
+        st->read_only = true; /* nothing to flush */
+        store_close(st);
+        return rv;
+    }
+    *out = st;
+    return TOKEND_OK;
+}
+
+/* Flushing first means the next open replays no WAL. A failed flush loses
+ * nothing (the WAL still holds the writes), so it is not reported. */
+void store_close(store *st) {
+    if (st == NULL) {
+        return;
+    }
+    if (st->db != NULL && !st->read_only) {
+        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+        rocksdb_flushoptions_set_wait(fo, 1);
+        for (int c = 0; c < CF_COUNT; c++) {
+            char *err = NULL;
+            rocksdb_flush_cf(st->db, fo, st->cf[c], &err);
+            rocksdb_free(err);
+        }
+        rocksdb_flushoptions_destroy(fo);
+    }
+    for (int c = 0; c < CF_COUNT; c++) {
+        if (st->cf[c] != NULL) {
+            rocksdb_column_family_handle_destroy(st->cf[c]);
+        }
+    }
+    if (st->db != NULL) {
+        rocksdb_close(st->db);
+    }
+    rocksdb_readoptions_destroy(st->read_opts);
+    rocksdb_writeoptions_destroy(st->write_sync);
+    rocksdb_writeoptions_destroy(st->write_nosync);
+    if (st->cache != NULL) {
+        rocksdb_cache_destroy(st->cache);
+    }
+    free(st);
+}
+
+/* ---------- reads ---------- */
+
+bool store_is_initialised(store *st) {
+    if (st == NULL) {
+        return false;
+    }
+    rocksdb_pinnableslice_t *v = NULL;
+    if (get_raw(st, st->read_opts, CF_META, "initialised", 11, &v) != TOKEND_OK) {
+        return false;
+    }
+    rocksdb_pinnableslice_destroy(v);
+    return true;
+}
+
+static int get_token_ro(store *st, const rocksdb_readoptions_t *ro,
+                        const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out) {
+    rocksdb_pinnableslice_t *v = NULL;
+    int rv = get_raw(st, ro, CF_TOKENS, digest, TOKEN_DIGEST_LEN, &v);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    size_t len = 0;
+    const char *val = rocksdb_pinnableslice_value(v, &len);
+    rv = store_record_decode((const uint8_t *)val, len, out);
+    rocksdb_pinnableslice_destroy(v);
+    return rv;
+}
+
+int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out) {
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+    }
+    if (st == NULL || digest == NULL || out == NULL) {
+        set_last_error("store_get_token: NULL argument");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    return get_token_ro(st, st->read_opts, digest, out);
+}
+
+static int get_digest_ro(store *st, const rocksdb_readoptions_t *ro, const char *id,
+                         size_t id_len, uint8_t digest[TOKEN_DIGEST_LEN]) {
+    rocksdb_pinnableslice_t *v = NULL;
+    int rv = get_raw(st, ro, CF_IDS, id, id_len, &v);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    size_t len = 0;
+    const char *val = rocksdb_pinnableslice_value(v, &len);
+    if (len == TOKEN_DIGEST_LEN) {
+        memcpy(digest, val, TOKEN_DIGEST_LEN);
+    } else {
+        set_last_error("ids entry for %.*s holds %zu bytes, not a digest", (int)id_len, id,
+                       len);
+        rv = TOKEND_INTERNAL;
+    }
+    rocksdb_pinnableslice_destroy(v);
+    return rv;
+}
+
+int store_get_digest(store *st, const char *id, uint8_t digest[TOKEN_DIGEST_LEN]) {
+    if (st == NULL || id == NULL || digest == NULL) {
+        set_last_error("store_get_digest: NULL argument");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    return get_digest_ro(st, st->read_opts, id, strlen(id), digest);
+}
+
+int store_get_usage(store *st, const char *id, int64_t *last_used_ms, uint64_t *use_count) {
+    if (st == NULL || id == NULL || last_used_ms == NULL || use_count == NULL) {
+        set_last_error("store_get_usage: NULL argument");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    rocksdb_pinnableslice_t *v = NULL;
+    int rv = get_raw(st, st->read_opts, CF_USAGE, id, strlen(id), &v);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    size_t len = 0;
+    const uint8_t *val = (const uint8_t *)rocksdb_pinnableslice_value(v, &len);
+    if (len == USAGE_VALUE_LEN) {
+        *last_used_ms = (int64_t)get_be64(val);
+        *use_count = get_be64(val + 8);
+    } else {
+        set_last_error("usage entry for %s holds %zu bytes, not %d", id, len,
+                       USAGE_VALUE_LEN);
+        rv = TOKEND_INTERNAL;
+    }
+    rocksdb_pinnableslice_destroy(v);
+    return rv;
+}
+
+/* ---------- owner scans ---------- */
+
+/* Writes owner NUL into key; returns its length, or 0 if the owner is
+ * NULL or too long to be stored. */
+static size_t owner_prefix(const char *owner, uint8_t key[OWNER_KEY_MAX]) {
+    if (owner == NULL) {
+        return 0;
+    }
+    size_t len = strnlen(owner, TOKEN_OWNER_MAX + 1);
+    if (len > TOKEN_OWNER_MAX) {
+        return 0;
+    }
+    memcpy(key, owner, len);
+    key[len] = 0;
+    return len + 1;
+}
+
+/* An iteration over one owner's index entries, from a snapshot so that
+ * the ids and tokens read alongside agree with the index. The upper bound
+ * owner+"\x01" is the first key past every owner+"\0"+... key, so RocksDB
+ * stops at the owner's end instead of scanning into the next owner. */
+typedef struct owner_scan {
+    uint8_t prefix[OWNER_KEY_MAX];
+    size_t prefix_len;
+    uint8_t upper[OWNER_KEY_MAX];
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+} owner_scan;
+
+static void owner_scan_begin(store *st, owner_scan *s) {
+    memcpy(s->upper, s->prefix, s->prefix_len);
+    s->upper[s->prefix_len - 1] = 1;
+    s->snap = rocksdb_create_snapshot(st->db);
+    s->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(s->ro, s->snap);
+    rocksdb_readoptions_set_iterate_upper_bound(s->ro, (const char *)s->upper,
+                                                s->prefix_len);
+    s->it = rocksdb_create_iterator_cf(st->db, s->ro, st->cf[CF_OWNERS]);
+}
+
+/* Ends the scan; returns TOKEND_STORAGE_ERROR if the iterator failed
+ * (which it reports as "not valid"), else `rv`. */
+static int owner_scan_end(store *st, owner_scan *s, int rv) {
+    char *err = NULL;
+    rocksdb_iter_get_error(s->it, &err);
+    if (err != NULL) {
+        if (rv == TOKEND_OK) {
+            rv = storage_error(err, "scanning owners", NULL);
+        } else {
+            rocksdb_free(err);
+        }
+    }
+    rocksdb_iter_destroy(s->it);
+    rocksdb_readoptions_destroy(s->ro);
+    rocksdb_release_snapshot(st->db, s->snap);
+    return rv;
+}
+
+/* The id in the owners key at the iterator, or NULL if the key does not
+ * have the layout we write. */
+static const char *owner_scan_id(const owner_scan *s, const char **suffix) {
+    size_t klen = 0;
+    const char *key = rocksdb_iter_key(s->it, &klen);
+    if (klen != s->prefix_len + OWNER_SUFFIX_LEN ||
+        !token_id_ok(key + s->prefix_len + 8, TOKEN_ID_LEN)) {
+        set_last_error("owners index holds a malformed key (%zu bytes)", klen);
+        return NULL;
+    }
+    if (suffix != NULL) {
+        *suffix = key + s->prefix_len;
+    }
+    return key + s->prefix_len + 8;
+}
+
+/* Decodes a list cursor (hex of be64 created_ms + id) into suffix. */
+static bool cursor_decode(const char *cursor, uint8_t suffix[OWNER_SUFFIX_LEN]) {
+    if (strnlen(cursor, CURSOR_HEX_LEN + 1) != CURSOR_HEX_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < OWNER_SUFFIX_LEN; i++) {
+        int hi = hex_value(cursor[2 * i]);
+        int lo = hex_value(cursor[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return false;
+        }
+        suffix[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return token_id_ok((const char *)suffix + 8, TOKEN_ID_LEN);
+}
+
+static char *cursor_encode(const char *suffix) {
+    char *hex = malloc(CURSOR_HEX_LEN + 1);
+    if (hex == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < OWNER_SUFFIX_LEN; i++) {
+        uint8_t b = (uint8_t)suffix[i];
+        hex[2 * i] = hex_digits[b >> 4];
+        hex[2 * i + 1] = hex_digits[b & 0xf];
+    }
+    hex[CURSOR_HEX_LEN] = '\0';
+    return hex;
+}
+
+/* Seeks to just after the cursor's entry: to the entry itself and one
+ * step on if it is still there, or to whatever followed it if it was
+ * deleted since. The records array grows as needed rather than being
+ * sized by `limit`, which the caller may set large. After the page the
+ * iterator already sits on the next entry, so whether it is valid says
+ * whether there is a next page. */
+int store_list_owner(store *st, const char *owner, const char *cursor, size_t limit,
+                     token_record **out, size_t *n, char **next_cursor) {
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (n != NULL) {
+        *n = 0;
+    }
+    if (next_cursor != NULL) {
+        *next_cursor = NULL;
+    }
+    owner_scan s;
+    if (st == NULL || out == NULL || n == NULL || next_cursor == NULL) {
+        set_last_error("store_list_owner: NULL argument");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    s.prefix_len = owner_prefix(owner, s.prefix);
+    if (s.prefix_len == 0 || limit == 0) {
+        set_last_error("store_list_owner: %s", limit == 0 ? "limit is 0" : "bad owner");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    uint8_t seek[OWNER_KEY_MAX];
+    size_t seek_len = s.prefix_len;
+    memcpy(seek, s.prefix, s.prefix_len);
+    if (cursor != NULL && *cursor != '\0') {
+        if (!cursor_decode(cursor, seek + s.prefix_len)) {
+            set_last_error("list cursor does not decode");
+            return TOKEND_INVALID_ARGUMENT;
+        }
+        seek_len += OWNER_SUFFIX_LEN;
+    }
+
+    owner_scan_begin(st, &s);
+    rocksdb_iter_seek(s.it, (const char *)seek, seek_len);
+    if (seek_len > s.prefix_len && rocksdb_iter_valid(s.it)) {
+        size_t klen = 0;
+        const char *key = rocksdb_iter_key(s.it, &klen);
+        if (klen == seek_len && memcmp(key, seek, seek_len) == 0) {
+            rocksdb_iter_next(s.it);
+        }
+    }
+
+    token_record *recs = NULL;
+    size_t count = 0, cap = 0;
+    char last_suffix[OWNER_SUFFIX_LEN];
+    int rv = TOKEND_OK;
+    while (rv == TOKEND_OK && count < limit && rocksdb_iter_valid(s.it)) {
+        const char *suffix = NULL;
+        const char *id = owner_scan_id(&s, &suffix);
+        if (id == NULL) {
+            rv = TOKEND_INTERNAL;
+            break;
+        }
+        if (count == cap) {
+            size_t ncap = cap == 0 ? (limit < 16 ? limit : 16) : cap * 2;
+            ncap = ncap > limit ? limit : ncap;
+            token_record *grown = realloc(recs, ncap * sizeof(*recs));
+            if (grown == NULL) {
+                set_last_error("out of memory listing tokens");
+                rv = TOKEND_INTERNAL;
+                break;
+            }
+            recs = grown;
+            cap = ncap;
+        }
+        uint8_t digest[TOKEN_DIGEST_LEN];
+        rv = get_digest_ro(st, s.ro, id, TOKEN_ID_LEN, digest);
+        if (rv == TOKEND_OK) {
+            rv = get_token_ro(st, s.ro, digest, &recs[count]);
+        }
+        if (rv == TOKEND_NOT_FOUND) {
+            /* The batch writes all three together; a gap is corruption. */
+            set_last_error("owners index names %.*s, which has no token", TOKEN_ID_LEN, id);
+            rv = TOKEND_INTERNAL;
+        }
+        if (rv != TOKEND_OK) {
+            break;
+        }
+        memcpy(last_suffix, suffix, OWNER_SUFFIX_LEN);
+        count++;
+        rocksdb_iter_next(s.it);
+    }
+    bool more = rv == TOKEND_OK && rocksdb_iter_valid(s.it);
+    rv = owner_scan_end(st, &s, rv);
+    if (rv == TOKEND_OK && more) {
+        *next_cursor = cursor_encode(last_suffix);
+        if (*next_cursor == NULL) {
+            set_last_error("out of memory listing tokens");
+            rv = TOKEND_INTERNAL;
+        }
+    }
+    if (rv != TOKEND_OK) {
+        for (size_t i = 0; i < count; i++) {
+            token_record_free(&recs[i]);
+        }
+        free(recs);
+        return rv;
+    }
+    *out = recs;
+    *n = count;
+    return TOKEND_OK;
+}
+
+int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
+    if (ids != NULL) {
+        *ids = NULL;
+    }
+    if (n != NULL) {
+        *n = 0;
+    }
+    owner_scan s;
+    if (st == NULL || ids == NULL || n == NULL) {
+        set_last_error("store_owner_ids: NULL argument");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    s.prefix_len = owner_prefix(owner, s.prefix);
+    if (s.prefix_len == 0) {
+        set_last_error("store_owner_ids: bad owner");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    owner_scan_begin(st, &s);
+    rocksdb_iter_seek(s.it, (const char *)s.prefix, s.prefix_len);
+    char **list = NULL;
+    size_t count = 0, cap = 0;
+    int rv = TOKEND_OK;
+    for (; rocksdb_iter_valid(s.it); rocksdb_iter_next(s.it)) {
+        const char *id = owner_scan_id(&s, NULL);
+        if (id == NULL) {
+            rv = TOKEND_INTERNAL;
+            break;
+        }
+        char **grown = list;
+        if (count == cap) {
+            cap = cap == 0 ? 16 : cap * 2;
+            grown = realloc(list, cap * sizeof(*list));
+        }
+        char *copy = grown != NULL ? strndup(id, TOKEN_ID_LEN) : NULL;
+        if (grown != NULL) {
+            list = grown;
+        }
+        if (copy == NULL) {
+            set_last_error("out of memory listing ids");
+            rv = TOKEND_INTERNAL;
+            break;
+        }
+        list[count++] = copy;
+    }
+    rv = owner_scan_end(st, &s, rv);
+    if (rv != TOKEND_OK) {
+        for (size_t i = 0; i < count; i++) {
+            free(list[i]);
+        }
+        free(list);
+        return rv;
+    }
+    *ids = list;
+    *n = count;
+    return TOKEND_OK;
+}
+
+/* ---------- write batches ---------- */
+
+store_batch *store_batch_new(void) {
+    return calloc(1, sizeof(store_batch));
+}
+
+void store_batch_free(store_batch *b) {
+    if (b == NULL) {
+        return;
+    }
+    free(b->log);
+    free(b);
+}
+
+void store_batch_clear(store_batch *b) {
+    if (b == NULL) {
+        return;
+    }
+    b->len = 0;
+    b->count = 0;
+    b->failed = 0;
+    b->fail[0] = '\0';
+}
+
+size_t store_batch_count(const store_batch *b) {
+    return b != NULL ? b->count : 0;
+}
+
+/* Marks the batch failed: commit will apply none of it and return
+ * `status`. The first failure is the one reported. */
+static void batch_fail(store_batch *b, int status, const char *why) {
+    if (b->failed == 0) {
+        b->failed = status;
+        snprintf(b->fail, sizeof(b->fail), "%s", why);
+    }
+}
+
+/* Appends one operation to the log (value ignored for a delete). */
+static void batch_op(store_batch *b, int op, int cf, const void *key, size_t klen,
+                     const void *val, size_t vlen) {
+    if (b->failed != 0) {
+        return;
+    }
+    size_t need = 2 + 4 + klen + (op == OP_PUT ? 4 + vlen : 0);
+    if (b->cap - b->len < need) {
+        size_t ncap = b->cap == 0 ? 256 : b->cap;
+        while (ncap - b->len < need) {
+            ncap *= 2;
+        }
+        uint8_t *grown = realloc(b->log, ncap);
+        if (grown == NULL) {
+            batch_fail(b, TOKEND_INTERNAL, "out of memory building a write batch");
+            return;
+        }
+        b->log = grown;
+        b->cap = ncap;
+    }
+    uint8_t *p = b->log + b->len;
+    *p++ = (uint8_t)op;
+    *p++ = (uint8_t)cf;
+    put_be32(p, (uint32_t)klen);
+    memcpy(p + 4, key, klen);
+    p += 4 + klen;
+    if (op == OP_PUT) {
+        put_be32(p, (uint32_t)vlen);
+        if (vlen > 0) {
+            memcpy(p + 4, val, vlen);
+        }
+        p += 4 + vlen;
+    }
+    b->len = (size_t)(p - b->log);
+}
+
+/* Builds owner NUL be64(created_ms) id for `rec`; 0 if it cannot be one. */
+static size_t owner_key(const token_record *rec, uint8_t key[OWNER_KEY_MAX]) {
+    size_t len = owner_prefix(rec->owner, key);
+    if (len == 0 || !token_id_ok(rec->id, strnlen(rec->id, sizeof(rec->id)))) {
+        return 0;
+    }
+    put_be64(key + len, (uint64_t)rec->created_ms);
+    memcpy(key + len + 8, rec->id, TOKEN_ID_LEN);
+    return len + OWNER_SUFFIX_LEN;
+}
+
+int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
+                          const token_record *rec) {
+    if (b == NULL || digest == NULL || rec == NULL) {
+        set_last_error("store_batch_put_token: NULL argument");
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    int rv = store_record_encode(rec, &enc, &enc_len);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    uint8_t okey[OWNER_KEY_MAX];
+    size_t okey_len = owner_key(rec, okey); /* cannot fail: encode checked */
+    batch_op(b, OP_PUT, CF_TOKENS, digest, TOKEN_DIGEST_LEN, enc, enc_len);
+    batch_op(b, OP_PUT, CF_IDS, rec->id, TOKEN_ID_LEN, digest, TOKEN_DIGEST_LEN);
+    batch_op(b, OP_PUT, CF_OWNERS, okey, okey_len, "", 0);
+    free(enc);
+    b->count++;
+    if (b->failed != 0) {
+        set_last_error("%s", b->fail);
+        return b->failed;
+    }
+    return TOKEND_OK;
+}
+
+void store_batch_delete_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
+                              const token_record *rec) {
+    if (b == NULL) {
+        return;
+    }
+    b->count++;
+    uint8_t okey[OWNER_KEY_MAX];
+    size_t okey_len = rec != NULL ? owner_key(rec, okey) : 0;
+    if (digest == NULL || okey_len == 0) {
+        batch_fail(b, TOKEND_INVALID_ARGUMENT, "delete of a token with a bad record");
+        return;
+    }
+    batch_op(b, OP_DELETE, CF_TOKENS, digest, TOKEN_DIGEST_LEN, NULL, 0);
+    batch_op(b, OP_DELETE, CF_IDS, rec->id, TOKEN_ID_LEN, NULL, 0);
+    batch_op(b, OP_DELETE, CF_OWNERS, okey, okey_len, NULL, 0);
+    batch_op(b, OP_DELETE, CF_USAGE, rec->id, TOKEN_ID_LEN, NULL, 0);
+}
+
+void store_batch_put_usage(store_batch *b, const char *id, int64_t last_used_ms,
+                           uint64_t use_count) {
+    if (b == NULL) {
+        return;
+    }
+    b->count++;
+    if (id == NULL || !token_id_ok(id, strnlen(id, TOKEN_ID_LEN + 1))) {
+        batch_fail(b, TOKEND_INVALID_ARGUMENT, "usage for a bad id");
+        return;
+    }
+    uint8_t val[USAGE_VALUE_LEN];
+    put_be64(val, (uint64_t)last_used_ms);
+    put_be64(val + 8, use_count);
+    batch_op(b, OP_PUT, CF_USAGE, id, TOKEN_ID_LEN, val, sizeof(val));
+}
+
+void store_batch_mark_initialised(store_batch *b, int64_t now_ms) {
+    if (b == NULL) {
+        return;
+    }
+    b->count++;
+    char val[32];
+    int len = snprintf(val, sizeof(val), "%lld", (long long)now_ms);
+    batch_op(b, OP_PUT, CF_META, "initialised", 11, val, (size_t)len);
+}
+
+/* Replays the log into a RocksDB batch with this store's family handles
+ * and writes it in one go. The log was written by batch_op alone, so it
+ * is read without re-checking its lengths. The batch is cleared whatever
+ * the outcome, so that a failed or poisoned batch is never half-replayed
+ * into a later commit. */
+int store_batch_commit(store *st, store_batch *b, bool sync, char **errmsg) {
+    if (errmsg != NULL) {
+        *errmsg = NULL;
+    }
+    if (st == NULL || b == NULL) {
+        set_last_error("store_batch_commit: NULL argument");
+        give_errmsg(errmsg);
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    int rv = TOKEND_OK;
+    if (b->failed != 0) {
+        set_last_error("%s", b->fail);
+        give_errmsg(errmsg);
+        rv = b->failed;
+    } else if (st->read_only && b->len > 0) {
+        set_last_error("store is open read-only");
+        give_errmsg(errmsg);
+        rv = TOKEND_STORAGE_ERROR;
+    } else if (b->len > 0) {
+        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+        const uint8_t *p = b->log, *end = b->log + b->len;
+        while (p < end) {
+            int op = p[0];
+            rocksdb_column_family_handle_t *cf = st->cf[p[1]];
+            size_t klen = get_be32(p + 2);
+            const char *key = (const char *)p + 6;
+            p += 6 + klen;
+            if (op == OP_PUT) {
+                size_t vlen = get_be32(p);
+                rocksdb_writebatch_put_cf(wb, cf, key, klen, (const char *)p + 4, vlen);
+                p += 4 + vlen;
+            } else {
+                rocksdb_writebatch_delete_cf(wb, cf, key, klen);
+            }
+        }
+        char *err = NULL;
+        rocksdb_write(st->db, sync ? st->write_sync : st->write_nosync, wb, &err);
+        rocksdb_writebatch_destroy(wb);
+        if (err != NULL) {
+            rv = storage_error(err, "committing a write batch", errmsg);
+        }
+    }
+    store_batch_clear(b);
+    return rv;
+}

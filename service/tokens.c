@@ -1,0 +1,805 @@
+/*
+ * tokens.c — TokenService: authorization and the four methods. See
+ * tokens.h for the rights model; each handler's comment says its steps.
+ *
+ * Every handler answers exactly once: through its closure (success) or
+ * server_call_fail (error). Handlers that write hand a job to the writer
+ * and answer from the job's done(), after the WAL is synced.
+ */
+#include "tokens.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+#include "tokend.h"
+
+struct tokens_service {
+    Tokend__V1__TokenService_Service base; /* first: protobuf-c casts to it */
+    char *prefix;
+    int64_t max_lifetime_s;
+    bool verify_requires_credential;
+    store *st;
+    writer *w;
+    usage *u;
+};
+
+typedef Tokend__V1__TokenService_Service service_base;
+typedef Tokend__V1__TokenInfo__MetadataEntry info_meta;
+
+#define TOKENS_LIST_DEFAULT 100
+#define TOKENS_LIST_MAX 1000
+#define TOKENS_CURSOR_MAX 256
+
+/* ------------------------------------------------------------------------
+ * Checking input. Each check answers the call itself and returns false. */
+
+static bool check_text(void *call, const char *field, const char *s, size_t max) {
+    size_t len = s != NULL ? strlen(s) : 0;
+    if (len == 0) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "%s is required", field);
+        return false;
+    }
+    if (len > max) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "%s is longer than %zu bytes",
+                         field, max);
+        return false;
+    }
+    if (!rpc_text_ok(s, len)) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "%s must be UTF-8 text without control characters", field);
+        return false;
+    }
+    return true;
+}
+
+static bool check_abilities(void *call, char *const *abilities, size_t n, bool required) {
+    if (required && n == 0) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "at least one ability is required");
+        return false;
+    }
+    if (n > TOKEN_ABILITIES_MAX) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "%zu abilities given; at most %d are allowed", n,
+                         TOKEN_ABILITIES_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char field[32];
+        snprintf(field, sizeof(field), "abilities[%zu]", i);
+        if (!check_text(call, field, abilities[i], TOKEN_ABILITY_MAX)) {
+            return false;
+        }
+        if (strchr(abilities[i], ' ') != NULL) {
+            server_call_fail(call, TOKEND_INVALID_ARGUMENT, "%s must not contain spaces",
+                             field);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_metadata(void *call, Tokend__V1__CreateTokenRequest__MetadataEntry **m,
+                           size_t n) {
+    if (n > TOKEN_METADATA_MAX) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "%zu metadata entries given; at most %d are allowed", n,
+                         TOKEN_METADATA_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char field[32];
+        snprintf(field, sizeof(field), "metadata key %zu", i);
+        if (!check_text(call, field, m[i]->key, TOKEN_META_KEY_MAX)) {
+            return false;
+        }
+        const char *v = m[i]->value != NULL ? m[i]->value : "";
+        size_t vlen = strlen(v);
+        if (vlen > TOKEN_META_VALUE_MAX || !rpc_utf8_ok(v, vlen)) {
+            server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                             "metadata value %zu must be UTF-8 of at most %d bytes", i,
+                             TOKEN_META_VALUE_MAX);
+            return false;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(m[i]->key, m[j]->key) == 0) {
+                server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                                 "metadata key %zu repeats key %zu", i, j);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Who is calling. */
+
+static bool has_ability(const token_record *rec, const char *ability) {
+    return token_ability_granted(rec->abilities, rec->n_abilities, ability);
+}
+
+/* Loads the token behind the call's credential into *caller. On failure
+ * answers the call (UNAUTHENTICATED, or STORAGE_ERROR) and returns false. */
+static bool authenticate(tokens_service *ts, void *call, int64_t now_ms,
+                         token_record *caller) {
+    const char *cred = server_call_credential(call);
+    size_t len = strlen(cred);
+    if (len == 0) {
+        server_call_fail(call, TOKEND_UNAUTHENTICATED,
+                         "this call needs a caller credential (a tokend token)");
+        return false;
+    }
+    if (!token_well_formed(cred, len)) {
+        server_call_fail(call, TOKEND_UNAUTHENTICATED, "caller credential is malformed");
+        return false;
+    }
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    if (crypto_sha256(cred, len, digest) != 0) {
+        server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
+        return false;
+    }
+    int rv = store_get_token(ts->st, digest, caller);
+    if (rv == TOKEND_NOT_FOUND) {
+        server_call_fail(call, TOKEND_UNAUTHENTICATED,
+                         "caller credential is not a valid token (unknown or revoked)");
+        return false;
+    }
+    if (rv != TOKEND_OK) {
+        server_call_fail(call, rv, "could not read the caller credential's record");
+        return false;
+    }
+    if (token_expired(caller->expires_ms, now_ms)) {
+        server_call_fail(call, TOKEND_UNAUTHENTICATED, "caller credential has expired");
+        token_record_free(caller);
+        return false;
+    }
+    usage_touch(ts->u, caller->id, now_ms);
+    server_call_note(call, "caller=%s", caller->id);
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Building replies. */
+
+/* Points `info` at rec's strings (no copies: the reply is packed before
+ * rec is freed). `meta`/`meta_ptrs` must have room for rec->n_metadata. */
+static void info_fill(Tokend__V1__TokenInfo *info, const token_record *rec,
+                      info_meta *meta, info_meta **meta_ptrs) {
+    tokend__v1__token_info__init(info);
+    info->id = (char *)rec->id;
+    info->owner = rec->owner;
+    info->name = rec->name;
+    info->abilities = rec->abilities;
+    info->n_abilities = rec->n_abilities;
+    info->created_unix_ms = rec->created_ms;
+    info->expires_unix_ms = rec->expires_ms;
+    for (size_t i = 0; i < rec->n_metadata; i++) {
+        tokend__v1__token_info__metadata_entry__init(&meta[i]);
+        meta[i].key = rec->metadata[i].key;
+        meta[i].value = rec->metadata[i].value;
+        meta_ptrs[i] = &meta[i];
+    }
+    info->metadata = meta_ptrs;
+    info->n_metadata = rec->n_metadata;
+}
+
+static char *dup_str(const char *s) {
+    return strdup(s != NULL ? s : "");
+}
+
+int tokens_mint(const char *prefix, const char *owner, const char *name,
+                char *const *abilities, size_t n_abilities, int64_t created_ms,
+                int64_t expires_ms, char token_out[TOKEN_MAX_LEN + 1],
+                uint8_t digest[TOKEN_DIGEST_LEN], token_record *rec) {
+    uint8_t random[TOKEN_RANDOM_BYTES];
+    uint8_t id_random[TOKEN_RANDOM_BYTES];
+    memset(rec, 0, sizeof(*rec));
+    if (crypto_random(random, sizeof(random)) != 0 ||
+        crypto_random(id_random, sizeof(id_random)) != 0) {
+        return TOKEND_INTERNAL;
+    }
+    size_t len = token_generate(prefix, random, sizeof(random), token_out);
+    bool id_ok = token_new_id(id_random, sizeof(id_random), rec->id);
+    crypto_wipe(random, sizeof(random));
+    if (len == 0 || !id_ok || crypto_sha256(token_out, len, digest) != 0) {
+        crypto_wipe(token_out, TOKEN_MAX_LEN + 1);
+        return TOKEND_INTERNAL;
+    }
+    rec->owner = dup_str(owner);
+    rec->name = dup_str(name);
+    rec->abilities = calloc(n_abilities > 0 ? n_abilities : 1, sizeof(char *));
+    bool oom = rec->owner == NULL || rec->name == NULL || rec->abilities == NULL;
+    for (size_t i = 0; !oom && i < n_abilities; i++) {
+        rec->abilities[i] = dup_str(abilities[i]);
+        oom = rec->abilities[i] == NULL;
+        rec->n_abilities = i + 1;
+    }
+    rec->created_ms = created_ms;
+    rec->expires_ms = expires_ms;
+    if (oom) {
+        token_record_free(rec);
+        crypto_wipe(token_out, TOKEN_MAX_LEN + 1);
+        return TOKEND_INTERNAL;
+    }
+    return TOKEND_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * CreateToken. */
+
+typedef struct create_job {
+    writer_job base; /* first */
+    Tokend__V1__CreateTokenResponse_Closure closure;
+    void *call;
+    char token[TOKEN_MAX_LEN + 1];
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    token_record rec;
+} create_job;
+
+static int create_apply(writer_job *wj, store *st, store_batch *batch) {
+    create_job *job = (create_job *)wj;
+    uint8_t existing[TOKEN_DIGEST_LEN];
+    /* 95 random bits make an id collision absurdly unlikely; refusing one
+     * costs a bloom-filtered point read. */
+    int rv = store_get_digest(st, job->rec.id, existing);
+    if (rv != TOKEND_NOT_FOUND) {
+        return rv == TOKEND_OK ? TOKEND_INTERNAL : rv;
+    }
+    return store_batch_put_token(batch, job->digest, &job->rec);
+}
+
+static void create_done(writer_job *wj, int status) {
+    create_job *job = (create_job *)wj;
+    if (status == TOKEND_OK) {
+        Tokend__V1__CreateTokenResponse resp = TOKEND__V1__CREATE_TOKEN_RESPONSE__INIT;
+        Tokend__V1__TokenInfo info;
+        info_meta meta[TOKEN_METADATA_MAX];
+        info_meta *meta_ptrs[TOKEN_METADATA_MAX];
+        info_fill(&info, &job->rec, meta, meta_ptrs);
+        resp.token = job->token;
+        resp.info = &info;
+        server_call_note(job->call, "id=%s", job->rec.id);
+        job->closure(&resp, job->call);
+    } else if (status == TOKEND_STORAGE_ERROR) {
+        server_call_fail(job->call, status,
+                         "the token could not be written durably and was not created");
+    } else {
+        server_call_fail(job->call, status, "the token was not created");
+    }
+    crypto_wipe(job->token, sizeof(job->token));
+    token_record_free(&job->rec);
+    free(job);
+}
+
+/* Copies the request's metadata into the record. */
+static bool copy_metadata(token_record *rec,
+                          Tokend__V1__CreateTokenRequest__MetadataEntry **m, size_t n) {
+    if (n == 0) {
+        return true;
+    }
+    rec->metadata = calloc(n, sizeof(*rec->metadata));
+    if (rec->metadata == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rec->metadata[i].key = dup_str(m[i]->key);
+        rec->metadata[i].value = dup_str(m[i]->value);
+        rec->n_metadata = i + 1;
+        if (rec->metadata[i].key == NULL || rec->metadata[i].value == NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Checks the request and the caller's right to it, mints the token and
+ * queues its durable write; the reply comes from create_done(). */
+static void handle_create_token(service_base *svc, const Tokend__V1__CreateTokenRequest *in,
+                                Tokend__V1__CreateTokenResponse_Closure closure,
+                                void *call) {
+    tokens_service *ts = (tokens_service *)svc;
+    int64_t now = rpc_now_ms();
+    token_record caller;
+    if (!authenticate(ts, call, now, &caller)) {
+        return;
+    }
+    bool admin = has_ability(&caller, TOKENS_ABILITY_ADMIN);
+    const char *owner = in->owner != NULL && in->owner[0] != '\0' ? in->owner
+                        : admin                                 ? NULL
+                                                                : caller.owner;
+    create_job *job = NULL;
+    if (owner == NULL) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "owner is required");
+        goto done;
+    }
+    if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX) ||
+        !check_text(call, "name", in->name, TOKEN_NAME_MAX) ||
+        !check_abilities(call, in->abilities, in->n_abilities, true) ||
+        !check_metadata(call, in->metadata, in->n_metadata)) {
+        goto done;
+    }
+    if (!admin) {
+        if (!has_ability(&caller, TOKENS_ABILITY_WRITE)) {
+            server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                             "caller credential lacks the %s ability",
+                             TOKENS_ABILITY_WRITE);
+            goto done;
+        }
+        if (strcmp(owner, caller.owner) != 0) {
+            server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                             "caller may only create tokens for its own owner");
+            goto done;
+        }
+        for (size_t i = 0; i < in->n_abilities; i++) {
+            if (!token_pattern_within(caller.abilities, caller.n_abilities,
+                                      in->abilities[i])) {
+                server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                                 "abilities[%zu] is not within the caller's own abilities",
+                                 i);
+                goto done;
+            }
+        }
+    }
+    int64_t expires = token_expiry(now, in->expires_in_seconds, ts->max_lifetime_s,
+                                   admin ? 0 : caller.expires_ms);
+    if (expires < 0) {
+        if (in->expires_in_seconds < 0 || token_expiry(now, in->expires_in_seconds, 0, 0) < 0) {
+            server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                             "expires_in_seconds must be between 0 and 10000 years");
+        } else {
+            server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                             "a token may not outlive the caller's own credential");
+        }
+        goto done;
+    }
+    job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        server_call_fail(call, TOKEND_INTERNAL, "out of memory");
+        goto done;
+    }
+    int rv = tokens_mint(ts->prefix, owner, in->name, in->abilities, in->n_abilities, now,
+                         expires, job->token, job->digest, &job->rec);
+    if (rv != TOKEND_OK || !copy_metadata(&job->rec, in->metadata, in->n_metadata)) {
+        server_call_fail(call, TOKEND_INTERNAL, "could not mint a token");
+        goto done;
+    }
+    job->base.apply = create_apply;
+    job->base.done = create_done;
+    job->closure = closure;
+    job->call = call;
+    if (writer_submit(ts->w, &job->base) != TOKEND_OK) {
+        server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
+        goto done;
+    }
+    job = NULL; /* the writer owns it now */
+done:
+    if (job != NULL) {
+        crypto_wipe(job->token, sizeof(job->token));
+        token_record_free(&job->rec);
+        free(job);
+    }
+    token_record_free(&caller);
+}
+
+/* ------------------------------------------------------------------------
+ * Verify: the hot path. A shape/checksum test, one SHA-256, one point
+ * read, then pure checks; usage is counted in memory. */
+
+static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in,
+                          Tokend__V1__VerifyResponse_Closure closure, void *call) {
+    tokens_service *ts = (tokens_service *)svc;
+    int64_t now = rpc_now_ms();
+    if (ts->verify_requires_credential) {
+        token_record caller;
+        if (!authenticate(ts, call, now, &caller)) {
+            return;
+        }
+        bool allowed = has_ability(&caller, TOKENS_ABILITY_VERIFY) ||
+                       has_ability(&caller, TOKENS_ABILITY_ADMIN);
+        token_record_free(&caller);
+        if (!allowed) {
+            server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                             "caller credential lacks the %s ability",
+                             TOKENS_ABILITY_VERIFY);
+            return;
+        }
+    }
+    if (!check_abilities(call, in->abilities, in->n_abilities, false)) {
+        return;
+    }
+    if (in->mode != TOKEND__V1__ABILITY_MODE__ALL &&
+        in->mode != TOKEND__V1__ABILITY_MODE__ANY) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "mode must be ALL or ANY");
+        return;
+    }
+    Tokend__V1__VerifyResponse resp = TOKEND__V1__VERIFY_RESPONSE__INIT;
+    const char *token = in->token != NULL ? in->token : "";
+    size_t len = strlen(token);
+    if (!token_well_formed(token, len)) {
+        resp.reason = TOKEND__V1__STATUS__MALFORMED;
+        closure(&resp, call);
+        return;
+    }
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    if (crypto_sha256(token, len, digest) != 0) {
+        server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
+        return;
+    }
+    token_record rec;
+    int rv = store_get_token(ts->st, digest, &rec);
+    if (rv == TOKEND_NOT_FOUND) {
+        resp.reason = TOKEND__V1__STATUS__NOT_FOUND;
+        closure(&resp, call);
+        return;
+    }
+    if (rv != TOKEND_OK) {
+        server_call_fail(call, rv, "could not read the token's record");
+        return;
+    }
+    Tokend__V1__TokenInfo info;
+    info_meta meta[TOKEN_METADATA_MAX];
+    info_meta *meta_ptrs[TOKEN_METADATA_MAX];
+    info_fill(&info, &rec, meta, meta_ptrs);
+    resp.info = &info;
+    if (token_expired(rec.expires_ms, now)) {
+        resp.reason = TOKEND__V1__STATUS__EXPIRED;
+    } else if (!token_abilities_cover(rec.abilities, rec.n_abilities, in->abilities,
+                                      in->n_abilities,
+                                      in->mode == TOKEND__V1__ABILITY_MODE__ALL)) {
+        resp.reason = TOKEND__V1__STATUS__INSUFFICIENT_ABILITY;
+    } else {
+        resp.reason = TOKEND__V1__STATUS__OK;
+        usage_touch(ts->u, rec.id, now);
+    }
+    server_call_note(call, "id=%s reason=%s", rec.id, tokend_status_name(resp.reason));
+    closure(&resp, call);
+    token_record_free(&rec);
+}
+
+/* ------------------------------------------------------------------------
+ * Revoke. */
+
+typedef enum revoke_kind { REVOKE_ID, REVOKE_TOKEN, REVOKE_OWNER } revoke_kind;
+
+typedef struct revoke_job {
+    writer_job base; /* first */
+    Tokend__V1__RevokeResponse_Closure closure;
+    void *call;
+    revoke_kind kind;
+    char id[TOKEN_ID_LEN + 1];
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    char *owner;
+    uint64_t revoked;
+} revoke_job;
+
+/* Adds the deletion of the token with `digest` to the batch. */
+static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest) {
+    token_record rec;
+    int rv = store_get_token(st, digest, &rec);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    store_batch_delete_token(batch, digest, &rec);
+    token_record_free(&rec);
+    return TOKEND_OK;
+}
+
+static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
+    revoke_job *job = (revoke_job *)wj;
+    int rv;
+    switch (job->kind) {
+        case REVOKE_ID:
+            rv = store_get_digest(st, job->id, job->digest);
+            if (rv != TOKEND_OK) {
+                return rv;
+            }
+            /* now we know the digest */
+            __attribute__((fallthrough));
+        case REVOKE_TOKEN:
+            rv = revoke_digest(st, batch, job->digest);
+            job->revoked = rv == TOKEND_OK ? 1 : 0;
+            return rv;
+        case REVOKE_OWNER: {
+            char **ids = NULL;
+            size_t n = 0;
+            rv = store_owner_ids(st, job->owner, &ids, &n);
+            for (size_t i = 0; i < n; i++) {
+                uint8_t digest[TOKEN_DIGEST_LEN];
+                if (rv == TOKEND_OK && store_get_digest(st, ids[i], digest) == TOKEND_OK &&
+                    revoke_digest(st, batch, digest) == TOKEND_OK) {
+                    job->revoked++;
+                }
+                free(ids[i]);
+            }
+            free(ids);
+            return rv;
+        }
+    }
+    return TOKEND_INTERNAL;
+}
+
+static void revoke_done(writer_job *wj, int status) {
+    revoke_job *job = (revoke_job *)wj;
+    if (status == TOKEND_OK) {
+        Tokend__V1__RevokeResponse resp = TOKEND__V1__REVOKE_RESPONSE__INIT;
+        resp.revoked = job->revoked;
+        server_call_note(job->call, "revoked=%llu", (unsigned long long)job->revoked);
+        job->closure(&resp, job->call);
+    } else if (status == TOKEND_NOT_FOUND) {
+        server_call_fail(job->call, status, "no such token (never issued, or revoked)");
+    } else {
+        server_call_fail(job->call, status, "nothing was revoked");
+    }
+    free(job->owner);
+    free(job);
+}
+
+/* Checks the target and the caller's right, then queues the deletion.
+ * Another owner's token id is answered NOT_FOUND, as if it did not exist:
+ * ids are not secret, but which exist for whom is not the caller's to
+ * learn. */
+static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in,
+                          Tokend__V1__RevokeResponse_Closure closure, void *call) {
+    tokens_service *ts = (tokens_service *)svc;
+    int64_t now = rpc_now_ms();
+    token_record caller = {0};
+    bool have_caller = false;
+    revoke_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        server_call_fail(call, TOKEND_INTERNAL, "out of memory");
+        return;
+    }
+    switch (in->target_case) {
+        case TOKEND__V1__REVOKE_REQUEST__TARGET_TOKEN: {
+            /* Possession of the plain text is the authority: no credential. */
+            size_t len = strlen(in->token);
+            if (!token_well_formed(in->token, len)) {
+                server_call_fail(call, TOKEND_MALFORMED, "token is malformed");
+                goto fail;
+            }
+            if (crypto_sha256(in->token, len, job->digest) != 0) {
+                server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
+                goto fail;
+            }
+            job->kind = REVOKE_TOKEN;
+            break;
+        }
+        case TOKEND__V1__REVOKE_REQUEST__TARGET_ID: {
+            if (!token_id_ok(in->id, strlen(in->id))) {
+                server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                                 "id must be %d base62 characters", TOKEN_ID_LEN);
+                goto fail;
+            }
+            if (!(have_caller = authenticate(ts, call, now, &caller))) {
+                goto fail;
+            }
+            if (!has_ability(&caller, TOKENS_ABILITY_ADMIN)) {
+                uint8_t digest[TOKEN_DIGEST_LEN];
+                token_record target;
+                int rv = store_get_digest(ts->st, in->id, digest);
+                if (rv == TOKEND_OK) {
+                    rv = store_get_token(ts->st, digest, &target);
+                }
+                if (rv == TOKEND_OK) {
+                    bool same_owner = strcmp(target.owner, caller.owner) == 0;
+                    token_record_free(&target);
+                    rv = same_owner ? TOKEND_OK : TOKEND_NOT_FOUND;
+                }
+                if (rv == TOKEND_NOT_FOUND) {
+                    server_call_fail(call, rv, "no such token (never issued, or revoked)");
+                    goto fail;
+                }
+                if (rv != TOKEND_OK) {
+                    server_call_fail(call, rv, "could not read the token's record");
+                    goto fail;
+                }
+                if (!has_ability(&caller, TOKENS_ABILITY_WRITE)) {
+                    server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                                     "caller credential lacks the %s ability",
+                                     TOKENS_ABILITY_WRITE);
+                    goto fail;
+                }
+            }
+            memcpy(job->id, in->id, TOKEN_ID_LEN + 1);
+            job->kind = REVOKE_ID;
+            server_call_note(call, "id=%s", job->id);
+            break;
+        }
+        case TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER: {
+            if (!check_text(call, "owner", in->owner, TOKEN_OWNER_MAX)) {
+                goto fail;
+            }
+            if (!(have_caller = authenticate(ts, call, now, &caller))) {
+                goto fail;
+            }
+            if (!has_ability(&caller, TOKENS_ABILITY_ADMIN)) {
+                if (strcmp(in->owner, caller.owner) != 0) {
+                    server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                                     "caller may only revoke its own owner's tokens");
+                    goto fail;
+                }
+                if (!has_ability(&caller, TOKENS_ABILITY_WRITE)) {
+                    server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                                     "caller credential lacks the %s ability",
+                                     TOKENS_ABILITY_WRITE);
+                    goto fail;
+                }
+            }
+            job->owner = strdup(in->owner);
+            if (job->owner == NULL) {
+                server_call_fail(call, TOKEND_INTERNAL, "out of memory");
+                goto fail;
+            }
+            job->kind = REVOKE_OWNER;
+            break;
+        }
+        default:
+            server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                             "one of id, token or owner must be given");
+            goto fail;
+    }
+    if (have_caller) {
+        token_record_free(&caller);
+    }
+    job->base.apply = revoke_apply;
+    job->base.done = revoke_done;
+    job->closure = closure;
+    job->call = call;
+    if (writer_submit(ts->w, &job->base) != TOKEND_OK) {
+        server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
+        free(job->owner);
+        free(job);
+    }
+    return;
+fail:
+    if (have_caller) {
+        token_record_free(&caller);
+    }
+    free(job->owner);
+    free(job);
+}
+
+/* ------------------------------------------------------------------------
+ * ListTokens. */
+
+static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRequest *in,
+                               Tokend__V1__ListTokensResponse_Closure closure,
+                               void *call) {
+    tokens_service *ts = (tokens_service *)svc;
+    int64_t now = rpc_now_ms();
+    token_record caller;
+    if (!authenticate(ts, call, now, &caller)) {
+        return;
+    }
+    token_record *recs = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    Tokend__V1__TokenInfo *infos = NULL;
+    Tokend__V1__TokenInfo **info_ptrs = NULL;
+    info_meta *meta = NULL;
+    info_meta **meta_ptrs = NULL;
+
+    bool admin = has_ability(&caller, TOKENS_ABILITY_ADMIN);
+    const char *owner =
+        in->owner != NULL && in->owner[0] != '\0' ? in->owner : caller.owner;
+    size_t limit = in->page_size == 0 ? TOKENS_LIST_DEFAULT : in->page_size;
+    const char *cursor = in->cursor != NULL ? in->cursor : "";
+    if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX)) {
+        goto done;
+    }
+    if (limit > TOKENS_LIST_MAX) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "page_size must be at most %d",
+                         TOKENS_LIST_MAX);
+        goto done;
+    }
+    if (strlen(cursor) > TOKENS_CURSOR_MAX || !rpc_text_ok(cursor, strlen(cursor))) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "cursor is not valid");
+        goto done;
+    }
+    if (!admin) {
+        if (strcmp(owner, caller.owner) != 0) {
+            server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                             "caller may only list its own owner's tokens");
+            goto done;
+        }
+        if (!has_ability(&caller, TOKENS_ABILITY_READ)) {
+            server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                             "caller credential lacks the %s ability", TOKENS_ABILITY_READ);
+            goto done;
+        }
+    }
+    int rv = store_list_owner(ts->st, owner, cursor, limit, &recs, &n, &next);
+    if (rv != TOKEND_OK) {
+        server_call_fail(call, rv, rv == TOKEND_INVALID_ARGUMENT ? "cursor is not valid"
+                                                                 : "could not list tokens");
+        goto done;
+    }
+    size_t n_meta = 0;
+    for (size_t i = 0; i < n; i++) {
+        n_meta += recs[i].n_metadata;
+    }
+    infos = calloc(n + 1, sizeof(*infos));
+    info_ptrs = calloc(n + 1, sizeof(*info_ptrs));
+    meta = calloc(n_meta + 1, sizeof(*meta));
+    meta_ptrs = calloc(n_meta + 1, sizeof(*meta_ptrs));
+    if (infos == NULL || info_ptrs == NULL || meta == NULL || meta_ptrs == NULL) {
+        server_call_fail(call, TOKEND_INTERNAL, "out of memory");
+        goto done;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        info_fill(&infos[i], &recs[i], meta + m, meta_ptrs + m);
+        m += recs[i].n_metadata;
+        int64_t last = 0;
+        uint64_t count = 0;
+        if (store_get_usage(ts->st, recs[i].id, &last, &count) == TOKEND_OK) {
+            infos[i].last_used_unix_ms = last;
+            infos[i].use_count = count;
+        }
+        info_ptrs[i] = &infos[i];
+    }
+    Tokend__V1__ListTokensResponse resp = TOKEND__V1__LIST_TOKENS_RESPONSE__INIT;
+    resp.tokens = info_ptrs;
+    resp.n_tokens = n;
+    resp.next_cursor = next != NULL ? next : "";
+    server_call_note(call, "count=%zu", n);
+    closure(&resp, call);
+done:
+    for (size_t i = 0; i < n; i++) {
+        token_record_free(&recs[i]);
+    }
+    free(recs);
+    free(next);
+    free(infos);
+    free(info_ptrs);
+    free(meta);
+    free(meta_ptrs);
+    token_record_free(&caller);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void service_destroy(service_base *svc) {
+    (void)svc; /* freed by tokens_service_free */
+}
+
+tokens_service *tokens_service_new(const tokens_config *cfg, store *st, writer *w,
+                                   usage *u) {
+    tokens_service *ts = calloc(1, sizeof(*ts));
+    if (ts == NULL) {
+        return NULL;
+    }
+    tokend__v1__token_service__init(&ts->base, service_destroy);
+    ts->base.create_token = handle_create_token;
+    ts->base.verify = handle_verify;
+    ts->base.revoke = handle_revoke;
+    ts->base.list_tokens = handle_list_tokens;
+    ts->prefix = strdup(cfg->prefix != NULL ? cfg->prefix : TOKEN_DEFAULT_PREFIX);
+    if (ts->prefix == NULL) {
+        free(ts);
+        return NULL;
+    }
+    ts->max_lifetime_s = cfg->max_lifetime_s;
+    ts->verify_requires_credential = cfg->verify_requires_credential;
+    ts->st = st;
+    ts->w = w;
+    ts->u = u;
+    return ts;
+}
+
+void tokens_service_free(tokens_service *ts) {
+    if (ts == NULL) {
+        return;
+    }
+    free(ts->prefix);
+    free(ts);
+}
+
+ProtobufCService *tokens_service_base(tokens_service *ts) {
+    return &ts->base.base;
+}

@@ -1,0 +1,40 @@
+/*
+ * usage.h — last-used times and use counts, kept in memory on the verify
+ * path and written behind by the writer thread.
+ *
+ * A database write per verify is the classic complaint about Sanctum; here
+ * a verify only bumps an entry in a mutex-guarded hash table (a few tens of
+ * nanoseconds), and the writer drains the table every few seconds into one
+ * unsynced batch. A crash loses at most that window of usage data, never a
+ * token or a revocation. The table is bounded: past `capacity` distinct
+ * tokens between two flushes, further touches are dropped (and counted).
+ */
+#ifndef TOKEND_USAGE_H
+#define TOKEND_USAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "token.h"
+
+typedef struct usage usage;
+
+typedef struct usage_entry {
+    char id[TOKEN_ID_LEN + 1];
+    int64_t last_used_ms;
+    uint64_t count; /* uses since the last drain */
+} usage_entry;
+
+/* A table for at most `capacity` distinct tokens between drains. */
+usage *usage_new(size_t capacity);
+void usage_free(usage *u);
+
+/* Records one use of token `id` at now_ms. Never blocks for long. */
+void usage_touch(usage *u, const char *id, int64_t now_ms);
+
+/* Moves every entry out: *out is a malloc'd array of *n entries (the
+ * caller frees it), and the table is empty again. *dropped is how many
+ * touches were dropped since the last drain because the table was full. */
+int usage_drain(usage *u, usage_entry **out, size_t *n, uint64_t *dropped);
+
+#endif /* TOKEND_USAGE_H */

@@ -1,0 +1,295 @@
+/*
+ * harness.c — see harness.h.
+ */
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test.h"
+
+extern char **environ;
+
+const char *harness_bin(const char *name) {
+    static char paths[8][PATH_MAX];
+    static int next;
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    REQUIRE(n > 0);
+    self[n] = '\0';
+    /* build/tests/run -> build */
+    char *dir = dirname(dirname(self));
+    char *out = paths[next++ % 8];
+    snprintf(out, PATH_MAX, "%s/%s", dir, name);
+    return out;
+}
+
+/* Reads all of fd into a malloc'd string. */
+static char *slurp_fd(int fd) {
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+        }
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+char *harness_read_file(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        return NULL;
+    }
+    char *s = slurp_fd(fd);
+    close(fd);
+    return s;
+}
+
+int harness_exec(const char *const *argv, const char *stdin_text, const char *const *env,
+                 char **out, char **err) {
+    char tmpl_out[] = "/tmp/tokend-exec-out-XXXXXX";
+    char tmpl_err[] = "/tmp/tokend-exec-err-XXXXXX";
+    int fd_out = mkstemp(tmpl_out);
+    int fd_err = mkstemp(tmpl_err);
+    int in_pipe[2];
+    REQUIRE(fd_out >= 0 && fd_err >= 0 && pipe(in_pipe) == 0);
+    unlink(tmpl_out);
+    unlink(tmpl_err);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(in_pipe[0], 0);
+        dup2(fd_out, 1);
+        dup2(fd_err, 2);
+        close(in_pipe[1]);
+        for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+            putenv((char *)env[i]);
+        }
+        execvp(argv[0], (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(in_pipe[0]);
+    if (stdin_text != NULL) {
+        ssize_t w = write(in_pipe[1], stdin_text, strlen(stdin_text));
+        (void)w;
+    }
+    close(in_pipe[1]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    lseek(fd_out, 0, SEEK_SET);
+    lseek(fd_err, 0, SEEK_SET);
+    if (out != NULL) {
+        *out = slurp_fd(fd_out);
+    }
+    if (err != NULL) {
+        *err = slurp_fd(fd_err);
+    }
+    close(fd_out);
+    close(fd_err);
+    if (WIFSIGNALED(status)) {
+        return 128 + WTERMSIG(status);
+    }
+    return WEXITSTATUS(status);
+}
+
+void harness_init(tokend_proc *p) {
+    memset(p, 0, sizeof(*p));
+    p->dir = test_tmpdir();
+    REQUIRE(asprintf(&p->data_dir, "%s/data", p->dir) > 0);
+    REQUIRE(asprintf(&p->log_path, "%s/tokend.log", p->dir) > 0);
+    snprintf(p->url, sizeof(p->url), "ipc://%s/tokend.sock", p->dir);
+    const char *argv[] = {harness_bin("tokend"), "init", "--data-dir", p->data_dir, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = harness_exec(argv, NULL, NULL, &out, &err);
+    if (rc != 0) {
+        fprintf(stderr, "tokend init failed (%d): %s\n", rc, err ? err : "");
+    }
+    REQUIRE(rc == 0);
+    char *nl = strchr(out, '\n');
+    REQUIRE(nl != NULL && (size_t)(nl - out) < sizeof(p->admin));
+    memcpy(p->admin, out, (size_t)(nl - out));
+    p->admin[nl - out] = '\0';
+    free(out);
+    free(err);
+}
+
+bool harness_start(tokend_proc *p) {
+    const char *argv[40] = {harness_bin("tokend"), "serve", "--data-dir", p->data_dir,
+                            "--listen", p->url, "--usage-flush-ms", "100"};
+    size_t n = 8;
+    for (size_t i = 0; p->extra[i] != NULL && n < 38; i++) {
+        argv[n++] = p->extra[i];
+    }
+    argv[n] = NULL;
+    int log_fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    REQUIRE(log_fd >= 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(log_fd, 2);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(log_fd);
+    p->pid = pid;
+    tokend_client *c = harness_client(p, NULL);
+    tokend_call call = {.timeout_ms = 200};
+    for (int i = 0; i < 100; i++) {
+        int rv = tokend_verify(c, &call, "x", NULL, 0, TOKEND_ABILITIES_ALL, NULL, NULL);
+        /* Any answer from the service means it is up. */
+        if (rv != TOKEND_UNAVAILABLE && rv != TOKEND_DEADLINE_EXCEEDED) {
+            tokend_close(c);
+            return true;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            p->pid = 0;
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    tokend_close(c);
+    return false;
+}
+
+int harness_stop(tokend_proc *p) {
+    if (p->pid == 0) {
+        return -1;
+    }
+    kill(p->pid, SIGTERM);
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(p->pid, &status, 0)) < 0 && errno == EINTR) {
+    }
+    p->pid = 0;
+    if (r < 0) {
+        return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void harness_kill9(tokend_proc *p) {
+    if (p->pid == 0) {
+        return;
+    }
+    kill(p->pid, SIGKILL);
+    while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    p->pid = 0;
+}
+
+tokend_client *harness_client(const tokend_proc *p, const char *credential) {
+    const char *urls[] = {p->url};
+    tokend_options opts = {
+        .urls = urls, .n_urls = 1, .timeout_ms = 3000, .credential = credential};
+    tokend_client *c = NULL;
+    tokend_error err;
+    int rv = tokend_connect(&opts, &c, &err);
+    if (rv != TOKEND_OK) {
+        fprintf(stderr, "connect: %s\n", err.message);
+    }
+    REQUIRE(rv == TOKEND_OK && c != NULL);
+    return c;
+}
+
+bool harness_dir_contains(const char *dir, const char *needle) {
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return false;
+    }
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s", dir, e->d_name) < 0) {
+            break;
+        }
+        struct stat st;
+        if (lstat(path, &st) == 0) {
+            if (S_ISDIR(st.st_mode)) {
+                found = harness_dir_contains(path, needle);
+            } else if (S_ISREG(st.st_mode)) {
+                int fd = open(path, O_RDONLY);
+                if (fd >= 0) {
+                    char *content = slurp_fd(fd);
+                    close(fd);
+                    /* Binary files: search the raw bytes, not up to a NUL. */
+                    if (content != NULL) {
+                        found = memmem(content, (size_t)st.st_size, needle,
+                                       strlen(needle)) != NULL;
+                    }
+                    free(content);
+                }
+            }
+        }
+        free(path);
+    }
+    closedir(d);
+    return found;
+}
+
+void harness_create(tokend_client *admin, const char *owner, const char *name,
+                    const char *const *abilities, size_t n, int64_t expires_in_s,
+                    char *token_out, size_t token_size, char *id_out, size_t id_size) {
+    tokend_create_params params = {
+        .owner = owner,
+        .name = name,
+        .abilities = abilities,
+        .n_abilities = n,
+        .expires_in_seconds = expires_in_s,
+    };
+    tokend_created created;
+    tokend_error err;
+    int rv = tokend_create(admin, NULL, &params, &created, &err);
+    if (rv != TOKEND_OK) {
+        fprintf(stderr, "create failed: %s: %s\n", tokend_status_name(rv), err.message);
+    }
+    REQUIRE(rv == TOKEND_OK);
+    if (token_out != NULL) {
+        snprintf(token_out, token_size, "%s", created.token);
+    }
+    if (id_out != NULL) {
+        snprintf(id_out, id_size, "%s", created.info.id);
+    }
+    tokend_created_free(&created);
+}

@@ -1,0 +1,65 @@
+/*
+ * harness.h — integration-test helpers: run the real tokend on a temporary
+ * data dir and ipc:// socket, run tokenctl as a user would, and read what
+ * they wrote. Binaries are found beside the test runner (build/tokend for
+ * build/tests/run), so `make asan` tests the sanitized ones.
+ */
+#ifndef TOKEND_HARNESS_H
+#define TOKEND_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "tokend.h"
+
+typedef struct tokend_proc {
+    pid_t pid;         /* 0 when not running */
+    char *dir;         /* scratch dir holding data/, the socket and the log */
+    char *data_dir;    /* dir/data */
+    char *log_path;    /* dir/tokend.log: stderr of every serve */
+    char url[300];     /* ipc://dir/tokend.sock */
+    char admin[128];   /* the admin token `tokend init` printed */
+    const char *extra[16]; /* extra serve flags, NULL-terminated */
+} tokend_proc;
+
+/* Path of a built program ("tokend", "tokenctl"), static storage. */
+const char *harness_bin(const char *name);
+
+/* Makes a scratch dir and runs `tokend init` there, keeping the admin
+ * token. Aborts the test (REQUIRE) on failure. */
+void harness_init(tokend_proc *p);
+
+/* Starts `tokend serve` (with p->extra flags) and waits until it answers.
+ * Returns false if it did not come up within 10 s. */
+bool harness_start(tokend_proc *p);
+
+/* SIGTERM and wait; returns the exit status (or -1). */
+int harness_stop(tokend_proc *p);
+
+/* SIGKILL and wait. */
+void harness_kill9(tokend_proc *p);
+
+/* A client for p with `credential` (NULL for none), 3 s timeout. */
+tokend_client *harness_client(const tokend_proc *p, const char *credential);
+
+/* Runs a program with argv (NULL-terminated, argv[0] a harness_bin path or
+ * a name on PATH), `stdin_text` on its stdin (NULL: empty), extra
+ * environment `env` ("K=V" strings, NULL-terminated, may be NULL). Returns
+ * the exit code (128+signal if killed); *out and *err get malloc'd stdout
+ * and stderr (either may be NULL). */
+int harness_exec(const char *const *argv, const char *stdin_text, const char *const *env,
+                 char **out, char **err);
+
+/* Reads a whole file (malloc'd, NUL-terminated) or NULL. */
+char *harness_read_file(const char *path);
+
+/* True if `needle` occurs in any regular file below `dir` (like grep -r). */
+bool harness_dir_contains(const char *dir, const char *needle);
+
+/* Creates a token through the client as the admin; REQUIREs success.
+ * token_out gets the plain text, id_out the id (either may be NULL). */
+void harness_create(tokend_client *admin, const char *owner, const char *name,
+                    const char *const *abilities, size_t n, int64_t expires_in_s,
+                    char *token_out, size_t token_size, char *id_out, size_t id_size);
+
+#endif /* TOKEND_HARNESS_H */

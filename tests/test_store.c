@@ -1,0 +1,874 @@
+/*
+ * test_store.c — unit tests of the storage module (service/store.c) on a
+ * real RocksDB in a temporary directory: opening, point reads, the owner
+ * index and its paging cursors, usage, the initialised marker, durability
+ * across reopen, write batches, and the record codec against truncated and
+ * hostile bytes.
+ */
+#include "test.h"
+
+#include <pthread.h>
+
+#include "store.h"
+#include "tokend.h"
+
+/* The tests, declared for -Wmissing-prototypes (the runner declares them
+ * again from tests/list.h). */
+TEST(store_open_creates);
+TEST(store_open_missing_fails);
+TEST(store_open_read_only);
+TEST(store_put_get);
+TEST(store_get_missing);
+TEST(store_delete_removes_all);
+TEST(store_list_pages);
+TEST(store_list_cursor_after_delete);
+TEST(store_list_owner_prefixes);
+TEST(store_list_bad_cursor);
+TEST(store_usage);
+TEST(store_batch_rules);
+TEST(store_initialised_survives_reopen);
+TEST(store_data_survives_reopen);
+TEST(store_owner_ids_all);
+TEST(store_concurrent_reads);
+TEST(store_codec_roundtrip);
+TEST(store_codec_truncated);
+TEST(store_codec_random_bytes);
+
+/* Fills `id` with a valid public id made from n (16 base62 chars). */
+static void make_id(unsigned n, char id[TOKEN_ID_LEN + 1]) {
+    snprintf(id, TOKEN_ID_LEN + 1, "id%014u", n);
+}
+
+/* A digest that differs for every n. */
+static void make_digest(unsigned n, uint8_t digest[TOKEN_DIGEST_LEN]) {
+    for (int i = 0; i < TOKEN_DIGEST_LEN; i++) {
+        digest[i] = (uint8_t)(0xA5 ^ (n >> ((i % 4) * 8)) ^ (unsigned)i);
+    }
+}
+
+/* A record with every kind of field: two abilities, `n_meta` metadata
+ * pairs. Free with token_record_free. */
+static token_record make_record(unsigned n, const char *owner, int64_t created_ms,
+                                size_t n_meta) {
+    token_record rec;
+    memset(&rec, 0, sizeof(rec));
+    make_id(n, rec.id);
+    rec.owner = strdup(owner);
+    char name[64];
+    snprintf(name, sizeof(name), "token %u", n);
+    rec.name = strdup(name);
+    rec.n_abilities = 2;
+    rec.abilities = calloc(2, sizeof(char *));
+    rec.abilities[0] = strdup("orders:read");
+    rec.abilities[1] = strdup("orders:*");
+    rec.created_ms = created_ms;
+    rec.expires_ms = created_ms + 3600 * 1000;
+    rec.n_metadata = n_meta;
+    rec.metadata = n_meta > 0 ? calloc(n_meta, sizeof(token_kv)) : NULL;
+    for (size_t i = 0; i < n_meta; i++) {
+        char key[32], value[32];
+        snprintf(key, sizeof(key), "k%zu", i);
+        snprintf(value, sizeof(value), "value %zu", i);
+        rec.metadata[i].key = strdup(key);
+        rec.metadata[i].value = strdup(value);
+    }
+    return rec;
+}
+
+static void check_same_record(const token_record *got, const token_record *want) {
+    CHECK_STR(got->id, want->id);
+    CHECK_STR(got->owner, want->owner);
+    CHECK_STR(got->name, want->name);
+    CHECK_INT(got->created_ms, want->created_ms);
+    CHECK_INT(got->expires_ms, want->expires_ms);
+    CHECK_INT(got->n_abilities, want->n_abilities);
+    for (size_t i = 0; i < got->n_abilities && i < want->n_abilities; i++) {
+        CHECK_STR(got->abilities[i], want->abilities[i]);
+    }
+    CHECK_INT(got->n_metadata, want->n_metadata);
+    for (size_t i = 0; i < got->n_metadata && i < want->n_metadata; i++) {
+        CHECK_STR(got->metadata[i].key, want->metadata[i].key);
+        CHECK_STR(got->metadata[i].value, want->metadata[i].value);
+    }
+}
+
+static store *open_store(const char *dir, bool create) {
+    store_options opts = {.create_if_missing = create};
+    store *st = NULL;
+    char *err = NULL;
+    int rv = store_open(dir, &opts, &st, &err);
+    if (rv != TOKEND_OK) {
+        test_fail(__FILE__, __LINE__, "store_open(%s): %d %s", dir, rv, err ? err : "");
+    }
+    free(err);
+    REQUIRE(st != NULL);
+    return st;
+}
+
+/* Stores token n of `owner`, created at created_ms, and commits (synced). */
+static void put_token(store *st, unsigned n, const char *owner, int64_t created_ms) {
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    make_digest(n, digest);
+    token_record rec = make_record(n, owner, created_ms, n % 3);
+    store_batch *b = store_batch_new();
+    REQUIRE(b != NULL);
+    CHECK_INT(store_batch_put_token(b, digest, &rec), TOKEND_OK);
+    char *err = NULL;
+    CHECK_INT(store_batch_commit(st, b, true, &err), TOKEND_OK);
+    CHECK(err == NULL);
+    free(err);
+    store_batch_free(b);
+    token_record_free(&rec);
+}
+
+static void free_records(token_record *recs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        token_record_free(&recs[i]);
+    }
+    free(recs);
+}
+
+TEST(store_open_creates) {
+    char *dir = test_tmpdir();
+    char *sub = NULL;
+    REQUIRE(asprintf(&sub, "%s/data", dir) > 0);
+    store *st = open_store(sub, true);
+    CHECK(!store_is_initialised(st));
+    store_close(st);
+    /* Opening again without create finds it. */
+    st = open_store(sub, false);
+    store_close(st);
+    store_close(NULL);
+    free(sub);
+    free(dir);
+}
+
+TEST(store_open_missing_fails) {
+    char *dir = test_tmpdir();
+    store_options opts = {.create_if_missing = false};
+    store *st = (store *)1;
+    char *err = NULL;
+    CHECK_INT(store_open(dir, &opts, &st, &err), TOKEND_NOT_FOUND);
+    CHECK(st == NULL);
+    CHECK(test_contains(err, "no tokend store in"));
+    CHECK(test_contains(err, dir));
+    CHECK(test_contains(err, "run tokend init"));
+    free(err);
+
+    /* A directory that does not exist at all, and the read-only open. */
+    char *sub = NULL;
+    REQUIRE(asprintf(&sub, "%s/nope", dir) > 0);
+    opts.read_only = true;
+    err = NULL;
+    CHECK_INT(store_open(sub, &opts, &st, &err), TOKEND_NOT_FOUND);
+    CHECK(test_contains(err, "run tokend init"));
+    free(err);
+
+    /* Contradictory options. */
+    opts.create_if_missing = true;
+    err = NULL;
+    CHECK_INT(store_open(sub, &opts, &st, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK(err != NULL);
+    free(err);
+    free(sub);
+    free(dir);
+}
+
+TEST(store_open_read_only) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    put_token(st, 1, "user:1", 1000);
+    store_close(st);
+
+    store_options opts = {.read_only = true};
+    char *err = NULL;
+    REQUIRE(store_open(dir, &opts, &st, &err) == TOKEND_OK);
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    CHECK_INT(store_get_digest(st, "id00000000000001", digest), TOKEND_OK);
+    store_batch *b = store_batch_new();
+    store_batch_put_usage(b, "id00000000000001", 5, 6);
+    CHECK_INT(store_batch_commit(st, b, true, &err), TOKEND_STORAGE_ERROR);
+    CHECK(test_contains(err, "read-only"));
+    free(err);
+    CHECK_INT(store_batch_count(b), 0);
+    store_batch_free(b);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_put_get) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    make_digest(7, digest);
+    token_record want = make_record(7, "partner:acme", 1700000000000, 2);
+    store_batch *b = store_batch_new();
+    CHECK_INT(store_batch_put_token(b, digest, &want), TOKEND_OK);
+    CHECK_INT(store_batch_count(b), 1);
+    CHECK_INT(store_batch_commit(st, b, false, NULL), TOKEND_OK);
+    CHECK_INT(store_batch_count(b), 0);
+    store_batch_free(b);
+
+    token_record got;
+    CHECK_INT(store_get_token(st, digest, &got), TOKEND_OK);
+    check_same_record(&got, &want);
+    token_record_free(&got);
+
+    uint8_t by_id[TOKEN_DIGEST_LEN];
+    CHECK_INT(store_get_digest(st, want.id, by_id), TOKEND_OK);
+    CHECK(memcmp(by_id, digest, TOKEN_DIGEST_LEN) == 0);
+    token_record_free(&want);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_get_missing) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    put_token(st, 1, "user:1", 1000);
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    make_digest(2, digest);
+    token_record rec;
+    CHECK_INT(store_get_token(st, digest, &rec), TOKEND_NOT_FOUND);
+    CHECK(rec.owner == NULL);
+    CHECK_INT(store_get_digest(st, "id00000000000002", digest), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_digest(st, "", digest), TOKEND_NOT_FOUND);
+    int64_t last = 0;
+    uint64_t count = 0;
+    CHECK_INT(store_get_usage(st, "id00000000000001", &last, &count), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_digest(st, NULL, digest), TOKEND_INVALID_ARGUMENT);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_delete_removes_all) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    put_token(st, 1, "user:1", 1000);
+    put_token(st, 2, "user:1", 2000);
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    make_digest(1, digest);
+    store_batch *b = store_batch_new();
+    store_batch_put_usage(b, "id00000000000001", 1234, 5);
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+
+    token_record rec;
+    REQUIRE(store_get_token(st, digest, &rec) == TOKEND_OK);
+    store_batch_delete_token(b, digest, &rec);
+    CHECK_INT(store_batch_count(b), 1);
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+    token_record_free(&rec);
+
+    CHECK_INT(store_get_token(st, digest, &rec), TOKEND_NOT_FOUND);
+    uint8_t other[TOKEN_DIGEST_LEN];
+    CHECK_INT(store_get_digest(st, "id00000000000001", other), TOKEND_NOT_FOUND);
+    int64_t last = 0;
+    uint64_t count = 0;
+    CHECK_INT(store_get_usage(st, "id00000000000001", &last, &count), TOKEND_NOT_FOUND);
+    char **ids = NULL;
+    size_t n = 0;
+    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n), TOKEND_OK);
+    REQUIRE(n == 1);
+    CHECK_STR(ids[0], "id00000000000002");
+    free(ids[0]);
+    free(ids);
+    token_record *recs = NULL;
+    char *next = NULL;
+    CHECK_INT(store_list_owner(st, "user:1", NULL, 10, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(n, 1);
+    CHECK(next == NULL);
+    free_records(recs, n);
+    /* The other token is untouched. */
+    make_digest(2, digest);
+    CHECK_INT(store_get_token(st, digest, &rec), TOKEND_OK);
+    token_record_free(&rec);
+    store_batch_free(b);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_list_pages) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    /* Inserted out of creation order: the index must sort by created_ms. */
+    for (unsigned i = 0; i < 25; i++) {
+        unsigned k = (i * 7) % 25;
+        put_token(st, 100 + k, "user:1", 1000 + (int64_t)k);
+    }
+    put_token(st, 500, "user:0", 5);
+    put_token(st, 501, "user:2", 5);
+
+    const size_t want_sizes[] = {10, 10, 5};
+    char *cursor = NULL;
+    unsigned seen = 0;
+    for (int page = 0; page < 3; page++) {
+        token_record *recs = NULL;
+        size_t n = 0;
+        char *next = NULL;
+        CHECK_INT(store_list_owner(st, "user:1", cursor, 10, &recs, &n, &next), TOKEND_OK);
+        CHECK_INT(n, want_sizes[page]);
+        for (size_t i = 0; i < n; i++) {
+            char id[TOKEN_ID_LEN + 1];
+            make_id(100 + seen, id);
+            CHECK_STR(recs[i].id, id);
+            CHECK_STR(recs[i].owner, "user:1");
+            CHECK_INT(recs[i].created_ms, 1000 + seen);
+            seen++;
+        }
+        free_records(recs, n);
+        free(cursor);
+        cursor = next;
+        if (page < 2) {
+            CHECK(cursor != NULL && *cursor != '\0');
+        } else {
+            CHECK(cursor == NULL);
+        }
+        if (cursor == NULL) {
+            break;
+        }
+    }
+    CHECK_INT(seen, 25);
+    free(cursor);
+
+    /* Exactly one full page: no cursor, since nothing follows. */
+    token_record *recs = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    CHECK_INT(store_list_owner(st, "user:1", "", 25, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(n, 25);
+    CHECK(next == NULL);
+    free_records(recs, n);
+
+    /* An owner with no tokens: an empty page. */
+    CHECK_INT(store_list_owner(st, "nobody", NULL, 10, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(n, 0);
+    CHECK(next == NULL);
+    free(recs);
+    store_close(st);
+    free(dir);
+}
+
+/* A cursor whose entry was revoked between pages still resumes right
+ * after where it stood. */
+TEST(store_list_cursor_after_delete) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    for (unsigned i = 0; i < 6; i++) {
+        put_token(st, i, "user:1", 1000 + i);
+    }
+    token_record *recs = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    REQUIRE(store_list_owner(st, "user:1", NULL, 3, &recs, &n, &next) == TOKEND_OK);
+    REQUIRE(n == 3 && next != NULL);
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    make_digest(2, digest);
+    store_batch *b = store_batch_new();
+    store_batch_delete_token(b, digest, &recs[2]);
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+    store_batch_free(b);
+    free_records(recs, n);
+
+    char *cursor = next;
+    CHECK_INT(store_list_owner(st, "user:1", cursor, 3, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(n, 3);
+    if (n == 3) {
+        CHECK_STR(recs[0].id, "id00000000000003");
+        CHECK_STR(recs[2].id, "id00000000000005");
+    }
+    CHECK(next == NULL);
+    free_records(recs, n);
+    free(cursor);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_list_owner_prefixes) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    put_token(st, 1, "user:1", 3000);
+    put_token(st, 2, "user:10", 1000);
+    put_token(st, 3, "user:10", 2000);
+    put_token(st, 4, "user:", 500);
+    put_token(st, 5, "user:1", 4000);
+
+    token_record *recs = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    CHECK_INT(store_list_owner(st, "user:1", NULL, 100, &recs, &n, &next), TOKEND_OK);
+    REQUIRE(n == 2);
+    CHECK_STR(recs[0].id, "id00000000000001");
+    CHECK_STR(recs[1].id, "id00000000000005");
+    CHECK(next == NULL);
+    free_records(recs, n);
+
+    CHECK_INT(store_list_owner(st, "user:10", NULL, 1, &recs, &n, &next), TOKEND_OK);
+    REQUIRE(n == 1);
+    CHECK_STR(recs[0].id, "id00000000000002");
+    CHECK(next != NULL);
+    free_records(recs, n);
+    char *cursor = next;
+    CHECK_INT(store_list_owner(st, "user:10", cursor, 1, &recs, &n, &next), TOKEND_OK);
+    REQUIRE(n == 1);
+    CHECK_STR(recs[0].id, "id00000000000003");
+    CHECK(next == NULL);
+    free_records(recs, n);
+
+    /* A cursor from user:10 used for user:1 must not leak user:10's tokens. */
+    CHECK_INT(store_list_owner(st, "user:1", cursor, 100, &recs, &n, &next), TOKEND_OK);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_STR(recs[i].owner, "user:1");
+    }
+    free_records(recs, n);
+    free(next);
+    free(cursor);
+
+    char **ids = NULL;
+    CHECK_INT(store_owner_ids(st, "user:", &ids, &n), TOKEND_OK);
+    REQUIRE(n == 1);
+    CHECK_STR(ids[0], "id00000000000004");
+    free(ids[0]);
+    free(ids);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_list_bad_cursor) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    put_token(st, 1, "user:1", 1000);
+    put_token(st, 2, "user:1", 2000);
+    const char *bad[] = {
+        "zz",
+        "not a cursor at all",
+        "00000000000003e8",                                    /* too short */
+        "00000000000003e869643030303030303030303030303031ff", /* too long */
+        "00000000000003e8696430303030303030303030303030g1",   /* not hex */
+        "00000000000003e8000000000000000000000000000000000",   /* odd length */
+        "00000000000003e8000000000000000000000000000000ff",    /* id not base62 */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        token_record *recs = (token_record *)1;
+        size_t n = 99;
+        char *next = (char *)1;
+        CHECK_INT(store_list_owner(st, "user:1", bad[i], 10, &recs, &n, &next),
+                  TOKEND_INVALID_ARGUMENT);
+        CHECK(recs == NULL && n == 0 && next == NULL);
+    }
+    /* A cursor that decodes (the first token's position) is accepted. */
+    token_record *recs = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    CHECK_INT(store_list_owner(st, "user:1",
+                               "00000000000003e8696430303030303030303030303030303031", 10,
+                               &recs, &n, &next),
+              TOKEND_INVALID_ARGUMENT); /* 52 chars: too long */
+    CHECK_INT(store_list_owner(st, "user:1", "00000000000003E869643030303030303030303030303031",
+                               10, &recs, &n, &next),
+              TOKEND_OK);
+    REQUIRE(n == 1);
+    CHECK_STR(recs[0].id, "id00000000000002");
+    free_records(recs, n);
+    /* Other invalid arguments. */
+    CHECK_INT(store_list_owner(st, "user:1", NULL, 0, &recs, &n, &next),
+              TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(store_list_owner(st, NULL, NULL, 10, &recs, &n, &next),
+              TOKEND_INVALID_ARGUMENT);
+    char long_owner[TOKEN_OWNER_MAX + 2];
+    memset(long_owner, 'o', sizeof(long_owner) - 1);
+    long_owner[sizeof(long_owner) - 1] = '\0';
+    CHECK_INT(store_list_owner(st, long_owner, NULL, 10, &recs, &n, &next),
+              TOKEND_INVALID_ARGUMENT);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_usage) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    store_batch *b = store_batch_new();
+    store_batch_put_usage(b, "id00000000000009", 1700000000123, 1);
+    store_batch_put_usage(b, "id00000000000009", 1700000000456, 0x1122334455667788ULL);
+    CHECK_INT(store_batch_count(b), 2);
+    CHECK_INT(store_batch_commit(st, b, false, NULL), TOKEND_OK);
+    int64_t last = 0;
+    uint64_t count = 0;
+    CHECK_INT(store_get_usage(st, "id00000000000009", &last, &count), TOKEND_OK);
+    CHECK_INT(last, 1700000000456);
+    CHECK(count == 0x1122334455667788ULL);
+
+    /* An invalid id poisons the batch: nothing of it is applied. */
+    store_batch_put_usage(b, "id00000000000009", 1, 1);
+    store_batch_put_usage(b, "short", 1, 1);
+    char *err = NULL;
+    CHECK_INT(store_batch_commit(st, b, true, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK(err != NULL);
+    free(err);
+    CHECK_INT(store_batch_count(b), 0);
+    CHECK_INT(store_get_usage(st, "id00000000000009", &last, &count), TOKEND_OK);
+    CHECK_INT(last, 1700000000456);
+    /* The batch is usable again after a failed commit. */
+    store_batch_put_usage(b, "id00000000000009", 7, 8);
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+    CHECK_INT(store_get_usage(st, "id00000000000009", &last, &count), TOKEND_OK);
+    CHECK_INT(last, 7);
+    CHECK_INT(count, 8);
+    store_batch_free(b);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_batch_rules) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    store_batch *b = store_batch_new();
+    /* An empty commit is fine. */
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+
+    /* A record beyond token.h's bounds is refused and adds nothing. */
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    make_digest(1, digest);
+    token_record rec = make_record(1, "user:1", 1000, 0);
+    free(rec.owner);
+    rec.owner = malloc(TOKEN_OWNER_MAX + 2);
+    memset(rec.owner, 'x', TOKEN_OWNER_MAX + 1);
+    rec.owner[TOKEN_OWNER_MAX + 1] = '\0';
+    CHECK_INT(store_batch_put_token(b, digest, &rec), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(store_batch_count(b), 0);
+    rec.owner[TOKEN_OWNER_MAX] = '\0'; /* exactly the maximum is fine */
+    CHECK_INT(store_batch_put_token(b, digest, &rec), TOKEND_OK);
+    strcpy(rec.id, "bad id");
+    CHECK_INT(store_batch_put_token(b, digest, &rec), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(store_batch_count(b), 1);
+    store_batch_clear(b);
+    CHECK_INT(store_batch_count(b), 0);
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+    token_record_free(&rec);
+    CHECK_INT(store_get_token(st, digest, &rec), TOKEND_NOT_FOUND);
+
+    /* A delete with a bad record fails the commit rather than half-delete. */
+    put_token(st, 2, "user:1", 1000);
+    make_digest(2, digest);
+    REQUIRE(store_get_token(st, digest, &rec) == TOKEND_OK);
+    store_batch_delete_token(b, digest, NULL);
+    char *err = NULL;
+    CHECK_INT(store_batch_commit(st, b, true, &err), TOKEND_INVALID_ARGUMENT);
+    free(err);
+    CHECK_INT(store_get_digest(st, rec.id, digest), TOKEND_OK);
+    token_record_free(&rec);
+    store_batch_free(b);
+    store_batch_free(NULL);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_initialised_survives_reopen) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    CHECK(!store_is_initialised(st));
+    store_batch *b = store_batch_new();
+    store_batch_mark_initialised(b, 1700000000000);
+    CHECK_INT(store_batch_count(b), 1);
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+    store_batch_free(b);
+    CHECK(store_is_initialised(st));
+    store_close(st);
+    st = open_store(dir, false);
+    CHECK(store_is_initialised(st));
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_data_survives_reopen) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    for (unsigned i = 0; i < 50; i++) {
+        put_token(st, i, i % 2 ? "odd" : "even", 1000 + i);
+    }
+    /* Unsynced writes survive a clean close too (close flushes). */
+    store_batch *b = store_batch_new();
+    store_batch_put_usage(b, "id00000000000003", 42, 43);
+    CHECK_INT(store_batch_commit(st, b, false, NULL), TOKEND_OK);
+    store_batch_free(b);
+    store_close(st);
+
+    st = open_store(dir, false);
+    for (unsigned i = 0; i < 50; i++) {
+        uint8_t digest[TOKEN_DIGEST_LEN], by_id[TOKEN_DIGEST_LEN];
+        make_digest(i, digest);
+        token_record got, want = make_record(i, i % 2 ? "odd" : "even", 1000 + i, i % 3);
+        CHECK_INT(store_get_token(st, digest, &got), TOKEND_OK);
+        check_same_record(&got, &want);
+        CHECK_INT(store_get_digest(st, want.id, by_id), TOKEND_OK);
+        CHECK(memcmp(digest, by_id, TOKEN_DIGEST_LEN) == 0);
+        token_record_free(&got);
+        token_record_free(&want);
+    }
+    int64_t last = 0;
+    uint64_t count = 0;
+    CHECK_INT(store_get_usage(st, "id00000000000003", &last, &count), TOKEND_OK);
+    CHECK_INT(last, 42);
+    CHECK_INT(count, 43);
+    char **ids = NULL;
+    size_t n = 0;
+    CHECK_INT(store_owner_ids(st, "odd", &ids, &n), TOKEND_OK);
+    CHECK_INT(n, 25);
+    for (size_t i = 0; i < n; i++) {
+        free(ids[i]);
+    }
+    free(ids);
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_owner_ids_all) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    char **ids = NULL;
+    size_t n = 7;
+    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n), TOKEND_OK);
+    CHECK_INT(n, 0);
+    free(ids);
+    for (unsigned i = 0; i < 40; i++) {
+        put_token(st, i, i < 37 ? "user:1" : "user:10", 1000 + i);
+    }
+    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n), TOKEND_OK);
+    CHECK_INT(n, 37);
+    for (size_t i = 0; i < n; i++) {
+        char id[TOKEN_ID_LEN + 1];
+        make_id((unsigned)i, id);
+        CHECK_STR(ids[i], id);
+        free(ids[i]);
+    }
+    free(ids);
+    CHECK_INT(store_owner_ids(st, NULL, &ids, &n), TOKEND_INVALID_ARGUMENT);
+    store_close(st);
+    free(dir);
+}
+
+typedef struct reader_arg {
+    store *st;
+    int failures;
+} reader_arg;
+
+static void *reader_thread(void *p) {
+    reader_arg *arg = p;
+    for (unsigned round = 0; round < 200; round++) {
+        unsigned i = round % 20;
+        uint8_t digest[TOKEN_DIGEST_LEN];
+        make_digest(i, digest);
+        token_record rec;
+        if (store_get_token(arg->st, digest, &rec) != TOKEND_OK) {
+            arg->failures++;
+            continue;
+        }
+        char id[TOKEN_ID_LEN + 1];
+        make_id(i, id);
+        if (strcmp(rec.id, id) != 0) {
+            arg->failures++;
+        }
+        token_record_free(&rec);
+        token_record *recs = NULL;
+        size_t n = 0;
+        char *next = NULL;
+        if (store_list_owner(arg->st, "user:1", NULL, 5, &recs, &n, &next) != TOKEND_OK ||
+            n != 5) {
+            arg->failures++;
+        }
+        free_records(recs, n);
+        free(next);
+    }
+    return NULL;
+}
+
+/* Reads from several threads while the test thread writes. */
+TEST(store_concurrent_reads) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    for (unsigned i = 0; i < 20; i++) {
+        put_token(st, i, "user:1", 1000 + i);
+    }
+    pthread_t threads[4];
+    reader_arg args[4];
+    for (int t = 0; t < 4; t++) {
+        args[t] = (reader_arg){st, 0};
+        REQUIRE(pthread_create(&threads[t], NULL, reader_thread, &args[t]) == 0);
+    }
+    for (unsigned i = 20; i < 60; i++) {
+        put_token(st, i, "user:2", 1000 + i);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(threads[t], NULL);
+        CHECK_INT(args[t].failures, 0);
+    }
+    store_close(st);
+    free(dir);
+}
+
+TEST(store_codec_roundtrip) {
+    size_t meta_counts[] = {0, 1, TOKEN_METADATA_MAX};
+    for (size_t m = 0; m < sizeof(meta_counts) / sizeof(meta_counts[0]); m++) {
+        token_record want = make_record(3, "partner:acme", 1700000000000, meta_counts[m]);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        CHECK_INT(store_record_encode(&want, &buf, &len), TOKEND_OK);
+        CHECK(buf != NULL && len > 0);
+        token_record got;
+        CHECK_INT(store_record_decode(buf, len, &got), TOKEND_OK);
+        check_same_record(&got, &want);
+        if (meta_counts[m] == 0) {
+            CHECK(got.metadata == NULL);
+        }
+        token_record_free(&got);
+        free(buf);
+        token_record_free(&want);
+    }
+
+    /* Edge values: no abilities, empty name, negative and extreme times,
+     * a NULL name and a NULL metadata value (stored as ""), and every
+     * field at its maximum size. */
+    token_record rec;
+    memset(&rec, 0, sizeof(rec));
+    strcpy(rec.id, "zzzzzzzzzzzzzzzz");
+    rec.owner = calloc(TOKEN_OWNER_MAX + 1, 1);
+    memset(rec.owner, 'o', TOKEN_OWNER_MAX);
+    rec.created_ms = INT64_MIN;
+    rec.expires_ms = INT64_MAX;
+    rec.n_metadata = 1;
+    rec.metadata = calloc(1, sizeof(token_kv));
+    rec.metadata[0].key = strdup("k");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    CHECK_INT(store_record_encode(&rec, &buf, &len), TOKEND_OK);
+    token_record got;
+    CHECK_INT(store_record_decode(buf, len, &got), TOKEND_OK);
+    CHECK_STR(got.owner, rec.owner);
+    CHECK_STR(got.name, "");
+    CHECK_INT(got.n_abilities, 0);
+    CHECK(got.abilities == NULL);
+    CHECK(got.created_ms == INT64_MIN);
+    CHECK(got.expires_ms == INT64_MAX);
+    CHECK_STR(got.metadata[0].value, "");
+    token_record_free(&got);
+    free(buf);
+    token_record_free(&rec);
+
+    rec = make_record(4, "o", 1, 0);
+    for (size_t i = 0; i < rec.n_abilities; i++) {
+        free(rec.abilities[i]);
+    }
+    free(rec.abilities);
+    rec.n_abilities = TOKEN_ABILITIES_MAX;
+    rec.abilities = calloc(TOKEN_ABILITIES_MAX, sizeof(char *));
+    for (size_t i = 0; i < TOKEN_ABILITIES_MAX; i++) {
+        rec.abilities[i] = calloc(TOKEN_ABILITY_MAX + 1, 1);
+        memset(rec.abilities[i], 'a', TOKEN_ABILITY_MAX);
+    }
+    free(rec.name);
+    rec.name = calloc(TOKEN_NAME_MAX + 1, 1);
+    memset(rec.name, 'n', TOKEN_NAME_MAX);
+    CHECK_INT(store_record_encode(&rec, &buf, &len), TOKEND_OK);
+    CHECK_INT(store_record_decode(buf, len, &got), TOKEND_OK);
+    check_same_record(&got, &rec);
+    token_record_free(&got);
+    free(buf);
+    /* One more of anything is refused. */
+    rec.abilities[0][TOKEN_ABILITY_MAX - 1] = '\0';
+    rec.name = realloc(rec.name, TOKEN_NAME_MAX + 2);
+    strcat(rec.name, "n");
+    CHECK_INT(store_record_encode(&rec, &buf, &len), TOKEND_INVALID_ARGUMENT);
+    CHECK(buf == NULL && len == 0);
+    token_record_free(&rec);
+}
+
+TEST(store_codec_truncated) {
+    token_record rec = make_record(5, "user:1", 1700000000000, 3);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    REQUIRE(store_record_encode(&rec, &buf, &len) == TOKEND_OK);
+    for (size_t cut = 0; cut < len; cut++) {
+        /* A copy of exactly `cut` bytes, so ASan sees any read past it. */
+        uint8_t *part = malloc(cut > 0 ? cut : 1);
+        memcpy(part, buf, cut);
+        token_record got;
+        CHECK_INT(store_record_decode(part, cut, &got), TOKEND_INTERNAL);
+        CHECK(got.owner == NULL && got.abilities == NULL && got.metadata == NULL);
+        free(part);
+    }
+    /* Trailing bytes are an inconsistency too. */
+    uint8_t *longer = malloc(len + 1);
+    memcpy(longer, buf, len);
+    longer[len] = 0;
+    token_record got;
+    CHECK_INT(store_record_decode(longer, len + 1, &got), TOKEND_INTERNAL);
+    /* So is an unknown version. */
+    longer[0] = 2;
+    CHECK_INT(store_record_decode(longer, len, &got), TOKEND_INTERNAL);
+    CHECK_INT(store_record_decode(NULL, 0, &got), TOKEND_INTERNAL);
+    free(longer);
+    free(buf);
+    token_record_free(&rec);
+}
+
+/* xorshift64: a fixed, reproducible stream of test bytes. */
+static uint64_t rng_next(uint64_t *state) {
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
+TEST(store_codec_random_bytes) {
+    uint64_t state = 0x9E3779B97F4A7C15ULL;
+    token_record rec = make_record(6, "user:1", 1700000000000, 2);
+    uint8_t *valid = NULL;
+    size_t valid_len = 0;
+    REQUIRE(store_record_encode(&rec, &valid, &valid_len) == TOKEND_OK);
+    token_record_free(&rec);
+    int decoded = 0;
+    for (int round = 0; round < 100000; round++) {
+        size_t len;
+        uint8_t *buf;
+        if (round % 2 == 0) {
+            /* Random bytes, version byte usually right to get further in. */
+            len = (size_t)(rng_next(&state) % 400);
+            buf = malloc(len > 0 ? len : 1);
+            for (size_t i = 0; i < len; i++) {
+                buf[i] = (uint8_t)rng_next(&state);
+            }
+            if (len > 0 && round % 4 == 0) {
+                buf[0] = 1;
+            }
+        } else {
+            /* A valid record with a few bytes changed and maybe cut. */
+            len = valid_len;
+            buf = malloc(len);
+            memcpy(buf, valid, len);
+            int flips = 1 + (int)(rng_next(&state) % 4);
+            for (int f = 0; f < flips; f++) {
+                buf[rng_next(&state) % len] = (uint8_t)rng_next(&state);
+            }
+            if (rng_next(&state) % 4 == 0) {
+                len = (size_t)(rng_next(&state) % len);
+            }
+        }
+        token_record got;
+        int rv = store_record_decode(buf, len, &got);
+        if (rv == TOKEND_OK) {
+            decoded++;
+            CHECK(strlen(got.id) == TOKEN_ID_LEN);
+            CHECK(got.owner != NULL && strlen(got.owner) <= TOKEN_OWNER_MAX);
+            CHECK(got.n_abilities <= TOKEN_ABILITIES_MAX);
+            CHECK(got.n_metadata <= TOKEN_METADATA_MAX);
+            token_record_free(&got);
+        } else {
+            CHECK_INT(rv, TOKEND_INTERNAL);
+        }
+        free(buf);
+    }
+    /* Some mutations only change a character and still decode. */
+    CHECK(decoded > 0);
+    free(valid);
+}
