@@ -769,7 +769,11 @@ static int parse_args(cli *c, int argc, char **argv) {
             spec = find_flag(c->cmd->flags, arg, name_len);
         }
         if (spec == NULL) {
-            /* The name only: what follows '=' might be a secret. */
+            /* Echo the name only (what follows '=' might be a secret), and
+             * only if it cannot be a pasted token. */
+            if (name_len > 32 || strspn(arg, "-abcdefghijklmnopqrstuvwxyz") < name_len) {
+                return usage_error(c, "unknown flag");
+            }
             if (c->cmd != NULL) {
                 return usage_error(c, "unknown flag '%.*s' for %s", (int)name_len, arg,
                                    c->cmd->name);

@@ -457,10 +457,10 @@ static int exchange(tokend_client *client, client_call *call,
         /* A failed send hands the message back. */
         wipe_free_msg(nng_aio_get_msg(aio));
         if (nrv == NNG_ETIMEDOUT) {
-            /* REQ sends only once a connection is up, so the request never
-             * left: the service is unreachable, and a retry is safe. */
-            rv = call_fail(call, TOKEND_UNAVAILABLE,
-                           "could not reach %s within %d ms (not connected)",
+            /* REQ hands a request to a connection only once one is up and
+             * free, so the request never left: the service is unreachable
+             * (usually: not connected), and a retry is safe. */
+            rv = call_fail(call, TOKEND_UNAVAILABLE, "could not reach %s within %d ms",
                            client->where, call->timeout_ms);
         } else if (nrv == NNG_ECLOSED || client_closing(client)) {
             rv = call_fail(call, TOKEND_UNAVAILABLE, "client is closed");
