@@ -1,0 +1,506 @@
+/*
+ * rpc_bench.c — tokend's RPC cost next to the bare transport, measured in
+ * the same run on the same machine.
+ *
+ * Reference: an NNG REP echo server of the same shape as tokend's (a pool
+ * of aio-driven contexts, its own process) that answers each request with
+ * a reply of the size a Verify reply has. The client side is the same for
+ * both: the REQ socket pattern libtokend uses (a context per call), N
+ * threads, sequential calls per thread.
+ *
+ * Usage: rpc_bench [--seconds S] [--threads N] [--json FILE]
+ *        rpc_bench echo-server URL REPLY_BYTES     (internal: the reference)
+ * Needs tokend beside it (../tokend relative to this program).
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "rpc.h"
+#include "tokend.h"
+
+#define ECHO_CTXS 128
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the reference echo server ---- */
+
+typedef struct echo_ctx {
+    nng_ctx ctx;
+    nng_aio *aio;
+    int sending;
+} echo_ctx;
+
+static size_t echo_reply_bytes;
+
+static void echo_cb(void *arg) {
+    echo_ctx *e = arg;
+    int rv = nng_aio_result(e->aio);
+    if (e->sending) {
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(e->aio));
+        }
+        e->sending = 0;
+        nng_ctx_recv(e->ctx, e->aio);
+        return;
+    }
+    if (rv != 0) {
+        if (rv != NNG_ECLOSED) {
+            nng_ctx_recv(e->ctx, e->aio);
+        }
+        return;
+    }
+    nng_msg *m = nng_aio_get_msg(e->aio);
+    nng_msg_realloc(m, echo_reply_bytes);
+    e->sending = 1;
+    nng_aio_set_msg(e->aio, m);
+    nng_ctx_send(e->ctx, e->aio);
+}
+
+static int echo_server(const char *url, size_t reply_bytes) {
+    echo_reply_bytes = reply_bytes;
+    nng_socket s;
+    if (nng_rep0_open(&s) != 0 || nng_listen(s, url, NULL, 0) != 0) {
+        fprintf(stderr, "echo-server: cannot listen on %s\n", url);
+        return 1;
+    }
+    static echo_ctx ctxs[ECHO_CTXS];
+    for (int i = 0; i < ECHO_CTXS; i++) {
+        nng_aio_alloc(&ctxs[i].aio, echo_cb, &ctxs[i]);
+        nng_ctx_open(&ctxs[i].ctx, s);
+        nng_ctx_recv(ctxs[i].ctx, ctxs[i].aio);
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+/* ---- processes ---- */
+
+static char bindir[PATH_MAX];
+
+static pid_t spawn(const char *const *argv, const char *log) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (log != NULL && freopen(log, "a", stderr) == NULL) {
+            _exit(127);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static double cpu_seconds_of(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long utime = 0, stime = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                            &utime, &stime) != 2) {
+        return 0;
+    }
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* ---- raw REQ client for the echo (same per-call ctx as libtokend) ---- */
+
+typedef struct raw_client {
+    nng_socket sock;
+    size_t request_bytes;
+} raw_client;
+
+/* One call the way libtokend makes it: a context and an aio per call. */
+static int raw_call(raw_client *rc, const uint8_t *req) {
+    nng_ctx ctx;
+    nng_aio *aio = NULL;
+    nng_msg *m = NULL;
+    if (nng_ctx_open(&ctx, rc->sock) != 0) {
+        return -1;
+    }
+    if (nng_aio_alloc(&aio, NULL, NULL) != 0) {
+        nng_ctx_close(ctx);
+        return -1;
+    }
+    nng_ctx_set_ms(ctx, NNG_OPT_RECVTIMEO, 5000);
+    nng_ctx_set_ms(ctx, NNG_OPT_SENDTIMEO, 5000);
+    nng_msg_alloc(&m, 0);
+    nng_msg_append(m, req, rc->request_bytes);
+    nng_aio_set_msg(aio, m);
+    nng_ctx_send(ctx, aio);
+    nng_aio_wait(aio);
+    int rv = nng_aio_result(aio);
+    if (rv != 0) {
+        nng_msg_free(nng_aio_get_msg(aio));
+    } else {
+        nng_ctx_recv(ctx, aio);
+        nng_aio_wait(aio);
+        rv = nng_aio_result(aio);
+        if (rv == 0) {
+            nng_msg_free(nng_aio_get_msg(aio));
+        }
+    }
+    nng_aio_free(aio);
+    nng_ctx_close(ctx);
+    return rv;
+}
+
+/* ---- load generation ---- */
+
+typedef enum op { OP_ECHO, OP_VERIFY, OP_CREATE } op;
+
+typedef struct shared {
+    op what;
+    raw_client *raw;
+    tokend_client *client;
+    const char *token;
+    const uint8_t *echo_req;
+    double stop_at;
+    atomic_long done;
+    atomic_long errors;
+} shared;
+
+typedef struct worker {
+    shared *sh;
+    double *lat; /* per-call latency samples (seconds), sequential mode */
+    size_t n_lat, cap_lat;
+} worker;
+
+static int one_call(shared *sh) {
+    switch (sh->what) {
+        case OP_ECHO:
+            return raw_call(sh->raw, sh->echo_req);
+        case OP_VERIFY: {
+            const char *ab[] = {"orders:read"};
+            return tokend_verify(sh->client, NULL, sh->token, ab, 1, TOKEND_ABILITIES_ALL,
+                                 NULL, NULL);
+        }
+        case OP_CREATE: {
+            const char *ab[] = {"orders:read"};
+            tokend_create_params p = {
+                .owner = "bench:create", .name = "bench", .abilities = ab, .n_abilities = 1};
+            tokend_created c;
+            int rv = tokend_create(sh->client, NULL, &p, &c, NULL);
+            if (rv == TOKEND_OK) {
+                tokend_created_free(&c);
+            }
+            return rv;
+        }
+    }
+    return -1;
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    shared *sh = w->sh;
+    while (now_s() < sh->stop_at) {
+        double t0 = now_s();
+        int rv = one_call(sh);
+        double dt = now_s() - t0;
+        if (rv != 0) {
+            atomic_fetch_add(&sh->errors, 1);
+        }
+        atomic_fetch_add(&sh->done, 1);
+        if (w->lat != NULL && w->n_lat < w->cap_lat) {
+            w->lat[w->n_lat++] = dt;
+        }
+    }
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct result {
+    double per_s;
+    double p50_us, p99_us;
+    long errors;
+    long calls;
+} result;
+
+static result run(shared *sh, int threads, double seconds, bool latency) {
+    pthread_t th[256];
+    worker w[256];
+    atomic_store(&sh->done, 0);
+    atomic_store(&sh->errors, 0);
+    /* warm up */
+    for (int i = 0; i < 200; i++) {
+        one_call(sh);
+    }
+    double t0 = now_s();
+    sh->stop_at = t0 + seconds;
+    for (int i = 0; i < threads; i++) {
+        w[i] = (worker){.sh = sh};
+        if (latency) {
+            w[i].cap_lat = 2000000;
+            w[i].lat = malloc(w[i].cap_lat * sizeof(double));
+        }
+        pthread_create(&th[i], NULL, worker_main, &w[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+    }
+    double elapsed = now_s() - t0;
+    result r = {0};
+    r.calls = atomic_load(&sh->done);
+    r.errors = atomic_load(&sh->errors);
+    r.per_s = (double)r.calls / elapsed;
+    if (latency && w[0].n_lat > 0) {
+        qsort(w[0].lat, w[0].n_lat, sizeof(double), cmp_double);
+        r.p50_us = w[0].lat[w[0].n_lat / 2] * 1e6;
+        r.p99_us = w[0].lat[(size_t)((double)w[0].n_lat * 0.99)] * 1e6;
+    }
+    for (int i = 0; i < threads; i++) {
+        free(w[i].lat);
+    }
+    return r;
+}
+
+/* Wire sizes of a representative Verify request and reply, so the echo
+ * moves exactly as many bytes as tokend does. */
+static void verify_sizes(const char *token, size_t *req_bytes, size_t *reply_bytes) {
+    Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+    char *ab[] = {"orders:read"};
+    vr.token = (char *)token;
+    vr.abilities = ab;
+    vr.n_abilities = 1;
+    uint8_t *payload;
+    size_t plen;
+    rpc_pack(&vr.base, &payload, &plen);
+    Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+    req.method = "Verify";
+    req.request_id = 123456;
+    req.deadline_unix_ms = rpc_now_ms();
+    req.payload.data = payload;
+    req.payload.len = plen;
+    *req_bytes = protobuf_c_message_get_packed_size(&req.base);
+    free(payload);
+
+    Tokend__V1__TokenInfo info = TOKEND__V1__TOKEN_INFO__INIT;
+    info.id = "0123456789abcdef";
+    info.owner = "bench:verify";
+    info.name = "bench";
+    info.abilities = ab;
+    info.n_abilities = 1;
+    info.created_unix_ms = rpc_now_ms();
+    Tokend__V1__VerifyResponse resp = TOKEND__V1__VERIFY_RESPONSE__INIT;
+    resp.info = &info;
+    rpc_pack(&resp.base, &payload, &plen);
+    Tokend__V1__Reply reply = TOKEND__V1__REPLY__INIT;
+    reply.request_id = 123456;
+    reply.payload.data = payload;
+    reply.payload.len = plen;
+    *reply_bytes = protobuf_c_message_get_packed_size(&reply.base);
+    free(payload);
+}
+
+static tokend_client *connect_to(const char *url, const char *credential) {
+    const char *urls[] = {url};
+    tokend_options o = {.urls = urls, .n_urls = 1, .timeout_ms = 5000,
+                        .credential = credential};
+    tokend_client *c = NULL;
+    if (tokend_connect(&o, &c, NULL) != TOKEND_OK) {
+        fprintf(stderr, "rpc_bench: cannot connect to %s\n", url);
+        exit(1);
+    }
+    return c;
+}
+
+static bool wait_up(tokend_client *c) {
+    tokend_call quick = {.timeout_ms = 200};
+    for (int i = 0; i < 100; i++) {
+        int rv = tokend_verify(c, &quick, "x", NULL, 0, TOKEND_ABILITIES_ALL, NULL, NULL);
+        if (rv == TOKEND_MALFORMED) {
+            return true;
+        }
+        usleep(100000);
+    }
+    return false;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "echo-server") == 0) {
+        return echo_server(argv[2], (size_t)atol(argv[3]));
+    }
+    double seconds = 3;
+    int threads = 32;
+    const char *json = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+            seconds = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            threads = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            json = argv[++i];
+        } else {
+            fprintf(stderr, "usage: rpc_bench [--seconds S] [--threads N] [--json FILE]\n");
+            return 2;
+        }
+    }
+    if (threads < 1 || threads > 256 || seconds <= 0) {
+        fprintf(stderr, "rpc_bench: --threads 1..256, --seconds > 0\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[n > 0 ? n : 0] = '\0';
+    char self_copy[PATH_MAX];
+    snprintf(self_copy, sizeof(self_copy), "%s", self); /* dirname() edits it */
+    snprintf(bindir, sizeof(bindir), "%s", dirname(dirname(self_copy)));
+
+    char dir[] = "/tmp/tokend-bench-XXXXXX";
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    char tokend_bin[PATH_MAX + 16], data[PATH_MAX], url[PATH_MAX], echo_url[PATH_MAX],
+        log[PATH_MAX];
+    snprintf(tokend_bin, sizeof(tokend_bin), "%s/tokend", bindir);
+    snprintf(data, sizeof(data), "%s/data", dir);
+    snprintf(url, sizeof(url), "ipc://%s/tokend.sock", dir);
+    snprintf(echo_url, sizeof(echo_url), "ipc://%s/echo.sock", dir);
+    snprintf(log, sizeof(log), "%s/tokend.log", dir);
+
+    /* init: read the admin token from its stdout */
+    char cmd[PATH_MAX * 3];
+    snprintf(cmd, sizeof(cmd), "'%s' init --data-dir '%s' 2>/dev/null", tokend_bin, data);
+    FILE *f = popen(cmd, "r");
+    char admin[128] = "";
+    if (f == NULL || fgets(admin, sizeof(admin), f) == NULL) {
+        fprintf(stderr, "rpc_bench: tokend init failed\n");
+        return 1;
+    }
+    pclose(f);
+    admin[strcspn(admin, "\n")] = '\0';
+
+    const char *serve[] = {tokend_bin, "serve", "--data-dir", data, "--listen", url,
+                           "--log-level", "warn", NULL};
+    pid_t tokend_pid = spawn(serve, log);
+    tokend_client *admin_c = connect_to(url, admin);
+    if (!wait_up(admin_c)) {
+        fprintf(stderr, "rpc_bench: tokend did not start (log: %s)\n", log);
+        kill(tokend_pid, SIGKILL);
+        return 1;
+    }
+    const char *ab[] = {"orders:read"};
+    tokend_create_params p = {
+        .owner = "bench:verify", .name = "bench", .abilities = ab, .n_abilities = 1};
+    tokend_created created;
+    if (tokend_create(admin_c, NULL, &p, &created, NULL) != TOKEND_OK) {
+        fprintf(stderr, "rpc_bench: create failed\n");
+        return 1;
+    }
+
+    size_t req_bytes, reply_bytes;
+    verify_sizes(created.token, &req_bytes, &reply_bytes);
+    char reply_arg[32];
+    snprintf(reply_arg, sizeof(reply_arg), "%zu", reply_bytes);
+    const char *echo_argv[] = {self, "echo-server", echo_url, reply_arg, NULL};
+    pid_t echo_pid = spawn(echo_argv, NULL);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    raw_client raw = {.request_bytes = req_bytes};
+    nng_req0_open(&raw.sock);
+    nng_socket_set_ms(raw.sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    nng_dial(raw.sock, echo_url, NULL, NNG_FLAG_NONBLOCK);
+    uint8_t *echo_req = calloc(1, req_bytes);
+    nng_msleep(300);
+
+    shared sh_echo = {.what = OP_ECHO, .raw = &raw, .echo_req = echo_req};
+    shared sh_verify = {.what = OP_VERIFY, .client = admin_c, .token = created.token};
+    shared sh_create = {.what = OP_CREATE, .client = admin_c};
+
+    printf("rpc_bench: request %zu bytes, reply %zu bytes, ipc://, %d callers, %.1f s "
+           "per run\n\n",
+           req_bytes, reply_bytes, threads, seconds);
+
+    result e1 = run(&sh_echo, 1, seconds, true);
+    result v1 = run(&sh_verify, 1, seconds, true);
+    double e_cpu0 = cpu_seconds_of(echo_pid);
+    result en = run(&sh_echo, threads, seconds, false);
+    double e_cpu = cpu_seconds_of(echo_pid) - e_cpu0;
+    double t_cpu0 = cpu_seconds_of(tokend_pid);
+    result vn = run(&sh_verify, threads, seconds, false);
+    double t_cpu = cpu_seconds_of(tokend_pid) - t_cpu0;
+    result cn = run(&sh_create, threads, seconds, false);
+
+    double e_cpu_us = e_cpu / (double)en.calls * 1e6;
+    double v_cpu_us = t_cpu / (double)vn.calls * 1e6;
+    printf("%-26s %12s %12s %8s\n", "metric", "tokend", "echo", "ratio");
+    printf("%-26s %12.1f %12.1f %8.2f\n", "verify p50, 1 caller (us)", v1.p50_us, e1.p50_us,
+           v1.p50_us / e1.p50_us);
+    printf("%-26s %12.1f %12.1f %8.2f\n", "verify p99, 1 caller (us)", v1.p99_us, e1.p99_us,
+           v1.p99_us / e1.p99_us);
+    printf("%-26s %12.0f %12.0f %8.2f\n", "verify/s, N callers", vn.per_s, en.per_s,
+           vn.per_s / en.per_s);
+    printf("%-26s %12.1f %12.1f %8.2f\n", "server CPU per call (us)", v_cpu_us, e_cpu_us,
+           v_cpu_us / e_cpu_us);
+    printf("%-26s %12.0f %12s %8s\n", "create/s, N callers (sync)", cn.per_s, "-", "-");
+    printf("\nerrors: echo %ld, verify %ld/%ld, create %ld\n", e1.errors + en.errors,
+           v1.errors, vn.errors, cn.errors);
+
+    if (json != NULL) {
+        FILE *jf = fopen(json, "w");
+        if (jf != NULL) {
+            fprintf(jf,
+                    "{\"rpc_verify_p50_1\": {\"value\": %.1f, \"unit\": \"us\", "
+                    "\"reference\": %.1f, \"ratio\": %.3f},\n"
+                    " \"rpc_verify_p99_1\": {\"value\": %.1f, \"unit\": \"us\", "
+                    "\"reference\": %.1f, \"ratio\": %.3f},\n"
+                    " \"rpc_verify_tput\": {\"value\": %.0f, \"unit\": \"req/s\", "
+                    "\"reference\": %.0f, \"ratio\": %.3f, \"callers\": %d},\n"
+                    " \"verify_cpu_us\": {\"value\": %.2f, \"unit\": \"us\", "
+                    "\"reference\": %.2f, \"ratio\": %.3f},\n"
+                    " \"rpc_create_tput\": {\"value\": %.0f, \"unit\": \"req/s\", "
+                    "\"callers\": %d}}\n",
+                    v1.p50_us, e1.p50_us, v1.p50_us / e1.p50_us, v1.p99_us, e1.p99_us,
+                    v1.p99_us / e1.p99_us, vn.per_s, en.per_s, vn.per_s / en.per_s, threads,
+                    v_cpu_us, e_cpu_us, v_cpu_us / e_cpu_us, cn.per_s, threads);
+            fclose(jf);
+        }
+    }
+
+    tokend_created_free(&created);
+    tokend_close(admin_c);
+    nng_close(raw.sock);
+    free(echo_req);
+    kill(echo_pid, SIGKILL);
+    kill(tokend_pid, SIGTERM);
+    waitpid(echo_pid, NULL, 0);
+    waitpid(tokend_pid, NULL, 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "rpc_bench: could not remove %s\n", dir);
+    }
+    return vn.errors + cn.errors > 0 ? 1 : 0;
+}
