@@ -80,4 +80,9 @@
     X(service_init_twice_changes_nothing) \
     X(service_command_line_errors) \
     X(service_verify_can_require_a_credential) \
-    X(service_unavailable_when_down)
+    X(service_unavailable_when_down) \
+    X(cli_create_verify_list_revoke) \
+    X(cli_json_output) \
+    X(cli_revoke_token_and_list_all_pages) \
+    X(cli_refusals_and_usage_errors) \
+    X(cli_unavailable_service_exits_3)
