@@ -116,22 +116,26 @@ DATA_DIR ?= ./data
 LISTEN   ?= tcp://127.0.0.1:7450
 
 run: all
-	@if [ ! -f $(DATA_DIR)/tokend.initialised ]; then \
-	  echo "First start: initialising $(DATA_DIR)."; \
-	  $(BUILD)/tokend init --data-dir $(DATA_DIR) > $(DATA_DIR).admin-token.tmp || exit 1; \
-	  mv $(DATA_DIR).admin-token.tmp $(DATA_DIR)/admin-token; chmod 600 $(DATA_DIR)/admin-token; \
-	  echo "The admin token is in $(DATA_DIR)/admin-token (readable by you only)."; \
+	@if [ ! -e $(DATA_DIR)/CURRENT ]; then \
+	  echo "First start: initialising $(DATA_DIR). The admin token follows; it is shown"; \
+	  echo "only this once and stored nowhere (only its digest is kept):"; \
+	  echo; \
+	  $(BUILD)/tokend init --data-dir $(DATA_DIR) || exit 1; \
+	  echo; \
+	else \
+	  echo "$(DATA_DIR) is initialised: use the admin token printed at its first start."; \
+	  echo "(Lost it? Stop tokend and remove $(DATA_DIR) to start over.)"; \
 	fi
 	@printf '%s\n' \
 	  "" \
 	  "tokend is starting on $(LISTEN). In another terminal:" \
 	  "" \
 	  "  export TOKEND_URL=$(LISTEN)" \
-	  "  export TOKEND_CREDENTIAL=\$$(head -n1 $(DATA_DIR)/admin-token)" \
+	  "  export TOKEND_CREDENTIAL=<the admin token>" \
 	  "  $(BUILD)/tokenctl create --owner partner:acme --name 'ERP sync' --ability orders:read" \
-	  "  $(BUILD)/tokenctl verify <TOKEN> --ability orders:read" \
+	  "  $(BUILD)/tokenctl verify TOKEN --ability orders:read" \
 	  "  $(BUILD)/tokenctl list --owner partner:acme" \
-	  "  $(BUILD)/tokenctl revoke <ID>" \
+	  "  $(BUILD)/tokenctl revoke ID" \
 	  "" \
 	  "Stop with Ctrl-C." ""
 	exec $(BUILD)/tokend serve --data-dir $(DATA_DIR) --listen $(LISTEN)

@@ -480,10 +480,16 @@ static rocksdb_options_t *family_options(rocksdb_cache_t *cache, bool bloom,
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    if (getenv("X_PART")) {
+    rocksdb_block_based_options_set_index_type(
+        t, rocksdb_block_based_table_index_type_two_level_index_search);
+    rocksdb_block_based_options_set_pin_top_level_index_and_filter(t, 1);
+    }
     if (bloom) {
         /* The table options take ownership of the policy. */
         rocksdb_block_based_options_set_filter_policy(
             t, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
+        if (getenv("X_PART")) rocksdb_block_based_options_set_partition_filters(t, 1);
     }
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
@@ -656,8 +662,12 @@ int store_open(const char *dir, const store_options *opts, store **out, char **e
         return TOKEND_INTERNAL;
     }
     st->read_only = opts->read_only;
-    st->cache = rocksdb_cache_create_lru(
-        opts->block_cache_bytes != 0 ? opts->block_cache_bytes : STORE_DEFAULT_CACHE_BYTES);
+    rocksdb_lru_cache_options_t *lru = rocksdb_lru_cache_options_create();
+    rocksdb_lru_cache_options_set_capacity(
+        lru, opts->block_cache_bytes != 0 ? opts->block_cache_bytes : STORE_DEFAULT_CACHE_BYTES);
+    if (getenv("X_SHARD")) rocksdb_lru_cache_options_set_num_shard_bits(lru, atoi(getenv("X_SHARD")));
+    st->cache = rocksdb_cache_create_lru_opts(lru);
+    rocksdb_lru_cache_options_destroy(lru);
     st->read_opts = rocksdb_readoptions_create();
     st->write_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->write_sync, 1);
