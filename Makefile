@@ -162,7 +162,9 @@ install: all
 	install -m 755 $(BUILD)/libtokend.so $(DESTDIR)$(PREFIX)/lib/libtokend.so.$(VERSION)
 	ln -sf libtokend.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtokend.so.0
 	ln -sf libtokend.so.0 $(DESTDIR)$(PREFIX)/lib/libtokend.so
-	install -m 644 $(BUILD)/tokend.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' client/tokend.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/tokend $(DESTDIR)$(PREFIX)/bin/tokenctl \

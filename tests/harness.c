@@ -202,7 +202,16 @@ int harness_stop(tokend_proc *p) {
     if (r < 0) {
         return -1;
     }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    /* A clean stop must exit 0; under ASan a leak or error report makes it
+     * non-zero, so every test that stops the service checks for those. */
+    if (code != 0) {
+        char *log = harness_read_file(p->log_path);
+        test_fail(__FILE__, __LINE__, "tokend exited %d on SIGTERM; log:\n%s", code,
+                  log ? log : "");
+        free(log);
+    }
+    return code;
 }
 
 void harness_kill9(tokend_proc *p) {

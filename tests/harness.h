@@ -33,7 +33,8 @@ void harness_init(tokend_proc *p);
  * Returns false if it did not come up within 10 s. */
 bool harness_start(tokend_proc *p);
 
-/* SIGTERM and wait; returns the exit status (or -1). */
+/* SIGTERM and wait; returns the exit status (or -1). A status other than
+ * 0 fails the test (with the service's log), since a clean stop must be. */
 int harness_stop(tokend_proc *p);
 
 /* SIGKILL and wait. */
