@@ -12,28 +12,6 @@
 #include "store.h"
 #include "tokend.h"
 
-/* The tests, declared for -Wmissing-prototypes (the runner declares them
- * again from tests/list.h). */
-TEST(store_open_creates);
-TEST(store_open_missing_fails);
-TEST(store_open_read_only);
-TEST(store_put_get);
-TEST(store_get_missing);
-TEST(store_delete_removes_all);
-TEST(store_list_pages);
-TEST(store_list_cursor_after_delete);
-TEST(store_list_owner_prefixes);
-TEST(store_list_bad_cursor);
-TEST(store_usage);
-TEST(store_batch_rules);
-TEST(store_initialised_survives_reopen);
-TEST(store_data_survives_reopen);
-TEST(store_owner_ids_all);
-TEST(store_concurrent_reads);
-TEST(store_codec_roundtrip);
-TEST(store_codec_truncated);
-TEST(store_codec_random_bytes);
-
 /* Fills `id` with a valid public id made from n (16 base62 chars). */
 static void make_id(unsigned n, char id[TOKEN_ID_LEN + 1]) {
     snprintf(id, TOKEN_ID_LEN + 1, "id%014u", n);
@@ -174,6 +152,27 @@ TEST(store_open_missing_fails) {
     free(dir);
 }
 
+/* A second open of a store in use fails with RocksDB's reason kept. */
+TEST(store_open_locked) {
+    char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    store_options opts = {.create_if_missing = false};
+    store *again = (store *)1;
+    char *err = NULL;
+    CHECK_INT(store_open(dir, &opts, &again, &err), TOKEND_STORAGE_ERROR);
+    CHECK(again == NULL);
+    CHECK(test_contains(err, dir));
+    CHECK(test_contains(err, "LOCK"));
+    CHECK_STR(store_last_error(), err);
+    free(err);
+    /* Without an errmsg parameter the detail is kept per thread. */
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    CHECK_INT(store_get_digest(st, NULL, digest), TOKEND_INVALID_ARGUMENT);
+    CHECK(test_contains(store_last_error(), "store_get_digest"));
+    store_close(st);
+    free(dir);
+}
+
 TEST(store_open_read_only) {
     char *dir = test_tmpdir();
     store *st = open_store(dir, true);
@@ -305,7 +304,8 @@ TEST(store_list_pages) {
         token_record *recs = NULL;
         size_t n = 0;
         char *next = NULL;
-        CHECK_INT(store_list_owner(st, "user:1", cursor, 10, &recs, &n, &next), TOKEND_OK);
+        CHECK_INT(store_list_owner(st, "user:1", cursor, 10, &recs, &n, &next),
+                  TOKEND_OK);
         CHECK_INT(n, want_sizes[page]);
         for (size_t i = 0; i < n; i++) {
             char id[TOKEN_ID_LEN + 1];
@@ -441,11 +441,11 @@ TEST(store_list_bad_cursor) {
     const char *bad[] = {
         "zz",
         "not a cursor at all",
-        "00000000000003e8",                                    /* too short */
+        "00000000000003e8",                                   /* too short */
         "00000000000003e869643030303030303030303030303031ff", /* too long */
         "00000000000003e8696430303030303030303030303030g1",   /* not hex */
-        "00000000000003e8000000000000000000000000000000000",   /* odd length */
-        "00000000000003e8000000000000000000000000000000ff",    /* id not base62 */
+        "00000000000003e8000000000000000000000000000000000",  /* odd length */
+        "00000000000003e8000000000000000000000000000000ff",   /* id not base62 */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         token_record *recs = (token_record *)1;
@@ -463,8 +463,9 @@ TEST(store_list_bad_cursor) {
                                "00000000000003e8696430303030303030303030303030303031", 10,
                                &recs, &n, &next),
               TOKEND_INVALID_ARGUMENT); /* 52 chars: too long */
-    CHECK_INT(store_list_owner(st, "user:1", "00000000000003E869643030303030303030303030303031",
-                               10, &recs, &n, &next),
+    CHECK_INT(store_list_owner(st, "user:1",
+                               "00000000000003E869643030303030303030303030303031", 10,
+                               &recs, &n, &next),
               TOKEND_OK);
     REQUIRE(n == 1);
     CHECK_STR(recs[0].id, "id00000000000002");
