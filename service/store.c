@@ -51,8 +51,11 @@ enum { CF_META, CF_TOKENS, CF_IDS, CF_OWNERS, CF_USAGE, CF_COUNT };
 static const char *const cf_names[CF_COUNT] = {"default", "tokens", "ids", "owners",
                                                "usage"};
 
-/* owners key: owner NUL be64(created_ms) id */
-#define OWNER_SUFFIX_LEN (8 + TOKEN_ID_LEN)
+/* owners key: owner NUL be64(created_ms) be32(created_seq) id. The
+ * sequence keeps creation order among tokens made in the same millisecond
+ * (the id alone is random). */
+#define OWNER_ORDER_LEN 12
+#define OWNER_SUFFIX_LEN (OWNER_ORDER_LEN + TOKEN_ID_LEN)
 #define OWNER_KEY_MAX (TOKEN_OWNER_MAX + 1 + OWNER_SUFFIX_LEN)
 #define CURSOR_HEX_LEN (2 * OWNER_SUFFIX_LEN)
 #define USAGE_VALUE_LEN 16
@@ -173,6 +176,7 @@ static int hex_value(char c) {
  *   abilities count (<= TOKEN_ABILITIES_MAX), each len (<= TOKEN_ABILITY_MAX)
  *             + bytes
  *   created_ms, expires_ms   be64 each (two's complement)
+ *   created_seq               be32
  *   metadata  count (<= TOKEN_METADATA_MAX), each key len (<= TOKEN_META_KEY_MAX)
  *             + bytes, value len (<= TOKEN_META_VALUE_MAX) + bytes
  * and nothing after. Strings hold no NUL byte. Every bound is below 2^14,
@@ -249,7 +253,7 @@ static bool record_size(const token_record *rec, size_t *size) {
             return false;
         }
     }
-    total += 16;
+    total += 20;
     if (rec->n_metadata > TOKEN_METADATA_MAX ||
         (rec->n_metadata > 0 && rec->metadata == NULL)) {
         set_last_error("record has %zu metadata entries (at most %d)", rec->n_metadata,
@@ -304,7 +308,8 @@ int store_record_encode(const token_record *rec, uint8_t **out, size_t *len) {
     }
     put_be64(p, (uint64_t)rec->created_ms);
     put_be64(p + 8, (uint64_t)rec->expires_ms);
-    p += 16;
+    put_be32(p + 16, rec->created_seq);
+    p += 20;
     p = put_varint(p, rec->n_metadata);
     for (size_t i = 0; i < rec->n_metadata; i++) {
         const token_kv *kv = &rec->metadata[i];
@@ -329,6 +334,16 @@ static bool read_u8(reader *r, uint8_t *v) {
     }
     *v = *r->p++;
     r->left--;
+    return true;
+}
+
+static bool read_be32(reader *r, uint32_t *v) {
+    if (r->left < 4) {
+        return false;
+    }
+    *v = get_be32(r->p);
+    r->p += 4;
+    r->left -= 4;
     return true;
 }
 
@@ -433,7 +448,8 @@ int store_record_decode(const uint8_t *buf, size_t len, token_record *out) {
             }
         }
     }
-    if (!read_be64(&r, &rec.created_ms) || !read_be64(&r, &rec.expires_ms)) {
+    if (!read_be64(&r, &rec.created_ms) || !read_be64(&r, &rec.expires_ms) ||
+        !read_be32(&r, &rec.created_seq)) {
         goto fail;
     }
     if (!read_varint(&r, TOKEN_METADATA_MAX, &n)) {
@@ -928,17 +944,17 @@ static const char *owner_scan_id(const owner_scan *s, const char **suffix) {
     size_t klen = 0;
     const char *key = rocksdb_iter_key(s->it, &klen);
     if (klen != s->prefix_len + OWNER_SUFFIX_LEN ||
-        !token_id_ok(key + s->prefix_len + 8, TOKEN_ID_LEN)) {
+        !token_id_ok(key + s->prefix_len + OWNER_ORDER_LEN, TOKEN_ID_LEN)) {
         set_last_error("owners index holds a malformed key (%zu bytes)", klen);
         return NULL;
     }
     if (suffix != NULL) {
         *suffix = key + s->prefix_len;
     }
-    return key + s->prefix_len + 8;
+    return key + s->prefix_len + OWNER_ORDER_LEN;
 }
 
-/* Decodes a list cursor (hex of be64 created_ms + id) into suffix. */
+/* Decodes a list cursor (hex of the owners key suffix) into suffix. */
 static bool cursor_decode(const char *cursor, uint8_t suffix[OWNER_SUFFIX_LEN]) {
     if (strnlen(cursor, CURSOR_HEX_LEN + 1) != CURSOR_HEX_LEN) {
         return false;
@@ -951,7 +967,7 @@ static bool cursor_decode(const char *cursor, uint8_t suffix[OWNER_SUFFIX_LEN]) 
         }
         suffix[i] = (uint8_t)(hi << 4 | lo);
     }
-    return token_id_ok((const char *)suffix + 8, TOKEN_ID_LEN);
+    return token_id_ok((const char *)suffix + OWNER_ORDER_LEN, TOKEN_ID_LEN);
 }
 
 static char *cursor_encode(const char *suffix) {
@@ -1208,14 +1224,15 @@ static void batch_op(store_batch *b, int op, int cf, const void *key, size_t kle
     b->len = (size_t)(p - b->log);
 }
 
-/* Builds owner NUL be64(created_ms) id for `rec`; 0 if it cannot be one. */
+/* Builds the owners key of `rec`; 0 if it cannot be one. */
 static size_t owner_key(const token_record *rec, uint8_t key[OWNER_KEY_MAX]) {
     size_t len = owner_prefix(rec->owner, key);
     if (len == 0 || !token_id_ok(rec->id, strnlen(rec->id, sizeof(rec->id)))) {
         return 0;
     }
     put_be64(key + len, (uint64_t)rec->created_ms);
-    memcpy(key + len + 8, rec->id, TOKEN_ID_LEN);
+    put_be32(key + len + 8, rec->created_seq);
+    memcpy(key + len + OWNER_ORDER_LEN, rec->id, TOKEN_ID_LEN);
     return len + OWNER_SUFFIX_LEN;
 }
 

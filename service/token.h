@@ -59,6 +59,7 @@ typedef struct token_record {
     char **abilities;
     size_t n_abilities;
     int64_t created_ms; /* Unix ms */
+    uint32_t created_seq; /* orders tokens created in the same millisecond */
     int64_t expires_ms; /* Unix ms; 0 = never */
     token_kv *metadata;
     size_t n_metadata;

@@ -8,6 +8,7 @@
  */
 #include "tokens.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct tokens_service {
     store *st;
     writer *w;
     usage *u;
+    atomic_uint created_seq; /* see token_record.created_seq */
 };
 
 typedef Tokend__V1__TokenService_Service service_base;
@@ -364,6 +366,7 @@ static void handle_create_token(service_base *svc, const Tokend__V1__CreateToken
     }
     int rv = tokens_mint(ts->prefix, owner, in->name, in->abilities, in->n_abilities, now,
                          expires, job->token, job->digest, &job->rec);
+    job->rec.created_seq = atomic_fetch_add(&ts->created_seq, 1);
     if (rv != TOKEND_OK || !copy_metadata(&job->rec, in->metadata, in->n_metadata)) {
         server_call_fail(call, TOKEND_INTERNAL, "could not mint a token");
         goto done;

@@ -25,29 +25,12 @@
     X(rpc_status_names_and_mapping) \
     X(store_open_creates) \
     X(store_open_missing_fails) \
+    X(store_open_locked) \
     X(store_open_read_only) \
     X(store_put_get) \
     X(store_get_missing) \
     X(store_delete_removes_all) \
-    X(store_list_pages) \
-    X(store_list_cursor_after_delete) \
-    X(store_list_owner_prefixes) \
-    X(store_list_bad_cursor) \
-    X(store_usage) \
-    X(store_batch_rules) \
-    X(store_initialised_survives_reopen) \
-    X(store_data_survives_reopen) \
-    X(store_owner_ids_all) \
-    X(store_concurrent_reads) \
-    X(store_codec_roundtrip) \
-    X(store_codec_truncated) \
-    X(store_codec_random_bytes) \
-    X(store_open_creates) \
-    X(store_open_missing_fails) \
-    X(store_open_read_only) \
-    X(store_put_get) \
-    X(store_get_missing) \
-    X(store_delete_removes_all) \
+    X(store_list_same_millisecond_follows_sequence) \
     X(store_list_pages) \
     X(store_list_cursor_after_delete) \
     X(store_list_owner_prefixes) \
