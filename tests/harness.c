@@ -128,9 +128,11 @@ int harness_exec(const char *const *argv, const char *stdin_text, const char *co
 
 void harness_init(tokend_proc *p) {
     memset(p, 0, sizeof(*p));
-    p->dir = test_tmpdir();
-    REQUIRE(asprintf(&p->data_dir, "%s/data", p->dir) > 0);
-    REQUIRE(asprintf(&p->log_path, "%s/tokend.log", p->dir) > 0);
+    const char *dir = test_tmpdir();
+    REQUIRE(strlen(dir) < sizeof(p->dir));
+    snprintf(p->dir, sizeof(p->dir), "%s", dir);
+    snprintf(p->data_dir, sizeof(p->data_dir), "%s/data", dir);
+    snprintf(p->log_path, sizeof(p->log_path), "%s/tokend.log", dir);
     snprintf(p->url, sizeof(p->url), "ipc://%s/tokend.sock", p->dir);
     const char *argv[] = {harness_bin("tokend"), "init", "--data-dir", p->data_dir, NULL};
     char *out = NULL, *err = NULL;

@@ -51,12 +51,21 @@ int test_contains(const char *haystack, const char *needle) {
     return haystack != NULL && needle != NULL && strstr(haystack, needle) != NULL;
 }
 
-char *test_tmpdir(void) {
+#define MAX_TMPDIRS 64
+
+static char tmpdirs[MAX_TMPDIRS][320];
+
+const char *test_tmpdir(void) {
     static int counter;
-    char *path = NULL;
-    if (asprintf(&path, "%s/t%d-%d", scratch, (int)getpid(), counter++) < 0 ||
-        mkdir(path, 0700) != 0) {
-        fprintf(stderr, "cannot make a temp dir: %s\n", strerror(errno));
+    if (counter == MAX_TMPDIRS) {
+        fprintf(stderr, "a test may make at most %d temp dirs\n", MAX_TMPDIRS);
+        exit(1);
+    }
+    char *path = tmpdirs[counter];
+    snprintf(path, sizeof(tmpdirs[0]), "%s/t%d-%d", scratch, (int)getpid(), counter);
+    counter++;
+    if (mkdir(path, 0700) != 0) {
+        fprintf(stderr, "cannot make a temp dir %s: %s\n", path, strerror(errno));
         exit(1);
     }
     return path;

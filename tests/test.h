@@ -62,8 +62,8 @@ void test_fail(const char *file, int line, const char *fmt, ...)
 int test_contains(const char *haystack, const char *needle);
 
 /* A fresh empty directory under the run's scratch directory, which the
- * runner removes when it finishes. The string is malloc'd; tests run in a
- * child process that exits, so freeing it is optional. */
-char *test_tmpdir(void);
+ * runner removes when it finishes. The string belongs to the runner (freed
+ * at exit, so LeakSanitizer stays quiet); do not free it. */
+const char *test_tmpdir(void);
 
 #endif /* TOKEND_TEST_H */

@@ -760,7 +760,7 @@ TEST(service_command_line_errors) {
     CHECK_INT(harness_exec(badcmd, NULL, NULL, &out, &err), 2);
     free(out);
     free(err);
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     const char *uninit[] = {harness_bin("tokend"), "serve", "--data-dir", dir, NULL};
     CHECK_INT(harness_exec(uninit, NULL, NULL, &out, &err), 1);
     CHECK(test_contains(err, "tokend init"));

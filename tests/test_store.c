@@ -109,7 +109,7 @@ static void free_records(token_record *recs, size_t n) {
 }
 
 TEST(store_open_creates) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     char *sub = NULL;
     REQUIRE(asprintf(&sub, "%s/data", dir) > 0);
     store *st = open_store(sub, true);
@@ -120,11 +120,10 @@ TEST(store_open_creates) {
     store_close(st);
     store_close(NULL);
     free(sub);
-    free(dir);
 }
 
 TEST(store_open_missing_fails) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store_options opts = {.create_if_missing = false};
     store *st = (store *)1;
     char *err = NULL;
@@ -151,12 +150,11 @@ TEST(store_open_missing_fails) {
     CHECK(err != NULL);
     free(err);
     free(sub);
-    free(dir);
 }
 
 /* A second open of a store in use fails with RocksDB's reason kept. */
 TEST(store_open_locked) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     store_options opts = {.create_if_missing = false};
     store *again = (store *)1;
@@ -172,11 +170,10 @@ TEST(store_open_locked) {
     CHECK_INT(store_get_digest(st, NULL, digest), TOKEND_INVALID_ARGUMENT);
     CHECK(test_contains(store_last_error(), "store_get_digest"));
     store_close(st);
-    free(dir);
 }
 
 TEST(store_open_read_only) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     put_token(st, 1, "user:1", 1000);
     store_close(st);
@@ -194,11 +191,10 @@ TEST(store_open_read_only) {
     CHECK_INT(store_batch_count(b), 0);
     store_batch_free(b);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_put_get) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     uint8_t digest[TOKEN_DIGEST_LEN];
     make_digest(7, digest);
@@ -220,11 +216,10 @@ TEST(store_put_get) {
     CHECK(memcmp(by_id, digest, TOKEN_DIGEST_LEN) == 0);
     token_record_free(&want);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_get_missing) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     put_token(st, 1, "user:1", 1000);
     uint8_t digest[TOKEN_DIGEST_LEN];
@@ -239,11 +234,10 @@ TEST(store_get_missing) {
     CHECK_INT(store_get_usage(st, "id00000000000001", &last, &count), TOKEND_NOT_FOUND);
     CHECK_INT(store_get_digest(st, NULL, digest), TOKEND_INVALID_ARGUMENT);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_delete_removes_all) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     put_token(st, 1, "user:1", 1000);
     put_token(st, 2, "user:1", 2000);
@@ -285,12 +279,11 @@ TEST(store_delete_removes_all) {
     token_record_free(&rec);
     store_batch_free(b);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_list_same_millisecond_follows_sequence) {
     /* Ids sort the other way from the sequence: the sequence must win. */
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     store_batch *b = store_batch_new();
     REQUIRE(b != NULL);
@@ -319,11 +312,10 @@ TEST(store_list_same_millisecond_follows_sequence) {
     free_records(recs, n);
     free(next);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_list_pages) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     /* Inserted out of creation order: the index must sort by created_ms. */
     for (unsigned i = 0; i < 25; i++) {
@@ -381,13 +373,12 @@ TEST(store_list_pages) {
     CHECK(next == NULL);
     free(recs);
     store_close(st);
-    free(dir);
 }
 
 /* A cursor whose entry was revoked between pages still resumes right
  * after where it stood. */
 TEST(store_list_cursor_after_delete) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     for (unsigned i = 0; i < 6; i++) {
         put_token(st, i, "user:1", 1000 + i);
@@ -416,11 +407,10 @@ TEST(store_list_cursor_after_delete) {
     free_records(recs, n);
     free(cursor);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_list_owner_prefixes) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     put_token(st, 1, "user:1", 3000);
     put_token(st, 2, "user:10", 1000);
@@ -466,11 +456,10 @@ TEST(store_list_owner_prefixes) {
     free(ids[0]);
     free(ids);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_list_bad_cursor) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     put_token(st, 1, "user:1", 1000);
     put_token(st, 2, "user:1", 2000);
@@ -515,11 +504,10 @@ TEST(store_list_bad_cursor) {
     CHECK_INT(store_list_owner(st, long_owner, NULL, 10, &recs, &n, &next),
               TOKEND_INVALID_ARGUMENT);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_usage) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     store_batch *b = store_batch_new();
     store_batch_put_usage(b, "id00000000000009", 1700000000123, 1);
@@ -550,11 +538,10 @@ TEST(store_usage) {
     CHECK_INT(count, 8);
     store_batch_free(b);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_batch_rules) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     store_batch *b = store_batch_new();
     /* An empty commit is fine. */
@@ -594,11 +581,10 @@ TEST(store_batch_rules) {
     store_batch_free(b);
     store_batch_free(NULL);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_initialised_survives_reopen) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     CHECK(!store_is_initialised(st));
     store_batch *b = store_batch_new();
@@ -611,11 +597,10 @@ TEST(store_initialised_survives_reopen) {
     st = open_store(dir, false);
     CHECK(store_is_initialised(st));
     store_close(st);
-    free(dir);
 }
 
 TEST(store_data_survives_reopen) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     for (unsigned i = 0; i < 50; i++) {
         put_token(st, i, i % 2 ? "odd" : "even", 1000 + i);
@@ -653,11 +638,10 @@ TEST(store_data_survives_reopen) {
     }
     free(ids);
     store_close(st);
-    free(dir);
 }
 
 TEST(store_owner_ids_all) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     char **ids = NULL;
     size_t n = 7;
@@ -678,7 +662,6 @@ TEST(store_owner_ids_all) {
     free(ids);
     CHECK_INT(store_owner_ids(st, NULL, &ids, &n), TOKEND_INVALID_ARGUMENT);
     store_close(st);
-    free(dir);
 }
 
 typedef struct reader_arg {
@@ -718,7 +701,7 @@ static void *reader_thread(void *p) {
 
 /* Reads from several threads while the test thread writes. */
 TEST(store_concurrent_reads) {
-    char *dir = test_tmpdir();
+    const char *dir = test_tmpdir();
     store *st = open_store(dir, true);
     for (unsigned i = 0; i < 20; i++) {
         put_token(st, i, "user:1", 1000 + i);
@@ -737,7 +720,6 @@ TEST(store_concurrent_reads) {
         CHECK_INT(args[t].failures, 0);
     }
     store_close(st);
-    free(dir);
 }
 
 TEST(store_codec_roundtrip) {
