@@ -17,7 +17,7 @@ VERSION := 0.1.0
 # Debian 12 packages the build and tests need; `make deps` installs the
 # missing ones (and only those).
 DEB_PACKAGES := gcc make pkg-config libc6-dev libnng-dev libprotobuf-c-dev \
-                protobuf-c-compiler librocksdb-dev libssl-dev
+                protobuf-c-compiler librocksdb-dev libssl-dev clang-format
 
 CC      ?= cc
 OPT     ?= -O2 -g

@@ -204,8 +204,10 @@ static int one_call(shared *sh) {
         }
         case OP_CREATE: {
             const char *ab[] = {"orders:read"};
-            tokend_create_params p = {
-                .owner = "bench:create", .name = "bench", .abilities = ab, .n_abilities = 1};
+            tokend_create_params p = {.owner = "bench:create",
+                                      .name = "bench",
+                                      .abilities = ab,
+                                      .n_abilities = 1};
             tokend_created c;
             int rv = tokend_create(sh->client, NULL, &p, &c, NULL);
             if (rv == TOKEND_OK) {
@@ -325,8 +327,8 @@ static void verify_sizes(const char *token, size_t *req_bytes, size_t *reply_byt
 
 static tokend_client *connect_to(const char *url, const char *credential) {
     const char *urls[] = {url};
-    tokend_options o = {.urls = urls, .n_urls = 1, .timeout_ms = 5000,
-                        .credential = credential};
+    tokend_options o = {
+        .urls = urls, .n_urls = 1, .timeout_ms = 5000, .credential = credential};
     tokend_client *c = NULL;
     if (tokend_connect(&o, &c, NULL) != TOKEND_OK) {
         fprintf(stderr, "rpc_bench: cannot connect to %s\n", url);
@@ -362,7 +364,8 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             json = argv[++i];
         } else {
-            fprintf(stderr, "usage: rpc_bench [--seconds S] [--threads N] [--json FILE]\n");
+            fprintf(stderr,
+                    "usage: rpc_bench [--seconds S] [--threads N] [--json FILE]\n");
             return 2;
         }
     }
@@ -403,8 +406,8 @@ int main(int argc, char **argv) {
     pclose(f);
     admin[strcspn(admin, "\n")] = '\0';
 
-    const char *serve[] = {tokend_bin, "serve", "--data-dir", data, "--listen", url,
-                           "--log-level", "warn", NULL};
+    const char *serve[] = {tokend_bin, "serve",       "--data-dir", data, "--listen",
+                           url,        "--log-level", "warn",       NULL};
     pid_t tokend_pid = spawn(serve, log);
     tokend_client *admin_c = connect_to(url, admin);
     if (!wait_up(admin_c)) {
@@ -457,10 +460,10 @@ int main(int argc, char **argv) {
     double e_cpu_us = e_cpu / (double)en.calls * 1e6;
     double v_cpu_us = t_cpu / (double)vn.calls * 1e6;
     printf("%-26s %12s %12s %8s\n", "metric", "tokend", "echo", "ratio");
-    printf("%-26s %12.1f %12.1f %8.2f\n", "verify p50, 1 caller (us)", v1.p50_us, e1.p50_us,
-           v1.p50_us / e1.p50_us);
-    printf("%-26s %12.1f %12.1f %8.2f\n", "verify p99, 1 caller (us)", v1.p99_us, e1.p99_us,
-           v1.p99_us / e1.p99_us);
+    printf("%-26s %12.1f %12.1f %8.2f\n", "verify p50, 1 caller (us)", v1.p50_us,
+           e1.p50_us, v1.p50_us / e1.p50_us);
+    printf("%-26s %12.1f %12.1f %8.2f\n", "verify p99, 1 caller (us)", v1.p99_us,
+           e1.p99_us, v1.p99_us / e1.p99_us);
     printf("%-26s %12.0f %12.0f %8.2f\n", "verify/s, N callers", vn.per_s, en.per_s,
            vn.per_s / en.per_s);
     printf("%-26s %12.1f %12.1f %8.2f\n", "server CPU per call (us)", v_cpu_us, e_cpu_us,
@@ -484,8 +487,8 @@ int main(int argc, char **argv) {
                     " \"rpc_create_tput\": {\"value\": %.0f, \"unit\": \"req/s\", "
                     "\"callers\": %d}}\n",
                     v1.p50_us, e1.p50_us, v1.p50_us / e1.p50_us, v1.p99_us, e1.p99_us,
-                    v1.p99_us / e1.p99_us, vn.per_s, en.per_s, vn.per_s / en.per_s, threads,
-                    v_cpu_us, e_cpu_us, v_cpu_us / e_cpu_us, cn.per_s, threads);
+                    v1.p99_us / e1.p99_us, vn.per_s, en.per_s, vn.per_s / en.per_s,
+                    threads, v_cpu_us, e_cpu_us, v_cpu_us / e_cpu_us, cn.per_s, threads);
             fclose(jf);
         }
     }

@@ -27,22 +27,22 @@ extern "C" {
  * and the gateway. X(NAME, number, description). Numbers match
  * `tokend.v1.Status` in tokend.proto and are never renumbered.
  */
-#define TOKEND_STATUS_LIST(X)                                                  \
-    X(OK, 0, "ok")                                                             \
-    X(MALFORMED, 1, "token is malformed (bad prefix, length or checksum)")    \
-    X(NOT_FOUND, 2, "not found (never issued, or revoked)")                    \
-    X(EXPIRED, 3, "token has expired")                                         \
-    X(INSUFFICIENT_ABILITY, 4, "token lacks a required ability")               \
-    X(INVALID_ARGUMENT, 5, "invalid argument")                                 \
-    X(UNAUTHENTICATED, 6, "missing or invalid caller credential")              \
-    X(PERMISSION_DENIED, 7, "caller credential does not allow this")           \
-    X(ALREADY_EXISTS, 8, "already exists")                                     \
-    X(RESOURCE_EXHAUSTED, 9, "limit exceeded")                                 \
-    X(DEADLINE_EXCEEDED, 10, "deadline exceeded (timed out)")                  \
-    X(UNAVAILABLE, 11, "service unavailable")                                  \
-    X(BAD_MESSAGE, 12, "message could not be decoded")                         \
-    X(UNIMPLEMENTED, 13, "unknown method")                                     \
-    X(STORAGE_ERROR, 14, "storage error")                                      \
+#define TOKEND_STATUS_LIST(X)                                              \
+    X(OK, 0, "ok")                                                         \
+    X(MALFORMED, 1, "token is malformed (bad prefix, length or checksum)") \
+    X(NOT_FOUND, 2, "not found (never issued, or revoked)")                \
+    X(EXPIRED, 3, "token has expired")                                     \
+    X(INSUFFICIENT_ABILITY, 4, "token lacks a required ability")           \
+    X(INVALID_ARGUMENT, 5, "invalid argument")                             \
+    X(UNAUTHENTICATED, 6, "missing or invalid caller credential")          \
+    X(PERMISSION_DENIED, 7, "caller credential does not allow this")       \
+    X(ALREADY_EXISTS, 8, "already exists")                                 \
+    X(RESOURCE_EXHAUSTED, 9, "limit exceeded")                             \
+    X(DEADLINE_EXCEEDED, 10, "deadline exceeded (timed out)")              \
+    X(UNAVAILABLE, 11, "service unavailable")                              \
+    X(BAD_MESSAGE, 12, "message could not be decoded")                     \
+    X(UNIMPLEMENTED, 13, "unknown method")                                 \
+    X(STORAGE_ERROR, 14, "storage error")                                  \
     X(INTERNAL, 15, "internal error")
 
 typedef enum tokend_status {
@@ -117,10 +117,10 @@ typedef struct tokend_kv {
 } tokend_kv;
 
 typedef struct tokend_token_info {
-    char *id;                  /* public id: safe to log and show */
-    char *owner;               /* e.g. "partner:acme" */
-    char *name;                /* e.g. "ERP nightly sync" */
-    char **abilities;          /* n_abilities strings */
+    char *id;         /* public id: safe to log and show */
+    char *owner;      /* e.g. "partner:acme" */
+    char *name;       /* e.g. "ERP nightly sync" */
+    char **abilities; /* n_abilities strings */
     size_t n_abilities;
     int64_t created_unix_ms;   /* creation time */
     int64_t expires_unix_ms;   /* 0: never expires */
@@ -137,18 +137,18 @@ void tokend_token_info_free(tokend_token_info *info);
  * CreateToken. */
 
 typedef struct tokend_create_params {
-    const char *owner;              /* NULL/"": the caller's own owner */
-    const char *name;               /* required */
-    const char *const *abilities;   /* at least one */
+    const char *owner;            /* NULL/"": the caller's own owner */
+    const char *name;             /* required */
+    const char *const *abilities; /* at least one */
     size_t n_abilities;
-    int64_t expires_in_seconds;     /* 0: no expiry of its own */
-    const tokend_kv *metadata;      /* optional */
+    int64_t expires_in_seconds; /* 0: no expiry of its own */
+    const tokend_kv *metadata;  /* optional */
     size_t n_metadata;
 } tokend_create_params;
 
 typedef struct tokend_created {
-    char *token;             /* the plain text: shown once, store it now */
-    tokend_token_info info;  /* id, owner, expiry as applied, ... */
+    char *token;            /* the plain text: shown once, store it now */
+    tokend_token_info info; /* id, owner, expiry as applied, ... */
 } tokend_created;
 
 /* Creates a token. Needs a credential that may create for params->owner.
@@ -171,9 +171,9 @@ typedef enum tokend_ability_mode {
 } tokend_ability_mode;
 
 typedef struct tokend_verdict {
-    int reason;              /* TOKEND_OK, MALFORMED, NOT_FOUND, EXPIRED, ... */
-    int has_info;            /* 1 when info is filled (OK, EXPIRED,
-                                INSUFFICIENT_ABILITY) */
+    int reason;   /* TOKEND_OK, MALFORMED, NOT_FOUND, EXPIRED, ... */
+    int has_info; /* 1 when info is filled (OK, EXPIRED,
+                     INSUFFICIENT_ABILITY) */
     tokend_token_info info;
 } tokend_verdict;
 
@@ -200,12 +200,12 @@ int tokend_revoke_id(tokend_client *client, const tokend_call *call, const char 
                      uint64_t *revoked, tokend_error *err);
 
 /* Revokes the token whose plain text is `token` (logout). */
-int tokend_revoke_token(tokend_client *client, const tokend_call *call,
-                        const char *token, uint64_t *revoked, tokend_error *err);
+int tokend_revoke_token(tokend_client *client, const tokend_call *call, const char *token,
+                        uint64_t *revoked, tokend_error *err);
 
 /* Revokes every token of `owner`. Succeeds with *revoked == 0 if it had none. */
-int tokend_revoke_owner(tokend_client *client, const tokend_call *call,
-                        const char *owner, uint64_t *revoked, tokend_error *err);
+int tokend_revoke_owner(tokend_client *client, const tokend_call *call, const char *owner,
+                        uint64_t *revoked, tokend_error *err);
 
 /* ------------------------------------------------------------------------
  * ListTokens. */
@@ -213,7 +213,7 @@ int tokend_revoke_owner(tokend_client *client, const tokend_call *call,
 typedef struct tokend_token_page {
     tokend_token_info *tokens; /* n_tokens entries, oldest first */
     size_t n_tokens;
-    char *next_cursor;         /* NULL on the last page */
+    char *next_cursor; /* NULL on the last page */
 } tokend_token_page;
 
 /* Lists `owner`'s tokens (NULL/"": the caller's own), `page_size` at a time

@@ -9,8 +9,8 @@
 #include <time.h>
 
 /* The wire Status and tokend_status are one list: prove it at build time. */
-#define RPC_X_ASSERT(name, num, desc)                                          \
-    _Static_assert((int)TOKEND__V1__STATUS__##name == (int)TOKEND_##name,     \
+#define RPC_X_ASSERT(name, num, desc)                                     \
+    _Static_assert((int)TOKEND__V1__STATUS__##name == (int)TOKEND_##name, \
                    "wire status " #name " drifted from tokend_status");
 TOKEND_STATUS_LIST(RPC_X_ASSERT)
 #undef RPC_X_ASSERT
@@ -121,9 +121,13 @@ static bool utf8_check(const char *str, size_t len, bool allow_control) {
     return true;
 }
 
-bool rpc_text_ok(const char *s, size_t len) { return utf8_check(s, len, false); }
+bool rpc_text_ok(const char *s, size_t len) {
+    return utf8_check(s, len, false);
+}
 
-bool rpc_utf8_ok(const char *s, size_t len) { return utf8_check(s, len, true); }
+bool rpc_utf8_ok(const char *s, size_t len) {
+    return utf8_check(s, len, true);
+}
 
 const ProtobufCMethodDescriptor *rpc_method(const char *name) {
     return protobuf_c_service_descriptor_get_method_by_name(

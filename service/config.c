@@ -14,8 +14,8 @@ typedef enum opt_type { OPT_STRING, OPT_LIST, OPT_INT, OPT_DURATION, OPT_BOOL } 
 typedef struct opt_def {
     const char *name; /* flag --name, file key, env TOKEND_NAME */
     opt_type type;
-    const char *def;  /* default, as text */
-    size_t offset;    /* field in struct config */
+    const char *def; /* default, as text */
+    size_t offset;   /* field in struct config */
     long long min, max;
     unsigned commands; /* CMD_* where it applies */
     const char *help;
@@ -68,11 +68,20 @@ bool config_parse_duration(const char *s, int64_t *out) {
     long long mult = 1;
     if (*end != '\0') {
         switch (*end) {
-            case 's': mult = 1; break;
-            case 'm': mult = 60; break;
-            case 'h': mult = 3600; break;
-            case 'd': mult = 86400; break;
-            default: return false;
+            case 's':
+                mult = 1;
+                break;
+            case 'm':
+                mult = 60;
+                break;
+            case 'h':
+                mult = 3600;
+                break;
+            case 'd':
+                mult = 86400;
+                break;
+            default:
+                return false;
         }
         if (end[1] != '\0') {
             return false;
@@ -162,8 +171,9 @@ static bool set_option(config *cfg, const opt_def *o, const char *value, bool ap
             char *end = NULL;
             long long v = strtoll(value, &end, 10);
             if (errno != 0 || end == value || *end != '\0' || v < o->min || v > o->max) {
-                fprintf(err, "tokend: %s: --%s must be a whole number from %lld to %lld, "
-                             "not \"%s\"\n",
+                fprintf(err,
+                        "tokend: %s: --%s must be a whole number from %lld to %lld, "
+                        "not \"%s\"\n",
                         source, o->name, o->min, o->max, value);
                 return false;
             }
@@ -172,8 +182,9 @@ static bool set_option(config *cfg, const opt_def *o, const char *value, bool ap
         }
         case OPT_DURATION:
             if (!config_parse_duration(value, (int64_t *)field)) {
-                fprintf(err, "tokend: %s: --%s must be a duration like 3600, 90m, 12h "
-                             "or 30d, not \"%s\"\n",
+                fprintf(err,
+                        "tokend: %s: --%s must be a duration like 3600, 90m, 12h "
+                        "or 30d, not \"%s\"\n",
                         source, o->name, value);
                 return false;
             }
@@ -325,7 +336,8 @@ bool config_load(config *cfg, config_command cmd, int argc, char **argv, int fir
         }
         const opt_def *o = find_option(name, len, cmd);
         if (o == NULL) {
-            fprintf(err, "tokend: unknown option \"--%.*s\" (see --help)\n", (int)len, name);
+            fprintf(err, "tokend: unknown option \"--%.*s\" (see --help)\n", (int)len,
+                    name);
             return false;
         }
         const char *value;
@@ -359,8 +371,10 @@ void config_usage(FILE *out, config_command cmd) {
         char env[64];
         env_name(o, env, sizeof(env));
         fprintf(out, "  --%s %s\n      %s\n      default: %s; environment: %s\n", o->name,
-                o->type == OPT_BOOL ? "" : o->type == OPT_DURATION ? "DURATION"
-                : o->type == OPT_INT ? "N" : "VALUE",
+                o->type == OPT_BOOL       ? ""
+                : o->type == OPT_DURATION ? "DURATION"
+                : o->type == OPT_INT      ? "N"
+                                          : "VALUE",
                 o->help, o->def, env);
     }
     fprintf(out, "  --config FILE\n      read options from FILE (\"name = value\" lines, "

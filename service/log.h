@@ -29,11 +29,11 @@ bool log_parse_level(const char *name, log_level *out);
 void log_write(log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define LOG(level, event, ...)                                                 \
-    do {                                                                       \
-        if ((level) >= log_min_level) {                                        \
-            log_write((level), (event), __VA_ARGS__);                          \
-        }                                                                      \
+#define LOG(level, event, ...)                        \
+    do {                                              \
+        if ((level) >= log_min_level) {               \
+            log_write((level), (event), __VA_ARGS__); \
+        }                                             \
     } while (0)
 
 /* Quotes `s` for a logfmt value into buf (always NUL-terminated, truncated

@@ -47,15 +47,17 @@ static void usage_top(FILE *out) {
 
 static void usage_command(FILE *out, config_command cmd) {
     if (cmd == CMD_INIT) {
-        fprintf(out, "Usage: tokend init [options]\n\n"
-                     "Creates the token store in --data-dir and prints one admin token\n"
-                     "(ability tokend:admin) on the first line of stdout. It is shown once\n"
-                     "and only its digest is stored: keep it. On a store that is already\n"
-                     "initialised, changes nothing and exits 3.\n\nOptions:\n");
+        fprintf(out,
+                "Usage: tokend init [options]\n\n"
+                "Creates the token store in --data-dir and prints one admin token\n"
+                "(ability tokend:admin) on the first line of stdout. It is shown once\n"
+                "and only its digest is stored: keep it. On a store that is already\n"
+                "initialised, changes nothing and exits 3.\n\nOptions:\n");
     } else {
-        fprintf(out, "Usage: tokend serve [options]\n\n"
-                     "Serves the tokend.v1.TokenService on every --listen URL until SIGINT\n"
-                     "or SIGTERM. Logs one logfmt line per event on stderr.\n\nOptions:\n");
+        fprintf(out,
+                "Usage: tokend serve [options]\n\n"
+                "Serves the tokend.v1.TokenService on every --listen URL until SIGINT\n"
+                "or SIGTERM. Logs one logfmt line per event on stderr.\n\nOptions:\n");
     }
     config_usage(out, cmd);
 }
@@ -109,8 +111,8 @@ static int cmd_init(const config *cfg) {
     token_record rec;
     char *abilities[] = {TOKENS_ABILITY_ADMIN};
     int64_t now = rpc_now_ms();
-    rv = tokens_mint(cfg->token_prefix, cfg->admin_owner, "initial admin token", abilities,
-                     1, now, 0, token, digest, &rec);
+    rv = tokens_mint(cfg->token_prefix, cfg->admin_owner, "initial admin token",
+                     abilities, 1, now, 0, token, digest, &rec);
     if (rv != TOKEND_OK) {
         fprintf(stderr, "tokend: could not mint the admin token\n");
         store_close(st);
@@ -134,10 +136,11 @@ static int cmd_init(const config *cfg) {
     }
     printf("%s\n", token);
     fflush(stdout);
-    fprintf(stderr,
-            "tokend: initialised %s. The line above is the admin token (id %s, owner %s):\n"
-            "it is shown only now. Keep it secret; use it as tokenctl --credential.\n",
-            cfg->data_dir, rec.id, rec.owner);
+    fprintf(
+        stderr,
+        "tokend: initialised %s. The line above is the admin token (id %s, owner %s):\n"
+        "it is shown only now. Keep it secret; use it as tokenctl --credential.\n",
+        cfg->data_dir, rec.id, rec.owner);
     crypto_wipe(token, sizeof(token));
     token_record_free(&rec);
     store_close(st);
@@ -166,8 +169,9 @@ static int cmd_serve(const config *cfg) {
     store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20};
     int rv = store_open(cfg->data_dir, &so, &st, &err);
     if (rv != TOKEND_OK || !store_is_initialised(st)) {
-        fprintf(stderr, "tokend: %s has no initialised store (%s). Run: tokend init "
-                        "--data-dir %s\n",
+        fprintf(stderr,
+                "tokend: %s has no initialised store (%s). Run: tokend init "
+                "--data-dir %s\n",
                 cfg->data_dir, err ? err : "not initialised", cfg->data_dir);
         free(err);
         store_close(st);
@@ -250,8 +254,9 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[1], "serve") == 0) {
         cmd = CMD_SERVE;
     } else {
-        fprintf(stderr, "tokend: unknown command \"%s\" (commands: init, serve; see "
-                        "tokend --help)\n",
+        fprintf(stderr,
+                "tokend: unknown command \"%s\" (commands: init, serve; see "
+                "tokend --help)\n",
                 argv[1]);
         return 2;
     }

@@ -29,14 +29,14 @@ typedef struct server_ctx {
     nng_ctx ctx;
     nng_aio *aio;
     ctx_state state;
-    nng_msg *msg;                /* the request, reused for the reply */
-    rpc_arena arena;             /* budget for decoding this request */
-    Tokend__V1__Request *req;    /* decoded envelope (arena) */
-    ProtobufCMessage *input;     /* decoded payload (arena) */
+    nng_msg *msg;             /* the request, reused for the reply */
+    rpc_arena arena;          /* budget for decoding this request */
+    Tokend__V1__Request *req; /* decoded envelope (arena) */
+    ProtobufCMessage *input;  /* decoded payload (arena) */
     const ProtobufCMethodDescriptor *method;
-    int status;                  /* set by server_call_fail */
+    int status; /* set by server_call_fail */
     char message[256];
-    char note[256];              /* logfmt pairs for the log line */
+    char note[256]; /* logfmt pairs for the log line */
     size_t note_len;
     struct timespec started;
 } server_ctx;
@@ -117,10 +117,10 @@ static void ctx_reply(server_ctx *c, const ProtobufCMessage *output) {
     }
 
     const char *method = c->method ? c->method->name : "-";
-    log_level level = c->status == TOKEND_INTERNAL || c->status == TOKEND_STORAGE_ERROR
-                          ? LOG_ERROR
-                          : (c->method && strcmp(method, "Verify") == 0 ? LOG_DEBUG
-                                                                        : LOG_INFO);
+    log_level level =
+        c->status == TOKEND_INTERNAL || c->status == TOKEND_STORAGE_ERROR
+            ? LOG_ERROR
+            : (c->method && strcmp(method, "Verify") == 0 ? LOG_DEBUG : LOG_INFO);
     if (level >= log_min_level) {
         char q[300];
         log_write(level, "rpc", "method=%s request_id=%llu status=%s dur_us=%lld%s%s%s%s",
@@ -181,7 +181,8 @@ static void ctx_dispatch(server_ctx *c) {
     rpc_arena_init(&c->arena, rpc_decode_budget(len));
     c->req = tokend__v1__request__unpack(&c->arena.base, len, body);
     if (c->req == NULL) {
-        ctx_fail_now(c, c->arena.exhausted ? TOKEND_RESOURCE_EXHAUSTED : TOKEND_BAD_MESSAGE,
+        ctx_fail_now(c,
+                     c->arena.exhausted ? TOKEND_RESOURCE_EXHAUSTED : TOKEND_BAD_MESSAGE,
                      c->arena.exhausted ? "request envelope exceeds the decode budget"
                                         : "request is not a tokend.v1.Request envelope");
         return;
@@ -191,8 +192,9 @@ static void ctx_dispatch(server_ctx *c) {
         return;
     }
     if (c->req->deadline_unix_ms != 0 && c->req->deadline_unix_ms < rpc_now_ms()) {
-        ctx_fail_now(c, TOKEND_DEADLINE_EXCEEDED, "deadline passed before the request "
-                                                  "was served");
+        ctx_fail_now(c, TOKEND_DEADLINE_EXCEEDED,
+                     "deadline passed before the request "
+                     "was served");
         return;
     }
     const ProtobufCMethodDescriptor *method = rpc_method(c->req->method);
@@ -206,7 +208,8 @@ static void ctx_dispatch(server_ctx *c) {
     c->input = protobuf_c_message_unpack(method->input, &c->arena.base,
                                          c->req->payload.len, c->req->payload.data);
     if (c->input == NULL) {
-        ctx_fail_now(c, c->arena.exhausted ? TOKEND_RESOURCE_EXHAUSTED : TOKEND_BAD_MESSAGE,
+        ctx_fail_now(c,
+                     c->arena.exhausted ? TOKEND_RESOURCE_EXHAUSTED : TOKEND_BAD_MESSAGE,
                      c->arena.exhausted ? "payload exceeds the decode budget"
                                         : "payload is not a valid %s",
                      method->input->name);

@@ -26,8 +26,8 @@ typedef struct server server;
 typedef struct server_config {
     const char *const *listen; /* URLs: ipc://PATH, tcp://HOST:PORT, ... */
     size_t n_listen;
-    size_t max_message;        /* bytes; larger requests are refused unread */
-    int contexts;              /* requests served at once */
+    size_t max_message; /* bytes; larger requests are refused unread */
+    int contexts;       /* requests served at once */
 } server_config;
 
 /* Listens on every URL and starts serving `svc` (which must outlive the

@@ -59,7 +59,8 @@ bool store_is_initialised(store *st);
  * it with token_record_free). */
 int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out);
 int store_get_digest(store *st, const char *id, uint8_t digest[TOKEN_DIGEST_LEN]);
-int store_get_usage(store *st, const char *id, int64_t *last_used_ms, uint64_t *use_count);
+int store_get_usage(store *st, const char *id, int64_t *last_used_ms,
+                    uint64_t *use_count);
 
 /* One page of `owner`'s tokens in creation order, at most `limit`,
  * starting after `cursor` (NULL or "" for the first page). On TOKEND_OK

@@ -157,7 +157,8 @@ bool token_id_ok(const char *s, size_t len) {
  * no wildcard grants them, so a partner token given "*" for "everything in
  * our app" does not become an administrator of tokend. */
 static bool reserved(const char *ability) {
-    return strncmp(ability, TOKEN_RESERVED_PREFIX, sizeof(TOKEN_RESERVED_PREFIX) - 1) == 0;
+    return strncmp(ability, TOKEN_RESERVED_PREFIX, sizeof(TOKEN_RESERVED_PREFIX) - 1) ==
+           0;
 }
 
 /* True if the single granted pattern `g` allows the concrete ability `want`. */
@@ -186,8 +187,8 @@ bool token_ability_granted(char *const *granted, size_t n_granted, const char *w
     return false;
 }
 
-bool token_abilities_cover(char *const *granted, size_t n_granted,
-                           char *const *wanted, size_t n_wanted, bool all) {
+bool token_abilities_cover(char *const *granted, size_t n_granted, char *const *wanted,
+                           size_t n_wanted, bool all) {
     if (n_wanted == 0) {
         return true;
     }

@@ -58,9 +58,9 @@ typedef struct token_record {
     char *name;
     char **abilities;
     size_t n_abilities;
-    int64_t created_ms; /* Unix ms */
+    int64_t created_ms;   /* Unix ms */
     uint32_t created_seq; /* orders tokens created in the same millisecond */
-    int64_t expires_ms; /* Unix ms; 0 = never */
+    int64_t expires_ms;   /* Unix ms; 0 = never */
     token_kv *metadata;
     size_t n_metadata;
 } token_record;
@@ -100,8 +100,8 @@ bool token_ability_granted(char *const *granted, size_t n_granted, const char *w
 
 /* True if `granted` covers every (all == true) or at least one (all ==
  * false) of `wanted`. An empty `wanted` is always covered. */
-bool token_abilities_cover(char *const *granted, size_t n_granted,
-                           char *const *wanted, size_t n_wanted, bool all);
+bool token_abilities_cover(char *const *granted, size_t n_granted, char *const *wanted,
+                           size_t n_wanted, bool all);
 
 /* True if the ability pattern `want` (which may itself be "*" or "x:*") is
  * no wider than what `granted` allows: used so that a token cannot mint a

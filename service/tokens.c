@@ -61,7 +61,8 @@ static bool check_text(void *call, const char *field, const char *s, size_t max)
 
 static bool check_abilities(void *call, char *const *abilities, size_t n, bool required) {
     if (required && n == 0) {
-        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "at least one ability is required");
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "at least one ability is required");
         return false;
     }
     if (n > TOKEN_ABILITIES_MAX) {
@@ -301,7 +302,8 @@ static bool copy_metadata(token_record *rec,
 
 /* Checks the request and the caller's right to it, mints the token and
  * queues its durable write; the reply comes from create_done(). */
-static void handle_create_token(service_base *svc, const Tokend__V1__CreateTokenRequest *in,
+static void handle_create_token(service_base *svc,
+                                const Tokend__V1__CreateTokenRequest *in,
                                 Tokend__V1__CreateTokenResponse_Closure closure,
                                 void *call) {
     tokens_service *ts = (tokens_service *)svc;
@@ -312,8 +314,8 @@ static void handle_create_token(service_base *svc, const Tokend__V1__CreateToken
     }
     bool admin = has_ability(&caller, TOKENS_ABILITY_ADMIN);
     const char *owner = in->owner != NULL && in->owner[0] != '\0' ? in->owner
-                        : admin                                 ? NULL
-                                                                : caller.owner;
+                        : admin                                   ? NULL
+                                                                  : caller.owner;
     create_job *job = NULL;
     if (owner == NULL) {
         server_call_fail(call, TOKEND_INVALID_ARGUMENT, "owner is required");
@@ -340,9 +342,9 @@ static void handle_create_token(service_base *svc, const Tokend__V1__CreateToken
         for (size_t i = 0; i < in->n_abilities; i++) {
             if (!token_pattern_within(caller.abilities, caller.n_abilities,
                                       in->abilities[i])) {
-                server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                                 "abilities[%zu] is not within the caller's own abilities",
-                                 i);
+                server_call_fail(
+                    call, TOKEND_PERMISSION_DENIED,
+                    "abilities[%zu] is not within the caller's own abilities", i);
                 goto done;
             }
         }
@@ -350,7 +352,8 @@ static void handle_create_token(service_base *svc, const Tokend__V1__CreateToken
     int64_t expires = token_expiry(now, in->expires_in_seconds, ts->max_lifetime_s,
                                    admin ? 0 : caller.expires_ms);
     if (expires < 0) {
-        if (in->expires_in_seconds < 0 || token_expiry(now, in->expires_in_seconds, 0, 0) < 0) {
+        if (in->expires_in_seconds < 0 ||
+            token_expiry(now, in->expires_in_seconds, 0, 0) < 0) {
             server_call_fail(call, TOKEND_INVALID_ARGUMENT,
                              "expires_in_seconds must be between 0 and 10000 years");
         } else {
@@ -513,7 +516,8 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
             rv = store_owner_ids(st, job->owner, &ids, &n);
             for (size_t i = 0; i < n; i++) {
                 uint8_t digest[TOKEN_DIGEST_LEN];
-                if (rv == TOKEND_OK && store_get_digest(st, ids[i], digest) == TOKEND_OK &&
+                if (rv == TOKEND_OK &&
+                    store_get_digest(st, ids[i], digest) == TOKEND_OK &&
                     revoke_digest(st, batch, digest) == TOKEND_OK) {
                     job->revoked++;
                 }
@@ -594,7 +598,8 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                     rv = same_owner ? TOKEND_OK : TOKEND_NOT_FOUND;
                 }
                 if (rv == TOKEND_NOT_FOUND) {
-                    server_call_fail(call, rv, "no such token (never issued, or revoked)");
+                    server_call_fail(call, rv,
+                                     "no such token (never issued, or revoked)");
                     goto fail;
                 }
                 if (rv != TOKEND_OK) {
@@ -712,14 +717,16 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
         }
         if (!has_ability(&caller, TOKENS_ABILITY_READ)) {
             server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                             "caller credential lacks the %s ability", TOKENS_ABILITY_READ);
+                             "caller credential lacks the %s ability",
+                             TOKENS_ABILITY_READ);
             goto done;
         }
     }
     int rv = store_list_owner(ts->st, owner, cursor, limit, &recs, &n, &next);
     if (rv != TOKEND_OK) {
-        server_call_fail(call, rv, rv == TOKEND_INVALID_ARGUMENT ? "cursor is not valid"
-                                                                 : "could not list tokens");
+        server_call_fail(call, rv,
+                         rv == TOKEND_INVALID_ARGUMENT ? "cursor is not valid"
+                                                       : "could not list tokens");
         goto done;
     }
     size_t n_meta = 0;

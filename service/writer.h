@@ -30,8 +30,8 @@ struct writer_job {
     /* Runs on the writer thread once the job is settled: `status` is
      * apply's error, or the commit's status. The job may free itself. */
     void (*done)(writer_job *job, int status);
-    writer_job *next;   /* the writer's; leave alone */
-    int apply_status;   /* the writer's; leave alone */
+    writer_job *next; /* the writer's; leave alone */
+    int apply_status; /* the writer's; leave alone */
 };
 
 /* Starts the writer thread. `usage` may be NULL (nothing to flush). */

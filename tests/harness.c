@@ -150,8 +150,9 @@ void harness_init(tokend_proc *p) {
 }
 
 bool harness_start(tokend_proc *p) {
-    const char *argv[40] = {harness_bin("tokend"), "serve", "--data-dir", p->data_dir,
-                            "--listen", p->url, "--usage-flush-ms", "100"};
+    const char *argv[40] = {harness_bin("tokend"), "serve",    "--data-dir",
+                            p->data_dir,           "--listen", p->url,
+                            "--usage-flush-ms",    "100"};
     size_t n = 8;
     for (size_t i = 0; p->extra[i] != NULL && n < 38; i++) {
         argv[n++] = p->extra[i];

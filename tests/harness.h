@@ -13,12 +13,12 @@
 #include "tokend.h"
 
 typedef struct tokend_proc {
-    pid_t pid;         /* 0 when not running */
-    char dir[320];      /* scratch dir holding data/, the socket and the log */
-    char data_dir[340]; /* dir/data */
-    char log_path[340]; /* dir/tokend.log: stderr of every serve */
-    char url[360];     /* ipc://dir/tokend.sock */
-    char admin[128];   /* the admin token `tokend init` printed */
+    pid_t pid;             /* 0 when not running */
+    char dir[320];         /* scratch dir holding data/, the socket and the log */
+    char data_dir[340];    /* dir/data */
+    char log_path[340];    /* dir/tokend.log: stderr of every serve */
+    char url[360];         /* ipc://dir/tokend.sock */
+    char admin[128];       /* the admin token `tokend init` printed */
     const char *extra[16]; /* extra serve flags, NULL-terminated */
 } tokend_proc;
 

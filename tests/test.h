@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TEST(name)                                                             \
-    void name(void);                                                           \
+#define TEST(name)   \
+    void name(void); \
     void name(void)
 
 /* Failures so far in the running test (per child process). */
@@ -25,37 +25,36 @@ extern int test_failures;
 void test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            test_fail(__FILE__, __LINE__, "check failed: %s", #cond);          \
-        }                                                                      \
+#define CHECK(cond)                                                   \
+    do {                                                              \
+        if (!(cond)) {                                                \
+            test_fail(__FILE__, __LINE__, "check failed: %s", #cond); \
+        }                                                             \
     } while (0)
 
-#define REQUIRE(cond)                                                          \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            test_fail(__FILE__, __LINE__, "required: %s", #cond);              \
-            exit(1);                                                           \
-        }                                                                      \
+#define REQUIRE(cond)                                             \
+    do {                                                          \
+        if (!(cond)) {                                            \
+            test_fail(__FILE__, __LINE__, "required: %s", #cond); \
+            exit(1);                                              \
+        }                                                         \
     } while (0)
 
-#define CHECK_INT(got, want)                                                   \
-    do {                                                                       \
-        long long got_ = (long long)(got), want_ = (long long)(want);          \
-        if (got_ != want_) {                                                   \
-            test_fail(__FILE__, __LINE__, "%s == %lld, want %lld", #got, got_, \
-                      want_);                                                  \
-        }                                                                      \
+#define CHECK_INT(got, want)                                                           \
+    do {                                                                               \
+        long long got_ = (long long)(got), want_ = (long long)(want);                  \
+        if (got_ != want_) {                                                           \
+            test_fail(__FILE__, __LINE__, "%s == %lld, want %lld", #got, got_, want_); \
+        }                                                                              \
     } while (0)
 
-#define CHECK_STR(got, want)                                                   \
-    do {                                                                       \
-        const char *got_ = (got), *want_ = (want);                             \
-        if (got_ == NULL || want_ == NULL || strcmp(got_, want_) != 0) {       \
-            test_fail(__FILE__, __LINE__, "%s == \"%s\", want \"%s\"", #got,   \
-                      got_ ? got_ : "(null)", want_ ? want_ : "(null)");       \
-        }                                                                      \
+#define CHECK_STR(got, want)                                                 \
+    do {                                                                     \
+        const char *got_ = (got), *want_ = (want);                           \
+        if (got_ == NULL || want_ == NULL || strcmp(got_, want_) != 0) {     \
+            test_fail(__FILE__, __LINE__, "%s == \"%s\", want \"%s\"", #got, \
+                      got_ ? got_ : "(null)", want_ ? want_ : "(null)");     \
+        }                                                                    \
     } while (0)
 
 /* True if haystack contains needle (both may be NULL: false). */

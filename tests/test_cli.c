@@ -26,7 +26,7 @@ static int ctl(const tokend_proc *p, const char *credential, const char *stdin_t
     return harness_exec(argv, stdin_text, env, out, err);
 }
 
-#define CTL(p, cred, in, out, err, ...)                                        \
+#define CTL(p, cred, in, out, err, ...) \
     ctl((p), (cred), (in), (out), (err), (const char *const[]){__VA_ARGS__, NULL})
 
 /* First line of s copied into buf. */
@@ -66,18 +66,19 @@ TEST(cli_create_verify_list_revoke) {
     free(err);
 
     /* verify: valid (exit 0) with details, insufficient (exit 1, reason). */
-    CHECK_INT(CTL(&p, NULL, NULL, &out, &err, "verify", token, "--ability", "orders:read"), 0);
+    CHECK_INT(
+        CTL(&p, NULL, NULL, &out, &err, "verify", token, "--ability", "orders:read"), 0);
     CHECK(test_contains(out, "partner:acme"));
     CHECK(test_contains(out, id));
     free(out);
     free(err);
-    CHECK_INT(CTL(&p, NULL, NULL, &out, &err, "verify", token, "--ability", "orders:write"),
-              1);
+    CHECK_INT(
+        CTL(&p, NULL, NULL, &out, &err, "verify", token, "--ability", "orders:write"), 1);
     CHECK(test_contains(out, "INSUFFICIENT_ABILITY"));
     free(out);
     free(err);
-    CHECK_INT(CTL(&p, NULL, NULL, &out, &err, "verify", token, "--ability", "orders:write",
-                  "--ability", "orders:read", "--any"),
+    CHECK_INT(CTL(&p, NULL, NULL, &out, &err, "verify", token, "--ability",
+                  "orders:write", "--ability", "orders:read", "--any"),
               0);
     free(out);
     free(err);
@@ -141,7 +142,8 @@ TEST(cli_json_output) {
     CHECK(test_contains(out, "\"reason\":\"MALFORMED\""));
     free(out);
     free(err);
-    CHECK_INT(CTL(&p, p.admin, NULL, &out, &err, "list", "--owner", "u:\"q\"", "--json"), 0);
+    CHECK_INT(CTL(&p, p.admin, NULL, &out, &err, "list", "--owner", "u:\"q\"", "--json"),
+              0);
     CHECK(test_contains(out, "\"tokens\":["));
     CHECK(test_contains(out, "\"next_cursor\":null"));
     free(out);
@@ -162,8 +164,8 @@ TEST(cli_revoke_token_and_list_all_pages) {
     char *out = NULL, *err = NULL;
     char token[128] = "";
     for (int i = 0; i < 5; i++) {
-        CHECK_INT(CTL(&p, p.admin, NULL, &out, &err, "create", "--owner", "o:pages", "--name",
-                      "n", "--ability", "x:y"),
+        CHECK_INT(CTL(&p, p.admin, NULL, &out, &err, "create", "--owner", "o:pages",
+                      "--name", "n", "--ability", "x:y"),
                   0);
         line_of(out, 0, token, sizeof(token));
         free(out);
@@ -253,7 +255,8 @@ TEST(cli_unavailable_service_exits_3) {
     CHECK(strlen(err) > 0);
     free(out);
     free(err);
-    CHECK_INT(CTL(&p, NULL, NULL, &out, &err, "--url", "bogus://x", "verify", "tkd_x"), 2);
+    CHECK_INT(CTL(&p, NULL, NULL, &out, &err, "--url", "bogus://x", "verify", "tkd_x"),
+              2);
     free(out);
     free(err);
 }

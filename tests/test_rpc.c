@@ -40,8 +40,9 @@ TEST(rpc_envelope_round_trip) {
     CHECK_STR(got->credential, "cred");
     const ProtobufCMethodDescriptor *m = rpc_method(got->method);
     REQUIRE(m != NULL);
-    Tokend__V1__VerifyRequest *in = (Tokend__V1__VerifyRequest *)protobuf_c_message_unpack(
-        m->input, &arena.base, got->payload.len, got->payload.data);
+    Tokend__V1__VerifyRequest *in =
+        (Tokend__V1__VerifyRequest *)protobuf_c_message_unpack(
+            m->input, &arena.base, got->payload.len, got->payload.data);
     REQUIRE(in != NULL);
     CHECK_STR(in->token, "tkd_x");
     CHECK_INT(in->n_abilities, 2);
@@ -114,8 +115,8 @@ TEST(rpc_arena_caps_amplification) {
     }
     rpc_arena arena;
     rpc_arena_init(&arena, 64 * 1024);
-    ProtobufCMessage *m = protobuf_c_message_unpack(&tokend__v1__verify_request__descriptor,
-                                                    &arena.base, n * 2, buf);
+    ProtobufCMessage *m = protobuf_c_message_unpack(
+        &tokend__v1__verify_request__descriptor, &arena.base, n * 2, buf);
     CHECK(m == NULL);
     CHECK(arena.exhausted);
     CHECK_INT(arena.used, 0);

@@ -60,9 +60,9 @@ TEST(service_create_verify_revoke_flow) {
 
     tokend_verdict v;
     const char *want[] = {"orders:read", "invoices:pdf"};
-    CHECK_INT(tokend_verify(anon, NULL, created.token, want, 2, TOKEND_ABILITIES_ALL, &v,
-                            &err),
-              TOKEND_OK);
+    CHECK_INT(
+        tokend_verify(anon, NULL, created.token, want, 2, TOKEND_ABILITIES_ALL, &v, &err),
+        TOKEND_OK);
     CHECK_INT(v.reason, TOKEND_OK);
     CHECK(v.has_info);
     CHECK_STR(v.info.id, created.info.id);
@@ -72,11 +72,11 @@ TEST(service_create_verify_revoke_flow) {
 
     CHECK_INT(verify(anon, created.token, "orders:write"), TOKEND_INSUFFICIENT_ABILITY);
     const char *some[] = {"orders:write", "orders:read"};
-    CHECK_INT(tokend_verify(anon, NULL, created.token, some, 2, TOKEND_ABILITIES_ANY, NULL,
-                            NULL),
+    CHECK_INT(tokend_verify(anon, NULL, created.token, some, 2, TOKEND_ABILITIES_ANY,
+                            NULL, NULL),
               TOKEND_OK);
-    CHECK_INT(tokend_verify(anon, NULL, created.token, some, 2, TOKEND_ABILITIES_ALL, NULL,
-                            NULL),
+    CHECK_INT(tokend_verify(anon, NULL, created.token, some, 2, TOKEND_ABILITIES_ALL,
+                            NULL, NULL),
               TOKEND_INSUFFICIENT_ABILITY);
 
     uint64_t revoked = 0;
@@ -97,8 +97,8 @@ TEST(service_checksum_change_is_malformed_unknown_is_not_found) {
     start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char token[TOK];
-    harness_create(admin, "user:1", "laptop", orders_read, 1, 0, token, sizeof(token), NULL,
-                   0);
+    harness_create(admin, "user:1", "laptop", orders_read, 1, 0, token, sizeof(token),
+                   NULL, 0);
     size_t len = strlen(token);
     for (size_t i = 0; i < len; i += 5) {
         char bad[TOK];
@@ -159,7 +159,8 @@ TEST(service_revoke_by_plain_token_needs_no_credential) {
     CHECK_INT(revoked, 1);
     CHECK_INT(verify(anon, t, NULL), TOKEND_NOT_FOUND);
     CHECK_INT(tokend_revoke_token(anon, NULL, t, &revoked, &err), TOKEND_NOT_FOUND);
-    CHECK_INT(tokend_revoke_token(anon, NULL, "garbage", &revoked, &err), TOKEND_MALFORMED);
+    CHECK_INT(tokend_revoke_token(anon, NULL, "garbage", &revoked, &err),
+              TOKEND_MALFORMED);
     tokend_close(admin);
     tokend_close(anon);
     harness_stop(&p);
@@ -174,8 +175,8 @@ TEST(service_list_pages_in_creation_order) {
     for (int i = 0; i < 25; i++) {
         char name[32];
         snprintf(name, sizeof(name), "token %02d", i);
-        harness_create(admin, "partner:list", name, orders_read, 1, 0, tokens[i], TOK, ids[i],
-                       TOK);
+        harness_create(admin, "partner:list", name, orders_read, 1, 0, tokens[i], TOK,
+                       ids[i], TOK);
     }
     harness_create(admin, "partner:listX", "other", orders_read, 1, 0, NULL, 0, NULL, 0);
     char *cursor = NULL;
@@ -238,9 +239,11 @@ TEST(service_expiry) {
                                    .expires_in_seconds = -5};
     tokend_created created;
     tokend_error err;
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     params.expires_in_seconds = INT64_MAX / 4;
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     tokend_close(admin);
     harness_stop(&p);
 }
@@ -320,7 +323,8 @@ TEST(service_kill9_after_acknowledged_create_and_revoke) {
     start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char t[TOK], victim[TOK], victim_id[TOK];
-    harness_create(admin, "p:k", "victim", orders_read, 1, 0, victim, TOK, victim_id, TOK);
+    harness_create(admin, "p:k", "victim", orders_read, 1, 0, victim, TOK, victim_id,
+                   TOK);
     harness_create(admin, "p:k", "fresh", orders_read, 1, 0, t, TOK, NULL, 0);
     harness_kill9(&p); /* right after the acknowledged create */
     tokend_close(admin);
@@ -342,8 +346,8 @@ TEST(service_kill9_after_acknowledged_create_and_revoke) {
 static void partner_token(tokend_client *admin, const char *owner,
                           const char *const *abilities, size_t n, int64_t expires_in,
                           char *token) {
-    harness_create(admin, owner, "partner credential", abilities, n, expires_in, token, TOK,
-                   NULL, 0);
+    harness_create(admin, owner, "partner credential", abilities, n, expires_in, token,
+                   TOK, NULL, 0);
 }
 
 TEST(service_cross_owner_attempts_are_refused) {
@@ -459,39 +463,47 @@ TEST(service_rejects_invalid_fields) {
         .owner = "o", .name = "n", .abilities = orders_read, .n_abilities = 1};
 
     params.owner = "bad\nowner";
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     CHECK(test_contains(err.message, "owner"));
     params.owner = "bad\xC3\x28utf8";
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     params.owner = "o";
     params.name = "";
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     params.name = "n";
     params.n_abilities = 0;
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     const char *spaced[] = {"orders read"};
     params.abilities = spaced;
     params.n_abilities = 1;
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     const char *many[65];
     for (int i = 0; i < 65; i++) {
         many[i] = "a:b";
     }
     params.abilities = many;
     params.n_abilities = 65;
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     char longname[300];
     memset(longname, 'n', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
     params.abilities = orders_read;
     params.n_abilities = 1;
     params.name = longname;
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     params.name = "n";
     tokend_kv meta[] = {{"k", "v"}, {"k", "w"}};
     params.metadata = meta;
     params.n_metadata = 2;
-    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(tokend_create(admin, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
     params.n_metadata = 1;
     REQUIRE(tokend_create(admin, NULL, &params, &created, &err) == TOKEND_OK);
     CHECK_INT(created.info.n_metadata, 1);
@@ -556,7 +568,8 @@ TEST(service_survives_malformed_and_oversized_requests) {
 
     /* An empty message is an empty envelope: no method. */
     CHECK_INT(raw_call(p.url, "", 0, msg, sizeof(msg)), TOKEND_UNIMPLEMENTED);
-    CHECK_INT(raw_call(p.url, "\xff\xff\xff\xff", 4, msg, sizeof(msg)), TOKEND_BAD_MESSAGE);
+    CHECK_INT(raw_call(p.url, "\xff\xff\xff\xff", 4, msg, sizeof(msg)),
+              TOKEND_BAD_MESSAGE);
     size_t len = 0;
     uint8_t *env = envelope("Nope", NULL, 0, 0, NULL, &len);
     CHECK_INT(raw_call(p.url, env, len, msg, sizeof(msg)), TOKEND_UNIMPLEMENTED);
@@ -669,8 +682,10 @@ static void *load_thread(void *arg) {
             a->ok++;
         }
         if (i % 10 == 0) {
-            tokend_create_params params = {
-                .owner = "p:load", .name = "n", .abilities = orders_read, .n_abilities = 1};
+            tokend_create_params params = {.owner = "p:load",
+                                           .name = "n",
+                                           .abilities = orders_read,
+                                           .n_abilities = 1};
             tokend_created created;
             if (tokend_create(c, NULL, &params, &created, NULL) == TOKEND_OK) {
                 a->created++;
@@ -751,7 +766,8 @@ TEST(service_command_line_errors) {
     CHECK(test_contains(err, "--bogus"));
     free(out);
     free(err);
-    const char *badnum[] = {harness_bin("tokend"), "serve", "--max-message", "lots", NULL};
+    const char *badnum[] = {harness_bin("tokend"), "serve", "--max-message", "lots",
+                            NULL};
     CHECK_INT(harness_exec(badnum, NULL, NULL, &out, &err), 2);
     CHECK(test_contains(err, "max-message"));
     free(out);
@@ -767,7 +783,7 @@ TEST(service_command_line_errors) {
     free(out);
     free(err);
     const char *badurl[] = {harness_bin("tokend"), "serve", "--data-dir", dir, "--listen",
-                            "bogus://x", NULL};
+                            "bogus://x",           NULL};
     CHECK(harness_exec(badurl, NULL, NULL, &out, &err) != 0);
     free(out);
     free(err);

@@ -487,8 +487,8 @@ TEST(store_list_bad_cursor) {
     size_t n = 0;
     char *next = NULL;
     CHECK_INT(store_list_owner(st, "user:1",
-                               "00000000000003E89E3779B169643030303030303030303030303031", 10,
-                               &recs, &n, &next),
+                               "00000000000003E89E3779B169643030303030303030303030303031",
+                               10, &recs, &n, &next),
               TOKEND_OK);
     REQUIRE(n == 1);
     CHECK_STR(recs[0].id, "id00000000000002");

@@ -60,8 +60,8 @@ TEST(token_every_single_char_change_is_malformed) {
 TEST(token_shape_rejections) {
     char t[TOKEN_MAX_LEN + 1];
     size_t len = make_token("tkd_", 3, t);
-    CHECK(!token_well_formed(t, len - 1));         /* truncated */
-    CHECK(!token_well_formed(t + 4, len - 4));     /* no prefix */
+    CHECK(!token_well_formed(t, len - 1));     /* truncated */
+    CHECK(!token_well_formed(t + 4, len - 4)); /* no prefix */
     CHECK(!token_well_formed("", 0));
     CHECK(!token_well_formed(NULL, 0));
     char longer[TOKEN_MAX_LEN + 8];
@@ -107,7 +107,8 @@ TEST(token_secret_is_uniform_base62) {
     }
     int total = 2000 * TOKEN_SECRET_LEN, expected = total / 62;
     for (int c = 0; c < 128; c++) {
-        bool b62 = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+        bool b62 =
+            (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
         if (b62) {
             CHECK(counts[c] > expected * 8 / 10 && counts[c] < expected * 12 / 10);
         } else {
@@ -188,16 +189,16 @@ TEST(token_pattern_within_caller) {
 
 TEST(token_expiry_rules) {
     const int64_t now = 1700000000000LL;
-    CHECK_INT(token_expiry(now, 0, 0, 0), 0);                       /* never */
+    CHECK_INT(token_expiry(now, 0, 0, 0), 0); /* never */
     CHECK_INT(token_expiry(now, 60, 0, 0), now + 60000);
-    CHECK_INT(token_expiry(now, 0, 3600, 0), now + 3600000);        /* max applies */
-    CHECK_INT(token_expiry(now, 7200, 3600, 0), now + 3600000);     /* shortened */
+    CHECK_INT(token_expiry(now, 0, 3600, 0), now + 3600000);    /* max applies */
+    CHECK_INT(token_expiry(now, 7200, 3600, 0), now + 3600000); /* shortened */
     CHECK_INT(token_expiry(now, -1, 0, 0), -1);
-    CHECK_INT(token_expiry(now, 0, 0, now + 5000), now + 5000);     /* inherits cap */
+    CHECK_INT(token_expiry(now, 0, 0, now + 5000), now + 5000); /* inherits cap */
     CHECK_INT(token_expiry(now, 4, 0, now + 5000), now + 4000);
-    CHECK_INT(token_expiry(now, 6, 0, now + 5000), -1);             /* beyond cap */
-    CHECK_INT(token_expiry(now, 0, 0, now - 1), -1);                /* cap passed */
-    CHECK_INT(token_expiry(now, INT64_MAX / 2, 0, 0), -1);          /* absurd */
+    CHECK_INT(token_expiry(now, 6, 0, now + 5000), -1);    /* beyond cap */
+    CHECK_INT(token_expiry(now, 0, 0, now - 1), -1);       /* cap passed */
+    CHECK_INT(token_expiry(now, INT64_MAX / 2, 0, 0), -1); /* absurd */
     CHECK(!token_expired(0, now));
     CHECK(!token_expired(now + 1, now));
     CHECK(token_expired(now, now));
