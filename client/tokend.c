@@ -891,7 +891,13 @@ static int revoke(tokend_client *client, const tokend_call *call_opts,
     if (call_begin(client, call_opts, &call, &count) != TOKEND_OK) {
         return finish_call(&call, err);
     }
-    if (value == NULL || value[0] == '\0') {
+    /* An empty owner means the caller's own; an empty id or token is a
+     * mistake caught here. */
+    if (target == TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER && value == NULL) {
+        value = "";
+    }
+    if (value == NULL ||
+        (value[0] == '\0' && target != TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER)) {
         call_fail(&call, TOKEND_INVALID_ARGUMENT, "%s is required", what);
     } else {
         Tokend__V1__RevokeRequest request = TOKEND__V1__REVOKE_REQUEST__INIT;

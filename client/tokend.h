@@ -203,7 +203,8 @@ int tokend_revoke_id(tokend_client *client, const tokend_call *call, const char 
 int tokend_revoke_token(tokend_client *client, const tokend_call *call, const char *token,
                         uint64_t *revoked, tokend_error *err);
 
-/* Revokes every token of `owner`. Succeeds with *revoked == 0 if it had none. */
+/* Revokes every token of `owner` (NULL or "": the caller's own owner, e.g.
+ * "sign me out everywhere"). Succeeds with *revoked == 0 if it had none. */
 int tokend_revoke_owner(tokend_client *client, const tokend_call *call, const char *owner,
                         uint64_t *revoked, tokend_error *err);
 

@@ -619,14 +619,15 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             break;
         }
         case TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER: {
-            if (!check_text(call, "owner", in->owner, TOKEN_OWNER_MAX)) {
-                goto fail;
-            }
             if (!(have_caller = authenticate(ts, call, now, &caller))) {
                 goto fail;
             }
+            const char *owner = in->owner[0] != '\0' ? in->owner : caller.owner;
+            if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX)) {
+                goto fail;
+            }
             if (!has_ability(&caller, TOKENS_ABILITY_ADMIN)) {
-                if (strcmp(in->owner, caller.owner) != 0) {
+                if (strcmp(owner, caller.owner) != 0) {
                     server_call_fail(call, TOKEND_PERMISSION_DENIED,
                                      "caller may only revoke its own owner's tokens");
                     goto fail;
@@ -638,7 +639,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                     goto fail;
                 }
             }
-            job->owner = strdup(in->owner);
+            job->owner = strdup(owner);
             if (job->owner == NULL) {
                 server_call_fail(call, TOKEND_INTERNAL, "out of memory");
                 goto fail;

@@ -138,6 +138,16 @@ TEST(service_revoke_all_of_an_owner) {
     CHECK_INT(verify(admin, b, NULL), TOKEND_OK);
     CHECK_INT(tokend_revoke_owner(admin, NULL, "partner:a", &revoked, &err), TOKEND_OK);
     CHECK_INT(revoked, 0);
+    /* No owner: the caller's own ("sign me out everywhere"). */
+    const char *rights[] = {"tokens:write"};
+    char self1[TOK], self2[TOK];
+    harness_create(admin, "partner:ab", "self 1", rights, 1, 0, self1, TOK, NULL, 0);
+    harness_create(admin, "partner:ab", "self 2", orders_read, 1, 0, self2, TOK, NULL, 0);
+    tokend_call as_self = {.credential = self1};
+    CHECK_INT(tokend_revoke_owner(admin, &as_self, NULL, &revoked, &err), TOKEND_OK);
+    CHECK_INT(revoked, 3); /* b, self1, self2 */
+    CHECK_INT(verify(admin, b, NULL), TOKEND_NOT_FOUND);
+    CHECK_INT(verify(admin, self2, NULL), TOKEND_NOT_FOUND);
     tokend_token_page page;
     CHECK_INT(tokend_list(admin, NULL, "partner:a", 0, NULL, &page, &err), TOKEND_OK);
     CHECK_INT(page.n_tokens, 0);
