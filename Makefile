@@ -1,10 +1,13 @@
 # tokend — build, test, run and install.
 #
-#   make            build everything (service, client library, tokenctl, tests, bench)
-#   make run        install missing packages, build, init ./data, start tokend
+#   make            build everything (service, gateway, client library, tokenctl,
+#                   tests, bench)
+#   make run        install missing packages, build, init ./data, start tokend and
+#                   tokend-gateway
 #   make test       install missing packages, build, run the test suite
 #   make asan       the test suite built with AddressSanitizer + UBSan
-#   make install    PREFIX=/usr/local DESTDIR= : binaries, tokend.h, libs, tokend.pc
+#   make install    PREFIX=/usr/local DESTDIR= : binaries (tokend, tokenctl,
+#                   tokend-gateway), tokend.h, libs, tokend.pc
 #   make format     clang-format every source file in place
 #   make deps       apt-get install the Debian packages that are missing
 #   make clean      remove build outputs
@@ -17,7 +20,9 @@ VERSION := 0.1.0
 # Debian 12 packages the build and tests need; `make deps` installs the
 # missing ones (and only those).
 DEB_PACKAGES := gcc make pkg-config libc6-dev libnng-dev libprotobuf-c-dev \
-                protobuf-c-compiler librocksdb-dev libssl-dev clang-format
+                protobuf-c-compiler librocksdb-dev libssl-dev clang-format \
+                libmicrohttpd-dev libjansson-dev curl nginx-light openssl \
+                clang libclang-rt-14-dev
 
 CC      ?= cc
 OPT     ?= -O2 -g
@@ -28,6 +33,11 @@ XCFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC \
 SAN     ?=
 LDLIBS_CLIENT  := -lnng -lprotobuf-c -lpthread
 LDLIBS_SERVICE := -lrocksdb -lnng -lprotobuf-c -lcrypto -lpthread
+# Recursive (=): pkg-config runs only when a gateway target is built, after
+# `make deps` has installed the packages.
+HTTP_LIBS       = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+JSON_LIBS       = $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+LDLIBS_GATEWAY  = $(HTTP_LIBS) $(JSON_LIBS) -lnng -lprotobuf-c -lpthread
 
 GEN      := $(BUILD)/gen
 OBJ      := $(BUILD)/obj
@@ -37,15 +47,25 @@ PROTO_OBJS   := $(OBJ)/gen/tokend.pb-c.o $(OBJ)/proto/rpc.o
 CLIENT_OBJS  := $(OBJ)/client/tokend.o
 SERVICE_SRCS := $(filter-out service/main.c,$(wildcard service/*.c))
 SERVICE_OBJS := $(SERVICE_SRCS:%.c=$(OBJ)/%.o)
+# The gateway links two pure modules of the service rather than copies of
+# them: token.o (token_well_formed, token_id_ok: the same shape rule as the
+# service, so a token the service would call MALFORMED never costs an RPC)
+# and log.o (the same logfmt lines as tokend). Neither does I/O beyond
+# stderr nor depends on any other service module.
+GATEWAY_SRCS := $(wildcard gateway/*.c)
+GATEWAY_OBJS := $(GATEWAY_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/openapi_json.o \
+                $(OBJ)/service/token.o $(OBJ)/service/log.o
 TEST_SRCS    := $(wildcard tests/*.c)
 TEST_OBJS    := $(TEST_SRCS:%.c=$(OBJ)/%.o)
 BENCH_SRCS   := $(wildcard bench/*.c)
 BENCH_BINS   := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
-BINS := $(BUILD)/tokend $(BUILD)/tokenctl $(BUILD)/libtokend.a \
-        $(BUILD)/libtokend.so $(BUILD)/tokend.pc $(BUILD)/tests/run $(BENCH_BINS)
+BINS := $(BUILD)/tokend $(BUILD)/tokend-gateway $(BUILD)/tokenctl $(BUILD)/libtokend.a \
+        $(BUILD)/libtokend.so $(BUILD)/tokend.pc $(BUILD)/tests/run $(BUILD)/tests/crash \
+        $(BENCH_BINS)
 
-.PHONY: all deps run test asan install uninstall format format-check clean bench-build
+.PHONY: all deps run test asan crash fuzz fuzz-build install uninstall format \
+        format-check clean
 .DEFAULT_GOAL := all
 
 all: deps
@@ -70,6 +90,15 @@ deps:
 $(PROTO_GEN): proto/tokend.proto
 	@mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) -Iproto proto/tokend.proto
+
+# The OpenAPI document, embedded as a byte array (od and sed: no xxd needed).
+$(GEN)/openapi_json.c: gateway/openapi.json
+	@mkdir -p $(GEN)
+	{ printf '/* Generated from gateway/openapi.json by the Makefile. */\n'; \
+	  printf '#include <stddef.h>\nconst unsigned char gateway_openapi_json[] = {\n'; \
+	  od -An -v -tx1 $< | sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  printf '};\nconst size_t gateway_openapi_json_len = sizeof(gateway_openapi_json);\n'; \
+	} > $@.tmp && mv $@.tmp $@
 
 # Every object depends on the generated header: simplest correct ordering.
 $(OBJ)/gen/%.o: $(GEN)/%.c $(PROTO_GEN)
@@ -100,11 +129,33 @@ $(BUILD)/tokenctl: $(OBJ)/client/tokenctl.o $(BUILD)/libtokend.a
 $(BUILD)/tokend: $(OBJ)/service/main.o $(SERVICE_OBJS) $(PROTO_OBJS)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_SERVICE)
 
+# --- gateway ---
+$(BUILD)/tokend-gateway: $(GATEWAY_OBJS) $(PROTO_OBJS)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_GATEWAY)
+
 # --- tests: unit tests link the service modules; integration tests drive
-# the real binaries through libtokend and tokenctl ---
+# the real binaries through libtokend, tokenctl and curl (jansson reads the
+# gateway's JSON) ---
 $(BUILD)/tests/run: $(TEST_OBJS) $(SERVICE_OBJS) $(PROTO_OBJS) $(CLIENT_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_SERVICE)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_SERVICE) $(JSON_LIBS)
+
+# --- crash-durability driver (tests/crash/README.md) ---
+$(BUILD)/tests/crash: $(OBJ)/tests/crash/crash.o $(BUILD)/libtokend.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_CLIENT)
+
+# --- fuzz targets (fuzz/README.md): built only by `make fuzz`, with clang ---
+FUZZ_LINK := -fsanitize=fuzzer,address,undefined
+$(BUILD)/fuzz/fuzz_rpc: $(OBJ)/fuzz/fuzz_rpc.o $(SERVICE_OBJS) $(PROTO_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $^ $(LDLIBS_SERVICE)
+
+$(BUILD)/fuzz/fuzz_token: $(OBJ)/fuzz/fuzz_token.o $(OBJ)/service/token.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $^ -lpthread
+
+fuzz-build: $(BUILD)/fuzz/fuzz_rpc $(BUILD)/fuzz/fuzz_token
 
 # --- bench programs (built by `make`, so they cannot rot; run by hand) ---
 $(BUILD)/bench/%: $(OBJ)/bench/%.o $(BUILD)/libtokend.a
@@ -114,7 +165,12 @@ $(BUILD)/bench/%: $(OBJ)/bench/%.o $(BUILD)/libtokend.a
 # --- running ---
 DATA_DIR ?= ./data
 LISTEN   ?= tcp://127.0.0.1:7450
+HTTP     ?= 127.0.0.1:8080
 
+# tokend and the gateway run side by side under one shell. Its trap turns
+# Ctrl-C (SIGINT to the terminal's process group) or a SIGTERM to the shell
+# into SIGTERM for both, and the shell waits until both have drained and
+# exited; if tokend stops on its own, the gateway is stopped too.
 run: all
 	@if [ ! -e $(DATA_DIR)/CURRENT ]; then \
 	  echo "First start: initialising $(DATA_DIR). The admin token follows; it is shown"; \
@@ -128,7 +184,8 @@ run: all
 	fi
 	@printf '%s\n' \
 	  "" \
-	  "tokend is starting on $(LISTEN). In another terminal:" \
+	  "tokend is starting on $(LISTEN), tokend-gateway on http://$(HTTP)." \
+	  "In another terminal, with the CLI:" \
 	  "" \
 	  "  export TOKEND_URL=$(LISTEN)" \
 	  "  export TOKEND_CREDENTIAL=<the admin token>" \
@@ -137,11 +194,53 @@ run: all
 	  "  $(BUILD)/tokenctl list --owner partner:acme" \
 	  "  $(BUILD)/tokenctl revoke ID" \
 	  "" \
+	  "or over HTTP, with curl:" \
+	  "" \
+	  "  ADMIN=<the admin token>" \
+	  "  curl -s -X POST http://$(HTTP)/v1/tokens -H \"Authorization: Bearer \$$ADMIN\" \\" \
+	  "    -H 'Content-Type: application/json' \\" \
+	  "    -d '{\"owner\":\"partner:acme\",\"name\":\"ERP sync\",\"abilities\":[\"orders:read\"]}'" \
+	  "  T=<\"token\" of the reply>  ID=<\"id\" of the reply>" \
+	  "  curl -i 'http://$(HTTP)/v1/auth?ability=orders:read' -H \"Authorization: Bearer \$$T\"   # 200" \
+	  "  curl -i 'http://$(HTTP)/v1/auth?ability=orders:write' -H \"Authorization: Bearer \$$T\"  # 403" \
+	  "  curl -i -X DELETE http://$(HTTP)/v1/tokens/\$$ID -H \"Authorization: Bearer \$$ADMIN\"   # 204" \
+	  "  curl -i http://$(HTTP)/v1/auth -H \"Authorization: Bearer \$$T\"                        # 401" \
+	  "" \
 	  "Stop with Ctrl-C." ""
-	exec $(BUILD)/tokend serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+	@$(BUILD)/tokend serve --data-dir $(DATA_DIR) --listen $(LISTEN) & tokend=$$!; \
+	$(BUILD)/tokend-gateway --listen $(HTTP) --service $(LISTEN) & gateway=$$!; \
+	trap 'kill -TERM $$gateway $$tokend 2>/dev/null' INT TERM; \
+	wait $$tokend; status=$$?; \
+	while kill -0 $$tokend 2>/dev/null; do wait $$tokend; status=$$?; done; \
+	kill -TERM $$gateway 2>/dev/null; wait $$gateway; \
+	exit $$status
 
+# The suite, after a short crash-durability run (5 SIGKILLs under load);
+# the runner's "N passed, N failed" stays the last line.
+KILLS ?= 50
 test: all
+	$(BUILD)/tests/crash --kills 5
 	$(BUILD)/tests/run
+
+# SIGKILL tokend KILLS times under load; every acknowledged write must survive.
+crash: all
+	$(BUILD)/tests/crash --kills $(KILLS)
+
+# Each fuzz target for FUZZ_SECONDS, on a copy of its committed seeds.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := rpc token
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build BUILD=build-fuzz CC=clang OPT="-O1 -g" \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
+	@for t in $(FUZZ_TARGETS); do \
+	  rm -rf build-fuzz/work/$$t && mkdir -p build-fuzz/work/$$t/corpus && \
+	  cp fuzz/corpus/$$t/* build-fuzz/work/$$t/corpus/ && \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s" && \
+	  (cd build-fuzz/work/$$t && ../../fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=8192 -print_final_stats=1 corpus > fuzz.log 2>&1; rc=$$?; \
+	    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)' \
+	      fuzz.log; [ $$rc -eq 0 ] || tail -n 40 fuzz.log; exit $$rc) || exit 1; \
+	done
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of everything, in its
 # own build dir, then the whole suite against the sanitized binaries.
@@ -156,7 +255,8 @@ asan: deps
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(BUILD)/tokend $(BUILD)/tokenctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(BUILD)/tokend $(BUILD)/tokenctl $(BUILD)/tokend-gateway \
+	  $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 client/tokend.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libtokend.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libtokend.so $(DESTDIR)$(PREFIX)/lib/libtokend.so.$(VERSION)
@@ -168,10 +268,12 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/tokend $(DESTDIR)$(PREFIX)/bin/tokenctl \
+	  $(DESTDIR)$(PREFIX)/bin/tokend-gateway \
 	  $(DESTDIR)$(PREFIX)/include/tokend.h $(DESTDIR)$(PREFIX)/lib/libtokend.* \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc
 
-FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find proto service client tests bench -name '*.[ch]')
+FORMAT_SRCS = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' \
+                2>/dev/null || find proto service client gateway tests bench -name '*.[ch]')
 
 format:
 	clang-format -i $(FORMAT_SRCS)
@@ -180,4 +282,4 @@ format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRCS)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -150,9 +150,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     tokens_config tc = {.prefix = TOKEN_DEFAULT_PREFIX};
     tokens_service *ts = tokens_service_new(&tc, st, w, u);
     const char *urls[] = {FUZZ_URL};
-    server_config sc = {.listen = urls, .n_listen = 1, .max_message = 65536, .contexts = 8};
+    server_config sc = {
+        .listen = urls, .n_listen = 1, .max_message = 65536, .contexts = 8};
     server *srv = NULL;
-    if (ts == NULL || server_start(&sc, tokens_service_base(ts), &srv, &err) != TOKEND_OK) {
+    if (ts == NULL ||
+        server_start(&sc, tokens_service_base(ts), &srv, &err) != TOKEND_OK) {
         die(err ? err : "server_start");
     }
     if (nng_req0_open(&client) != 0 || nng_dial(client, FUZZ_URL, NULL, 0) != 0) {

@@ -8,11 +8,13 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -304,4 +306,110 @@ void harness_create(tokend_client *admin, const char *owner, const char *name,
         snprintf(id_out, id_size, "%s", created.info.id);
     }
     tokend_created_free(&created);
+}
+
+/* The port of the "event=listening" line written after `from` in the log,
+ * or 0. */
+static int listening_port(const char *log_path, size_t from) {
+    char *log = harness_read_file(log_path);
+    int port = 0;
+    if (log != NULL && strlen(log) > from) {
+        const char *line = strstr(log + from, "event=listening");
+        const char *p = line != NULL ? strstr(line, " port=") : NULL;
+        if (p != NULL) {
+            port = atoi(p + 6);
+        }
+    }
+    free(log);
+    return port;
+}
+
+bool harness_gateway_start(gateway_proc *g, const char *service_url, int port) {
+    if (g->dir[0] == '\0') {
+        const char *dir = test_tmpdir();
+        REQUIRE(strlen(dir) < sizeof(g->dir));
+        snprintf(g->dir, sizeof(g->dir), "%s", dir);
+        snprintf(g->log_path, sizeof(g->log_path), "%s/gateway.log", dir);
+    }
+    char listen[32];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    const char *argv[40] = {harness_bin("tokend-gateway"), "--listen", listen,
+                            "--service", service_url};
+    size_t n = 5;
+    bool tls = false;
+    for (size_t i = 0; g->extra[i] != NULL && n < 38; i++) {
+        tls = tls || strcmp(g->extra[i], "--tls-cert") == 0;
+        argv[n++] = g->extra[i];
+    }
+    argv[n] = NULL;
+    int log_fd = open(g->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    REQUIRE(log_fd >= 0);
+    struct stat st;
+    size_t log_start = fstat(log_fd, &st) == 0 ? (size_t)st.st_size : 0;
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(log_fd, 2);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(log_fd);
+    g->pid = pid;
+    for (int i = 0; i < 500; i++) {
+        int got = listening_port(g->log_path, log_start);
+        if (got > 0) {
+            g->port = got;
+            snprintf(g->base, sizeof(g->base), "%s://127.0.0.1:%d",
+                     tls ? "https" : "http", got);
+            return true;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            g->pid = 0;
+            break;
+        }
+        usleep(20 * 1000);
+    }
+    char *log = harness_read_file(g->log_path);
+    fprintf(stderr, "tokend-gateway did not start; log:\n%s\n", log ? log : "");
+    free(log);
+    return false;
+}
+
+int harness_gateway_stop(gateway_proc *g) {
+    if (g->pid == 0) {
+        return -1;
+    }
+    kill(g->pid, SIGTERM);
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(g->pid, &status, 0)) < 0 && errno == EINTR) {
+    }
+    g->pid = 0;
+    if (r < 0) {
+        return -1;
+    }
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (code != 0) {
+        char *log = harness_read_file(g->log_path);
+        test_fail(__FILE__, __LINE__, "tokend-gateway exited %d on SIGTERM; log:\n%s",
+                  code, log ? log : "");
+        free(log);
+    }
+    return code;
+}
+
+int harness_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    REQUIRE(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+    REQUIRE(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
+    close(fd);
+    return ntohs(addr.sin_port);
 }

@@ -1,7 +1,8 @@
 /*
  * harness.h — integration-test helpers: run the real tokend on a temporary
- * data dir and ipc:// socket, run tokenctl as a user would, and read what
- * they wrote. Binaries are found beside the test runner (build/tokend for
+ * data dir and ipc:// socket, the real tokend-gateway in front of it on a
+ * free TCP port, run tokenctl and curl as a user would, and read what they
+ * wrote. Binaries are found beside the test runner (build/tokend for
  * build/tests/run), so `make asan` tests the sanitized ones.
  */
 #ifndef TOKEND_HARNESS_H
@@ -62,5 +63,28 @@ bool harness_dir_contains(const char *dir, const char *needle);
 void harness_create(tokend_client *admin, const char *owner, const char *name,
                     const char *const *abilities, size_t n, int64_t expires_in_s,
                     char *token_out, size_t token_size, char *id_out, size_t id_size);
+
+typedef struct gateway_proc {
+    pid_t pid;             /* 0 when not running */
+    int port;              /* the port it listens on, once started */
+    char dir[320];         /* scratch dir holding the log */
+    char log_path[340];    /* dir/gateway.log: stderr of every start */
+    char base[64];         /* "http://127.0.0.1:PORT" (https:// with --tls-cert) */
+    const char *extra[24]; /* extra flags, NULL-terminated */
+} gateway_proc;
+
+/* Starts tokend-gateway for `service_url` on 127.0.0.1:`port` (0: a free
+ * port, read back from the gateway's log) with g->extra flags, and waits
+ * until it listens. g->dir is made on the first start. Returns false (and
+ * prints the log) if it did not come up within 10 s. */
+bool harness_gateway_start(gateway_proc *g, const char *service_url, int port);
+
+/* SIGTERM and wait; returns the exit status. A status other than 0 fails
+ * the test (with the gateway's log). */
+int harness_gateway_stop(gateway_proc *g);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0 and
+ * read it back). */
+int harness_free_port(void);
 
 #endif /* TOKEND_HARNESS_H */

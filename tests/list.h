@@ -1,7 +1,8 @@
 /*
  * list.h — every test, once, in the order the runner runs them: unit tests
  * (no I/O beyond a temp dir) first, then integration tests that start the
- * real tokend and use libtokend and tokenctl.
+ * real tokend and use libtokend and tokenctl, then the gateway's, which put
+ * tokend-gateway in front of it and use curl (and nginx).
  */
 #define TEST_LIST(X)                                             \
     X(token_format_has_prefix_secret_checksum)                   \
@@ -68,4 +69,21 @@
     X(cli_json_output)                                           \
     X(cli_revoke_token_and_list_all_pages)                       \
     X(cli_refusals_and_usage_errors)                             \
-    X(cli_unavailable_service_exits_3)
+    X(cli_unavailable_service_exits_3)                           \
+    X(gateway_health_ready_and_openapi)                          \
+    X(gateway_create_auth_list_revoke_over_http)                 \
+    X(gateway_401_missing_malformed_unknown_expired_revoked)     \
+    X(gateway_403_scope_and_permission)                          \
+    X(gateway_400_bad_json_types_and_query)                      \
+    X(gateway_404_405_routes)                                    \
+    X(gateway_413_415_bodies)                                    \
+    X(gateway_503_when_tokend_down_then_recovers)                \
+    X(gateway_504_when_tokend_stalls)                            \
+    X(gateway_503_overloaded_past_max_inflight)                  \
+    X(gateway_https_tls13_and_tls12)                             \
+    X(gateway_two_gateways_share_one_port)                       \
+    X(gateway_garbage_and_oversized_requests)                    \
+    X(gateway_log_never_holds_a_token)                           \
+    X(gateway_sigterm_lets_inflight_finish)                      \
+    X(gateway_command_line_and_environment)                      \
+    X(gateway_nginx_auth_request)

@@ -1,0 +1,1046 @@
+/*
+ * api.c — routes, bearer and query parsing, JSON in and out, and the
+ * tokend-status-to-HTTP mapping. See api.h and docs/gateway.md.
+ */
+#include "api.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "rpc.h"
+#include "token.h"
+#include "tokend.h"
+
+/* Request bodies nest at most this deep (the API needs 2: an object
+ * holding an array or an object); deeper is refused before parsing. */
+#define API_JSON_MAX_DEPTH 8
+/* Query parameters of one request, at most (64 abilities and a few more). */
+#define API_MAX_PARAMS (TOKEN_ABILITIES_MAX + 8)
+/* ListTokens page size bounds (tokend.proto). */
+#define API_LIMIT_MAX 1000
+
+#define TYPE_JSON "application/json"
+
+struct api {
+    upstream *up;
+    char *verify_credential; /* own copy or NULL */
+    const void *openapi;
+    size_t openapi_len;
+};
+
+typedef enum route {
+    ROUTE_NONE,
+    ROUTE_HEALTHZ,
+    ROUTE_READYZ,
+    ROUTE_OPENAPI,
+    ROUTE_AUTH,
+    ROUTE_SELF,
+    ROUTE_TOKENS,
+    ROUTE_TOKEN_ID,
+} route;
+
+enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8 };
+
+/* Which TokenService call a request became, for reading its outcome. */
+typedef enum call_kind {
+    CALL_READY,        /* Verify of "" to see that tokend answers */
+    CALL_AUTH,         /* Verify with abilities: GET /v1/auth */
+    CALL_SELF,         /* Verify without: GET /v1/tokens/self */
+    CALL_LIST,         /* ListTokens */
+    CALL_CREATE,       /* CreateToken */
+    CALL_REVOKE_ID,    /* Revoke one id */
+    CALL_REVOKE_OWNER, /* Revoke the caller's owner's tokens */
+} call_kind;
+
+/* Per request, attached with http_set_data; api_release frees it. */
+typedef struct api_req {
+    call_kind kind;
+    upstream_call *call;
+    int start_failure; /* why upstream_start refused, or 0 */
+    /* Decoded query values (owned). */
+    char *abilities[TOKEN_ABILITIES_MAX];
+    size_t n_abilities;
+    bool mode_any;
+    bool have_mode;
+    bool have_limit;
+    uint32_t limit;
+    char *cursor;
+    char *owner;
+} api_req;
+
+api *api_new(const api_config *cfg) {
+    api *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return NULL;
+    }
+    a->up = cfg->up;
+    a->openapi = cfg->openapi;
+    a->openapi_len = cfg->openapi_len;
+    if (cfg->verify_credential != NULL && cfg->verify_credential[0] != '\0' &&
+        (a->verify_credential = strdup(cfg->verify_credential)) == NULL) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void api_free(api *a) {
+    if (a == NULL) {
+        return;
+    }
+    if (a->verify_credential != NULL) {
+        explicit_bzero(a->verify_credential, strlen(a->verify_credential));
+        free(a->verify_credential);
+    }
+    free(a);
+}
+
+void api_release(void *cls, void *data) {
+    (void)cls;
+    api_req *st = data;
+    upstream_call_release(st->call);
+    for (size_t i = 0; i < st->n_abilities; i++) {
+        free(st->abilities[i]);
+    }
+    free(st->cursor);
+    free(st->owner);
+    free(st);
+}
+
+/* ------------------------------------------------------------------------
+ * Errors. */
+
+static void bad_request(http_request *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void bad_request(http_request *req, const char *fmt, ...) {
+    char detail[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    http_reply_problem(req, 400, "BAD_REQUEST", detail);
+}
+
+/* error_description of WWW-Authenticate: fixed texts, so that nothing
+ * needing quoting ever lands in the header. */
+static const char *invalid_token_text(const char *code) {
+    if (strcmp(code, "MALFORMED") == 0) {
+        return "the token is malformed";
+    }
+    if (strcmp(code, "NOT_FOUND") == 0) {
+        return "the token is unknown or revoked";
+    }
+    if (strcmp(code, "EXPIRED") == 0) {
+        return "the token has expired";
+    }
+    return "the token is not valid";
+}
+
+/* 401 with WWW-Authenticate as RFC 6750 says: no error code when no
+ * bearer token was sent at all, invalid_token otherwise. */
+static void unauthorized(http_request *req, const char *code, const char *detail) {
+    http_reply_problem(req, 401, code, detail);
+    if (strcmp(code, "MISSING_TOKEN") == 0) {
+        http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"tokend\"");
+        return;
+    }
+    char value[160];
+    snprintf(value, sizeof(value),
+             "Bearer realm=\"tokend\", error=\"invalid_token\", error_description=\"%s\"",
+             invalid_token_text(code));
+    http_reply_header(req, "WWW-Authenticate", value);
+}
+
+/* True for the characters RFC 6750 allows in a scope token. */
+static bool scope_char(unsigned char c) {
+    return c == 0x21 || (c >= 0x23 && c <= 0x5B) || (c >= 0x5D && c <= 0x7E);
+}
+
+/* 403 from /v1/auth: insufficient_scope, naming the abilities asked for
+ * (those that can be written as scope tokens). */
+static void insufficient_scope(http_request *req, const api_req *st, const char *detail) {
+    http_reply_problem(req, 403, "INSUFFICIENT_ABILITY", detail);
+    char value[1024];
+    size_t k = (size_t)snprintf(value, sizeof(value),
+                                "Bearer realm=\"tokend\", error=\"insufficient_scope\"");
+    bool any = false;
+    for (size_t i = 0; i < st->n_abilities; i++) {
+        const char *a = st->abilities[i];
+        size_t len = strlen(a);
+        bool ok = len > 0;
+        for (size_t j = 0; ok && j < len; j++) {
+            ok = scope_char((unsigned char)a[j]);
+        }
+        /* room for the separator, the closing quote and the NUL */
+        if (!ok || k + len + 12 >= sizeof(value)) {
+            continue;
+        }
+        k += (size_t)snprintf(value + k, sizeof(value) - k, "%s%s",
+                              any ? " " : ", scope=\"", a);
+        any = true;
+    }
+    if (any) {
+        snprintf(value + k, sizeof(value) - k, "\"");
+    }
+    http_reply_header(req, "WWW-Authenticate", value);
+}
+
+/*
+ * The one mapping from a failed call's tokend status to HTTP. Statuses
+ * about the caller credential map to 401/403; NOT_FOUND is 404 when a
+ * token id was the target and 401 when the bearer token itself was.
+ */
+static void reply_failure(http_request *req, const api_req *st, int status,
+                          const char *message) {
+    const char *code = tokend_status_name(status);
+    switch (status) {
+        case TOKEND_MALFORMED:
+        case TOKEND_EXPIRED:
+        case TOKEND_UNAUTHENTICATED:
+            unauthorized(req, code, message);
+            return;
+        case TOKEND_NOT_FOUND:
+            if (st->kind == CALL_REVOKE_ID) {
+                http_reply_problem(req, 404, code, message);
+            } else {
+                unauthorized(req, code, message);
+            }
+            return;
+        case TOKEND_INSUFFICIENT_ABILITY:
+        case TOKEND_PERMISSION_DENIED:
+            http_reply_problem(req, 403, code, message);
+            return;
+        case TOKEND_INVALID_ARGUMENT:
+            http_reply_problem(req, 400, code, message);
+            return;
+        case TOKEND_ALREADY_EXISTS:
+            http_reply_problem(req, 409, code, message);
+            return;
+        case TOKEND_DEADLINE_EXCEEDED:
+            http_reply_problem(req, 504, code, message);
+            return;
+        case TOKEND_UNAVAILABLE:
+        case TOKEND_RESOURCE_EXHAUSTED:
+            http_reply_problem(req, 503, code, message);
+            return;
+        default: /* STORAGE_ERROR, INTERNAL, BAD_MESSAGE, UNIMPLEMENTED */
+            http_reply_problem(req, 500, code, message);
+            return;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Requests in. */
+
+static route route_of(const char *path, const char **id) {
+    static const char tokens_prefix[] = "/v1/tokens/";
+    *id = NULL;
+    if (strcmp(path, "/v1/auth") == 0) {
+        return ROUTE_AUTH;
+    }
+    if (strcmp(path, "/v1/tokens") == 0) {
+        return ROUTE_TOKENS;
+    }
+    if (strcmp(path, "/v1/tokens/self") == 0) {
+        return ROUTE_SELF;
+    }
+    /* Everything below /v1/tokens/ is a token id, checked by the caller:
+     * "/v1/tokens/../x" is just an id that is not one. */
+    if (strncmp(path, tokens_prefix, sizeof(tokens_prefix) - 1) == 0) {
+        *id = path + sizeof(tokens_prefix) - 1;
+        return ROUTE_TOKEN_ID;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        return ROUTE_HEALTHZ;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        return ROUTE_READYZ;
+    }
+    if (strcmp(path, "/v1/openapi.json") == 0) {
+        return ROUTE_OPENAPI;
+    }
+    return ROUTE_NONE;
+}
+
+static unsigned route_methods(route r, const char **allow) {
+    switch (r) {
+        case ROUTE_TOKENS:
+            *allow = "GET, HEAD, POST, DELETE";
+            return M_GET | M_HEAD | M_POST | M_DELETE;
+        case ROUTE_TOKEN_ID:
+            *allow = "DELETE";
+            return M_DELETE;
+        default:
+            *allow = "GET, HEAD";
+            return M_GET | M_HEAD;
+    }
+}
+
+static unsigned method_bit(const char *method) {
+    if (strcmp(method, "GET") == 0) {
+        return M_GET;
+    }
+    if (strcmp(method, "HEAD") == 0) {
+        return M_HEAD;
+    }
+    if (strcmp(method, "POST") == 0) {
+        return M_POST;
+    }
+    if (strcmp(method, "DELETE") == 0) {
+        return M_DELETE;
+    }
+    return 0;
+}
+
+typedef enum bearer_result { BEARER_OK, BEARER_MISSING, BEARER_MALFORMED } bearer_result;
+
+/*
+ * The bearer token of the request: exactly one Authorization header,
+ * scheme "Bearer" in any case, one space, then a token that passes the
+ * service's own shape and checksum rule. Another scheme counts as no token
+ * (RFC 6750: no error code for a request without bearer credentials).
+ */
+static bearer_result bearer_of(http_request *req, const char **token) {
+    *token = NULL;
+    int count = http_header_count(req, "Authorization");
+    if (count == 0) {
+        return BEARER_MISSING;
+    }
+    if (count > 1) {
+        return BEARER_MALFORMED;
+    }
+    const char *value = http_header(req, "Authorization");
+    if (value == NULL || strncasecmp(value, "Bearer", 6) != 0) {
+        return BEARER_MISSING;
+    }
+    if (value[6] == '\0') {
+        return BEARER_MALFORMED;
+    }
+    if (value[6] != ' ') {
+        return BEARER_MISSING; /* "Bearerish ..." is another scheme */
+    }
+    const char *t = value + 7;
+    size_t len = strlen(t);
+    if (len == 0 || len > TOKEN_MAX_LEN || !token_well_formed(t, len)) {
+        return BEARER_MALFORMED;
+    }
+    *token = t;
+    return BEARER_OK;
+}
+
+/* Replies 401 and returns NULL unless the request carries a well-formed
+ * bearer token. */
+static const char *require_bearer(http_request *req) {
+    const char *token = NULL;
+    switch (bearer_of(req, &token)) {
+        case BEARER_OK:
+            return token;
+        case BEARER_MISSING:
+            unauthorized(req, "MISSING_TOKEN",
+                         "no bearer token: send Authorization: Bearer <token>");
+            return NULL;
+        case BEARER_MALFORMED:
+            unauthorized(req, "MALFORMED",
+                         "the bearer token is malformed (one Authorization header, "
+                         "\"Bearer\", one space, a token with a valid checksum)");
+            return NULL;
+    }
+    return NULL;
+}
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Decodes a query key or value (%XX, '+' as space) into a new string.
+ * NULL if it is not valid: a bad escape, a NUL, or not UTF-8. *oom tells
+ * running out of memory apart. */
+static char *query_decode(const char *s, bool *oom) {
+    *oom = false;
+    size_t n = strlen(s);
+    char *out = malloc(n + 1);
+    if (out == NULL) {
+        *oom = true;
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(out);
+                return NULL;
+            }
+            out[k++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (s[i] == '+') {
+            out[k++] = ' ';
+        } else {
+            out[k++] = s[i];
+        }
+    }
+    out[k] = '\0';
+    if (!rpc_utf8_ok(out, k)) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+typedef struct query_ctx {
+    http_request *req;
+    api_req *st;
+    route r;
+    int count;
+    char error[160];
+} query_ctx;
+
+static bool take_param(void *cls, const char *raw_key, const char *raw_value) {
+    query_ctx *q = cls;
+    api_req *st = q->st;
+    bool oom = false;
+    if (++q->count > API_MAX_PARAMS) {
+        snprintf(q->error, sizeof(q->error), "more than %d query parameters",
+                 API_MAX_PARAMS);
+        return false;
+    }
+    char *key = query_decode(raw_key, &oom);
+    char *value =
+        key != NULL ? query_decode(raw_value != NULL ? raw_value : "", &oom) : NULL;
+    if (key == NULL || value == NULL) {
+        snprintf(q->error, sizeof(q->error), "%s",
+                 oom ? "out of memory"
+                     : "a query parameter is not valid percent-encoded UTF-8");
+        free(key);
+        return false;
+    }
+    bool ok = true;
+    if (q->r == ROUTE_AUTH && strcmp(key, "ability") == 0) {
+        if (st->n_abilities == TOKEN_ABILITIES_MAX) {
+            snprintf(q->error, sizeof(q->error), "at most %d ability parameters",
+                     TOKEN_ABILITIES_MAX);
+            ok = false;
+        } else {
+            st->abilities[st->n_abilities++] = value;
+            value = NULL;
+        }
+    } else if (q->r == ROUTE_AUTH && strcmp(key, "mode") == 0 && !st->have_mode) {
+        st->have_mode = true;
+        if (strcmp(value, "any") == 0) {
+            st->mode_any = true;
+        } else if (strcmp(value, "all") == 0) {
+            st->mode_any = false;
+        } else {
+            snprintf(q->error, sizeof(q->error), "mode must be \"all\" or \"any\"");
+            ok = false;
+        }
+    } else if (q->r == ROUTE_TOKENS && strcmp(key, "limit") == 0 && !st->have_limit) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno != 0 || end == value || *end != '\0' || v < 1 || v > API_LIMIT_MAX) {
+            snprintf(q->error, sizeof(q->error),
+                     "limit must be a whole number from 1 to %d", API_LIMIT_MAX);
+            ok = false;
+        } else {
+            st->have_limit = true;
+            st->limit = (uint32_t)v;
+        }
+    } else if (q->r == ROUTE_TOKENS && strcmp(key, "cursor") == 0 && st->cursor == NULL) {
+        st->cursor = value;
+        value = NULL;
+    } else if (q->r == ROUTE_TOKENS && strcmp(key, "owner") == 0 && st->owner == NULL) {
+        st->owner = value;
+        value = NULL;
+    } else {
+        /* Unknown or repeated: a typo ("abilities=") must not pass as
+         * "no ability asked for". */
+        char shown[41];
+        snprintf(shown, sizeof(shown), "%s", key);
+        snprintf(q->error, sizeof(q->error), "unexpected query parameter \"%s\"", shown);
+        ok = false;
+    }
+    free(key);
+    free(value);
+    return ok;
+}
+
+/* Reads the query of a GET on `r` into st; replies 400 and returns false
+ * on anything unexpected. */
+static bool parse_query(http_request *req, api_req *st, route r) {
+    query_ctx q = {.req = req, .st = st, .r = r};
+    if (!http_query_each(req, take_param, &q)) {
+        bad_request(req, "%s", q.error);
+        return false;
+    }
+    return true;
+}
+
+/* True if the request has no query at all. */
+static bool refuse_param(void *cls, const char *key, const char *value) {
+    (void)cls;
+    (void)key;
+    (void)value;
+    return false;
+}
+
+static bool no_query(http_request *req) {
+    if (!http_query_each(req, refuse_param, NULL)) {
+        bad_request(req, "this call takes no query parameters");
+        return false;
+    }
+    return true;
+}
+
+/* True if Content-Type is application/json (any parameters). */
+static bool json_content_type(const char *ct) {
+    if (ct == NULL) {
+        return false;
+    }
+    while (*ct == ' ' || *ct == '\t') {
+        ct++;
+    }
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) {
+        n--;
+    }
+    return n == strlen(TYPE_JSON) && strncasecmp(ct, TYPE_JSON, n) == 0;
+}
+
+/* True if arrays and objects in text[0..len) nest at most `max` deep
+ * (jansson's own limit is 2048, far more than this API needs). */
+static bool json_depth_ok(const char *text, size_t len, int max) {
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max) {
+                return false;
+            }
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return true;
+}
+
+/* Shortens user-supplied text quoted in a detail. */
+static const char *shown(const char *s, char *buf, size_t size) {
+    snprintf(buf, size, "%s", s);
+    return buf;
+}
+
+/*
+ * Fills `out` from the create body `doc` (an object), pointing into doc.
+ * `abilities` and the metadata arrays are allocated here (freed by
+ * create_free). Replies 400 and returns false on a field of the wrong
+ * type or an unknown field; values themselves are the service's to judge.
+ */
+typedef struct create_parts {
+    char **abilities;
+    Tokend__V1__CreateTokenRequest__MetadataEntry *entries;
+    Tokend__V1__CreateTokenRequest__MetadataEntry **entry_ptrs;
+} create_parts;
+
+static void create_free(create_parts *parts) {
+    free(parts->abilities);
+    free(parts->entries);
+    free(parts->entry_ptrs);
+}
+
+static bool create_from_json(http_request *req, json_t *doc,
+                             Tokend__V1__CreateTokenRequest *out, create_parts *parts) {
+    const char *key;
+    json_t *value;
+    char buf[48];
+    json_object_foreach(doc, key, value) {
+        if (strcmp(key, "name") == 0 || strcmp(key, "owner") == 0) {
+            if (!json_is_string(value)) {
+                bad_request(req, "%s must be a string", key);
+                return false;
+            }
+            char *s = (char *)json_string_value(value);
+            if (key[0] == 'n') {
+                out->name = s;
+            } else {
+                out->owner = s;
+            }
+        } else if (strcmp(key, "abilities") == 0) {
+            if (!json_is_array(value)) {
+                bad_request(req, "abilities must be an array of strings");
+                return false;
+            }
+            size_t n = json_array_size(value);
+            parts->abilities = calloc(n > 0 ? n : 1, sizeof(char *));
+            if (parts->abilities == NULL) {
+                http_reply_problem(req, 500, "INTERNAL", "out of memory");
+                return false;
+            }
+            for (size_t i = 0; i < n; i++) {
+                json_t *item = json_array_get(value, i);
+                if (!json_is_string(item)) {
+                    bad_request(req, "abilities[%zu] must be a string", i);
+                    return false;
+                }
+                parts->abilities[i] = (char *)json_string_value(item);
+            }
+            out->abilities = parts->abilities;
+            out->n_abilities = n;
+        } else if (strcmp(key, "expires_in") == 0) {
+            if (json_is_null(value)) {
+                continue;
+            }
+            if (!json_is_integer(value) || json_integer_value(value) < 0) {
+                bad_request(req, "expires_in must be a whole number of seconds, 0 or "
+                                 "more (or null)");
+                return false;
+            }
+            out->expires_in_seconds = json_integer_value(value);
+        } else if (strcmp(key, "metadata") == 0) {
+            if (json_is_null(value)) {
+                continue;
+            }
+            if (!json_is_object(value)) {
+                bad_request(req, "metadata must be an object of strings");
+                return false;
+            }
+            size_t n = json_object_size(value);
+            parts->entries = calloc(n > 0 ? n : 1, sizeof(*parts->entries));
+            parts->entry_ptrs = calloc(n > 0 ? n : 1, sizeof(*parts->entry_ptrs));
+            if (parts->entries == NULL || parts->entry_ptrs == NULL) {
+                http_reply_problem(req, 500, "INTERNAL", "out of memory");
+                return false;
+            }
+            size_t i = 0;
+            const char *mkey;
+            json_t *mvalue;
+            json_object_foreach(value, mkey, mvalue) {
+                if (!json_is_string(mvalue)) {
+                    bad_request(req, "metadata[\"%s\"] must be a string",
+                                shown(mkey, buf, sizeof(buf)));
+                    return false;
+                }
+                tokend__v1__create_token_request__metadata_entry__init(
+                    &parts->entries[i]);
+                parts->entries[i].key = (char *)mkey;
+                parts->entries[i].value = (char *)json_string_value(mvalue);
+                parts->entry_ptrs[i] = &parts->entries[i];
+                i++;
+            }
+            out->metadata = parts->entry_ptrs;
+            out->n_metadata = i;
+        } else {
+            bad_request(req,
+                        "unknown field \"%s\" (fields: name, abilities, expires_in, "
+                        "owner, metadata)",
+                        shown(key, buf, sizeof(buf)));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Starting calls. */
+
+static void call_done(void *arg) {
+    http_resume(arg);
+}
+
+/* Suspends the request and starts the call; the reply is built in
+ * api_resume. Suspending first means the call's completion can never
+ * come before the suspension it ends. */
+static void start_call(api *a, http_request *req, api_req *st, call_kind kind,
+                       const char *method, const ProtobufCMessage *input,
+                       const char *credential) {
+    st->kind = kind;
+    http_suspend(req);
+    int rv = upstream_start(a->up, method, input, credential, call_done, req, &st->call);
+    if (rv != 0) {
+        st->start_failure = rv;
+        http_resume(req);
+    }
+}
+
+static void start_verify(api *a, http_request *req, api_req *st, call_kind kind,
+                         const char *token) {
+    Tokend__V1__VerifyRequest in = TOKEND__V1__VERIFY_REQUEST__INIT;
+    in.token = (char *)token;
+    in.abilities = st->abilities;
+    in.n_abilities = st->n_abilities;
+    in.mode =
+        st->mode_any ? TOKEND__V1__ABILITY_MODE__ANY : TOKEND__V1__ABILITY_MODE__ALL;
+    start_call(a, req, st, kind, "Verify", &in.base, a->verify_credential);
+}
+
+static void handle_create(api *a, http_request *req, api_req *st, const char *bearer) {
+    if (!json_content_type(http_header(req, "Content-Type"))) {
+        http_reply_problem(req, 415, "UNSUPPORTED_MEDIA_TYPE",
+                           "the body must be application/json");
+        return;
+    }
+    size_t len = 0;
+    const char *body = http_body(req, &len);
+    if (!json_depth_ok(body, len, API_JSON_MAX_DEPTH)) {
+        bad_request(req, "the body nests deeper than %d levels", API_JSON_MAX_DEPTH);
+        return;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL) {
+        bad_request(req, "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                    jerr.line, jerr.column);
+        return;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        bad_request(req, "the body must be a JSON object");
+        return;
+    }
+    Tokend__V1__CreateTokenRequest in = TOKEND__V1__CREATE_TOKEN_REQUEST__INIT;
+    create_parts parts = {0};
+    if (create_from_json(req, doc, &in, &parts)) {
+        /* upstream_start packs `in` before it returns: doc may go then. */
+        start_call(a, req, st, CALL_CREATE, "CreateToken", &in.base, bearer);
+    }
+    create_free(&parts);
+    json_decref(doc);
+}
+
+void api_handle(void *cls, http_request *req) {
+    api *a = cls;
+    const char *id = NULL;
+    route r = route_of(http_path(req), &id);
+    if (r == ROUTE_NONE) {
+        http_reply_problem(req, 404, "NO_ROUTE", "no such path");
+        return;
+    }
+    if (r == ROUTE_TOKEN_ID && !token_id_ok(id, strlen(id))) {
+        http_reply_problem(req, 404, "NOT_FOUND",
+                           "no such token: an id is 16 base62 characters");
+        return;
+    }
+    const char *allow = NULL;
+    unsigned method = method_bit(http_method(req));
+    if ((route_methods(r, &allow) & method) == 0) {
+        http_reply_problem(req, 405, "METHOD_NOT_ALLOWED",
+                           "method not allowed on this path (see Allow)");
+        http_reply_header(req, "Allow", allow);
+        return;
+    }
+    if (r == ROUTE_HEALTHZ) {
+        http_reply_json(req, 200, TYPE_JSON, json_pack("{s:s}", "status", "ok"));
+        return;
+    }
+    if (r == ROUTE_OPENAPI) {
+        http_reply_static(req, 200, TYPE_JSON, a->openapi, a->openapi_len);
+        return;
+    }
+    api_req *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        http_reply_problem(req, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    http_set_data(req, st);
+    if (r == ROUTE_READYZ) {
+        start_verify(a, req, st, CALL_READY, "");
+        return;
+    }
+    const char *bearer = require_bearer(req);
+    if (bearer == NULL) {
+        return;
+    }
+    switch (r) {
+        case ROUTE_AUTH:
+            if (parse_query(req, st, r)) {
+                start_verify(a, req, st, CALL_AUTH, bearer);
+            }
+            return;
+        case ROUTE_SELF:
+            if (no_query(req)) {
+                start_verify(a, req, st, CALL_SELF, bearer);
+            }
+            return;
+        case ROUTE_TOKENS:
+            if (method == M_POST) {
+                if (no_query(req)) {
+                    handle_create(a, req, st, bearer);
+                }
+            } else if (method == M_DELETE) {
+                if (no_query(req)) {
+                    Tokend__V1__RevokeRequest in = TOKEND__V1__REVOKE_REQUEST__INIT;
+                    in.target_case = TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER;
+                    in.owner = ""; /* the caller's own owner */
+                    start_call(a, req, st, CALL_REVOKE_OWNER, "Revoke", &in.base, bearer);
+                }
+            } else if (parse_query(req, st, r)) {
+                Tokend__V1__ListTokensRequest in = TOKEND__V1__LIST_TOKENS_REQUEST__INIT;
+                in.page_size = st->have_limit ? st->limit : 0;
+                if (st->cursor != NULL) {
+                    in.cursor = st->cursor;
+                }
+                if (st->owner != NULL) {
+                    in.owner = st->owner;
+                }
+                start_call(a, req, st, CALL_LIST, "ListTokens", &in.base, bearer);
+            }
+            return;
+        case ROUTE_TOKEN_ID:
+            if (no_query(req)) {
+                Tokend__V1__RevokeRequest in = TOKEND__V1__REVOKE_REQUEST__INIT;
+                in.target_case = TOKEND__V1__REVOKE_REQUEST__TARGET_ID;
+                in.id = (char *)id;
+                start_call(a, req, st, CALL_REVOKE_ID, "Revoke", &in.base, bearer);
+            }
+            return;
+        default:
+            http_reply_problem(req, 500, "INTERNAL", "unrouted path");
+            return;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Replies out. */
+
+static bool set_string(json_t *obj, const char *key, const char *value) {
+    return json_object_set_new(obj, key, json_string(value != NULL ? value : "")) == 0;
+}
+
+static bool set_time(json_t *obj, const char *key, int64_t unix_ms) {
+    return json_object_set_new(obj, key,
+                               unix_ms != 0 ? json_integer(unix_ms) : json_null()) == 0;
+}
+
+/* A token in JSON (docs/gateway.md), with "token" first when `plain` is
+ * given. NULL when out of memory or when the service sent text that is not
+ * UTF-8. */
+static json_t *token_json(const Tokend__V1__TokenInfo *info, const char *plain) {
+    json_t *o = json_object();
+    json_t *abilities = json_array();
+    json_t *metadata = json_object();
+    bool ok = o != NULL && abilities != NULL && metadata != NULL && info != NULL;
+    if (ok && plain != NULL) {
+        ok = set_string(o, "token", plain);
+    }
+    ok = ok && set_string(o, "id", info->id) && set_string(o, "owner", info->owner) &&
+         set_string(o, "name", info->name);
+    for (size_t i = 0; ok && i < info->n_abilities; i++) {
+        ok = json_array_append_new(abilities, json_string(info->abilities[i])) == 0;
+    }
+    for (size_t i = 0; ok && i < info->n_metadata; i++) {
+        const Tokend__V1__TokenInfo__MetadataEntry *e = info->metadata[i];
+        ok = e != NULL && e->key != NULL &&
+             json_object_set_new(metadata, e->key,
+                                 json_string(e->value != NULL ? e->value : "")) == 0;
+    }
+    if (ok) {
+        ok = json_object_set(o, "abilities", abilities) == 0 &&
+             set_time(o, "created_at", info->created_unix_ms) &&
+             set_time(o, "expires_at", info->expires_unix_ms) &&
+             set_time(o, "last_used_at", info->last_used_unix_ms) &&
+             json_object_set_new(o, "use_count",
+                                 json_integer((json_int_t)info->use_count)) == 0 &&
+             json_object_set(o, "metadata", metadata) == 0;
+    }
+    json_decref(abilities);
+    json_decref(metadata);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void reply_token(http_request *req, int status, json_t *doc) {
+    if (doc == NULL) {
+        http_reply_problem(req, 500, "INTERNAL",
+                           "the reply from tokend could not be turned into JSON");
+        return;
+    }
+    http_reply_json(req, status, TYPE_JSON, doc);
+}
+
+/* Abilities joined with commas, for X-Token-Abilities. */
+static void join_abilities(const Tokend__V1__TokenInfo *info, char *out, size_t size) {
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < info->n_abilities && k + 1 < size; i++) {
+        int n = snprintf(out + k, size - k, "%s%s", i > 0 ? "," : "", info->abilities[i]);
+        if (n < 0) {
+            break;
+        }
+        k += (size_t)n;
+    }
+}
+
+static void reply_verified(http_request *req, const api_req *st,
+                           const Tokend__V1__VerifyResponse *resp) {
+    const Tokend__V1__TokenInfo *info = resp->info;
+    int reason = rpc_status_from_wire(resp->reason);
+    if (info != NULL && info->id != NULL && token_id_ok(info->id, strlen(info->id))) {
+        http_log_note(req, "id=%s", info->id);
+    }
+    switch (reason) {
+        case TOKEND_OK: {
+            if (info == NULL) {
+                http_reply_problem(req, 500, "BAD_MESSAGE",
+                                   "Verify reply lacks the token");
+                return;
+            }
+            reply_token(req, 200, token_json(info, NULL));
+            if (st->kind == CALL_AUTH) {
+                char abilities[4096];
+                join_abilities(info, abilities, sizeof(abilities));
+                http_reply_header(req, "X-Token-Id", info->id);
+                http_reply_header(req, "X-Token-Owner", info->owner);
+                http_reply_header(req, "X-Token-Abilities", abilities);
+            }
+            return;
+        }
+        case TOKEND_MALFORMED:
+        case TOKEND_NOT_FOUND:
+        case TOKEND_EXPIRED:
+            unauthorized(req, tokend_status_name(reason), tokend_strerror(reason));
+            return;
+        case TOKEND_INSUFFICIENT_ABILITY:
+            insufficient_scope(req, st, tokend_strerror(reason));
+            return;
+        default:
+            http_reply_problem(req, 500, "BAD_MESSAGE",
+                               "Verify reply has an unknown reason");
+            return;
+    }
+}
+
+void api_resume(void *cls, http_request *req) {
+    (void)cls;
+    api_req *st = http_data(req);
+    if (st->start_failure == UPSTREAM_OVERLOADED) {
+        http_reply_problem(req, 503, "OVERLOADED",
+                           "too many calls to tokend in flight; retry shortly");
+        return;
+    }
+    if (st->start_failure != 0) {
+        reply_failure(req, st, st->start_failure, tokend_strerror(st->start_failure));
+        return;
+    }
+    const ProtobufCMessage *out = NULL;
+    const char *message = NULL;
+    int status = upstream_call_result(st->call, &out, &message);
+    bool verify =
+        st->kind == CALL_READY || st->kind == CALL_AUTH || st->kind == CALL_SELF;
+    if (verify &&
+        (status == TOKEND_UNAUTHENTICATED || status == TOKEND_PERMISSION_DENIED)) {
+        /* The credential tokend refused is the gateway's own, not the
+         * caller's: a deployment mistake, not the client's. */
+        if (st->kind == CALL_READY) {
+            http_reply_problem(req, 503, tokend_status_name(status),
+                               "tokend refuses the gateway's --verify-credential");
+        } else {
+            http_reply_problem(req, 500, "INTERNAL",
+                               "tokend refuses the gateway's --verify-credential");
+        }
+        return;
+    }
+    if (st->kind == CALL_READY) {
+        if (status == TOKEND_UNAVAILABLE || status == TOKEND_DEADLINE_EXCEEDED) {
+            http_reply_problem(req, 503, tokend_status_name(status), message);
+        } else {
+            http_reply_json(req, 200, TYPE_JSON, json_pack("{s:s}", "status", "ready"));
+        }
+        return;
+    }
+    if (status != TOKEND_OK) {
+        reply_failure(req, st, status, message);
+        return;
+    }
+    switch (st->kind) {
+        case CALL_AUTH:
+        case CALL_SELF:
+            reply_verified(req, st, (const Tokend__V1__VerifyResponse *)out);
+            return;
+        case CALL_CREATE: {
+            const Tokend__V1__CreateTokenResponse *resp =
+                (const Tokend__V1__CreateTokenResponse *)out;
+            if (resp->info == NULL || resp->token == NULL || resp->info->id == NULL ||
+                !token_id_ok(resp->info->id, strlen(resp->info->id))) {
+                http_reply_problem(req, 500, "BAD_MESSAGE",
+                                   "CreateToken reply lacks the token or its id");
+                return;
+            }
+            char location[64];
+            snprintf(location, sizeof(location), "/v1/tokens/%s", resp->info->id);
+            http_log_note(req, "created=%s", resp->info->id);
+            reply_token(req, 201, token_json(resp->info, resp->token));
+            http_reply_header(req, "Location", location);
+            /* The decoded reply is freed without wiping: wipe the plain
+             * text now that the JSON has its own (wiped) copy. */
+            explicit_bzero(resp->token, strlen(resp->token));
+            return;
+        }
+        case CALL_LIST: {
+            const Tokend__V1__ListTokensResponse *resp =
+                (const Tokend__V1__ListTokensResponse *)out;
+            json_t *tokens = json_array();
+            json_t *doc = json_object();
+            bool ok = tokens != NULL && doc != NULL;
+            for (size_t i = 0; ok && i < resp->n_tokens; i++) {
+                json_t *t = token_json(resp->tokens[i], NULL);
+                ok = t != NULL && json_array_append_new(tokens, t) == 0;
+            }
+            ok = ok && json_object_set(doc, "tokens", tokens) == 0 &&
+                 json_object_set_new(doc, "next_cursor",
+                                     resp->next_cursor != NULL && resp->next_cursor[0]
+                                         ? json_string(resp->next_cursor)
+                                         : json_null()) == 0;
+            json_decref(tokens);
+            if (!ok) {
+                json_decref(doc);
+                doc = NULL;
+            }
+            reply_token(req, 200, doc);
+            return;
+        }
+        case CALL_REVOKE_ID:
+        case CALL_REVOKE_OWNER: {
+            const Tokend__V1__RevokeResponse *resp =
+                (const Tokend__V1__RevokeResponse *)out;
+            http_log_note(req, "revoked=%" PRIu64, resp->revoked);
+            http_reply_empty(req, 204);
+            return;
+        }
+        default:
+            http_reply_problem(req, 500, "INTERNAL", "unknown call");
+            return;
+    }
+}

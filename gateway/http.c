@@ -1,0 +1,918 @@
+/*
+ * http.c — libmicrohttpd glue: connection bookkeeping, the request life
+ * cycle (two-call pattern, body limits, suspend/resume), replies and the
+ * access log. See http.h; this file's comments say why.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "log.h"
+
+#define HTTP_MAX_REPLY_HEADERS 8
+/* How often the watchdog looks for requests that take too long to arrive. */
+#define HTTP_WATCHDOG_PERIOD_MS 100
+/* A path segment this long or longer could be a token (a token is a prefix
+ * of 1..32 characters and 38 more): the access log shows it as {redacted}. */
+#define HTTP_LOG_SEGMENT_MAX 38
+
+/*
+ * One per TCP connection (MHD's socket context), listed so that the
+ * watchdog can close connections whose request takes too long to arrive:
+ * libmicrohttpd's own timeout is an idle timeout, which a client sending a
+ * byte now and then never trips.
+ */
+typedef struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    /* Monotonic ms since which a request has been arriving; 0 while none
+     * is (idle between requests, or the request is whole); -1 once the
+     * watchdog has shut the connection down. */
+    _Atomic int64_t arriving_since_ms;
+} http_conn;
+
+typedef enum req_state { REQ_READING, REQ_SUSPENDED, REQ_REPLIED } req_state;
+
+typedef struct reply_header {
+    const char *name;
+    char *value;
+} reply_header;
+
+struct http_request {
+    http_server *srv;
+    struct MHD_Connection *conn;
+    http_conn *hc;
+    struct timespec started;
+    const char *method;
+    const char *path;
+    req_state state;
+    /* The body, read up to max_body; past it only counted. */
+    char *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+    void *data; /* the handler's */
+    /* The reply being built. */
+    int status;
+    const char *content_type;
+    char *out; /* malloc'd body, or NULL */
+    const void *out_static;
+    size_t out_len;
+    reply_header headers[HTTP_MAX_REPLY_HEADERS];
+    size_t n_headers;
+    bool close;
+    bool queued; /* handed to MHD */
+    char note[256];
+    size_t note_len;
+};
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    http_handlers h;
+    size_t max_body;
+    size_t max_header;
+    int64_t request_timeout_ms;
+    int port;
+    atomic_bool starting;
+    atomic_bool quiescing;
+    atomic_int active; /* requests begun and not yet over */
+    atomic_uint_fast64_t served;
+    /* The connection list and the watchdog that walks it. */
+    pthread_mutex_t conns_mtx;
+    pthread_cond_t watchdog_cv;
+    http_conn *conns;
+    bool watchdog_stop;
+    bool watchdog_running;
+    pthread_t watchdog;
+};
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------
+ * Listen address. */
+
+static bool parse_listen(const char *listen, struct sockaddr_storage *ss, bool *v6) {
+    char host[64];
+    const char *port_text;
+    memset(ss, 0, sizeof(*ss));
+    if (listen == NULL) {
+        return false;
+    }
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (close == NULL || close[1] != ':' ||
+            (size_t)(close - listen - 1) >= sizeof(host)) {
+            return false;
+        }
+        memcpy(host, listen + 1, (size_t)(close - listen - 1));
+        host[close - listen - 1] = '\0';
+        port_text = close + 2;
+        *v6 = true;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (colon == NULL || (size_t)(colon - listen) >= sizeof(host)) {
+            return false;
+        }
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+        port_text = colon + 1;
+        *v6 = false;
+    }
+    if (*port_text == '\0' || strlen(port_text) > 5) {
+        return false;
+    }
+    long port = 0;
+    for (const char *p = port_text; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+        port = port * 10 + (*p - '0');
+    }
+    if (port > 65535) {
+        return false;
+    }
+    if (*v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        return inet_pton(AF_INET6, host, &a->sin6_addr) == 1;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &a->sin_addr) == 1;
+}
+
+bool http_listen_ok(const char *listen) {
+    struct sockaddr_storage ss;
+    bool v6;
+    return parse_listen(listen, &ss, &v6);
+}
+
+/* ------------------------------------------------------------------------
+ * Connections and the arrival watchdog. */
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        http_conn *hc = calloc(1, sizeof(*hc));
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (hc == NULL || info == NULL) {
+            free(hc); /* this connection goes without the watchdog */
+            return;
+        }
+        hc->fd = info->connect_fd;
+        /* The first request is timed from the connection's start, so a
+         * client that connects and sends nothing is closed too. */
+        atomic_init(&hc->arriving_since_ms, mono_ms());
+        pthread_mutex_lock(&srv->conns_mtx);
+        hc->next = srv->conns;
+        if (srv->conns != NULL) {
+            srv->conns->prev = hc;
+        }
+        srv->conns = hc;
+        pthread_mutex_unlock(&srv->conns_mtx);
+        *socket_context = hc;
+        return;
+    }
+    /* CLOSED comes before MHD closes the socket, and the watchdog touches
+     * the socket only under the same lock: it never shuts down an fd
+     * number that a newer connection has been given. */
+    http_conn *hc = *socket_context;
+    if (hc == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&srv->conns_mtx);
+    if (hc->prev != NULL) {
+        hc->prev->next = hc->next;
+    } else {
+        srv->conns = hc->next;
+    }
+    if (hc->next != NULL) {
+        hc->next->prev = hc->prev;
+    }
+    pthread_mutex_unlock(&srv->conns_mtx);
+    free(hc);
+    *socket_context = NULL;
+}
+
+static http_conn *conn_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info != NULL ? info->socket_context : NULL;
+}
+
+/* MHD calls this when a request line has arrived: a later request on a
+ * kept-alive connection starts its clock here. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn) {
+    (void)cls;
+    (void)uri; /* may hold a query: never logged */
+    http_conn *hc = conn_of(conn);
+    if (hc != NULL) {
+        int64_t idle = 0;
+        atomic_compare_exchange_strong(&hc->arriving_since_ms, &idle, mono_ms());
+    }
+    return NULL;
+}
+
+static void *watchdog_main(void *arg) {
+    http_server *srv = arg;
+    pthread_mutex_lock(&srv->conns_mtx);
+    while (!srv->watchdog_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += HTTP_WATCHDOG_PERIOD_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->watchdog_cv, &srv->conns_mtx, &until);
+        int64_t now = mono_ms();
+        for (http_conn *hc = srv->conns; hc != NULL; hc = hc->next) {
+            int64_t since = atomic_load(&hc->arriving_since_ms);
+            if (since > 0 && now - since > srv->request_timeout_ms) {
+                /* MHD sees the connection fail on its next read and closes
+                 * it on its own thread; no 408 can be sent from here. */
+                shutdown(hc->fd, SHUT_RDWR);
+                atomic_store(&hc->arriving_since_ms, -1);
+                LOG(LOG_DEBUG, "request.timeout", "after_ms=%lld",
+                    (long long)(now - since));
+            }
+        }
+    }
+    pthread_mutex_unlock(&srv->conns_mtx);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Replies. */
+
+/* jansson's allocator (http_json_init): the size rides in front of each
+ * block so that free can wipe it. */
+typedef struct json_block {
+    size_t size;
+    max_align_t align;
+} json_block;
+
+static void *json_block_alloc(size_t size) {
+    json_block *b = malloc(offsetof(json_block, align) + size);
+    if (b == NULL) {
+        return NULL;
+    }
+    b->size = size;
+    return (char *)b + offsetof(json_block, align);
+}
+
+static void json_block_free(void *ptr) {
+    if (ptr == NULL) {
+        return;
+    }
+    json_block *b = (json_block *)((char *)ptr - offsetof(json_block, align));
+    explicit_bzero(ptr, b->size);
+    free(b);
+}
+
+void http_json_init(void) {
+    json_set_alloc_funcs(json_block_alloc, json_block_free);
+}
+
+static void reply_clear(http_request *req) {
+    json_block_free(req->out);
+    req->out = NULL;
+    req->out_static = NULL;
+    req->out_len = 0;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        free(req->headers[i].value);
+    }
+    req->n_headers = 0;
+    req->status = 0;
+    req->content_type = NULL;
+}
+
+void http_reply_json(http_request *req, int status, const char *content_type,
+                     json_t *doc) {
+    reply_clear(req);
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL) {
+        /* Out of memory (or a document that could not be built): nothing
+         * better than a bare 500 can be said. */
+        req->status = 500;
+        http_log_note(req, "code=INTERNAL");
+        return;
+    }
+    req->status = status;
+    req->content_type = content_type;
+    req->out = text;
+    req->out_len = strlen(text);
+}
+
+void http_reply_static(http_request *req, int status, const char *content_type,
+                       const void *body, size_t len) {
+    reply_clear(req);
+    req->status = status;
+    req->content_type = content_type;
+    req->out_static = body;
+    req->out_len = len > 0 ? len : strlen(body);
+}
+
+void http_reply_empty(http_request *req, int status) {
+    reply_clear(req);
+    req->status = status;
+}
+
+bool http_reply_header(http_request *req, const char *name, const char *value) {
+    if (req->n_headers == HTTP_MAX_REPLY_HEADERS) {
+        return false;
+    }
+    char *copy = strdup(value);
+    if (copy == NULL) {
+        return false;
+    }
+    req->headers[req->n_headers].name = name;
+    req->headers[req->n_headers].value = copy;
+    req->n_headers++;
+    return true;
+}
+
+/* "INSUFFICIENT_ABILITY" -> "insufficient-scope" (as RFC 6750 names it);
+ * any other code in kebab case. */
+static void problem_type(const char *code, char *out, size_t size) {
+    if (strcmp(code, "INSUFFICIENT_ABILITY") == 0) {
+        code = "INSUFFICIENT_SCOPE";
+    }
+    size_t k = (size_t)snprintf(out, size, "urn:tokend:problem:");
+    for (const char *p = code; *p != '\0' && k + 1 < size; p++) {
+        out[k++] = *p == '_' ? '-' : (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+    }
+    out[k] = '\0';
+}
+
+void http_reply_problem(http_request *req, int status, const char *code,
+                        const char *detail) {
+    char type[96];
+    problem_type(code, type, sizeof(type));
+    const char *title = MHD_get_reason_phrase_for((unsigned)status);
+    json_t *doc = json_object();
+    json_t *detail_json = json_string(detail != NULL ? detail : "");
+    if (detail_json == NULL) {
+        /* Not UTF-8 (a confused peer's message): say so rather than fail. */
+        detail_json = json_string("(detail withheld: not valid UTF-8)");
+    }
+    if (doc != NULL) {
+        json_object_set_new(doc, "type", json_string(type));
+        json_object_set_new(doc, "code", json_string(code));
+        json_object_set_new(doc, "title", json_string(title));
+        json_object_set_new(doc, "status", json_integer(status));
+        json_object_set_new(doc, "detail", detail_json);
+    } else {
+        json_decref(detail_json);
+    }
+    http_reply_json(req, status, "application/problem+json", doc);
+    http_log_note(req, "code=%s", code);
+}
+
+/* Hands the reply built in req to MHD. */
+static enum MHD_Result queue_reply(http_request *req) {
+    if (req->status == 0) {
+        LOG(LOG_ERROR, "bug", "handler gave no reply path_len=%zu", strlen(req->path));
+        http_reply_problem(req, 500, "INTERNAL", "the gateway built no reply");
+    }
+    struct MHD_Response *resp;
+    if (req->out != NULL) {
+        resp = MHD_create_response_from_buffer_with_free_callback(req->out_len, req->out,
+                                                                  json_block_free);
+        if (resp != NULL) {
+            req->out = NULL; /* MHD's now */
+        }
+    } else {
+        resp = MHD_create_response_from_buffer(
+            req->out_len, (void *)(req->out_static != NULL ? req->out_static : ""),
+            MHD_RESPMEM_PERSISTENT);
+    }
+    if (resp == NULL) {
+        return MHD_NO; /* out of memory: MHD closes the connection */
+    }
+    if (req->content_type != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    for (size_t i = 0; i < req->n_headers; i++) {
+        /* MHD refuses values with CR or LF: such a header is dropped. */
+        MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+    }
+    if (req->close || atomic_load(&req->srv->quiescing)) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    enum MHD_Result ret = MHD_queue_response(req->conn, (unsigned)req->status, resp);
+    MHD_destroy_response(resp);
+    req->state = REQ_REPLIED;
+    req->queued = ret == MHD_YES;
+    return ret;
+}
+
+/* ------------------------------------------------------------------------
+ * The request life cycle. */
+
+typedef struct size_sum {
+    size_t total;
+} size_sum;
+
+static enum MHD_Result add_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value) {
+    size_sum *sum = cls;
+    /* "Key: value\r\n" for a header, "key=value&" for a query parameter. */
+    sum->total += strlen(key) + (value != NULL ? strlen(value) : 0) +
+                  (kind == MHD_HEADER_KIND ? 4 : 2);
+    return MHD_YES;
+}
+
+/* The size of the request line and header fields, as sent (give or take
+ * the spaces MHD trimmed). */
+static size_t header_block_size(struct MHD_Connection *conn, const char *method,
+                                const char *url, const char *version) {
+    size_sum sum = {strlen(method) + strlen(url) + strlen(version) + 5};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, add_size, &sum);
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_size, &sum);
+    return sum.total;
+}
+
+/*
+ * Limits answered on MHD's first call, before any body is read. Everywhere
+ * else the gateway replies on a later call (replying on the first call
+ * makes libmicrohttpd close the connection after the reply); for a request
+ * refused for its size that is exactly right: the body it announced is
+ * never read, and the connection goes.
+ */
+static bool refuse_early(http_request *req, const char *version) {
+    http_server *srv = req->srv;
+    if (header_block_size(req->conn, req->method, req->path, version) > srv->max_header) {
+        char detail[96];
+        snprintf(detail, sizeof(detail),
+                 "request line and headers exceed the limit of %zu bytes",
+                 srv->max_header);
+        http_reply_problem(req, 431, "HEADERS_TOO_LARGE", detail);
+        req->close = true;
+        return true;
+    }
+    const char *length =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Length");
+    if (length != NULL) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = strtoull(length, &end, 10);
+        if (errno != 0 || n > srv->max_body) {
+            char detail[80];
+            snprintf(detail, sizeof(detail), "body exceeds the limit of %zu bytes",
+                     srv->max_body);
+            http_reply_problem(req, 413, "BODY_TOO_LARGE", detail);
+            req->close = true;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Keeps body bytes up to max_body; past it, only notes that it overflowed
+ * (the rest is read and dropped, and the reply is 413). */
+static void take_body(http_request *req, const char *data, size_t size) {
+    if (req->body_too_large) {
+        return;
+    }
+    if (size > req->srv->max_body - req->body_len) {
+        req->body_too_large = true;
+        free(req->body);
+        req->body = NULL;
+        req->body_len = req->body_cap = 0;
+        return;
+    }
+    if (req->body_len + size + 1 > req->body_cap) {
+        size_t cap = req->body_cap > 0 ? req->body_cap : 1024;
+        while (cap < req->body_len + size + 1) {
+            cap *= 2;
+        }
+        char *grown = realloc(req->body, cap);
+        if (grown == NULL) {
+            req->body_too_large = true; /* as good an answer as any */
+            return;
+        }
+        req->body = grown;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, size);
+    req->body_len += size;
+    req->body[req->body_len] = '\0';
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_size,
+                                 void **req_cls) {
+    http_server *srv = cls;
+    http_request *req = *req_cls;
+    if (req == NULL) {
+        req = calloc(1, sizeof(*req));
+        if (req == NULL) {
+            return MHD_NO;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &req->started);
+        req->srv = srv;
+        req->conn = conn;
+        req->hc = conn_of(conn);
+        req->method = method;
+        req->path = url;
+        *req_cls = req;
+        atomic_fetch_add(&srv->active, 1);
+        if (refuse_early(req, version)) {
+            return queue_reply(req);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        take_body(req, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    switch (req->state) {
+        case REQ_READING:
+            if (req->hc != NULL) {
+                atomic_store(&req->hc->arriving_since_ms, 0); /* it is whole */
+            }
+            if (req->body_too_large) {
+                char detail[80];
+                snprintf(detail, sizeof(detail), "body exceeds the limit of %zu bytes",
+                         srv->max_body);
+                http_reply_problem(req, 413, "BODY_TOO_LARGE", detail);
+                break;
+            }
+            srv->h.handle(srv->h.cls, req);
+            if (req->state == REQ_SUSPENDED) {
+                return MHD_YES;
+            }
+            break;
+        case REQ_SUSPENDED:
+            req->state = REQ_READING;
+            srv->h.resume(srv->h.cls, req);
+            break;
+        case REQ_REPLIED:
+            return MHD_YES; /* MHD has the reply already */
+    }
+    return queue_reply(req);
+}
+
+void http_suspend(http_request *req) {
+    req->state = REQ_SUSPENDED;
+    MHD_suspend_connection(req->conn);
+}
+
+void http_resume(http_request *req) {
+    MHD_resume_connection(req->conn);
+}
+
+/* The path for the log: segments long enough to be a token are redacted
+ * (someone will paste a token into a URL), control bytes are escaped by
+ * log_quote. */
+static void log_path(const char *path, char *out, size_t size) {
+    size_t k = 0;
+    const char *p = path;
+    while (*p != '\0' && k + 1 < size) {
+        if (*p == '/') {
+            out[k++] = *p++;
+            continue;
+        }
+        size_t seg = strcspn(p, "/");
+        const char *text = p;
+        size_t n = seg;
+        if (seg >= HTTP_LOG_SEGMENT_MAX) {
+            text = "{redacted}";
+            n = strlen(text);
+        }
+        if (n > size - 1 - k) {
+            n = size - 1 - k;
+        }
+        memcpy(out + k, text, n);
+        k += n;
+        p += seg;
+    }
+    out[k] = '\0';
+}
+
+static const char *termination_name(enum MHD_RequestTerminationCode toe) {
+    switch (toe) {
+        case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+            return NULL;
+        case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+            return "idle_timeout";
+        case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+            return "shutdown";
+        case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+            return "client_closed";
+        case MHD_REQUEST_TERMINATED_READ_ERROR:
+            return "read_error";
+        default:
+            return "error";
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)conn;
+    http_server *srv = cls;
+    http_request *req = *req_cls;
+    if (req == NULL) {
+        return;
+    }
+    int status = req->queued ? req->status : 0;
+    const char *failure = termination_name(toe);
+    log_level level = status >= 500 || status == 0 ? LOG_WARN : LOG_INFO;
+    if (level >= log_min_level) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long dur_us = (long long)(now.tv_sec - req->started.tv_sec) * 1000000 +
+                           (now.tv_nsec - req->started.tv_nsec) / 1000;
+        char path[300], qpath[340], qmethod[48];
+        log_path(req->path, path, sizeof(path));
+        log_write(level, "request", "method=%s path=%s status=%d dur_us=%lld%s%s%s%s",
+                  log_quote(qmethod, sizeof(qmethod), req->method),
+                  log_quote(qpath, sizeof(qpath), path), status, dur_us,
+                  req->note_len > 0 ? " " : "", req->note, failure ? " error=" : "",
+                  failure ? failure : "");
+    }
+    if (req->data != NULL) {
+        srv->h.release(srv->h.cls, req->data);
+    }
+    reply_clear(req);
+    free(req->body);
+    free(req);
+    *req_cls = NULL;
+    atomic_fetch_add(&srv->served, 1);
+    atomic_fetch_sub(&srv->active, 1);
+}
+
+/* Paths and query parameters are handed over as sent: the handlers decode
+ * what they need, and "%2e%2e" or "%00" never turn into something else
+ * before a route is matched. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s) {
+    (void)cls;
+    (void)conn;
+    return strlen(s);
+}
+
+/* libmicrohttpd's own messages: errors while starting (bind failures),
+ * debug afterwards (they are about clients' mistakes, one per bad
+ * connection). */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    http_server *srv = cls;
+    log_level level = atomic_load(&srv->starting) ? LOG_ERROR : LOG_DEBUG;
+    if (level < log_min_level) {
+        return;
+    }
+    char msg[512], q[560];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
+        msg[--n] = '\0';
+    }
+    log_write(level, "mhd", "msg=%s", log_quote(q, sizeof(q), msg));
+}
+
+/* ------------------------------------------------------------------------
+ * Accessors. */
+
+const char *http_method(const http_request *req) {
+    return req->method;
+}
+
+const char *http_path(const http_request *req) {
+    return req->path;
+}
+
+const char *http_body(const http_request *req, size_t *len) {
+    *len = req->body_len;
+    return req->body != NULL ? req->body : "";
+}
+
+const char *http_header(const http_request *req, const char *name) {
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+typedef struct header_count {
+    const char *name;
+    int n;
+} header_count;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value) {
+    (void)kind;
+    (void)value;
+    header_count *hc = cls;
+    if (strcasecmp(key, hc->name) == 0) {
+        hc->n++;
+    }
+    return MHD_YES;
+}
+
+int http_header_count(const http_request *req, const char *name) {
+    header_count hc = {name, 0};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &hc);
+    return hc.n;
+}
+
+typedef struct query_walk {
+    bool (*fn)(void *cls, const char *key, const char *value);
+    void *cls;
+    bool stopped;
+} query_walk;
+
+static enum MHD_Result walk_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value) {
+    (void)kind;
+    query_walk *w = cls;
+    if (!w->fn(w->cls, key, value)) {
+        w->stopped = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+bool http_query_each(const http_request *req,
+                     bool (*fn)(void *cls, const char *key, const char *value),
+                     void *cls) {
+    query_walk w = {fn, cls, false};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, walk_query, &w);
+    return !w.stopped;
+}
+
+void http_set_data(http_request *req, void *data) {
+    req->data = data;
+}
+
+void *http_data(const http_request *req) {
+    return req->data;
+}
+
+void http_log_note(http_request *req, const char *fmt, ...) {
+    if (req->note_len >= sizeof(req->note) - 2) {
+        return;
+    }
+    if (req->note_len > 0) {
+        req->note[req->note_len++] = ' ';
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n =
+        vsnprintf(req->note + req->note_len, sizeof(req->note) - req->note_len, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        req->note_len += (size_t)n;
+        if (req->note_len >= sizeof(req->note)) {
+            req->note_len = sizeof(req->note) - 1;
+        }
+    }
+    req->note[req->note_len] = '\0';
+}
+
+/* ------------------------------------------------------------------------
+ * Starting and stopping. */
+
+http_server *http_start(const http_config *cfg, const http_handlers *handlers, char *err,
+                        size_t err_size) {
+    struct sockaddr_storage addr;
+    bool v6 = false;
+    if (!parse_listen(cfg->listen, &addr, &v6)) {
+        snprintf(err, err_size, "--listen must be IPv4:PORT or [IPv6]:PORT, not \"%s\"",
+                 cfg->listen);
+        return NULL;
+    }
+    http_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    srv->h = *handlers;
+    srv->max_body = cfg->max_body;
+    srv->max_header = cfg->max_header;
+    srv->request_timeout_ms = (int64_t)cfg->request_timeout_s * 1000;
+    atomic_init(&srv->starting, true);
+    pthread_condattr_t cattr;
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->watchdog_cv, &cattr);
+    pthread_condattr_destroy(&cattr);
+    pthread_mutex_init(&srv->conns_mtx, NULL);
+
+    /* The connection's memory pool holds the request's headers, then the
+     * reply's headers (X-Token-Abilities can take a few KiB), and serves
+     * as the read buffer. Twice --max-header plus room for the reply lets
+     * the check in refuse_early answer 431 with a problem body; past the
+     * pool, libmicrohttpd's own 431 (no body) is the backstop. Not larger:
+     * libmicrohttpd zeroes the pool between requests. */
+    size_t pool = 2 * cfg->max_header + 8 * 1024;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (v6) {
+        flags |= MHD_USE_IPv6;
+    }
+    struct MHD_OptionItem ops[24];
+    size_t n = 0;
+#define OPT(o, v, p) ops[n++] = (struct MHD_OptionItem){(o), (intptr_t)(v), (void *)(p)}
+    /* The logger first, so that MHD's messages about the options after
+     * it come through it too. */
+    OPT(MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv);
+    OPT(MHD_OPTION_SOCK_ADDR, 0, &addr);
+    OPT(MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL);
+    if (cfg->threads > 1) {
+        OPT(MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL);
+    }
+    OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL);
+    OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, NULL);
+    OPT(MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL);
+    OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv);
+    OPT(MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv);
+    OPT(MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv);
+    OPT(MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, srv);
+    if (cfg->tls_cert_pem != NULL) {
+        flags |= MHD_USE_TLS;
+        OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem);
+        OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls_key_pem);
+        OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
+    }
+    OPT(MHD_OPTION_END, 0, NULL);
+#undef OPT
+
+    errno = 0;
+    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv, MHD_OPTION_ARRAY,
+                                   ops, MHD_OPTION_END);
+    if (srv->daemon == NULL) {
+        snprintf(err, err_size, "cannot serve on %s%s%s", cfg->listen,
+                 errno != 0 ? ": " : " (see the log above)",
+                 errno != 0 ? strerror(errno) : "");
+        pthread_cond_destroy(&srv->watchdog_cv);
+        pthread_mutex_destroy(&srv->conns_mtx);
+        free(srv);
+        return NULL;
+    }
+    atomic_store(&srv->starting, false);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info != NULL ? info->port : 0;
+    if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) == 0) {
+        srv->watchdog_running = true;
+    } else {
+        LOG(LOG_WARN, "watchdog",
+            "msg=\"cannot start: --request-timeout-s not enforced\"");
+    }
+    return srv;
+}
+
+int http_port(http_server *srv) {
+    return srv->port;
+}
+
+int http_quiesce(http_server *srv, int wait_ms) {
+    atomic_store(&srv->quiescing, true);
+    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    if (fd != MHD_INVALID_SOCKET) {
+        close(fd);
+    }
+    for (int waited = 0; atomic_load(&srv->active) > 0 && waited < wait_ms; waited += 5) {
+        usleep(5 * 1000);
+    }
+    return atomic_load(&srv->active);
+}
+
+uint64_t http_stop(http_server *srv) {
+    if (srv->watchdog_running) {
+        pthread_mutex_lock(&srv->conns_mtx);
+        srv->watchdog_stop = true;
+        pthread_cond_signal(&srv->watchdog_cv);
+        pthread_mutex_unlock(&srv->conns_mtx);
+        pthread_join(srv->watchdog, NULL);
+    }
+    MHD_stop_daemon(srv->daemon);
+    uint64_t served = atomic_load(&srv->served);
+    pthread_cond_destroy(&srv->watchdog_cv);
+    pthread_mutex_destroy(&srv->conns_mtx);
+    free(srv);
+    return served;
+}

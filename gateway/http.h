@@ -1,0 +1,141 @@
+/*
+ * http.h — the gateway's HTTP/1.1 server: libmicrohttpd with a pool of
+ * epoll worker threads, keep-alive, optional TLS (GnuTLS, 1.2 and 1.3),
+ * SO_REUSEPORT, and every limit of docs/gateway.md enforced before a
+ * handler sees a request: header size (431), body size (413, counted while
+ * reading), request arrival time, idle time.
+ *
+ * It owns connections and requests, not meaning: the handlers given to
+ * http_start() (api.c) decide every answer. A handler either replies at
+ * once or suspends the request (http_suspend) and has it resumed later from
+ * any thread (http_resume), so no worker thread ever waits on anything.
+ * Every finished request is logged as one logfmt line (method, path without
+ * the query, status, duration, notes the handler added); header values are
+ * never logged.
+ */
+#ifndef GATEWAY_HTTP_H
+#define GATEWAY_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+typedef struct http_server http_server;
+typedef struct http_request http_request;
+
+typedef struct http_handlers {
+    /* The request is whole (headers and body within the limits). Must
+     * either reply (http_reply_*) or call http_suspend() and see that
+     * http_resume() is called exactly once later. */
+    void (*handle)(void *cls, http_request *req);
+    /* A suspended request was resumed: reply now. */
+    void (*resume)(void *cls, http_request *req);
+    /* The request is over (answered, or the connection died): free what
+     * the handler attached with http_set_data(). */
+    void (*release)(void *cls, void *data);
+    void *cls;
+} http_handlers;
+
+typedef struct http_config {
+    const char *listen; /* "HOST:PORT" or "[IPv6]:PORT" */
+    int threads;
+    size_t max_body;
+    size_t max_header;
+    int request_timeout_s;
+    int idle_timeout_s;
+    /* PEM texts (not file names) for HTTPS, or NULL for plain HTTP. The
+     * server keeps the pointers until http_stop(). */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+} http_config;
+
+/* Makes jansson allocate through a wiping allocator, so that every JSON
+ * buffer — parsed bodies, built documents, serialized replies, and the
+ * buffers jansson outgrew on the way — is zeroed before it is freed: a
+ * reply may carry a new token. Call once, before any other jansson use. */
+void http_json_init(void);
+
+/* Parses "HOST:PORT"/"[IPv6]:PORT" with a numeric host. Returns false if
+ * it is not one (used to check --listen before anything starts). */
+bool http_listen_ok(const char *listen);
+
+/* Starts serving. On failure returns NULL and writes why to err[err_size]. */
+http_server *http_start(const http_config *cfg, const http_handlers *handlers, char *err,
+                        size_t err_size);
+
+/* The port actually listened on (useful with port 0). */
+int http_port(http_server *srv);
+
+/* Stops accepting connections (the listening socket is closed, so another
+ * gateway on the same port takes them all) and waits up to wait_ms for
+ * requests in progress to be answered. Returns how many were left. */
+int http_quiesce(http_server *srv, int wait_ms);
+
+/* Closes every connection and stops the threads. Suspended requests must
+ * have been resumed first. Returns the number of requests served. */
+uint64_t http_stop(http_server *srv);
+
+/* --- The request, for handlers. Strings are the server's, valid until
+ * the request is over. --- */
+
+const char *http_method(const http_request *req);
+/* The path as sent, without the query, not percent-decoded. */
+const char *http_path(const http_request *req);
+/* The body (NUL-terminated; may hold NUL bytes itself) and its length. */
+const char *http_body(const http_request *req, size_t *len);
+/* Value of the first header `name` (case-insensitive) or NULL, and how
+ * many headers of that name there are. */
+const char *http_header(const http_request *req, const char *name);
+int http_header_count(const http_request *req, const char *name);
+
+/* Calls fn(cls, key, value) for each query parameter in order, as sent
+ * (not percent-decoded; value NULL for a key without '='), until fn
+ * returns false. Returns false if fn stopped it. */
+bool http_query_each(const http_request *req,
+                     bool (*fn)(void *cls, const char *key, const char *value),
+                     void *cls);
+
+/* The handler's own state for this request (NULL until set); the
+ * handlers' release() frees it. */
+void http_set_data(http_request *req, void *data);
+void *http_data(const http_request *req);
+
+/* Adds " key=value" (already logfmt-safe) to the request's log line. */
+void http_log_note(http_request *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* --- Replying (once per request; a second reply replaces the first). --- */
+
+/* Replies `status` with `doc` serialized as the body (steals the
+ * reference; NULL, for a failed build, becomes a 500), typed
+ * `content_type`. */
+void http_reply_json(http_request *req, int status, const char *content_type,
+                     json_t *doc);
+/* Replies with a static body (not copied, never freed); len 0 means
+ * strlen(body). */
+void http_reply_static(http_request *req, int status, const char *content_type,
+                       const void *body, size_t len);
+/* Replies with no body (204). */
+void http_reply_empty(http_request *req, int status);
+/* Replies with an RFC 9457 problem, application/problem+json:
+ *   {"type":"urn:tokend:problem:<code in kebab case>","code":CODE,
+ *    "title":<reason phrase>,"status":STATUS,"detail":DETAIL}
+ * (type "insufficient-scope" for INSUFFICIENT_ABILITY, as RFC 6750 names
+ * it), and notes code=CODE for the log line. `detail` must hold no token. */
+void http_reply_problem(http_request *req, int status, const char *code,
+                        const char *detail);
+/* Adds a response header (name static, value copied). False if out of room. */
+bool http_reply_header(http_request *req, const char *name, const char *value);
+
+/* --- Waiting without a thread. --- */
+
+/* Parks the request: no thread serves it until http_resume(). Only from
+ * handle(). */
+void http_suspend(http_request *req);
+/* Wakes a suspended request; resume() will run on a worker thread. Any
+ * thread, exactly once per http_suspend(). */
+void http_resume(http_request *req);
+
+#endif /* GATEWAY_HTTP_H */

@@ -1,0 +1,222 @@
+/*
+ * main.c — tokend-gateway: reads the options, connects to tokend, serves
+ * the REST API of docs/gateway.md until SIGINT or SIGTERM, then stops
+ * accepting, lets requests in flight finish (each is bounded by
+ * --rpc-timeout-ms), closes and exits 0.
+ *
+ * Exit codes: 0 clean stop; 1 runtime failure (cannot listen, cannot read
+ * a TLS file); 2 usage error (one line on stderr).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "http.h"
+#include "log.h"
+#include "openapi.h"
+#include "options.h"
+#include "tokend.h"
+#include "upstream.h"
+
+#define GATEWAY_VERSION "0.1.0"
+/* PEM files larger than this are surely not a certificate chain or key. */
+#define GATEWAY_PEM_MAX (1024 * 1024)
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "tokend-gateway " GATEWAY_VERSION " — the REST API of tokend for partners\n"
+            "\n"
+            "Usage: tokend-gateway [--listen ADDR:PORT] [--service URL ...]\n"
+            "                      [--tls-cert PEM --tls-key PEM] [options]\n"
+            "\n"
+            "Turns HTTP requests carrying \"Authorization: Bearer <token>\" into calls\n"
+            "to tokend: GET /v1/auth (forward auth for nginx auth_request, Traefik,\n"
+            "Envoy), GET/POST/DELETE /v1/tokens, GET /v1/tokens/self,\n"
+            "DELETE /v1/tokens/{id}, GET /v1/openapi.json, /healthz and /readyz.\n"
+            "It keeps no state: run as many as load needs; on one host they may share\n"
+            "the port. Every request asks tokend, so a revocation holds everywhere on\n"
+            "the next request. Logs one logfmt line per request on stderr (never a\n"
+            "token or the Authorization header). Stops on SIGINT/SIGTERM.\n"
+            "\n"
+            "Options (each also an environment variable, as shown; flags win):\n");
+    options_usage(out);
+    fprintf(out, "\nExample:\n"
+                 "  tokend-gateway --listen 127.0.0.1:8080 --service "
+                 "tcp://127.0.0.1:7450\n"
+                 "  curl -H \"Authorization: Bearer $TOKEN\" "
+                 "'http://127.0.0.1:8080/v1/auth?ability=orders:read'\n");
+}
+
+/* Reads a PEM file (malloc'd, NUL-terminated) or returns NULL with *why. */
+static char *read_pem(const char *path, const char **why) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        *why = strerror(errno);
+        return NULL;
+    }
+    char *buf = malloc(GATEWAY_PEM_MAX + 1);
+    size_t n = buf != NULL ? fread(buf, 1, GATEWAY_PEM_MAX + 1, f) : 0;
+    bool failed = buf == NULL || ferror(f);
+    fclose(f);
+    if (failed || n == 0 || n > GATEWAY_PEM_MAX) {
+        *why = buf == NULL ? "out of memory"
+               : n == 0    ? "empty or unreadable"
+                           : "too large";
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static void wipe_free(char *s) {
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+int main(int argc, char **argv) {
+    gw_options opts;
+    bool help = false, version = false;
+    if (!options_load(&opts, argc, argv, &help, &version, stderr)) {
+        options_free(&opts);
+        return 2;
+    }
+    if (help || version) {
+        if (help) {
+            usage(stdout);
+        } else {
+            printf("tokend-gateway " GATEWAY_VERSION "\n");
+        }
+        options_free(&opts);
+        return 0;
+    }
+    int exit_code = 2;
+    char *cert = NULL, *key = NULL;
+    upstream *up = NULL;
+    api *a = NULL;
+    char err[512];
+
+    log_level level;
+    if (!log_parse_level(opts.log_level, &level)) {
+        fprintf(stderr,
+                "tokend-gateway: --log-level must be debug, info, warn or error, "
+                "not \"%s\"\n",
+                opts.log_level);
+        goto out;
+    }
+    log_min_level = level;
+    if (!http_listen_ok(opts.listen)) {
+        fprintf(stderr,
+                "tokend-gateway: --listen must be IPv4:PORT or [IPv6]:PORT, not \"%s\"\n",
+                opts.listen);
+        goto out;
+    }
+    if ((opts.tls_cert == NULL) != (opts.tls_key == NULL)) {
+        fprintf(stderr, "tokend-gateway: --tls-cert and --tls-key go together\n");
+        goto out;
+    }
+    exit_code = 1;
+    if (opts.tls_cert != NULL) {
+        const char *why = NULL;
+        if ((cert = read_pem(opts.tls_cert, &why)) == NULL) {
+            fprintf(stderr, "tokend-gateway: cannot read --tls-cert %s: %s\n",
+                    opts.tls_cert, why);
+            goto out;
+        }
+        if ((key = read_pem(opts.tls_key, &why)) == NULL) {
+            fprintf(stderr, "tokend-gateway: cannot read --tls-key %s: %s\n",
+                    opts.tls_key, why);
+            goto out;
+        }
+    }
+
+    /* Every thread started from here on inherits the mask, so the signals
+     * reach only sigwait below. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    http_json_init();
+
+    upstream_config uc = {
+        .urls = (const char *const *)opts.services,
+        .n_urls = opts.n_services,
+        .timeout_ms = (int)opts.rpc_timeout_ms,
+        .max_inflight = (int)opts.max_inflight,
+    };
+    int rv = upstream_open(&uc, &up, err, sizeof(err));
+    if (rv != TOKEND_OK) {
+        fprintf(stderr, "tokend-gateway: %s\n", err);
+        exit_code = rv == TOKEND_INVALID_ARGUMENT ? 2 : 1;
+        goto out;
+    }
+    api_config ac = {
+        .up = up,
+        .verify_credential = opts.verify_credential,
+        .openapi = gateway_openapi_json,
+        .openapi_len = gateway_openapi_json_len,
+    };
+    if ((a = api_new(&ac)) == NULL) {
+        fprintf(stderr, "tokend-gateway: out of memory\n");
+        goto out;
+    }
+    http_handlers handlers = {
+        .handle = api_handle, .resume = api_resume, .release = api_release, .cls = a};
+    http_config hc = {
+        .listen = opts.listen,
+        .threads = (int)opts.threads,
+        .max_body = (size_t)opts.max_body,
+        .max_header = (size_t)opts.max_header,
+        .request_timeout_s = (int)opts.request_timeout_s,
+        .idle_timeout_s = (int)opts.idle_timeout_s,
+        .tls_cert_pem = cert,
+        .tls_key_pem = key,
+    };
+    http_server *srv = http_start(&hc, &handlers, err, sizeof(err));
+    if (srv == NULL) {
+        fprintf(stderr, "tokend-gateway: %s\n", err);
+        goto out;
+    }
+    {
+        char q[300];
+        LOG(LOG_INFO, "listening", "addr=%s port=%d tls=%s",
+            log_quote(q, sizeof(q), opts.listen), http_port(srv),
+            cert != NULL ? "true" : "false");
+        for (size_t i = 0; i < opts.n_services; i++) {
+            LOG(LOG_INFO, "upstream", "url=%s",
+                log_quote(q, sizeof(q), opts.services[i]));
+        }
+        LOG(LOG_INFO, "started", "version=" GATEWAY_VERSION " threads=%lld",
+            (long long)opts.threads);
+    }
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    LOG(LOG_INFO, "stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    /* Requests in flight are each bounded by the RPC timeout: wait that
+     * long (and a little) for them, then cut what is left. */
+    int left = http_quiesce(srv, (int)opts.rpc_timeout_ms + 500);
+    upstream_shutdown(up, 1000);
+    if (left > 0) {
+        LOG(LOG_WARN, "drain.timeout", "requests=%d", left);
+        /* Requests the shutdown just failed are answered (503) now. */
+        http_quiesce(srv, 500);
+    }
+    uint64_t served = http_stop(srv);
+    LOG(LOG_INFO, "stopped", "requests=%llu", (unsigned long long)served);
+    exit_code = 0;
+out:
+    api_free(a);
+    upstream_free(up);
+    wipe_free(key);
+    wipe_free(cert);
+    options_free(&opts);
+    return exit_code;
+}

@@ -1,0 +1,1355 @@
+/*
+ * test_gateway.c — integration tests of tokend-gateway: the real tokend on
+ * a temporary ipc:// socket, the real gateway in front of it on a free TCP
+ * port, driven with curl as partners use it, with raw sockets for bytes no
+ * honest client sends, and behind a real nginx (auth_request).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+#include "test.h"
+#include "token.h"
+
+#define TOK 128
+
+static const char *const orders_read[] = {"orders:read"};
+
+/* ------------------------------------------------------------------------
+ * Helpers. */
+
+/* printf into one of 16 rotating static buffers: for building arguments. */
+static const char *fmt(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+static const char *fmt(const char *format, ...) {
+    static char bufs[16][2048];
+    static int next;
+    char *buf = bufs[next++ % 16];
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(buf, sizeof(bufs[0]), format, ap);
+    va_end(ap);
+    return buf;
+}
+
+/* A copy of a fmt() result that outlives the next 16 calls. */
+#define LOCAL(name, expr) \
+    char name[2048];      \
+    snprintf(name, sizeof(name), "%s", (expr))
+
+static const char *bearer(const char *token) {
+    return fmt("Authorization: Bearer %s", token);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct fixture {
+    tokend_proc p;
+    gateway_proc g;
+    tokend_client *admin;
+} fixture;
+
+/* Starts tokend and a gateway in front of it with `flags` (NULL-terminated,
+ * may be NULL). */
+static void fixture_start(fixture *f, const char *const *flags) {
+    memset(f, 0, sizeof(*f));
+    harness_init(&f->p);
+    REQUIRE(harness_start(&f->p));
+    for (size_t i = 0; flags != NULL && flags[i] != NULL && i < 23; i++) {
+        f->g.extra[i] = flags[i];
+    }
+    REQUIRE(harness_gateway_start(&f->g, f->p.url, 0));
+    f->admin = harness_client(&f->p, f->p.admin);
+}
+
+static void fixture_stop(fixture *f) {
+    tokend_close(f->admin);
+    if (f->g.pid != 0) {
+        CHECK_INT(harness_gateway_stop(&f->g), 0);
+    }
+    if (f->p.pid != 0) {
+        harness_stop(&f->p);
+    }
+}
+
+#define FLAGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static const char *url(const fixture *f, const char *path) {
+    return fmt("%s%s", f->g.base, path);
+}
+
+/* One curl run: status, headers (every block), body, wall time. */
+typedef struct http_res {
+    int status;
+    int curl_rc;
+    char *headers;
+    char *body;
+    double seconds;
+} http_res;
+
+static void res_free(http_res *r) {
+    free(r->headers);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Runs curl with `args` (NULL-terminated); fills *r (free with res_free,
+ * or call again: it frees first). Returns the HTTP status (0: none). */
+static int curl_call(http_res *r, const char *const *args) {
+    static const char *dir;
+    if (dir == NULL) {
+        dir = test_tmpdir();
+    }
+    res_free(r);
+    char hdr[400], body[400];
+    snprintf(hdr, sizeof(hdr), "%s/headers", dir);
+    snprintf(body, sizeof(body), "%s/body", dir);
+    unlink(hdr);
+    unlink(body);
+    const char *argv[64] = {"curl", "-sS", "--max-time", "10", "-D",
+                            hdr,    "-o",  body,         "-w", "%{http_code}"};
+    size_t n = 10;
+    for (size_t i = 0; args[i] != NULL && n < 63; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    char *out = NULL, *err = NULL;
+    double t0 = now_s();
+    r->curl_rc = harness_exec(argv, NULL, NULL, &out, &err);
+    r->seconds = now_s() - t0;
+    r->status = out != NULL ? atoi(out) : 0;
+    if (r->curl_rc != 0 && getenv("TEST_VERBOSE") != NULL) {
+        fprintf(stderr, "    curl exit %d: %s", r->curl_rc, err != NULL ? err : "");
+    }
+    r->headers = harness_read_file(hdr);
+    r->body = harness_read_file(body);
+    if (r->headers == NULL) {
+        r->headers = strdup("");
+    }
+    if (r->body == NULL) {
+        r->body = strdup("");
+    }
+    free(out);
+    free(err);
+    return r->status;
+}
+
+#define CURL(r, ...) curl_call((r), (const char *const[]){__VA_ARGS__, NULL})
+
+/* Value of the last header `name` in r (static, rotating), or NULL. */
+static const char *header(const http_res *r, const char *name) {
+    static char bufs[8][1024];
+    static int next;
+    char *buf = bufs[next++ % 8];
+    const char *found = NULL;
+    size_t name_len = strlen(name);
+    for (const char *line = r->headers; line != NULL && *line != '\0';) {
+        const char *end = strstr(line, "\r\n");
+        size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+        if (len > name_len && strncasecmp(line, name, name_len) == 0 &&
+            line[name_len] == ':') {
+            const char *v = line + name_len + 1;
+            while (*v == ' ') {
+                v++;
+            }
+            size_t vlen = len - (size_t)(v - line);
+            if (vlen >= sizeof(bufs[0])) {
+                vlen = sizeof(bufs[0]) - 1;
+            }
+            memcpy(buf, v, vlen);
+            buf[vlen] = '\0';
+            found = buf;
+        }
+        line = end != NULL ? end + 2 : NULL;
+    }
+    return found;
+}
+
+/* String member `key` of the JSON body (static, rotating), or NULL. */
+static const char *jstr(const http_res *r, const char *key) {
+    static char bufs[8][512];
+    static int next;
+    char *buf = bufs[next++ % 8];
+    json_t *doc = json_loads(r->body, 0, NULL);
+    json_t *v = doc != NULL ? json_object_get(doc, key) : NULL;
+    const char *result = NULL;
+    if (json_is_string(v)) {
+        snprintf(buf, sizeof(bufs[0]), "%s", json_string_value(v));
+        result = buf;
+    }
+    json_decref(doc);
+    return result;
+}
+
+#define CODE(r) jstr((r), "code")
+
+/* Checks a problem reply: status, code, content type. */
+#define CHECK_PROBLEM(r, want_status, want_code)                            \
+    do {                                                                    \
+        CHECK_INT((r)->status, (want_status));                              \
+        CHECK_STR(CODE(r), (want_code));                                    \
+        CHECK_STR(header((r), "Content-Type"), "application/problem+json"); \
+        if ((r)->status != (want_status)) {                                 \
+            fprintf(stderr, "    body: %s\n", (r)->body);                   \
+        }                                                                   \
+    } while (0)
+
+/* Occurrences of `needle` in the file at `path`. */
+static int count_in_file(const char *path, const char *needle) {
+    char *text = harness_read_file(path);
+    int n = 0;
+    for (const char *s = text; s != NULL && (s = strstr(s, needle)) != NULL; s++) {
+        n++;
+    }
+    free(text);
+    return n;
+}
+
+static void create_token(fixture *f, const char *owner, const char *const *abilities,
+                         size_t n, int64_t expires_in_s, char *token, char *id) {
+    harness_create(f->admin, owner, "gateway test", abilities, n, expires_in_s, token,
+                   TOK, id, id != NULL ? TOK : 0);
+}
+
+/* A well-formed token that was never issued. */
+static void unknown_token(char out[TOKEN_MAX_LEN + 1]) {
+    uint8_t random[TOKEN_RANDOM_BYTES];
+    memset(random, 9, sizeof(random));
+    REQUIRE(token_generate("tkd_", random, sizeof(random), out) > 0);
+}
+
+/* Raw TCP: for requests curl will not send. */
+static int raw_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void raw_send(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+        if (w <= 0) {
+            return; /* the server may hang up on garbage half-way */
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+}
+
+/* Reads until the peer closes (*closed) or nothing came for wait_ms.
+ * Returns what came, NUL-terminated (malloc'd). */
+static char *raw_read(int fd, int wait_ms, bool *closed) {
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap + 1);
+    REQUIRE(buf != NULL);
+    *closed = false;
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, wait_ms) <= 0) {
+            break;
+        }
+        ssize_t r = recv(fd, buf + len, cap - len, 0);
+        if (r <= 0) {
+            *closed = true;
+            break;
+        }
+        len += (size_t)r;
+        if (len == cap) {
+            break;
+        }
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Sends `req` on a new connection and returns what came back. */
+static char *raw_exchange(int port, const void *req, size_t len, int wait_ms,
+                          bool *closed) {
+    int fd = raw_connect(port);
+    REQUIRE(fd >= 0);
+    raw_send(fd, req, len);
+    char *reply = raw_read(fd, wait_ms, closed);
+    close(fd);
+    return reply;
+}
+
+static void check_healthy(const fixture *f) {
+    http_res r = {0};
+    CHECK_INT(CURL(&r, url(f, "/healthz")), 200);
+    res_free(&r);
+}
+
+/* ------------------------------------------------------------------------
+ * Endpoints. */
+
+TEST(gateway_health_ready_and_openapi) {
+    fixture f;
+    fixture_start(&f, NULL);
+    http_res r = {0};
+    CHECK_INT(CURL(&r, url(&f, "/healthz")), 200);
+    CHECK_STR(jstr(&r, "status"), "ok");
+    CHECK_STR(header(&r, "Content-Type"), "application/json");
+    /* HEAD: the headers of GET (curl writes them as the body), no body. */
+    CHECK_INT(CURL(&r, "-I", url(&f, "/healthz")), 200);
+    CHECK(test_contains(r.body, "Content-Length: 15"));
+    CHECK(!test_contains(r.body, "\"status\""));
+    CHECK_INT(CURL(&r, url(&f, "/readyz")), 200);
+    CHECK_STR(jstr(&r, "status"), "ready");
+
+    CHECK_INT(CURL(&r, url(&f, "/v1/openapi.json")), 200);
+    json_t *doc = json_loads(r.body, 0, NULL);
+    REQUIRE(doc != NULL);
+    const char *version = json_string_value(json_object_get(doc, "openapi"));
+    CHECK(version != NULL && strncmp(version, "3.0.", 4) == 0);
+    json_t *paths = json_object_get(doc, "paths");
+    const char *const want[] = {"/v1/auth",        "/v1/tokens/self",  "/v1/tokens",
+                                "/v1/tokens/{id}", "/v1/openapi.json", "/healthz",
+                                "/readyz"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (json_object_get(paths, want[i]) == NULL) {
+            test_fail(__FILE__, __LINE__, "openapi.json lacks path %s", want[i]);
+        }
+    }
+    CHECK(json_object_get(json_object_get(json_object_get(paths, "/v1/tokens"), "post"),
+                          "requestBody") != NULL);
+    json_decref(doc);
+    res_free(&r);
+    CHECK(count_in_file(f.g.log_path, "event=request method=\"GET\" path=\"/healthz\" "
+                                      "status=200") >= 1);
+    fixture_stop(&f);
+}
+
+TEST(gateway_create_auth_list_revoke_over_http) {
+    fixture f;
+    fixture_start(&f, NULL);
+    http_res r = {0};
+    CHECK_INT(CURL(&r, "-X", "POST", url(&f, "/v1/tokens"), "-H", bearer(f.p.admin), "-H",
+                   "Content-Type: application/json", "--data",
+                   "{\"owner\":\"partner:acme\",\"name\":\"ERP sync\",\"abilities\":"
+                   "[\"orders:read\",\"invoices:*\"],\"expires_in\":3600,"
+                   "\"metadata\":{\"env\":\"prod\"}}"),
+              201);
+    char token[TOK], id[TOK];
+    REQUIRE(jstr(&r, "token") != NULL && jstr(&r, "id") != NULL);
+    snprintf(token, sizeof(token), "%s", jstr(&r, "token"));
+    snprintf(id, sizeof(id), "%s", jstr(&r, "id"));
+    CHECK(token_well_formed(token, strlen(token)));
+    CHECK(token_id_ok(id, strlen(id)));
+    CHECK_STR(header(&r, "Location"), fmt("/v1/tokens/%s", id));
+    CHECK_STR(jstr(&r, "owner"), "partner:acme");
+    CHECK_STR(jstr(&r, "name"), "ERP sync");
+    json_t *doc = json_loads(r.body, 0, NULL);
+    REQUIRE(doc != NULL);
+    CHECK(json_is_integer(json_object_get(doc, "expires_at")));
+    CHECK(json_is_null(json_object_get(doc, "last_used_at")));
+    CHECK_INT(json_array_size(json_object_get(doc, "abilities")), 2);
+    CHECK_STR(json_string_value(json_object_get(json_object_get(doc, "metadata"), "env")),
+              "prod");
+    json_decref(doc);
+
+    /* Forward auth: 200 with the token's identity in headers and body. */
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth?ability=orders:read"), "-H", bearer(token)),
+              200);
+    CHECK_STR(header(&r, "X-Token-Id"), id);
+    CHECK_STR(header(&r, "X-Token-Owner"), "partner:acme");
+    CHECK_STR(header(&r, "X-Token-Abilities"), "orders:read,invoices:*");
+    CHECK_STR(jstr(&r, "id"), id);
+    CHECK(jstr(&r, "token") == NULL);
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth?ability=orders%3Aread&ability=invoices%3Apdf"),
+                   "-H", bearer(token)),
+              200);
+    CHECK_INT(CURL(&r,
+                   url(&f, "/v1/auth?ability=orders:write&ability=orders:read&mode=any"),
+                   "-H", bearer(token)),
+              200);
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth"), "-H", bearer(token)), 200);
+    CHECK_INT(CURL(&r, url(&f, "/v1/tokens/self"), "-H", bearer(token)), 200);
+    CHECK_STR(jstr(&r, "id"), id);
+
+    /* Listing, a page at a time, as an admin naming the owner. */
+    for (int i = 0; i < 3; i++) {
+        create_token(&f, "o:list", orders_read, 1, 0, NULL, NULL);
+    }
+    CHECK_INT(
+        CURL(&r, url(&f, "/v1/tokens?owner=o:list&limit=2"), "-H", bearer(f.p.admin)),
+        200);
+    doc = json_loads(r.body, 0, NULL);
+    REQUIRE(doc != NULL);
+    CHECK_INT(json_array_size(json_object_get(doc, "tokens")), 2);
+    const char *cursor = json_string_value(json_object_get(doc, "next_cursor"));
+    REQUIRE(cursor != NULL);
+    char next[256];
+    snprintf(next, sizeof(next), "%s", cursor);
+    json_decref(doc);
+    CHECK_INT(CURL(&r, "-G", url(&f, "/v1/tokens"), "--data-urlencode", "owner=o:list",
+                   "--data-urlencode", fmt("cursor=%s", next), "-H", bearer(f.p.admin)),
+              200);
+    doc = json_loads(r.body, 0, NULL);
+    REQUIRE(doc != NULL);
+    CHECK_INT(json_array_size(json_object_get(doc, "tokens")), 1);
+    CHECK(json_is_null(json_object_get(doc, "next_cursor")));
+    json_decref(doc);
+
+    /* Keep-alive holds across error replies: the second URL reuses the
+     * connection of the first (a 401). */
+    char *out = NULL, *err = NULL;
+    const char *argv[] = {"curl",
+                          "-s",
+                          "-o",
+                          "/dev/null",
+                          "-o",
+                          "/dev/null",
+                          "-w",
+                          "%{num_connects} ",
+                          url(&f, "/v1/auth"),
+                          url(&f, "/healthz"),
+                          NULL};
+    CHECK_INT(harness_exec(argv, NULL, NULL, &out, &err), 0);
+    CHECK_STR(out, "1 0 ");
+    free(out);
+    free(err);
+
+    /* Revoke by id: 204, and the very next check fails. */
+    CHECK_INT(CURL(&r, "-X", "DELETE", url(&f, fmt("/v1/tokens/%s", id)), "-H",
+                   bearer(f.p.admin)),
+              204);
+    CHECK_STR(r.body, "");
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth"), "-H", bearer(token)), 401);
+    CHECK_STR(CODE(&r), "NOT_FOUND");
+
+    /* Revoke all of the caller's owner, with a tokens:write token. */
+    const char *rights[] = {"tokens:write", "tokens:read"};
+    char writer[TOK];
+    create_token(&f, "o:list", rights, 2, 0, writer, NULL);
+    CHECK_INT(CURL(&r, url(&f, "/v1/tokens"), "-H", bearer(writer)), 200);
+    CHECK(strstr(r.body, "\"tokens\":[") != NULL);
+    CHECK_INT(CURL(&r, "-X", "DELETE", url(&f, "/v1/tokens"), "-H", bearer(writer)), 204);
+    CHECK_INT(CURL(&r, url(&f, "/v1/tokens?owner=o:list"), "-H", bearer(f.p.admin)), 200);
+    CHECK(strstr(r.body, "\"tokens\":[]") != NULL);
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+/* ------------------------------------------------------------------------
+ * Errors a client can reach. */
+
+TEST(gateway_401_missing_malformed_unknown_expired_revoked) {
+    fixture f;
+    fixture_start(&f, NULL);
+    char token[TOK], short_lived[TOK], unknown[TOKEN_MAX_LEN + 1];
+    create_token(&f, "user:7", orders_read, 1, 0, token, NULL);
+    create_token(&f, "user:7", orders_read, 1, 1, short_lived, NULL);
+    unknown_token(unknown);
+    LOCAL(auth, url(&f, "/v1/auth"));
+    http_res r = {0};
+
+    CURL(&r, auth);
+    CHECK_PROBLEM(&r, 401, "MISSING_TOKEN");
+    CHECK_STR(header(&r, "WWW-Authenticate"), "Bearer realm=\"tokend\"");
+    CURL(&r, auth, "-H", "Authorization: Basic dXNlcjpwdw==");
+    CHECK_PROBLEM(&r, 401, "MISSING_TOKEN");
+
+    const char *invalid = "Bearer realm=\"tokend\", error=\"invalid_token\", "
+                          "error_description=\"the token is malformed\"";
+    char bad[TOK];
+    snprintf(bad, sizeof(bad), "%s", token);
+    bad[10] = bad[10] == 'a' ? 'b' : 'a'; /* the checksum no longer matches */
+    const char *const malformed[] = {
+        "Authorization: Bearer",
+        fmt("Authorization: Bearer  %s", token),
+        fmt("Authorization: Bearer %s x", token),
+        "Authorization: Bearer tkd_short",
+        fmt("Authorization: Bearer %s", bad),
+    };
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+        CURL(&r, auth, "-H", malformed[i]);
+        CHECK_PROBLEM(&r, 401, "MALFORMED");
+        CHECK_STR(header(&r, "WWW-Authenticate"), invalid);
+    }
+    CURL(&r, auth, "-H", bearer(token), "-H", bearer(token));
+    CHECK_PROBLEM(&r, 401, "MALFORMED");
+    /* The scheme is case-insensitive. */
+    CHECK_INT(CURL(&r, auth, "-H", fmt("Authorization: bEaReR %s", token)), 200);
+
+    CURL(&r, auth, "-H", bearer(unknown));
+    CHECK_PROBLEM(&r, 401, "NOT_FOUND");
+    CHECK(test_contains(header(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
+    CURL(&r, url(&f, "/v1/tokens/self"), "-H", bearer(unknown));
+    CHECK_PROBLEM(&r, 401, "NOT_FOUND");
+    /* A management call with an unknown token: tokend says UNAUTHENTICATED. */
+    CURL(&r, url(&f, "/v1/tokens"), "-H", bearer(unknown));
+    CHECK_PROBLEM(&r, 401, "UNAUTHENTICATED");
+    CHECK(test_contains(header(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
+
+    usleep(1100 * 1000); /* short_lived expires */
+    CURL(&r, auth, "-H", bearer(short_lived));
+    CHECK_PROBLEM(&r, 401, "EXPIRED");
+    CHECK(test_contains(header(&r, "WWW-Authenticate"), "the token has expired"));
+
+    uint64_t revoked = 0;
+    CHECK_INT(tokend_revoke_token(f.admin, NULL, token, &revoked, NULL), TOKEND_OK);
+    CURL(&r, auth, "-H", bearer(token));
+    CHECK_PROBLEM(&r, 401, "NOT_FOUND");
+
+    /* MALFORMED is decided without a call: with tokend gone it still is
+     * 401, not 503, and at once. */
+    harness_stop(&f.p);
+    CURL(&r, auth, "-H", fmt("Authorization: Bearer %s", bad));
+    CHECK_PROBLEM(&r, 401, "MALFORMED");
+    CHECK(r.seconds < 1.0);
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+TEST(gateway_403_scope_and_permission) {
+    fixture f;
+    fixture_start(&f, NULL);
+    char token[TOK], reader[TOK];
+    create_token(&f, "partner:a", orders_read, 1, 0, token, NULL);
+    const char *rights[] = {"tokens:read"};
+    create_token(&f, "partner:a", rights, 1, 0, reader, NULL);
+    http_res r = {0};
+    CURL(&r, url(&f, "/v1/auth?ability=orders:write&ability=invoices:pdf"), "-H",
+         bearer(token));
+    CHECK_PROBLEM(&r, 403, "INSUFFICIENT_ABILITY");
+    CHECK_STR(jstr(&r, "type"), "urn:tokend:problem:insufficient-scope");
+    CHECK_STR(header(&r, "WWW-Authenticate"),
+              "Bearer realm=\"tokend\", error=\"insufficient_scope\", "
+              "scope=\"orders:write invoices:pdf\"");
+    CURL(&r, url(&f, "/v1/auth?ability=orders:write&ability=x:y&mode=any"), "-H",
+         bearer(token));
+    CHECK_PROBLEM(&r, 403, "INSUFFICIENT_ABILITY");
+
+    /* Another owner's tokens; creating without tokens:write. */
+    CURL(&r, url(&f, "/v1/tokens?owner=partner:b"), "-H", bearer(reader));
+    CHECK_PROBLEM(&r, 403, "PERMISSION_DENIED");
+    CHECK(header(&r, "WWW-Authenticate") == NULL);
+    CHECK_INT(CURL(&r, url(&f, "/v1/tokens"), "-H", bearer(reader)), 200);
+    CURL(&r, "-X", "POST", url(&f, "/v1/tokens"), "-H", bearer(reader), "-H",
+         "Content-Type: application/json", "--data",
+         "{\"name\":\"n\",\"abilities\":[\"orders:read\"]}");
+    CHECK_PROBLEM(&r, 403, "PERMISSION_DENIED");
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+TEST(gateway_400_bad_json_types_and_query) {
+    fixture f;
+    fixture_start(&f, NULL);
+    char token[TOK];
+    create_token(&f, "user:8", orders_read, 1, 0, token, NULL);
+    http_res r = {0};
+    static const struct {
+        const char *body;
+        const char *code;
+        const char *detail; /* must appear in the detail */
+    } cases[] = {
+        {"{\"name\":", "BAD_REQUEST", "not valid JSON"},
+        {"", "BAD_REQUEST", "not valid JSON"},
+        {"[1]", "BAD_REQUEST", "JSON object"},
+        {"{\"name\":\"a\",\"name\":\"b\",\"abilities\":[\"x\"]}", "BAD_REQUEST",
+         "not valid JSON"},
+        {"{\"name\":5,\"abilities\":[\"a\"]}", "BAD_REQUEST", "name"},
+        {"{\"name\":\"n\",\"abilities\":\"a\"}", "BAD_REQUEST", "abilities"},
+        {"{\"name\":\"n\",\"abilities\":[\"a\",7]}", "BAD_REQUEST", "abilities[1]"},
+        {"{\"name\":\"n\",\"abilities\":[\"a\"],\"expires_in\":\"1d\"}", "BAD_REQUEST",
+         "expires_in"},
+        {"{\"name\":\"n\",\"abilities\":[\"a\"],\"expires_in\":-5}", "BAD_REQUEST",
+         "expires_in"},
+        {"{\"name\":\"n\",\"abilities\":[\"a\"],\"expires_in\":1.5}", "BAD_REQUEST",
+         "expires_in"},
+        {"{\"name\":\"n\",\"abilities\":[\"a\"],\"metadata\":{\"k\":1}}", "BAD_REQUEST",
+         "metadata"},
+        {"{\"name\":\"n\",\"abilities\":[\"a\"],\"owner\":true}", "BAD_REQUEST", "owner"},
+        {"{\"nme\":\"n\",\"abilities\":[\"a\"]}", "BAD_REQUEST", "nme"},
+        {"{\"name\":\"n\",\"abilities\":[[[[[[[[[[\"a\"]]]]]]]]]]}", "BAD_REQUEST",
+         "deeper"},
+        {"{\"name\":\"\",\"abilities\":[\"a\"],\"owner\":\"o\"}", "INVALID_ARGUMENT",
+         "name"},
+        {"{\"name\":\"n\",\"abilities\":[\"has space\"],\"owner\":\"o\"}",
+         "INVALID_ARGUMENT", "abilities"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        CURL(&r, "-X", "POST", url(&f, "/v1/tokens"), "-H", bearer(f.p.admin), "-H",
+             "Content-Type: application/json", "--data-binary", cases[i].body);
+        CHECK_PROBLEM(&r, 400, cases[i].code);
+        const char *detail = jstr(&r, "detail");
+        if (!test_contains(detail, cases[i].detail)) {
+            test_fail(__FILE__, __LINE__, "case %zu: detail \"%s\" lacks \"%s\"", i,
+                      detail ? detail : "(null)", cases[i].detail);
+        }
+    }
+    static const char *const queries[] = {
+        "/v1/auth?mode=some",         "/v1/auth?abilities=orders:read",
+        "/v1/auth?ability=%zz",       "/v1/auth?ability=%00",
+        "/v1/auth?ability=%ff",       "/v1/tokens?limit=0",
+        "/v1/tokens?limit=1001",      "/v1/tokens?limit=ten",
+        "/v1/tokens/self?x=1",        "/v1/tokens?cursor=a&cursor=b",
+        "/v1/auth?mode=any&mode=all", "/v1/tokens?limit=1&limit=2",
+    };
+    for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
+        CURL(&r, url(&f, queries[i]), "-H", bearer(f.p.admin));
+        if (r.status != 400) {
+            fprintf(stderr, "    query %s\n", queries[i]);
+        }
+        CHECK_PROBLEM(&r, 400, "BAD_REQUEST");
+    }
+    /* A cursor tokend cannot read is its INVALID_ARGUMENT. */
+    CURL(&r, url(&f, "/v1/tokens?owner=user:8&cursor=garbage"), "-H", bearer(f.p.admin));
+    CHECK_PROBLEM(&r, 400, "INVALID_ARGUMENT");
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+TEST(gateway_404_405_routes) {
+    fixture f;
+    fixture_start(&f, NULL);
+    char token[TOK], id[TOK], unknown_id[TOKEN_ID_LEN + 1];
+    create_token(&f, "user:9", orders_read, 1, 0, token, id);
+    memcpy(unknown_id, "AAAAAAAAAAAAAAAA", TOKEN_ID_LEN + 1);
+    http_res r = {0};
+    const char *const no_route[] = {"/",         "/v1",        "/v2/auth",
+                                    "/v1/auth/", "/healthz/x", "/v1/tokensX"};
+    for (size_t i = 0; i < sizeof(no_route) / sizeof(no_route[0]); i++) {
+        CURL(&r, url(&f, no_route[i]));
+        CHECK_PROBLEM(&r, 404, "NO_ROUTE");
+    }
+    /* Anything below /v1/tokens/ is an id, and a bad id is just not found:
+     * no path is special, and no call is made. */
+    const char *const bad_ids[] = {"/v1/tokens/",       "/v1/tokens/short",
+                                   "/v1/tokens/../x",   "/v1/tokens/..%2Fx",
+                                   "/v1/tokens/%2e%2e", "/v1/tokens/AAAAAAAAAAAAAAA%41"};
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        CURL(&r, "--path-as-is", "-X", "DELETE", url(&f, bad_ids[i]), "-H",
+             bearer(f.p.admin));
+        CHECK_PROBLEM(&r, 404, "NOT_FOUND");
+    }
+    CHECK(count_in_file(f.g.log_path, "path=\"/v1/tokens/../x\" status=404") == 1);
+    CURL(&r, "-X", "DELETE", url(&f, fmt("/v1/tokens/%s", unknown_id)), "-H",
+         bearer(f.p.admin));
+    CHECK_PROBLEM(&r, 404, "NOT_FOUND");
+    /* Another owner's id looks the same as none. */
+    const char *rights[] = {"tokens:write"};
+    char other[TOK];
+    create_token(&f, "user:10", rights, 1, 0, other, NULL);
+    CURL(&r, "-X", "DELETE", url(&f, fmt("/v1/tokens/%s", id)), "-H", bearer(other));
+    CHECK_PROBLEM(&r, 404, "NOT_FOUND");
+
+    static const struct {
+        const char *method;
+        const char *path;
+        const char *allow;
+    } wrong[] = {
+        {"PUT", "/v1/tokens", "GET, HEAD, POST, DELETE"},
+        {"GET", "/v1/tokens/AAAAAAAAAAAAAAAA", "DELETE"},
+        {"POST", "/v1/auth", "GET, HEAD"},
+        {"DELETE", "/v1/tokens/self", "GET, HEAD"},
+        {"BREW", "/healthz", "GET, HEAD"},
+        {"OPTIONS", "/v1/openapi.json", "GET, HEAD"},
+    };
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        CURL(&r, "-X", wrong[i].method, url(&f, wrong[i].path));
+        CHECK_PROBLEM(&r, 405, "METHOD_NOT_ALLOWED");
+        CHECK_STR(header(&r, "Allow"), wrong[i].allow);
+    }
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth"), "-H", bearer(token)), 200);
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+TEST(gateway_413_415_bodies) {
+    fixture f;
+    fixture_start(&f, FLAGS("--max-body", "1024"));
+    http_res r = {0};
+    LOCAL(post, url(&f, "/v1/tokens"));
+    LOCAL(admin, bearer(f.p.admin));
+    char big[2048];
+    memset(big, ' ', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    big[0] = '{';
+    big[sizeof(big) - 2] = '}';
+    /* Announced by Content-Length: refused before the body is read. */
+    CURL(&r, "-X", "POST", post, "-H", admin, "-H", "Content-Type: application/json",
+         "--data-binary", big);
+    CHECK_PROBLEM(&r, 413, "BODY_TOO_LARGE");
+    CHECK_STR(header(&r, "Connection"), "close");
+    /* Chunked: counted while reading. */
+    CURL(&r, "-X", "POST", post, "-H", admin, "-H", "Content-Type: application/json",
+         "-H", "Transfer-Encoding: chunked", "--data-binary", big);
+    CHECK_PROBLEM(&r, 413, "BODY_TOO_LARGE");
+    /* Exactly at the limit is fine. */
+    char fits[1025];
+    const char *json = "{\"owner\":\"o\",\"name\":\"n\",\"abilities\":[\"a\"]";
+    memset(fits, ' ', sizeof(fits) - 1);
+    fits[sizeof(fits) - 1] = '\0';
+    memcpy(fits, json, strlen(json));
+    fits[sizeof(fits) - 2] = '}';
+    CHECK_INT(strlen(fits), 1024);
+    CHECK_INT(CURL(&r, "-X", "POST", post, "-H", admin, "-H",
+                   "Content-Type: application/json; charset=utf-8", "--data-binary",
+                   fits),
+              201);
+
+    CURL(&r, "-X", "POST", post, "-H", admin, "-H", "Content-Type: text/plain",
+         "--data-binary", "{}");
+    CHECK_PROBLEM(&r, 415, "UNSUPPORTED_MEDIA_TYPE");
+    CURL(&r, "-X", "POST", post, "-H", admin, "-H", "Content-Type:", "--data-binary",
+         "{}");
+    CHECK_PROBLEM(&r, 415, "UNSUPPORTED_MEDIA_TYPE");
+    CURL(&r, "-X", "POST", post, "-H", admin, "-H", "Content-Type: application/jsonx",
+         "--data-binary", "{}");
+    CHECK_PROBLEM(&r, 415, "UNSUPPORTED_MEDIA_TYPE");
+    res_free(&r);
+    check_healthy(&f);
+    fixture_stop(&f);
+}
+
+/* ------------------------------------------------------------------------
+ * tokend down, stalled, overloaded. */
+
+TEST(gateway_503_when_tokend_down_then_recovers) {
+    fixture f;
+    fixture_start(&f, FLAGS("--rpc-timeout-ms", "500"));
+    char token[TOK];
+    create_token(&f, "user:11", orders_read, 1, 0, token, NULL);
+    http_res r = {0};
+    LOCAL(auth, url(&f, "/v1/auth"));
+    CHECK_INT(CURL(&r, auth, "-H", bearer(token)), 200);
+
+    harness_stop(&f.p);
+    CURL(&r, auth, "-H", bearer(token));
+    CHECK_PROBLEM(&r, 503, "UNAVAILABLE");
+    CHECK(r.seconds < 1.5);
+    CURL(&r, url(&f, "/readyz"));
+    CHECK_PROBLEM(&r, 503, "UNAVAILABLE");
+    check_healthy(&f);
+
+    /* Same socket path, same data: the gateway redials on its own. */
+    REQUIRE(harness_start(&f.p));
+    double t0 = now_s();
+    while (CURL(&r, auth, "-H", bearer(token)) != 200 && now_s() - t0 < 3.0) {
+        usleep(50 * 1000);
+    }
+    CHECK_INT(r.status, 200);
+    CHECK(now_s() - t0 < 2.0);
+    CHECK_INT(CURL(&r, url(&f, "/readyz")), 200);
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+TEST(gateway_504_when_tokend_stalls) {
+    fixture f;
+    fixture_start(&f, FLAGS("--rpc-timeout-ms", "400"));
+    char token[TOK];
+    create_token(&f, "user:12", orders_read, 1, 0, token, NULL);
+    http_res r = {0};
+    LOCAL(auth, url(&f, "/v1/auth"));
+    CHECK_INT(CURL(&r, auth, "-H", bearer(token)), 200);
+    kill(f.p.pid, SIGSTOP);
+    CURL(&r, auth, "-H", bearer(token));
+    kill(f.p.pid, SIGCONT);
+    CHECK_PROBLEM(&r, 504, "DEADLINE_EXCEEDED");
+    CHECK(r.seconds >= 0.35 && r.seconds < 1.5);
+    CHECK_INT(CURL(&r, auth, "-H", bearer(token)), 200);
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+TEST(gateway_503_overloaded_past_max_inflight) {
+    fixture f;
+    fixture_start(&f, FLAGS("--max-inflight", "1", "--rpc-timeout-ms", "1500"));
+    char token[TOK];
+    create_token(&f, "user:13", orders_read, 1, 0, token, NULL);
+    http_res r = {0};
+    kill(f.p.pid, SIGSTOP);
+    /* One request holds the only slot while tokend is stopped... */
+    int fd = raw_connect(f.g.port);
+    REQUIRE(fd >= 0);
+    LOCAL(req, fmt("GET /v1/auth HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                   "%s\r\n\r\n",
+                   token));
+    raw_send(fd, req, strlen(req));
+    usleep(150 * 1000);
+    /* ...so the next is refused at once, without waiting. */
+    CURL(&r, url(&f, "/v1/auth"), "-H", bearer(token));
+    CHECK_PROBLEM(&r, 503, "OVERLOADED");
+    CHECK(r.seconds < 0.5);
+    kill(f.p.pid, SIGCONT);
+    bool closed = false;
+    char *reply = raw_read(fd, 1500, &closed);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
+    free(reply);
+    close(fd);
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth"), "-H", bearer(token)), 200);
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+/* ------------------------------------------------------------------------
+ * Transport: TLS, shared port, hostile bytes, shutdown. */
+
+TEST(gateway_https_tls13_and_tls12) {
+    tokend_proc p;
+    harness_init(&p);
+    REQUIRE(harness_start(&p));
+    const char *dir = test_tmpdir();
+    char cert[400], key[400];
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    const char *openssl[] = {"openssl",
+                             "req",
+                             "-x509",
+                             "-newkey",
+                             "ec",
+                             "-pkeyopt",
+                             "ec_paramgen_curve:P-256",
+                             "-nodes",
+                             "-keyout",
+                             key,
+                             "-out",
+                             cert,
+                             "-days",
+                             "1",
+                             "-subj",
+                             "/CN=localhost",
+                             "-addext",
+                             "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                             NULL};
+    char *out = NULL, *err = NULL;
+    int rc = harness_exec(openssl, NULL, NULL, &out, &err);
+    if (rc != 0) {
+        fprintf(stderr, "openssl: %s\n", err ? err : "");
+    }
+    REQUIRE(rc == 0);
+    free(out);
+    free(err);
+    gateway_proc g;
+    memset(&g, 0, sizeof(g));
+    g.extra[0] = "--tls-cert";
+    g.extra[1] = cert;
+    g.extra[2] = "--tls-key";
+    g.extra[3] = key;
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    CHECK(strncmp(g.base, "https://", 8) == 0);
+    tokend_client *admin = harness_client(&p, p.admin);
+    char token[TOK];
+    harness_create(admin, "user:tls", "t", orders_read, 1, 0, token, TOK, NULL, 0);
+    tokend_close(admin);
+
+    http_res r = {0};
+    LOCAL(auth, fmt("%s/v1/auth?ability=orders:read", g.base));
+    CHECK_INT(CURL(&r, "--cacert", cert, "--tlsv1.3", auth, "-H", bearer(token)), 200);
+    CHECK_STR(header(&r, "X-Token-Owner"), "user:tls");
+    /* -v shows the protocol curl agreed on. */
+    const char *v13[] = {"curl",     "-sv", "-o",        "/dev/null",
+                         "--cacert", cert,  "--tlsv1.3", fmt("%s/healthz", g.base),
+                         NULL};
+    CHECK_INT(harness_exec(v13, NULL, NULL, &out, &err), 0);
+    CHECK(test_contains(err, "SSL connection using TLSv1.3"));
+    free(out);
+    free(err);
+    const char *v12[] = {
+        "curl", "-sv",       "-o",        "/dev/null", "--cacert",
+        cert,   "--tlsv1.2", "--tls-max", "1.2",       fmt("%s/healthz", g.base),
+        NULL};
+    CHECK_INT(harness_exec(v12, NULL, NULL, &out, &err), 0);
+    CHECK(test_contains(err, "SSL connection using TLSv1.2"));
+    free(out);
+    free(err);
+    CHECK_INT(CURL(&r, "--cacert", cert, "--tlsv1.2", "--tls-max", "1.2", auth, "-H",
+                   bearer(token)),
+              200);
+    /* Plain HTTP on the TLS port gets no answer from the API. */
+    CHECK(CURL(&r, fmt("http://127.0.0.1:%d/healthz", g.port)) != 200);
+    res_free(&r);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    harness_stop(&p);
+}
+
+TEST(gateway_two_gateways_share_one_port) {
+    fixture f;
+    fixture_start(&f, NULL);
+    gateway_proc g2;
+    memset(&g2, 0, sizeof(g2));
+    REQUIRE(harness_gateway_start(&g2, f.p.url, f.g.port));
+    CHECK_INT(g2.port, f.g.port);
+    char token[TOK], id[TOK];
+    create_token(&f, "user:14", orders_read, 1, 0, token, id);
+    http_res r = {0};
+    LOCAL(auth, url(&f, "/v1/auth"));
+    /* Each curl is a new connection; the kernel spreads them. */
+    for (int i = 0; i < 24; i++) {
+        CHECK_INT(CURL(&r, auth, "-H", bearer(token)), 200);
+    }
+    const char *ok_line = "path=\"/v1/auth\" status=200";
+    int first = count_in_file(f.g.log_path, ok_line);
+    int second = count_in_file(g2.log_path, ok_line);
+    CHECK_INT(first + second, 24);
+    CHECK(first > 0 && second > 0);
+
+    /* A revoke through whichever took it is seen by both on the next
+     * request: neither keeps any state of its own. */
+    CHECK_INT(CURL(&r, "-X", "DELETE", url(&f, fmt("/v1/tokens/%s", id)), "-H",
+                   bearer(f.p.admin)),
+              204);
+    for (int i = 0; i < 24; i++) {
+        CURL(&r, auth, "-H", bearer(token));
+        CHECK_PROBLEM(&r, 401, "NOT_FOUND");
+    }
+    const char *gone_line = "path=\"/v1/auth\" status=401";
+    CHECK(count_in_file(f.g.log_path, gone_line) > 0);
+    CHECK(count_in_file(g2.log_path, gone_line) > 0);
+    /* One stops; the other keeps the port. */
+    CHECK_INT(harness_gateway_stop(&g2), 0);
+    for (int i = 0; i < 5; i++) {
+        CHECK_INT(CURL(&r, url(&f, "/healthz")), 200);
+    }
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+TEST(gateway_garbage_and_oversized_requests) {
+    fixture f;
+    fixture_start(&f, FLAGS("--max-header", "2048", "--request-timeout-s", "1",
+                            "--idle-timeout-s", "1"));
+    int port = f.g.port;
+#define BYTES(s) s, sizeof(s) - 1
+    static const struct {
+        const char *bytes;
+        size_t len;
+        const char *reply; /* prefix wanted; "": closed without an answer */
+    } garbage[] = {
+        {BYTES("GARBAGE\r\n\r\n"), ""},
+        {BYTES("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"), ""},
+        {BYTES("GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n"), "HTTP/1.1 505"},
+        {BYTES("GET /healthz HTTP/1.1\r\n\r\n"), "HTTP/1.1 400"},
+        {BYTES("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n"),
+         "HTTP/1.1 400"},
+        {BYTES("GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"), "HTTP/1.1 400"},
+        {BYTES("POST /v1/tokens HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               "\r\nzz\r\n"),
+         "HTTP/1.1 400"},
+        {BYTES("GARBAGE / HTTP/1.1\r\nHost: x\r\n\r\n"), "HTTP/1.1 404"},
+        {BYTES("GET /\0\0\0 HTTP/1.1\r\nHost: x\r\n\r\n"), "HTTP/1.1 404"},
+    };
+#undef BYTES
+    for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+        bool closed = false;
+        char *reply = raw_exchange(port, garbage[i].bytes, garbage[i].len, 500, &closed);
+        bool want_none = garbage[i].reply[0] == '\0';
+        if (want_none ? (reply[0] != '\0' || !closed)
+                      : strncmp(reply, garbage[i].reply, strlen(garbage[i].reply)) != 0) {
+            test_fail(__FILE__, __LINE__, "garbage %zu: got \"%.40s\", want \"%s\"", i,
+                      reply, garbage[i].reply);
+        }
+        free(reply);
+        check_healthy(&f);
+    }
+    /* Headers over --max-header: 431 with a problem body. */
+    http_res r = {0};
+    char big[3000];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    CURL(&r, url(&f, "/healthz"), "-H", fmt("X-Big: %.2100s", big));
+    CHECK_PROBLEM(&r, 431, "HEADERS_TOO_LARGE");
+    CHECK_INT(CURL(&r, url(&f, "/healthz"), "-H", fmt("X-Big: %.1500s", big)), 200);
+    /* Far over it, libmicrohttpd's own 431; a huge request line; many
+     * headers. */
+    size_t huge_len = 200 * 1024;
+    char *huge = malloc(huge_len + 128);
+    REQUIRE(huge != NULL);
+    size_t k = (size_t)snprintf(huge, 64, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Huge: ");
+    memset(huge + k, 'h', huge_len);
+    k += huge_len;
+    k += (size_t)snprintf(huge + k, 8, "\r\n\r\n");
+    bool closed = false;
+    char *reply = raw_exchange(port, huge, k, 500, &closed);
+    CHECK(strncmp(reply, "HTTP/1.1 431", 12) == 0);
+    free(reply);
+    k = (size_t)snprintf(huge, 64, "GET /");
+    memset(huge + k, 'u', huge_len);
+    k += huge_len;
+    k += (size_t)snprintf(huge + k, 64, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    reply = raw_exchange(port, huge, k, 500, &closed);
+    CHECK(strncmp(reply, "HTTP/1.1 414", 12) == 0);
+    free(reply);
+    k = (size_t)snprintf(huge, 64, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 2000; i++) {
+        k += (size_t)snprintf(huge + k, 32, "X-H%d: v\r\n", i);
+    }
+    k += (size_t)snprintf(huge + k, 8, "\r\n");
+    reply = raw_exchange(port, huge, k, 500, &closed);
+    CHECK(strncmp(reply, "HTTP/1.1 431", 12) == 0);
+    free(reply);
+    free(huge);
+    check_healthy(&f);
+
+    /* A request that never finishes arriving is cut at --request-timeout-s,
+     * though bytes keep trickling in (the idle timeout alone would not). */
+    int fd = raw_connect(port);
+    REQUIRE(fd >= 0);
+    const char *partial = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    raw_send(fd, partial, strlen(partial));
+    double t0 = now_s();
+    closed = false;
+    while (!closed && now_s() - t0 < 2.5) {
+        raw_send(fd, "X", 1);
+        free(raw_read(fd, 300, &closed));
+    }
+    CHECK(closed);
+    CHECK(now_s() - t0 >= 0.8);
+    close(fd);
+    /* A kept-alive connection left idle is closed at --idle-timeout-s. */
+    fd = raw_connect(port);
+    REQUIRE(fd >= 0);
+    const char *whole = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, whole, strlen(whole));
+    reply = raw_read(fd, 300, &closed);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
+    CHECK(!closed);
+    free(reply);
+    t0 = now_s();
+    free(raw_read(fd, 2500, &closed));
+    CHECK(closed);
+    CHECK(now_s() - t0 < 2.4);
+    close(fd);
+    check_healthy(&f);
+    CHECK(kill(f.g.pid, 0) == 0);
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+TEST(gateway_log_never_holds_a_token) {
+    fixture f;
+    fixture_start(&f, NULL);
+    http_res r = {0};
+    CHECK_INT(
+        CURL(&r, "-X", "POST", url(&f, "/v1/tokens"), "-H", bearer(f.p.admin), "-H",
+             "Content-Type: application/json", "--data",
+             "{\"owner\":\"user:15\",\"name\":\"n\",\"abilities\":[\"orders:read\"]}"),
+        201);
+    char token[TOK], id[TOK], bad[TOK], unknown[TOKEN_MAX_LEN + 1];
+    REQUIRE(jstr(&r, "token") != NULL);
+    snprintf(token, sizeof(token), "%s", jstr(&r, "token"));
+    snprintf(id, sizeof(id), "%s", jstr(&r, "id"));
+    snprintf(bad, sizeof(bad), "%s", token);
+    bad[20] = bad[20] == 'x' ? 'y' : 'x';
+    unknown_token(unknown);
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth"), "-H", bearer(token)), 200);
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth?ability=orders:write"), "-H", bearer(token)),
+              403);
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth"), "-H", bearer(bad)), 401);
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth"), "-H", bearer(unknown)), 401);
+    CHECK_INT(CURL(&r, url(&f, fmt("/v1/auth?ability=%s", token)), "-H", bearer(token)),
+              403);
+    /* Tokens pasted where ids go, in paths and queries. */
+    CHECK_INT(CURL(&r, "-X", "DELETE", url(&f, fmt("/v1/tokens/%s", token)), "-H",
+                   bearer(token)),
+              404);
+    CHECK_INT(CURL(&r, url(&f, fmt("/x/%s/y", token))), 404);
+    CHECK_INT(CURL(&r, url(&f, fmt("/v1/tokens?cursor=%s", token)), "-H", bearer(token)),
+              403);
+    res_free(&r);
+    CHECK_INT(harness_gateway_stop(&f.g), 0);
+    char *log = harness_read_file(f.g.log_path);
+    REQUIRE(log != NULL);
+    CHECK(!test_contains(log, token));
+    CHECK(!test_contains(log, bad));
+    CHECK(!test_contains(log, unknown));
+    CHECK(!test_contains(log, f.p.admin));
+    /* Not even a long piece of one. */
+    char piece[24];
+    snprintf(piece, sizeof(piece), "%.20s", token + 8);
+    CHECK(!test_contains(log, piece));
+    CHECK(strcasestr(log, "bearer") == NULL);
+    CHECK(strcasestr(log, "authorization") == NULL);
+    /* The id is what identifies the token in the log. */
+    CHECK(test_contains(log, fmt("status=200 ")));
+    CHECK(test_contains(log, fmt("id=%s", id)));
+    CHECK(test_contains(log, "path=\"/v1/tokens/{redacted}\""));
+    free(log);
+    fixture_stop(&f);
+}
+
+TEST(gateway_sigterm_lets_inflight_finish) {
+    fixture f;
+    fixture_start(&f, FLAGS("--rpc-timeout-ms", "1500"));
+    char token[TOK];
+    create_token(&f, "user:16", orders_read, 1, 0, token, NULL);
+    kill(f.p.pid, SIGSTOP);
+    int fd = raw_connect(f.g.port);
+    REQUIRE(fd >= 0);
+    LOCAL(req, fmt("GET /v1/auth HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                   "%s\r\n\r\n",
+                   token));
+    raw_send(fd, req, strlen(req));
+    /* The request waits for tokend: nothing has come back. */
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 150) == 0);
+    kill(f.g.pid, SIGTERM);
+    usleep(150 * 1000);
+    /* It stopped accepting at once... */
+    CHECK(raw_connect(f.g.port) < 0);
+    CHECK(waitpid(f.g.pid, NULL, WNOHANG) == 0);
+    /* ...and answers the request in flight once tokend does. */
+    kill(f.p.pid, SIGCONT);
+    bool closed = false;
+    char *reply = raw_read(fd, 2000, &closed);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
+    CHECK(test_contains(reply, "Connection: close"));
+    free(reply);
+    close(fd);
+    CHECK_INT(harness_gateway_stop(&f.g), 0);
+    CHECK(count_in_file(f.g.log_path, "event=stopped") == 1);
+    if (test_failures > 0) {
+        char *log = harness_read_file(f.g.log_path);
+        fprintf(stderr, "    gateway log:\n%s", log != NULL ? log : "");
+        free(log);
+    }
+    fixture_stop(&f);
+}
+
+TEST(gateway_command_line_and_environment) {
+    const char *bin = harness_bin("tokend-gateway");
+    char *out = NULL, *err = NULL;
+    const char *help[] = {bin, "--help", NULL};
+    CHECK_INT(harness_exec(help, NULL, NULL, &out, &err), 0);
+    const char *const options[] = {"--listen",
+                                   "--service",
+                                   "--tls-cert",
+                                   "--tls-key",
+                                   "--rpc-timeout-ms",
+                                   "--max-inflight",
+                                   "--max-body",
+                                   "--max-header",
+                                   "--request-timeout-s",
+                                   "--idle-timeout-s",
+                                   "--threads",
+                                   "--verify-credential",
+                                   "--log-level",
+                                   "TOKEND_GATEWAY_LISTEN",
+                                   "TOKEND_GATEWAY_MAX_INFLIGHT"};
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        if (!test_contains(out, options[i])) {
+            test_fail(__FILE__, __LINE__, "--help lacks %s", options[i]);
+        }
+    }
+    free(out);
+    free(err);
+    const char *version[] = {bin, "--version", NULL};
+    CHECK_INT(harness_exec(version, NULL, NULL, &out, &err), 0);
+    CHECK(strncmp(out, "tokend-gateway ", 15) == 0);
+    free(out);
+    free(err);
+
+    static const char *const bad[][5] = {
+        {"--bogus", NULL},
+        {"--max-body", "0", NULL},
+        {"--threads", "many", NULL},
+        {"--listen", "localhost", NULL},
+        {"--listen", "1.2.3.4:99999", NULL},
+        {"--listen", "[::1]8080", NULL},
+        {"--tls-cert", "cert.pem", NULL},
+        {"--log-level", "loud", NULL},
+        {"--service", "bogus://x", NULL},
+        {"--rpc-timeout-ms", NULL},
+        {"stray", NULL},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *argv[8] = {bin};
+        for (size_t k = 0; k < 5 && bad[i][k] != NULL; k++) {
+            argv[k + 1] = bad[i][k];
+        }
+        int rc = harness_exec(argv, NULL, NULL, &out, &err);
+        if (rc != 2) {
+            fprintf(stderr, "    case %zu (%s): exit %d: %s", i, bad[i][0], rc, err);
+        }
+        CHECK_INT(rc, 2);
+        CHECK_STR(out, "");
+        /* One line, naming the option. */
+        CHECK(err != NULL && strchr(err, '\n') == err + strlen(err) - 1);
+        CHECK(test_contains(err, "tokend-gateway: "));
+        free(out);
+        free(err);
+    }
+    const char *env[] = {"TOKEND_GATEWAY_MAX_INFLIGHT=lots", NULL};
+    const char *plain[] = {bin, NULL};
+    CHECK_INT(harness_exec(plain, NULL, env, &out, &err), 2);
+    CHECK(test_contains(err, "TOKEND_GATEWAY_MAX_INFLIGHT"));
+    free(out);
+    free(err);
+    /* Unreadable TLS files are a runtime failure (1), not a usage error. */
+    const char *nofile[] = {
+        bin,         "--listen",       "127.0.0.1:0", "--tls-cert", "/nonexistent/c",
+        "--tls-key", "/nonexistent/k", NULL};
+    CHECK_INT(harness_exec(nofile, NULL, NULL, &out, &err), 1);
+    CHECK(test_contains(err, "/nonexistent/c"));
+    free(out);
+    free(err);
+
+    /* The environment configures a running gateway; flags win over it. */
+    tokend_proc p;
+    harness_init(&p);
+    REQUIRE(harness_start(&p));
+    static char env_body[] = "TOKEND_GATEWAY_MAX_BODY=10";
+    putenv(env_body);
+    gateway_proc g;
+    memset(&g, 0, sizeof(g));
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    http_res r = {0};
+    LOCAL(post, fmt("%s/v1/tokens", g.base));
+    CURL(&r, "-X", "POST", post, "-H", "Content-Type: application/json", "--data-binary",
+         "{\"name\":\"a long enough body\"}");
+    CHECK_PROBLEM(&r, 413, "BODY_TOO_LARGE");
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    g.extra[0] = "--max-body";
+    g.extra[1] = "100";
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    CURL(&r, "-X", "POST", fmt("%s/v1/tokens", g.base), "-H",
+         "Content-Type: application/json", "--data-binary",
+         "{\"name\":\"a long enough body\"}");
+    CHECK_PROBLEM(&r, 401, "MISSING_TOKEN");
+    res_free(&r);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    harness_stop(&p);
+}
+
+/* ------------------------------------------------------------------------
+ * Behind nginx. */
+
+/* Writes the nginx config of docs/nginx-auth-request.md, on free ports. */
+static void write_nginx_conf(const char *path, const char *dir, int nginx_port,
+                             int upstream_port, int gateway_port) {
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    fprintf(
+        f,
+        "daemon off;\n"
+        "worker_processes 1;\n"
+        "pid %s/nginx.pid;\n"
+        "error_log %s/error.log info;\n"
+        "events { worker_connections 64; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        "  client_body_temp_path %s/body;\n"
+        "  proxy_temp_path %s/proxy;\n"
+        "  fastcgi_temp_path %s/fastcgi;\n"
+        "  uwsgi_temp_path %s/uwsgi;\n"
+        "  scgi_temp_path %s/scgi;\n"
+        "  upstream tokend_gateway {\n"
+        "    server 127.0.0.1:%d;\n"
+        "    keepalive 8;\n"
+        "  }\n"
+        "  server {\n" /* stands in for the application */
+        "    listen 127.0.0.1:%d;\n"
+        "    location / { return 200 \"upstream ok owner=$http_x_token_owner\\n\"; }\n"
+        "  }\n"
+        "  server {\n"
+        "    listen 127.0.0.1:%d;\n"
+        "    location /orders/ {\n"
+        "      set $tokend_ability \"orders:read\";\n"
+        "      auth_request /_tokend_auth;\n"
+        "      auth_request_set $token_owner $upstream_http_x_token_owner;\n"
+        "      proxy_set_header X-Token-Owner $token_owner;\n"
+        "      proxy_set_header Authorization \"\";\n"
+        "      proxy_pass http://127.0.0.1:%d;\n"
+        "    }\n"
+        "    location = /_tokend_auth {\n"
+        "      internal;\n"
+        "      proxy_pass http://tokend_gateway/v1/auth?ability=$tokend_ability;\n"
+        "      proxy_pass_request_body off;\n"
+        "      proxy_set_header Content-Length \"\";\n"
+        "      proxy_http_version 1.1;\n"
+        "      proxy_set_header Connection \"\";\n"
+        "    }\n"
+        "  }\n"
+        "}\n",
+        dir, dir, dir, dir, dir, dir, dir, gateway_port, upstream_port, nginx_port,
+        upstream_port);
+    fclose(f);
+}
+
+TEST(gateway_nginx_auth_request) {
+    fixture f;
+    fixture_start(&f, NULL);
+    char good[TOK], weak[TOK], unknown[TOKEN_MAX_LEN + 1];
+    const char *invoices[] = {"invoices:read"};
+    create_token(&f, "partner:acme", orders_read, 1, 0, good, NULL);
+    create_token(&f, "partner:acme", invoices, 1, 0, weak, NULL);
+    unknown_token(unknown);
+
+    const char *dir = test_tmpdir();
+    char conf[400], errlog[400];
+    snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+    snprintf(errlog, sizeof(errlog), "%s/error.log", dir);
+    int nginx_port = harness_free_port();
+    int upstream_port = harness_free_port();
+    write_nginx_conf(conf, dir, nginx_port, upstream_port, f.g.port);
+    const char *nginx_bin = "/usr/sbin/nginx";
+    REQUIRE(access(nginx_bin, X_OK) == 0);
+    fflush(NULL);
+    pid_t nginx = fork();
+    REQUIRE(nginx >= 0);
+    if (nginx == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        execl(nginx_bin, nginx_bin, "-p", dir, "-e", errlog, "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    int fd = -1;
+    for (int i = 0; i < 250 && (fd = raw_connect(nginx_port)) < 0; i++) {
+        usleep(20 * 1000);
+    }
+    if (fd < 0) {
+        char *log = harness_read_file(errlog);
+        fprintf(stderr, "nginx did not start; error.log:\n%s\n", log ? log : "");
+        free(log);
+    }
+    REQUIRE(fd >= 0);
+    close(fd);
+
+    http_res r = {0};
+    LOCAL(orders, fmt("http://127.0.0.1:%d/orders/42", nginx_port));
+    CHECK_INT(CURL(&r, orders, "-H", bearer(good)), 200);
+    CHECK_STR(r.body, "upstream ok owner=partner:acme\n");
+    CHECK_INT(CURL(&r, orders, "-H", bearer(unknown)), 401);
+    CHECK(test_contains(header(&r, "WWW-Authenticate"), "invalid_token"));
+    CHECK_INT(CURL(&r, orders), 401);
+    CHECK_INT(CURL(&r, orders, "-H", bearer(weak)), 403);
+    CHECK_INT(CURL(&r, orders, "-H", bearer(good)), 200);
+    uint64_t revoked = 0;
+    CHECK_INT(tokend_revoke_token(f.admin, NULL, good, &revoked, NULL), TOKEND_OK);
+    CHECK_INT(CURL(&r, orders, "-H", bearer(good)), 401);
+    CHECK(!test_contains(r.body, "upstream ok"));
+    res_free(&r);
+
+    kill(nginx, SIGTERM);
+    while (waitpid(nginx, NULL, 0) < 0 && errno == EINTR) {
+    }
+    fixture_stop(&f);
+}
