@@ -166,6 +166,28 @@ static bool authenticate(tokens_service *ts, void *call, int64_t now_ms,
     return true;
 }
 
+/* The one rule for managing an owner's tokens: an admin may manage any
+ * owner's; any other caller only its own owner's, and only with `right`
+ * (tokens:read or tokens:write). `verb` names the action for the message.
+ * Answers the call (PERMISSION_DENIED) and returns false when refused. */
+static bool may_manage(void *call, const token_record *caller, const char *owner,
+                       const char *right, const char *verb) {
+    if (has_ability(caller, TOKENS_ABILITY_ADMIN)) {
+        return true;
+    }
+    if (strcmp(owner, caller->owner) != 0) {
+        server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                         "caller may only %s its own owner's tokens", verb);
+        return false;
+    }
+    if (!has_ability(caller, right)) {
+        server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                         "caller credential lacks the %s ability", right);
+        return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------------
  * Building replies. */
 
@@ -327,18 +349,10 @@ static void handle_create_token(service_base *svc,
         !check_metadata(call, in->metadata, in->n_metadata)) {
         goto done;
     }
+    if (!may_manage(call, &caller, owner, TOKENS_ABILITY_WRITE, "create")) {
+        goto done;
+    }
     if (!admin) {
-        if (!has_ability(&caller, TOKENS_ABILITY_WRITE)) {
-            server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                             "caller credential lacks the %s ability",
-                             TOKENS_ABILITY_WRITE);
-            goto done;
-        }
-        if (strcmp(owner, caller.owner) != 0) {
-            server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                             "caller may only create tokens for its own owner");
-            goto done;
-        }
         for (size_t i = 0; i < in->n_abilities; i++) {
             if (!token_pattern_within(caller.abilities, caller.n_abilities,
                                       in->abilities[i])) {
@@ -606,10 +620,8 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                     server_call_fail(call, rv, "could not read the token's record");
                     goto fail;
                 }
-                if (!has_ability(&caller, TOKENS_ABILITY_WRITE)) {
-                    server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                                     "caller credential lacks the %s ability",
-                                     TOKENS_ABILITY_WRITE);
+                if (!may_manage(call, &caller, caller.owner, TOKENS_ABILITY_WRITE,
+                                "revoke")) {
                     goto fail;
                 }
             }
@@ -626,18 +638,8 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX)) {
                 goto fail;
             }
-            if (!has_ability(&caller, TOKENS_ABILITY_ADMIN)) {
-                if (strcmp(owner, caller.owner) != 0) {
-                    server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                                     "caller may only revoke its own owner's tokens");
-                    goto fail;
-                }
-                if (!has_ability(&caller, TOKENS_ABILITY_WRITE)) {
-                    server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                                     "caller credential lacks the %s ability",
-                                     TOKENS_ABILITY_WRITE);
-                    goto fail;
-                }
+            if (!may_manage(call, &caller, owner, TOKENS_ABILITY_WRITE, "revoke")) {
+                goto fail;
             }
             job->owner = strdup(owner);
             if (job->owner == NULL) {
@@ -693,7 +695,6 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
     info_meta *meta = NULL;
     info_meta **meta_ptrs = NULL;
 
-    bool admin = has_ability(&caller, TOKENS_ABILITY_ADMIN);
     const char *owner =
         in->owner != NULL && in->owner[0] != '\0' ? in->owner : caller.owner;
     size_t limit = in->page_size == 0 ? TOKENS_LIST_DEFAULT : in->page_size;
@@ -710,18 +711,8 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
         server_call_fail(call, TOKEND_INVALID_ARGUMENT, "cursor is not valid");
         goto done;
     }
-    if (!admin) {
-        if (strcmp(owner, caller.owner) != 0) {
-            server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                             "caller may only list its own owner's tokens");
-            goto done;
-        }
-        if (!has_ability(&caller, TOKENS_ABILITY_READ)) {
-            server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                             "caller credential lacks the %s ability",
-                             TOKENS_ABILITY_READ);
-            goto done;
-        }
+    if (!may_manage(call, &caller, owner, TOKENS_ABILITY_READ, "list")) {
+        goto done;
     }
     int rv = store_list_owner(ts->st, owner, cursor, limit, &recs, &n, &next);
     if (rv != TOKEND_OK) {
