@@ -6,6 +6,8 @@
 #                   tokend-gateway
 #   make test       install missing packages, build, run the test suite
 #   make asan       the test suite built with AddressSanitizer + UBSan
+#   make valgrind   the integration tests with tokend, tokenctl and
+#                   tokend-gateway under valgrind (definite leaks, errors)
 #   make install    PREFIX=/usr/local DESTDIR= : binaries (tokend, tokenctl,
 #                   tokend-gateway), tokend.h, libs, tokend.pc
 #   make format     clang-format every source file in place
@@ -22,7 +24,7 @@ VERSION := 0.1.0
 DEB_PACKAGES := gcc make pkg-config libc6-dev libnng-dev libprotobuf-c-dev \
                 protobuf-c-compiler librocksdb-dev libssl-dev clang-format \
                 libmicrohttpd-dev libjansson-dev curl nginx-light openssl \
-                clang libclang-rt-14-dev
+                clang libclang-rt-14-dev valgrind
 
 CC      ?= cc
 OPT     ?= -O2 -g
@@ -64,8 +66,8 @@ BINS := $(BUILD)/tokend $(BUILD)/tokend-gateway $(BUILD)/tokenctl $(BUILD)/libto
         $(BUILD)/libtokend.so $(BUILD)/tokend.pc $(BUILD)/tests/run $(BUILD)/tests/crash \
         $(BENCH_BINS)
 
-.PHONY: all deps run test asan crash fuzz fuzz-build install uninstall format \
-        format-check clean
+.PHONY: all deps run test asan valgrind crash fuzz fuzz-build install uninstall \
+        format format-check clean
 .DEFAULT_GOAL := all
 
 all: deps
@@ -250,6 +252,31 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  build-asan/tests/run
+
+# The integration tests (service_, cli_, gateway_ of tests/list.h) with
+# every tokend, tokenctl and tokend-gateway they start run under valgrind
+# (TEST_WRAPPER, tests/harness.c). Valgrind's exit code 99 on an error or a
+# definite leak fails the test, with the report: tokend's and the gateway's
+# through harness_stop/harness_gateway_stop (their log), tokenctl's through
+# harness_exec. "Possibly lost" (thread-local storage of RocksDB's and NNG's
+# threads still running at exit) is not reported. Valgrind runs a program's
+# threads one at a time, so the tests run as two runners side by side (odd
+# and even ones of the list), each printing its own lines and counts.
+# VALGRIND_EXCLUDE: tests to leave out, should one assume timing that
+# valgrind's 10-50x slowdown breaks (none at present).
+VALGRIND := valgrind -q --leak-check=full --show-leak-kinds=definite \
+            --errors-for-leak-kinds=definite --error-exitcode=99 --track-fds=no
+VALGRIND_EXCLUDE ?=
+VALGRIND_LIST = sed -n 's/^ *X(\(\(service\|cli\|gateway\)_[a-z0-9_]*\)).*/\1/p' tests/list.h
+VALGRIND_RUN  = TEST_WRAPPER="$(VALGRIND)" TEST_TIMEOUT=300 $(BUILD)/tests/run
+valgrind: all
+	@$(VALGRIND_RUN) $(filter-out $(VALGRIND_EXCLUDE),$(shell $(VALGRIND_LIST) | awk 'NR%2==1')) \
+	  > $(BUILD)/valgrind-1.log 2>&1 & one=$$!; \
+	$(VALGRIND_RUN) $(filter-out $(VALGRIND_EXCLUDE),$(shell $(VALGRIND_LIST) | awk 'NR%2==0')) \
+	  > $(BUILD)/valgrind-2.log 2>&1; two=$$?; \
+	wait $$one; one=$$?; \
+	cat $(BUILD)/valgrind-1.log $(BUILD)/valgrind-2.log; \
+	[ $$one -eq 0 ] && [ $$two -eq 0 ]
 
 # --- install ---
 install: all

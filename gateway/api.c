@@ -759,7 +759,11 @@ void api_handle(void *cls, http_request *req) {
         return;
     }
     if (r == ROUTE_HEALTHZ) {
-        http_reply_json(req, 200, TYPE_JSON, json_pack("{s:s}", "status", "ok"));
+        /* The RPCs in flight tell an operator (and the tests) how close the
+         * gateway is to --max-inflight. */
+        http_reply_json(req, 200, TYPE_JSON,
+                        json_pack("{s:s, s:i}", "status", "ok", "rpc_in_flight",
+                                  upstream_inflight(a->up)));
         return;
     }
     if (r == ROUTE_OPENAPI) {

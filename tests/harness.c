@@ -78,6 +78,94 @@ char *harness_read_file(const char *path) {
     return s;
 }
 
+/* TEST_WRAPPER (e.g. "valgrind -q --leak-check=full --error-exitcode=99"):
+ * a command, split on spaces, that our own binaries (tokend, tokenctl,
+ * tokend-gateway) are run under; `make valgrind` sets it. */
+static bool wrapper_set(void) {
+    const char *w = getenv("TEST_WRAPPER");
+    return w != NULL && w[strspn(w, " ")] != '\0';
+}
+
+/* How much longer than usual to wait for a program to come up: valgrind
+ * starts a program (and RocksDB) an order of magnitude slower. */
+static int wrapper_slowdown(void) {
+    return wrapper_set() ? 10 : 1;
+}
+
+/* True if `path` is one of the binaries built beside the test runner. */
+static bool is_our_bin(const char *path) {
+    const char *base = strrchr(path, '/');
+    if (base == NULL) {
+        return false;
+    }
+    base++;
+    return strcmp(base, "tokend") == 0 || strcmp(base, "tokenctl") == 0 ||
+           strcmp(base, "tokend-gateway") == 0;
+}
+
+/* Execs argv (argv[0] a path), through TEST_WRAPPER if set and argv[0] is
+ * one of ours; returns only if the exec failed. For a forked child. */
+static void exec_wrapped(const char *const *argv) {
+    const char *w = getenv("TEST_WRAPPER");
+    if (wrapper_set() && is_our_bin(argv[0])) {
+        char buf[1024];
+        const char *full[96];
+        size_t n = 0;
+        snprintf(buf, sizeof(buf), "%s", w);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, " ", &save); t != NULL && n < 48;
+             t = strtok_r(NULL, " ", &save)) {
+            full[n++] = t;
+        }
+        for (size_t i = 0; argv[i] != NULL && n < 95; i++) {
+            full[n++] = argv[i];
+        }
+        full[n] = NULL;
+        execvp(full[0], (char *const *)full);
+        return;
+    }
+    execvp(argv[0], (char *const *)argv);
+}
+
+/* Takes the wrapper's "==PID== ..." lines out of a program's captured
+ * stderr, so tests see only the program's own; a line other than a
+ * "Warning:" or a blank one is a report (valgrind -q prints nothing else)
+ * and fails the test with all of them, whatever the exit code. */
+static void strip_wrapper_lines(const char *prog, char *text) {
+    char *w = text, *report = NULL;
+    size_t report_len = 0;
+    FILE *rf = open_memstream(&report, &report_len);
+    bool failed = false;
+    for (char *line = text; *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - line) + 1 : strlen(line);
+        int skip = 0;
+        if (line[0] == '=' && line[1] == '=' && sscanf(line, "==%*d==%n", &skip) == 0 &&
+            skip > 0) {
+            const char *msg = line + skip + strspn(line + skip, " ");
+            if (*msg != '\n' && *msg != '\0' && strncmp(msg, "Warning:", 8) != 0) {
+                failed = true;
+            }
+            if (rf != NULL) {
+                fwrite(line, 1, len, rf);
+            }
+        } else {
+            memmove(w, line, len);
+            w += len;
+        }
+        line += len;
+    }
+    *w = '\0';
+    if (rf != NULL) {
+        fclose(rf);
+    }
+    if (failed) {
+        test_fail(__FILE__, __LINE__, "%s under TEST_WRAPPER reported:\n%s", prog,
+                  report != NULL ? report : "");
+    }
+    free(report);
+}
+
 int harness_exec(const char *const *argv, const char *stdin_text, const char *const *env,
                  char **out, char **err) {
     char tmpl_out[] = "/tmp/tokend-exec-out-XXXXXX";
@@ -99,7 +187,7 @@ int harness_exec(const char *const *argv, const char *stdin_text, const char *co
         for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
             putenv((char *)env[i]);
         }
-        execvp(argv[0], (char *const *)argv);
+        exec_wrapped(argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
@@ -117,8 +205,14 @@ int harness_exec(const char *const *argv, const char *stdin_text, const char *co
     if (out != NULL) {
         *out = slurp_fd(fd_out);
     }
+    char *err_text = slurp_fd(fd_err);
+    if (wrapper_set() && is_our_bin(argv[0]) && err_text != NULL) {
+        strip_wrapper_lines(argv[0], err_text);
+    }
     if (err != NULL) {
-        *err = slurp_fd(fd_err);
+        *err = err_text;
+    } else {
+        free(err_text);
     }
     close(fd_out);
     close(fd_err);
@@ -170,14 +264,14 @@ bool harness_start(tokend_proc *p) {
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, 0);
         dup2(devnull, 1);
-        execv(argv[0], (char *const *)argv);
+        exec_wrapped(argv);
         _exit(127);
     }
     close(log_fd);
     p->pid = pid;
     tokend_client *c = harness_client(p, NULL);
     tokend_call call = {.timeout_ms = 200};
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 100 * wrapper_slowdown(); i++) {
         int rv = tokend_verify(c, &call, "x", NULL, 0, TOKEND_ABILITIES_ALL, NULL, NULL);
         /* Any answer from the service means it is up. */
         if (rv != TOKEND_UNAVAILABLE && rv != TOKEND_DEADLINE_EXCEEDED) {
@@ -354,12 +448,12 @@ bool harness_gateway_start(gateway_proc *g, const char *service_url, int port) {
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, 0);
         dup2(devnull, 1);
-        execv(argv[0], (char *const *)argv);
+        exec_wrapped(argv);
         _exit(127);
     }
     close(log_fd);
     g->pid = pid;
-    for (int i = 0; i < 500; i++) {
+    for (int i = 0; i < 500 * wrapper_slowdown(); i++) {
         int got = listening_port(g->log_path, log_start);
         if (got > 0) {
             g->port = got;
@@ -412,4 +506,60 @@ int harness_free_port(void) {
     REQUIRE(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
     close(fd);
     return ntohs(addr.sin_port);
+}
+
+/* ------------------------------------------------------------------------
+ * curl, as partners call the gateway. */
+
+static double curl_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void res_free(http_res *r) {
+    free(r->headers);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Runs curl with `args` (NULL-terminated); fills *r (free with res_free,
+ * or call again: it frees first). Returns the HTTP status (0: none). */
+int curl_call(http_res *r, const char *const *args) {
+    static const char *dir;
+    if (dir == NULL) {
+        dir = test_tmpdir();
+    }
+    res_free(r);
+    char hdr[400], body[400];
+    snprintf(hdr, sizeof(hdr), "%s/headers", dir);
+    snprintf(body, sizeof(body), "%s/body", dir);
+    unlink(hdr);
+    unlink(body);
+    const char *argv[64] = {"curl", "-sS", "--max-time", "10", "-D",
+                            hdr,    "-o",  body,         "-w", "%{http_code}"};
+    size_t n = 10;
+    for (size_t i = 0; args[i] != NULL && n < 63; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    char *out = NULL, *err = NULL;
+    double t0 = curl_now_s();
+    r->curl_rc = harness_exec(argv, NULL, NULL, &out, &err);
+    r->seconds = curl_now_s() - t0;
+    r->status = out != NULL ? atoi(out) : 0;
+    if (r->curl_rc != 0 && getenv("TEST_VERBOSE") != NULL) {
+        fprintf(stderr, "    curl exit %d: %s", r->curl_rc, err != NULL ? err : "");
+    }
+    r->headers = harness_read_file(hdr);
+    r->body = harness_read_file(body);
+    if (r->headers == NULL) {
+        r->headers = strdup("");
+    }
+    if (r->body == NULL) {
+        r->body = strdup("");
+    }
+    free(out);
+    free(err);
+    return r->status;
 }

@@ -31,7 +31,8 @@ const char *harness_bin(const char *name);
 void harness_init(tokend_proc *p);
 
 /* Starts `tokend serve` (with p->extra flags) and waits until it answers.
- * Returns false if it did not come up within 10 s. */
+ * Returns false if it did not come up within 10 s (100 s under
+ * TEST_WRAPPER, which runs our binaries under e.g. valgrind). */
 bool harness_start(tokend_proc *p);
 
 /* SIGTERM and wait; returns the exit status (or -1). A status other than
@@ -76,7 +77,8 @@ typedef struct gateway_proc {
 /* Starts tokend-gateway for `service_url` on 127.0.0.1:`port` (0: a free
  * port, read back from the gateway's log) with g->extra flags, and waits
  * until it listens. g->dir is made on the first start. Returns false (and
- * prints the log) if it did not come up within 10 s. */
+ * prints the log) if it did not come up within 10 s (100 s under
+ * TEST_WRAPPER). */
 bool harness_gateway_start(gateway_proc *g, const char *service_url, int port);
 
 /* SIGTERM and wait; returns the exit status. A status other than 0 fails
@@ -86,5 +88,24 @@ int harness_gateway_stop(gateway_proc *g);
 /* A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0 and
  * read it back). */
 int harness_free_port(void);
+
+/* One curl run: status, headers (every block), body, wall time. */
+typedef struct http_res {
+    int status;
+    int curl_rc;
+    char *headers;
+    char *body;
+    double seconds;
+} http_res;
+
+/* Frees r's strings and zeroes it. */
+void res_free(http_res *r);
+
+/* Runs curl (-sS, 10 s limit) with `args` (NULL-terminated); fills *r
+ * (free with res_free, or call again: it frees first). Returns the HTTP
+ * status (0: none). Headers and body go through files in a scratch dir. */
+int curl_call(http_res *r, const char *const *args);
+
+#define CURL(r, ...) curl_call((r), (const char *const[]){__VA_ARGS__, NULL})
 
 #endif /* TOKEND_HARNESS_H */

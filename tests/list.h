@@ -86,4 +86,5 @@
     X(gateway_log_never_holds_a_token)                           \
     X(gateway_sigterm_lets_inflight_finish)                      \
     X(gateway_command_line_and_environment)                      \
-    X(gateway_nginx_auth_request)
+    X(gateway_nginx_auth_request)                                \
+    X(authz_matrix_rpc_and_rest)

@@ -4,6 +4,7 @@
  * port, driven with curl as partners use it, with raw sockets for bytes no
  * honest client sends, and behind a real nginx (auth_request).
  */
+#include <dirent.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -95,64 +96,6 @@ static const char *url(const fixture *f, const char *path) {
     return fmt("%s%s", f->g.base, path);
 }
 
-/* One curl run: status, headers (every block), body, wall time. */
-typedef struct http_res {
-    int status;
-    int curl_rc;
-    char *headers;
-    char *body;
-    double seconds;
-} http_res;
-
-static void res_free(http_res *r) {
-    free(r->headers);
-    free(r->body);
-    memset(r, 0, sizeof(*r));
-}
-
-/* Runs curl with `args` (NULL-terminated); fills *r (free with res_free,
- * or call again: it frees first). Returns the HTTP status (0: none). */
-static int curl_call(http_res *r, const char *const *args) {
-    static const char *dir;
-    if (dir == NULL) {
-        dir = test_tmpdir();
-    }
-    res_free(r);
-    char hdr[400], body[400];
-    snprintf(hdr, sizeof(hdr), "%s/headers", dir);
-    snprintf(body, sizeof(body), "%s/body", dir);
-    unlink(hdr);
-    unlink(body);
-    const char *argv[64] = {"curl", "-sS", "--max-time", "10", "-D",
-                            hdr,    "-o",  body,         "-w", "%{http_code}"};
-    size_t n = 10;
-    for (size_t i = 0; args[i] != NULL && n < 63; i++) {
-        argv[n++] = args[i];
-    }
-    argv[n] = NULL;
-    char *out = NULL, *err = NULL;
-    double t0 = now_s();
-    r->curl_rc = harness_exec(argv, NULL, NULL, &out, &err);
-    r->seconds = now_s() - t0;
-    r->status = out != NULL ? atoi(out) : 0;
-    if (r->curl_rc != 0 && getenv("TEST_VERBOSE") != NULL) {
-        fprintf(stderr, "    curl exit %d: %s", r->curl_rc, err != NULL ? err : "");
-    }
-    r->headers = harness_read_file(hdr);
-    r->body = harness_read_file(body);
-    if (r->headers == NULL) {
-        r->headers = strdup("");
-    }
-    if (r->body == NULL) {
-        r->body = strdup("");
-    }
-    free(out);
-    free(err);
-    return r->status;
-}
-
-#define CURL(r, ...) curl_call((r), (const char *const[]){__VA_ARGS__, NULL})
-
 /* Value of the last header `name` in r (static, rotating), or NULL. */
 static const char *header(const http_res *r, const char *name) {
     static char bufs[8][1024];
@@ -235,6 +178,45 @@ static void unknown_token(char out[TOKEN_MAX_LEN + 1]) {
     REQUIRE(token_generate("tkd_", random, sizeof(random), out) > 0);
 }
 
+/* True if every thread of `pid` is stopped ('T' in /proc/PID/task/TID/stat). */
+static bool all_threads_stopped(pid_t pid) {
+    char dir_path[64];
+    snprintf(dir_path, sizeof(dir_path), "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(dir_path);
+    if (dir == NULL) {
+        return false;
+    }
+    bool stopped = true;
+    struct dirent *e;
+    while (stopped && (e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        char path[400];
+        snprintf(path, sizeof(path), "%s/%s/stat", dir_path, e->d_name);
+        char *stat = harness_read_file(path);
+        const char *paren = stat != NULL ? strrchr(stat, ')') : NULL;
+        stopped = paren != NULL && paren[1] == ' ' && paren[2] == 'T';
+        free(stat);
+    }
+    closedir(dir);
+    return stopped;
+}
+
+/* SIGSTOPs `pid` and waits (up to 5 s) until the kernel shows every thread
+ * stopped: kill() only queues the signal, and on a busy machine the
+ * process can still answer a request before all its threads have stopped. */
+static void stop_process(pid_t pid) {
+    REQUIRE(kill(pid, SIGSTOP) == 0);
+    for (int i = 0; i < 500; i++) {
+        if (all_threads_stopped(pid)) {
+            return;
+        }
+        usleep(10 * 1000);
+    }
+    REQUIRE(!"the process did not stop");
+}
+
 /* Raw TCP: for requests curl will not send. */
 static int raw_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -315,7 +297,8 @@ TEST(gateway_health_ready_and_openapi) {
     CHECK_STR(header(&r, "Content-Type"), "application/json");
     /* HEAD: the headers of GET (curl writes them as the body), no body. */
     CHECK_INT(CURL(&r, "-I", url(&f, "/healthz")), 200);
-    CHECK(test_contains(r.body, "Content-Length: 15"));
+    CHECK(test_contains(r.body,
+                        "Content-Length: 33")); /* {"status":"ok","rpc_in_flight":0} */
     CHECK(!test_contains(r.body, "\"status\""));
     CHECK_INT(CURL(&r, url(&f, "/readyz")), 200);
     CHECK_STR(jstr(&r, "status"), "ready");
@@ -769,7 +752,7 @@ TEST(gateway_504_when_tokend_stalls) {
     http_res r = {0};
     LOCAL(auth, url(&f, "/v1/auth"));
     CHECK_INT(CURL(&r, auth, "-H", bearer(token)), 200);
-    kill(f.p.pid, SIGSTOP);
+    stop_process(f.p.pid);
     CURL(&r, auth, "-H", bearer(token));
     kill(f.p.pid, SIGCONT);
     CHECK_PROBLEM(&r, 504, "DEADLINE_EXCEEDED");
@@ -779,13 +762,40 @@ TEST(gateway_504_when_tokend_stalls) {
     fixture_stop(&f);
 }
 
+/* Waits (up to 5 s) until the gateway reports `n` RPCs in flight on
+ * /healthz: a request sent on a raw socket is then surely waiting for
+ * tokend, whatever the machine's load. */
+static bool wait_inflight(fixture *f, int n) {
+    char want[48];
+    snprintf(want, sizeof(want), "\"rpc_in_flight\":%d", n);
+    for (int i = 0; i < 250; i++) {
+        http_res r = {0};
+        if (CURL(&r, url(f, "/healthz")) == 200 && test_contains(r.body, want)) {
+            res_free(&r);
+            return true;
+        }
+        if (i == 249) {
+            char *log = harness_read_file(f->g.log_path);
+            fprintf(stderr,
+                    "    /healthz never showed %s; last: %s\n    gateway log:\n%s", want,
+                    r.body != NULL ? r.body : "(none)", log != NULL ? log : "");
+            free(log);
+        }
+        res_free(&r);
+        usleep(20 * 1000);
+    }
+    return false;
+}
+
 TEST(gateway_503_overloaded_past_max_inflight) {
     fixture f;
-    fixture_start(&f, FLAGS("--max-inflight", "1", "--rpc-timeout-ms", "1500"));
+    /* A long RPC timeout: the held slot must outlast the checks below even
+     * on a loaded machine. */
+    fixture_start(&f, FLAGS("--max-inflight", "1", "--rpc-timeout-ms", "8000"));
     char token[TOK];
     create_token(&f, "user:13", orders_read, 1, 0, token, NULL);
     http_res r = {0};
-    kill(f.p.pid, SIGSTOP);
+    stop_process(f.p.pid);
     /* One request holds the only slot while tokend is stopped... */
     int fd = raw_connect(f.g.port);
     REQUIRE(fd >= 0);
@@ -793,14 +803,14 @@ TEST(gateway_503_overloaded_past_max_inflight) {
                    "%s\r\n\r\n",
                    token));
     raw_send(fd, req, strlen(req));
-    usleep(150 * 1000);
+    REQUIRE(wait_inflight(&f, 1));
     /* ...so the next is refused at once, without waiting. */
     CURL(&r, url(&f, "/v1/auth"), "-H", bearer(token));
     CHECK_PROBLEM(&r, 503, "OVERLOADED");
     CHECK(r.seconds < 0.5);
     kill(f.p.pid, SIGCONT);
     bool closed = false;
-    char *reply = raw_read(fd, 1500, &closed);
+    char *reply = raw_read(fd, 3000, &closed);
     CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
     free(reply);
     close(fd);
@@ -906,8 +916,16 @@ TEST(gateway_two_gateways_share_one_port) {
         CHECK_INT(CURL(&r, auth, "-H", bearer(token)), 200);
     }
     const char *ok_line = "path=\"/v1/auth\" status=200";
-    int first = count_in_file(f.g.log_path, ok_line);
-    int second = count_in_file(g2.log_path, ok_line);
+    /* A request's log line is written as it completes, which may be just
+     * after curl has its answer: wait (up to 3 s) for all 24. */
+    int first = 0, second = 0;
+    for (int i = 0; i < 300 && first + second < 24; i++) {
+        first = count_in_file(f.g.log_path, ok_line);
+        second = count_in_file(g2.log_path, ok_line);
+        if (first + second < 24) {
+            usleep(10 * 1000);
+        }
+    }
     CHECK_INT(first + second, 24);
     CHECK(first > 0 && second > 0);
 
@@ -921,8 +939,16 @@ TEST(gateway_two_gateways_share_one_port) {
         CHECK_PROBLEM(&r, 401, "NOT_FOUND");
     }
     const char *gone_line = "path=\"/v1/auth\" status=401";
-    CHECK(count_in_file(f.g.log_path, gone_line) > 0);
-    CHECK(count_in_file(g2.log_path, gone_line) > 0);
+    int gone1 = 0, gone2 = 0;
+    for (int i = 0; i < 300 && gone1 + gone2 < 24; i++) {
+        gone1 = count_in_file(f.g.log_path, gone_line);
+        gone2 = count_in_file(g2.log_path, gone_line);
+        if (gone1 + gone2 < 24) {
+            usleep(10 * 1000);
+        }
+    }
+    CHECK_INT(gone1 + gone2, 24);
+    CHECK(gone1 > 0 && gone2 > 0);
     /* One stops; the other keeps the port. */
     CHECK_INT(harness_gateway_stop(&g2), 0);
     for (int i = 0; i < 5; i++) {
@@ -1100,16 +1126,17 @@ TEST(gateway_sigterm_lets_inflight_finish) {
     fixture_start(&f, FLAGS("--rpc-timeout-ms", "1500"));
     char token[TOK];
     create_token(&f, "user:16", orders_read, 1, 0, token, NULL);
-    kill(f.p.pid, SIGSTOP);
+    stop_process(f.p.pid);
     int fd = raw_connect(f.g.port);
     REQUIRE(fd >= 0);
     LOCAL(req, fmt("GET /v1/auth HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
                    "%s\r\n\r\n",
                    token));
     raw_send(fd, req, strlen(req));
-    /* The request waits for tokend: nothing has come back. */
+    /* The request waits for tokend: it is in flight, nothing has come back. */
+    REQUIRE(wait_inflight(&f, 1));
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    CHECK(poll(&pfd, 1, 150) == 0);
+    CHECK(poll(&pfd, 1, 0) == 0);
     kill(f.g.pid, SIGTERM);
     usleep(150 * 1000);
     /* It stopped accepting at once... */
