@@ -288,29 +288,35 @@ bool harness_start(tokend_proc *p) {
     return false;
 }
 
-int harness_stop(tokend_proc *p) {
-    if (p->pid == 0) {
+/* SIGTERMs *pid, waits for it and returns its exit status (-1 if it was
+ * not running). A clean stop must exit 0; under ASan or valgrind a leak or
+ * error report makes it non-zero, so a non-zero status fails the test with
+ * the process's log. */
+static int stop_checked(pid_t *pid, const char *name, const char *log_path) {
+    if (*pid == 0) {
         return -1;
     }
-    kill(p->pid, SIGTERM);
+    kill(*pid, SIGTERM);
     int status = 0;
     pid_t r;
-    while ((r = waitpid(p->pid, &status, 0)) < 0 && errno == EINTR) {
+    while ((r = waitpid(*pid, &status, 0)) < 0 && errno == EINTR) {
     }
-    p->pid = 0;
+    *pid = 0;
     if (r < 0) {
         return -1;
     }
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    /* A clean stop must exit 0; under ASan a leak or error report makes it
-     * non-zero, so every test that stops the service checks for those. */
     if (code != 0) {
-        char *log = harness_read_file(p->log_path);
-        test_fail(__FILE__, __LINE__, "tokend exited %d on SIGTERM; log:\n%s", code,
+        char *log = harness_read_file(log_path);
+        test_fail(__FILE__, __LINE__, "%s exited %d on SIGTERM; log:\n%s", name, code,
                   log ? log : "");
         free(log);
     }
     return code;
+}
+
+int harness_stop(tokend_proc *p) {
+    return stop_checked(&p->pid, "tokend", p->log_path);
 }
 
 void harness_kill9(tokend_proc *p) {
@@ -474,26 +480,7 @@ bool harness_gateway_start(gateway_proc *g, const char *service_url, int port) {
 }
 
 int harness_gateway_stop(gateway_proc *g) {
-    if (g->pid == 0) {
-        return -1;
-    }
-    kill(g->pid, SIGTERM);
-    int status = 0;
-    pid_t r;
-    while ((r = waitpid(g->pid, &status, 0)) < 0 && errno == EINTR) {
-    }
-    g->pid = 0;
-    if (r < 0) {
-        return -1;
-    }
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (code != 0) {
-        char *log = harness_read_file(g->log_path);
-        test_fail(__FILE__, __LINE__, "tokend-gateway exited %d on SIGTERM; log:\n%s",
-                  code, log ? log : "");
-        free(log);
-    }
-    return code;
+    return stop_checked(&g->pid, "tokend-gateway", g->log_path);
 }
 
 int harness_free_port(void) {
