@@ -8,6 +8,8 @@
 #   make asan       the test suite built with AddressSanitizer + UBSan
 #   make valgrind   the integration tests with tokend, tokenctl and
 #                   tokend-gateway under valgrind (definite leaks, errors)
+#   make bench      the benchmark suite: figures against references measured
+#                   in the same run, bench/out/results.json (bench/README.md)
 #   make install    PREFIX=/usr/local DESTDIR= : binaries (tokend, tokenctl,
 #                   tokend-gateway), tokend.h, libs, tokend.pc
 #   make format     clang-format every source file in place
@@ -24,7 +26,7 @@ VERSION := 0.1.0
 DEB_PACKAGES := gcc make pkg-config libc6-dev libnng-dev libprotobuf-c-dev \
                 protobuf-c-compiler librocksdb-dev libssl-dev clang-format \
                 libmicrohttpd-dev libjansson-dev curl nginx-light openssl \
-                clang libclang-rt-14-dev valgrind
+                clang libclang-rt-14-dev valgrind wrk
 
 CC      ?= cc
 OPT     ?= -O2 -g
@@ -66,7 +68,7 @@ BINS := $(BUILD)/tokend $(BUILD)/tokend-gateway $(BUILD)/tokenctl $(BUILD)/libto
         $(BUILD)/libtokend.so $(BUILD)/tokend.pc $(BUILD)/tests/run $(BUILD)/tests/crash \
         $(BENCH_BINS)
 
-.PHONY: all deps run test asan valgrind crash fuzz fuzz-build install uninstall \
+.PHONY: all deps run test asan valgrind crash fuzz fuzz-build bench install uninstall \
         format format-check clean
 .DEFAULT_GOAL := all
 
@@ -159,8 +161,16 @@ $(BUILD)/fuzz/fuzz_token: $(OBJ)/fuzz/fuzz_token.o $(OBJ)/service/token.o
 
 fuzz-build: $(BUILD)/fuzz/fuzz_rpc $(BUILD)/fuzz/fuzz_token
 
-# --- bench programs (built by `make`, so they cannot rot; run by hand) ---
-$(BUILD)/bench/%: $(OBJ)/bench/%.o $(BUILD)/libtokend.a
+# --- bench programs (built by `make`, so they cannot rot; `make bench` runs
+# them, bench/README.md). The bulk loader and the raw RocksDB reference are
+# built on the service's own store module; the rest are libtokend clients.
+BENCH_STORE_BINS := $(BUILD)/bench/bulk_load $(BUILD)/bench/rocksdb_put
+$(BENCH_STORE_BINS): $(BUILD)/bench/%: $(OBJ)/bench/%.o $(SERVICE_OBJS) $(PROTO_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_SERVICE)
+
+$(filter-out $(BENCH_STORE_BINS),$(BENCH_BINS)): $(BUILD)/bench/%: $(OBJ)/bench/%.o \
+		$(BUILD)/libtokend.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_CLIENT)
 
@@ -223,6 +233,11 @@ KILLS ?= 50
 test: all
 	$(BUILD)/tests/crash --kills 5
 	$(BUILD)/tests/run
+
+# The benchmark suite (bench/README.md): a table of figures, their
+# references and targets, and bench/out/results.json; about 3 minutes.
+bench: all
+	bash bench/run.sh $(BUILD)
 
 # SIGKILL tokend KILLS times under load; every acknowledged write must survive.
 crash: all

@@ -6,7 +6,9 @@
 #
 # Usage: bench/gateway_bench.sh [BUILD_DIR]          (default: build)
 # Environment: DURATION (5s), CONNECTIONS (64), WRK_THREADS (1),
-#              GATEWAY_THREADS (2; also nginx's worker_processes)
+#              GATEWAY_THREADS (2; also nginx's worker_processes),
+#              TSV (a file to write gw_auth_tput and gw_rss_load to, as
+#              bench/run.sh reads them)
 #
 # Both servers log one line per request to a file (the gateway's access
 # log at its default level, nginx's access_log), so each pays for logging.
@@ -178,3 +180,9 @@ awk -v g="$GW_CPU" -v t="$TD_CPU" -v n="$REQUESTS" -v hz="$TICK" 'BEGIN {
     printf "CPU per /v1/auth request: gateway %.0f us, tokend %.0f us\n",
         g * 1e6 / hz / n, t * 1e6 / hz / n }'
 echo "gateway VmRSS: idle $RSS_IDLE kB, under load (max) $RSS_LOAD kB"
+if [ -n "${TSV:-}" ]; then
+    awk -v g="$GATEWAY_RATE" -v n="$NGINX_RATE" -v rss="$RSS_LOAD" 'BEGIN {
+        OFS = "\t"
+        print "gw_auth_tput", g, "req/s", n, sprintf("%.3f", g / n)
+        print "gw_rss_load", sprintf("%.1f", rss / 1024), "MB", "-", "-" }' >"$TSV"
+fi

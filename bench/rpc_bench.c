@@ -8,9 +8,15 @@
  * both: the REQ socket pattern libtokend uses (a context per call), N
  * threads, sequential calls per thread.
  *
- * Usage: rpc_bench [--seconds S] [--threads N] [--json FILE]
+ * Usage: rpc_bench [--seconds S] [--threads N] [--tsv FILE]
+ *        rpc_bench latency --url URL --tokens FILE [--seconds S]
  *        rpc_bench echo-server URL REPLY_BYTES     (internal: the reference)
- * Needs tokend beside it (../tokend relative to this program).
+ * The first form starts its own tokend (../tokend relative to this
+ * program) and echo server; --tsv writes the figures as lines of
+ * "metric value unit reference ratio" for bench/run.sh. The latency form
+ * verifies, from one caller, tokens picked at random from FILE (one per
+ * line) on a running tokend, and prints "p50_us P p99_us Q calls N
+ * errors E" (the scale benchmarks: bench/run.sh).
  */
 #include <errno.h>
 #include <libgen.h>
@@ -174,13 +180,15 @@ static int raw_call(raw_client *rc, const uint8_t *req) {
 
 /* ---- load generation ---- */
 
-typedef enum op { OP_ECHO, OP_VERIFY, OP_CREATE } op;
+typedef enum op { OP_ECHO, OP_VERIFY, OP_CREATE, OP_VERIFY_MANY } op;
 
 typedef struct shared {
     op what;
     raw_client *raw;
     tokend_client *client;
     const char *token;
+    char **tokens; /* OP_VERIFY_MANY: picked at random */
+    size_t n_tokens;
     const uint8_t *echo_req;
     double stop_at;
     atomic_long done;
@@ -201,6 +209,12 @@ static int one_call(shared *sh) {
             const char *ab[] = {"orders:read"};
             return tokend_verify(sh->client, NULL, sh->token, ab, 1, TOKEND_ABILITIES_ALL,
                                  NULL, NULL);
+        }
+        case OP_VERIFY_MANY: {
+            const char *ab[] = {"orders:read"};
+            const char *t = sh->tokens[(size_t)random() % sh->n_tokens];
+            return tokend_verify(sh->client, NULL, t, ab, 1, TOKEND_ABILITIES_ALL, NULL,
+                                 NULL);
         }
         case OP_CREATE: {
             const char *ab[] = {"orders:read"};
@@ -349,23 +363,101 @@ static bool wait_up(tokend_client *c) {
     return false;
 }
 
+/* rpc_bench latency: one caller verifying tokens from a file at random. */
+static int latency_main(int argc, char **argv) {
+    const char *url = NULL, *file = NULL;
+    double seconds = 5;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--url") == 0) {
+            url = argv[i + 1];
+        } else if (strcmp(argv[i], "--tokens") == 0) {
+            file = argv[i + 1];
+        } else if (strcmp(argv[i], "--seconds") == 0) {
+            seconds = atof(argv[i + 1]);
+        } else {
+            url = NULL;
+            break;
+        }
+    }
+    if (url == NULL || file == NULL || argc % 2 != 0 || seconds <= 0) {
+        fprintf(stderr,
+                "usage: rpc_bench latency --url URL --tokens FILE [--seconds S]\n");
+        return 2;
+    }
+    FILE *f = fopen(file, "r");
+    if (f == NULL) {
+        perror(file);
+        return 1;
+    }
+    size_t cap = 1024, n = 0;
+    char **tokens = malloc(cap * sizeof(char *));
+    char line[256];
+    while (tokens != NULL && fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '\0') {
+            continue;
+        }
+        if (n == cap) {
+            cap *= 2;
+            char **grown = realloc(tokens, cap * sizeof(char *));
+            if (grown == NULL) {
+                break;
+            }
+            tokens = grown;
+        }
+        tokens[n++] = strdup(line);
+    }
+    fclose(f);
+    if (n == 0) {
+        fprintf(stderr, "rpc_bench: no tokens in %s\n", file);
+        free(tokens);
+        return 1;
+    }
+    srandom((unsigned)time(NULL));
+    tokend_client *c = connect_to(url, NULL);
+    shared sh = {.what = OP_VERIFY_MANY, .client = c, .tokens = tokens, .n_tokens = n};
+    result r = run(&sh, 1, seconds, true);
+    printf("p50_us %.1f p99_us %.1f calls %ld errors %ld\n", r.p50_us, r.p99_us, r.calls,
+           r.errors);
+    tokend_close(c);
+    for (size_t i = 0; i < n; i++) {
+        free(tokens[i]);
+    }
+    free(tokens);
+    return r.errors > 0 ? 1 : 0;
+}
+
+static void tsv_line(FILE *f, const char *metric, double value, const char *unit,
+                     double reference) {
+    if (reference > 0) {
+        fprintf(f, "%s\t%.2f\t%s\t%.2f\t%.3f\n", metric, value, unit, reference,
+                value / reference);
+    } else {
+        fprintf(f, "%s\t%.2f\t%s\t-\t-\n", metric, value, unit);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "echo-server") == 0) {
         return echo_server(argv[2], (size_t)atol(argv[3]));
     }
+    if (argc > 1 && strcmp(argv[1], "latency") == 0) {
+        return latency_main(argc, argv);
+    }
     double seconds = 3;
-    int threads = 32;
-    const char *json = NULL;
+    int threads = 64;
+    const char *tsv = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             seconds = atof(argv[++i]);
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             threads = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
-            json = argv[++i];
+        } else if (strcmp(argv[i], "--tsv") == 0 && i + 1 < argc) {
+            tsv = argv[++i];
         } else {
             fprintf(stderr,
-                    "usage: rpc_bench [--seconds S] [--threads N] [--json FILE]\n");
+                    "usage: rpc_bench [--seconds S] [--threads N] [--tsv FILE]\n"
+                    "       rpc_bench latency --url URL --tokens FILE [--seconds S]\n");
             return 2;
         }
     }
@@ -472,24 +564,20 @@ int main(int argc, char **argv) {
     printf("\nerrors: echo %ld, verify %ld/%ld, create %ld\n", e1.errors + en.errors,
            v1.errors, vn.errors, cn.errors);
 
-    if (json != NULL) {
-        FILE *jf = fopen(json, "w");
-        if (jf != NULL) {
-            fprintf(jf,
-                    "{\"rpc_verify_p50_1\": {\"value\": %.1f, \"unit\": \"us\", "
-                    "\"reference\": %.1f, \"ratio\": %.3f},\n"
-                    " \"rpc_verify_p99_1\": {\"value\": %.1f, \"unit\": \"us\", "
-                    "\"reference\": %.1f, \"ratio\": %.3f},\n"
-                    " \"rpc_verify_tput\": {\"value\": %.0f, \"unit\": \"req/s\", "
-                    "\"reference\": %.0f, \"ratio\": %.3f, \"callers\": %d},\n"
-                    " \"verify_cpu_us\": {\"value\": %.2f, \"unit\": \"us\", "
-                    "\"reference\": %.2f, \"ratio\": %.3f},\n"
-                    " \"rpc_create_tput\": {\"value\": %.0f, \"unit\": \"req/s\", "
-                    "\"callers\": %d}}\n",
-                    v1.p50_us, e1.p50_us, v1.p50_us / e1.p50_us, v1.p99_us, e1.p99_us,
-                    v1.p99_us / e1.p99_us, vn.per_s, en.per_s, vn.per_s / en.per_s,
-                    threads, v_cpu_us, e_cpu_us, v_cpu_us / e_cpu_us, cn.per_s, threads);
-            fclose(jf);
+    if (tsv != NULL) {
+        FILE *tf = fopen(tsv, "w");
+        if (tf == NULL) {
+            perror(tsv);
+        } else {
+            char name[64];
+            tsv_line(tf, "rpc_verify_p50_1", v1.p50_us, "us", e1.p50_us);
+            tsv_line(tf, "rpc_verify_p99_1", v1.p99_us, "us", e1.p99_us);
+            snprintf(name, sizeof(name), "rpc_verify_tput_%d", threads);
+            tsv_line(tf, name, vn.per_s, "req/s", en.per_s);
+            tsv_line(tf, "verify_cpu_us", v_cpu_us, "us", e_cpu_us);
+            snprintf(name, sizeof(name), "rpc_create_tput_%d", threads);
+            tsv_line(tf, name, cn.per_s, "req/s", 0);
+            fclose(tf);
         }
     }
 
