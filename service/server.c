@@ -82,6 +82,21 @@ static void ctx_release(server_ctx *c) {
     c->method = NULL;
 }
 
+/* Makes `s` valid UTF-8 (bytes of 0x80 and up become '?' if it is not).
+ * Reply.message is a proto3 string, which strict decoders (Go, Java,
+ * Python) refuse unless it is UTF-8, failing the whole reply; yet it can
+ * quote what the caller sent (an unknown method's name), cut to fit. */
+static void utf8_scrub(char *s) {
+    if (rpc_utf8_ok(s, strlen(s))) {
+        return;
+    }
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s >= 0x80) {
+            *s = '?';
+        }
+    }
+}
+
 /* Packs the reply envelope into the request's message and sends it. */
 static void ctx_reply(server_ctx *c, const ProtobufCMessage *output) {
     Tokend__V1__Reply reply = TOKEND__V1__REPLY__INIT;
@@ -104,6 +119,7 @@ static void ctx_reply(server_ctx *c, const ProtobufCMessage *output) {
         }
     }
     reply.status = rpc_status_to_wire(c->status);
+    utf8_scrub(c->message);
     reply.message = c->status == TOKEND_OK ? "" : c->message;
 
     size_t len = protobuf_c_message_get_packed_size(&reply.base);

@@ -87,4 +87,6 @@
     X(gateway_sigterm_lets_inflight_finish)                      \
     X(gateway_command_line_and_environment)                      \
     X(gateway_nginx_auth_request)                                \
+    X(hostile_rpc_table)                                         \
+    X(hostile_rest_table)                                        \
     X(authz_matrix_rpc_and_rest)
