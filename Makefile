@@ -159,7 +159,15 @@ $(BUILD)/fuzz/fuzz_token: $(OBJ)/fuzz/fuzz_token.o $(OBJ)/service/token.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $^ -lpthread
 
-fuzz-build: $(BUILD)/fuzz/fuzz_rpc $(BUILD)/fuzz/fuzz_token
+# The gateway's modules without its main.c, in front of the service's: one
+# process, the gateway's own request handling (fuzz/fuzz_gateway.c).
+$(OBJ)/fuzz/fuzz_gateway.o: XCFLAGS += -Igateway
+$(BUILD)/fuzz/fuzz_gateway: $(OBJ)/fuzz/fuzz_gateway.o \
+    $(filter-out $(OBJ)/gateway/main.o,$(GATEWAY_OBJS)) $(SERVICE_OBJS) $(PROTO_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $^ $(LDLIBS_SERVICE) $(LDLIBS_GATEWAY)
+
+fuzz-build: $(BUILD)/fuzz/fuzz_rpc $(BUILD)/fuzz/fuzz_token $(BUILD)/fuzz/fuzz_gateway
 
 # --- bench programs (built by `make`, so they cannot rot; `make bench` runs
 # them, bench/README.md). The bulk loader and the raw RocksDB reference are
@@ -245,16 +253,18 @@ crash: all
 
 # Each fuzz target for FUZZ_SECONDS, on a copy of its committed seeds.
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := rpc token
+FUZZ_TARGETS := rpc token gateway
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build BUILD=build-fuzz CC=clang OPT="-O1 -g" \
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
 	@for t in $(FUZZ_TARGETS); do \
 	  rm -rf build-fuzz/work/$$t && mkdir -p build-fuzz/work/$$t/corpus && \
 	  cp fuzz/corpus/$$t/* build-fuzz/work/$$t/corpus/ && \
+	  dict="" && if [ -f fuzz/$$t.dict ]; then \
+	    cp fuzz/$$t.dict build-fuzz/work/$$t/ && dict=-dict=$$t.dict; fi && \
 	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s" && \
 	  (cd build-fuzz/work/$$t && ../../fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
-	    -max_len=8192 -print_final_stats=1 corpus > fuzz.log 2>&1; rc=$$?; \
+	    -max_len=8192 -print_final_stats=1 $$dict corpus > fuzz.log 2>&1; rc=$$?; \
 	    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)' \
 	      fuzz.log; [ $$rc -eq 0 ] || tail -n 40 fuzz.log; exit $$rc) || exit 1; \
 	done

@@ -25,6 +25,15 @@
 #include "log.h"
 
 #define HTTP_MAX_REPLY_HEADERS 8
+/* Most query parameters a request may carry. libmicrohttpd records each
+ * one in the connection's memory pool (a 56-byte record, 64 with
+ * alignment) while parsing the request line; were they to outgrow the
+ * pool it would answer nothing and hold the connection, so a request with
+ * more is refused before it parses them (on_request_line), and the pool
+ * has room for this many (http_start). The API needs at most 64 (the
+ * abilities of a check) plus a few. */
+#define HTTP_MAX_QUERY_PARAMS 128
+#define HTTP_QUERY_PARAM_POOL_BYTES 64
 /* How often the watchdog looks for requests that take too long to arrive. */
 #define HTTP_WATCHDOG_PERIOD_MS 100
 /* A path segment this long or longer could be a token (a token is a prefix
@@ -222,12 +231,79 @@ static http_conn *conn_of(struct MHD_Connection *conn) {
     return info != NULL ? info->socket_context : NULL;
 }
 
+/* How many query parameters libmicrohttpd will record for `uri`: the
+ * pieces of its query between '&'s, empty ones included. */
+static size_t query_params(const char *uri) {
+    const char *q = strchr(uri, '?');
+    if (q == NULL) {
+        return 0;
+    }
+    size_t n = 1;
+    for (q++; *q != '\0'; q++) {
+        n += *q == '&';
+    }
+    return n;
+}
+
+/* What on_request_line hands MHD as the request's context when it has
+ * refused the request itself: on_access then only drops the connection. */
+static char request_refused;
+
+static json_t *problem_doc(int status, const char *code, const char *detail);
+static void log_path(const char *path, char *out, size_t size);
+static void json_block_free(void *ptr);
+
+/* Answers 414 on the connection's socket itself and shuts it down, for a
+ * request line with more than HTTP_MAX_QUERY_PARAMS parameters. This runs
+ * on the connection's own thread inside MHD's callback, before MHD parses
+ * the parameters and before any reply could be queued, so nothing else
+ * writes to the socket; after the shutdown MHD's next read fails and it
+ * closes the connection. */
+static void refuse_query(struct MHD_Connection *conn, http_conn *hc, const char *uri,
+                         size_t params) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info == NULL) {
+        return;
+    }
+    char detail[96];
+    snprintf(detail, sizeof(detail), "the query has more than %d parameters",
+             HTTP_MAX_QUERY_PARAMS);
+    json_t *doc = problem_doc(414, "TOO_MANY_PARAMETERS", detail);
+    char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    char head[192];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 414 URI Too Long\r\nConnection: close\r\n"
+                     "Content-Type: application/problem+json\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     body != NULL ? strlen(body) : 0);
+    struct iovec iov[2] = {{head, (size_t)n}, {body, body != NULL ? strlen(body) : 0}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t sent = sendmsg(info->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    json_block_free(body); /* json_dumps allocates through http_json_init's allocator */
+    shutdown(info->connect_fd, SHUT_RDWR);
+    if (hc != NULL) {
+        atomic_store(&hc->arriving_since_ms, -1);
+    }
+    size_t path_len = strcspn(uri, "?");
+    char path[300], shown[300], qpath[340];
+    snprintf(path, sizeof(path), "%.*s", (int)(path_len < 299 ? path_len : 299), uri);
+    log_path(path, shown, sizeof(shown));
+    LOG(LOG_INFO, "request", "path=%s status=414 code=TOO_MANY_PARAMETERS params=%zu%s",
+        log_quote(qpath, sizeof(qpath), shown), params, sent < 0 ? " error=send" : "");
+}
+
 /* MHD calls this when a request line has arrived: a later request on a
  * kept-alive connection starts its clock here. */
 static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn) {
     (void)cls;
-    (void)uri; /* may hold a query: never logged */
     http_conn *hc = conn_of(conn);
+    size_t params = query_params(uri); /* the query is never logged */
+    if (params > HTTP_MAX_QUERY_PARAMS) {
+        refuse_query(conn, hc, uri, params);
+        return &request_refused;
+    }
     if (hc != NULL) {
         int64_t idle = 0;
         atomic_compare_exchange_strong(&hc->arriving_since_ms, &idle, mono_ms());
@@ -368,8 +444,8 @@ static void problem_type(const char *code, char *out, size_t size) {
     out[k] = '\0';
 }
 
-void http_reply_problem(http_request *req, int status, const char *code,
-                        const char *detail) {
+/* The RFC 9457 document; NULL when out of memory. */
+static json_t *problem_doc(int status, const char *code, const char *detail) {
     char type[96];
     problem_type(code, type, sizeof(type));
     const char *title = MHD_get_reason_phrase_for((unsigned)status);
@@ -388,7 +464,13 @@ void http_reply_problem(http_request *req, int status, const char *code,
     } else {
         json_decref(detail_json);
     }
-    http_reply_json(req, status, "application/problem+json", doc);
+    return doc;
+}
+
+void http_reply_problem(http_request *req, int status, const char *code,
+                        const char *detail) {
+    http_reply_json(req, status, "application/problem+json",
+                    problem_doc(status, code, detail));
     http_log_note(req, "code=%s", code);
 }
 
@@ -530,6 +612,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  void **req_cls) {
     http_server *srv = cls;
     http_request *req = *req_cls;
+    if (req == (void *)&request_refused) {
+        return MHD_NO; /* answered and shut down by refuse_query */
+    }
     if (req == NULL) {
         req = calloc(1, sizeof(*req));
         if (req == NULL) {
@@ -639,7 +724,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)conn;
     http_server *srv = cls;
     http_request *req = *req_cls;
-    if (req == NULL) {
+    if (req == NULL || req == (void *)&request_refused) {
         return;
     }
     int status = req->queued ? req->status : 0;
@@ -825,9 +910,11 @@ http_server *http_start(const http_config *cfg, const http_handlers *handlers, c
      * reply's headers (X-Token-Abilities can take a few KiB), and serves
      * as the read buffer. Twice --max-header plus room for the reply lets
      * the check in refuse_early answer 431 with a problem body; past the
-     * pool, libmicrohttpd's own 431 (no body) is the backstop. Not larger:
+     * pool, libmicrohttpd's own 431 is the backstop. Plus the records of
+     * up to HTTP_MAX_QUERY_PARAMS query parameters. Not larger:
      * libmicrohttpd zeroes the pool between requests. */
-    size_t pool = 2 * cfg->max_header + 8 * 1024;
+    size_t pool = 2 * cfg->max_header + 8 * 1024 +
+                  HTTP_MAX_QUERY_PARAMS * HTTP_QUERY_PARAM_POOL_BYTES;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (v6) {
@@ -887,6 +974,14 @@ http_server *http_start(const http_config *cfg, const http_handlers *handlers, c
 
 int http_port(http_server *srv) {
     return srv->port;
+}
+
+bool http_serve_fd(http_server *srv, int fd) {
+    /* libmicrohttpd wants a peer address; nothing here reads it. */
+    struct sockaddr_in peer = {.sin_family = AF_INET};
+    peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return MHD_add_connection(srv->daemon, fd, (const struct sockaddr *)&peer,
+                              sizeof(peer)) == MHD_YES;
 }
 
 int http_quiesce(http_server *srv, int wait_ms) {

@@ -68,6 +68,13 @@ http_server *http_start(const http_config *cfg, const http_handlers *handlers, c
 /* The port actually listened on (useful with port 0). */
 int http_port(http_server *srv);
 
+/* Serves `fd`, a connected stream socket made by the caller (one end of a
+ * socketpair), exactly as a connection accepted on the listening socket:
+ * same limits, handlers and log. The server owns fd from here on, also
+ * when this fails (returns false). The fuzz target feeds requests through
+ * it; tokend-gateway itself never calls it. */
+bool http_serve_fd(http_server *srv, int fd);
+
 /* Stops accepting connections (the listening socket is closed, so another
  * gateway on the same port takes them all) and waits up to wait_ms for
  * requests in progress to be answered. Returns how many were left. */

@@ -1077,6 +1077,39 @@ static char *rq_header_over_limit(const hostile *h, size_t *len) {
     return req;
 }
 
+/* GET /v1/auth with a query of `n` parameters: "ability=a", "ability=b"...
+ * or, with `empty`, n empty ones ("&&&..."). */
+static char *query_of(const hostile *h, size_t *len, int n, bool empty) {
+    size_t cap = (size_t)n * 12 + 1, k = 0;
+    char *q = calloc(1, cap);
+    for (int i = 0; i < n; i++) {
+        const char *sep = i > 0 ? "&" : "";
+        k += empty ? (size_t)snprintf(q + k, cap - k, "%s", sep)
+                   : (size_t)snprintf(q + k, cap - k, "%sability=%c", sep, 'a' + i % 26);
+    }
+    char *req = reqf(
+        len, "GET /v1/auth?%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", q,
+        h->v[0].token);
+    free(q);
+    return req;
+}
+
+/* 7,000 empty query parameters in under --max-header bytes: libmicrohttpd
+ * would spend its connection memory recording them and answer nothing. */
+static char *rq_query_flood(const hostile *h, size_t *len) {
+    return query_of(h, len, 7000, true);
+}
+
+/* One parameter over the limit, and exactly the limit: parsed and answered
+ * by the route (which takes at most 64 abilities). */
+static char *rq_query_129(const hostile *h, size_t *len) {
+    return query_of(h, len, 129, false);
+}
+
+static char *rq_query_128(const hostile *h, size_t *len) {
+    return query_of(h, len, 128, false);
+}
+
 /* Headers announcing 1 MiB of body, and no body: refused before it. */
 static char *rq_body_announced(const hostile *h, size_t *len) {
     return reqf(len,
@@ -1314,6 +1347,11 @@ static const rest_row rest_rows[] = {
      "Connection: close"},
     {"headers just over --max-header", rq_header_over_limit, SEND_WHOLE, 431,
      "HEADERS_TOO_LARGE", true, "Connection: close"},
+    {"7,000 empty query parameters", rq_query_flood, SEND_WHOLE, 414,
+     "TOO_MANY_PARAMETERS", true, "Connection: close"},
+    {"129 query parameters", rq_query_129, SEND_WHOLE, 414, "TOO_MANY_PARAMETERS", true,
+     "Connection: close"},
+    {"128 query parameters", rq_query_128, SEND_WHOLE, 400, "BAD_REQUEST", false, NULL},
     {"Content-Length of 1 MiB", rq_body_announced, SEND_WHOLE, 413, "BODY_TOO_LARGE",
      true, "Connection: close"},
     {"128 KiB chunked body", rq_body_chunked, SEND_WHOLE, 413, "BODY_TOO_LARGE", false,
