@@ -128,8 +128,11 @@ GATEWAY_RATE=$(rate_of <"$WORK/wrk-gateway.txt")
 REQUESTS=$(awk '/requests in/ {print $1}' "$WORK/wrk-gateway.txt")
 NON_2XX=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk-gateway.txt")
 # The HTTP layer alone: /healthz makes no RPC.
+GW_CPU0=$(cpu_ticks "$GATEWAY")
 run_wrk "$BASE/healthz" >"$WORK/wrk-health.txt"
+GW_HEALTH_CPU=$(($(cpu_ticks "$GATEWAY") - GW_CPU0))
 HEALTH_RATE=$(rate_of <"$WORK/wrk-health.txt")
+HEALTH_REQUESTS=$(awk '/requests in/ {print $1}' "$WORK/wrk-health.txt")
 
 # --- nginx: return 200 with a body of the same size ---
 NGINX_PORT=$(free_port)
@@ -165,17 +168,32 @@ for _ in $(seq 100); do
 done
 NGINX_BYTES=$(curl -sf "http://127.0.0.1:$NGINX_PORT/" | wc -c)
 run_wrk "http://127.0.0.1:$NGINX_PORT/" -H "Authorization: Bearer $TOKEN" -d1s >/dev/null
+NGINX_MASTER=${PIDS[-1]}
+nginx_ticks() {
+    local t=0 pid
+    for pid in $(pgrep -P "$NGINX_MASTER"); do
+        t=$((t + $(cpu_ticks "$pid")))
+    done
+    echo "$t"
+}
+NGINX_CPU0=$(nginx_ticks)
 run_wrk "http://127.0.0.1:$NGINX_PORT/" -H "Authorization: Bearer $TOKEN" \
     >"$WORK/wrk-nginx.txt"
+NGINX_CPU=$(($(nginx_ticks) - NGINX_CPU0))
 NGINX_RATE=$(rate_of <"$WORK/wrk-nginx.txt")
+NGINX_REQUESTS=$(awk '/requests in/ {print $1}' "$WORK/wrk-nginx.txt")
 
 echo "wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION, $(nproc) CPUs, gateway --threads $GATEWAY_THREADS, nginx worker_processes $GATEWAY_THREADS"
 echo "gateway GET /v1/auth (Verify RPC to tokend each): $GATEWAY_RATE req/s, body $BODY_BYTES B, non-2xx: ${NON_2XX:-0}"
 grep -E '^ +Latency' "$WORK/wrk-gateway.txt" | sed 's/^ */  latency (avg, stdev, max, +\/- stdev): /'
 echo "nginx return 200:                                  $NGINX_RATE req/s, body $NGINX_BYTES B"
 grep -E '^ +Latency' "$WORK/wrk-nginx.txt" | sed 's/^ */  latency (avg, stdev, max, +\/- stdev): /'
+awk -v c="$NGINX_CPU" -v n="$NGINX_REQUESTS" -v hz="$TICK" 'BEGIN {
+    printf "CPU per request: nginx workers %.0f us\n", c * 1e6 / hz / n }'
 awk -v g="$GATEWAY_RATE" -v n="$NGINX_RATE" 'BEGIN { printf "ratio gateway/nginx: %.2f\n", g / n }'
 echo "gateway GET /healthz (HTTP layer only, no RPC):    $HEALTH_RATE req/s"
+awk -v g="$GW_HEALTH_CPU" -v n="$HEALTH_REQUESTS" -v hz="$TICK" 'BEGIN {
+    printf "CPU per /healthz request: gateway %.0f us\n", g * 1e6 / hz / n }'
 awk -v g="$GW_CPU" -v t="$TD_CPU" -v n="$REQUESTS" -v hz="$TICK" 'BEGIN {
     printf "CPU per /v1/auth request: gateway %.0f us, tokend %.0f us\n",
         g * 1e6 / hz / n, t * 1e6 / hz / n }'

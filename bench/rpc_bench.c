@@ -541,13 +541,16 @@ int main(int argc, char **argv) {
 
     result e1 = run(&sh_echo, 1, seconds, true);
     result v1 = run(&sh_verify, 1, seconds, true);
-    double e_cpu0 = cpu_seconds_of(echo_pid);
+    double e_cpu0 = cpu_seconds_of(echo_pid), self0 = cpu_seconds_of(getpid());
     result en = run(&sh_echo, threads, seconds, false);
     double e_cpu = cpu_seconds_of(echo_pid) - e_cpu0;
+    double client_us = (cpu_seconds_of(getpid()) - self0) / (double)en.calls * 1e6;
     double t_cpu0 = cpu_seconds_of(tokend_pid);
     result vn = run(&sh_verify, threads, seconds, false);
     double t_cpu = cpu_seconds_of(tokend_pid) - t_cpu0;
+    double c_cpu0 = cpu_seconds_of(tokend_pid);
     result cn = run(&sh_create, threads, seconds, false);
+    double c_cpu_us = (cpu_seconds_of(tokend_pid) - c_cpu0) / (double)cn.calls * 1e6;
 
     double e_cpu_us = e_cpu / (double)en.calls * 1e6;
     double v_cpu_us = t_cpu / (double)vn.calls * 1e6;
@@ -560,7 +563,9 @@ int main(int argc, char **argv) {
            vn.per_s / en.per_s);
     printf("%-26s %12.1f %12.1f %8.2f\n", "server CPU per call (us)", v_cpu_us, e_cpu_us,
            v_cpu_us / e_cpu_us);
+    printf("%-26s %12s %12.1f %8s\n", "client CPU per call (us)", "-", client_us, "-");
     printf("%-26s %12.0f %12s %8s\n", "create/s, N callers (sync)", cn.per_s, "-", "-");
+    printf("%-26s %12.1f %12s %8s\n", "server CPU per create (us)", c_cpu_us, "-", "-");
     printf("\nerrors: echo %ld, verify %ld/%ld, create %ld\n", e1.errors + en.errors,
            v1.errors, vn.errors, cn.errors);
 
