@@ -26,7 +26,7 @@ VERSION := 0.1.0
 DEB_PACKAGES := gcc make pkg-config libc6-dev libnng-dev libprotobuf-c-dev \
                 protobuf-c-compiler librocksdb-dev libssl-dev clang-format \
                 libmicrohttpd-dev libjansson-dev curl nginx-light openssl \
-                clang libclang-rt-14-dev valgrind wrk
+                clang libclang-rt-14-dev valgrind wrk e2fsprogs
 
 CC      ?= cc
 OPT     ?= -O2 -g

@@ -230,9 +230,10 @@ static void reply_failure(http_request *req, const api_req *st, int status,
             return;
         case TOKEND_UNAVAILABLE:
         case TOKEND_RESOURCE_EXHAUSTED:
+        case TOKEND_STORAGE_ERROR: /* disk full or read-only: reads still work */
             http_reply_problem(req, 503, code, message);
             return;
-        default: /* STORAGE_ERROR, INTERNAL, BAD_MESSAGE, UNIMPLEMENTED */
+        default: /* INTERNAL, BAD_MESSAGE, UNIMPLEMENTED */
             http_reply_problem(req, 500, code, message);
             return;
     }

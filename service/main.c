@@ -168,6 +168,12 @@ static int cmd_serve(const config *cfg) {
 
     store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20};
     int rv = store_open(cfg->data_dir, &so, &st, &err);
+    if (rv != TOKEND_OK && rv != TOKEND_NOT_FOUND) {
+        fprintf(stderr, "tokend: cannot open the store: %s\n",
+                err ? err : "unknown error");
+        free(err);
+        return 1;
+    }
     if (rv != TOKEND_OK || !store_is_initialised(st)) {
         fprintf(stderr,
                 "tokend: %s has no initialised store (%s). Run: tokend init "

@@ -18,11 +18,16 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <rocksdb/c.h>
 
@@ -41,6 +46,13 @@
 #define STORE_BLOOM_BITS_PER_KEY 10.0
 #define STORE_CACHE_MIN_SHARD_BYTES ((size_t)8 << 20)
 #define STORE_CACHE_MAX_SHARD_BITS 4
+/* RocksDB's InfoLogLevel HEADER_LEVEL: its LOG file gets the options and
+ * file summary written at open, and nothing at run time (see
+ * database_options). */
+#define STORE_INFO_LOG_HEADER_ONLY 5
+/* Free space the data dir must have for the store to be opened for
+ * writing: room for what RocksDB writes at open, with a wide margin. */
+#define STORE_MIN_FREE_BYTES ((unsigned long long)4 << 20)
 
 #define STORE_SCHEMA_VERSION "1"
 #define RECORD_VERSION 1
@@ -68,6 +80,13 @@ struct store {
     rocksdb_writeoptions_t *write_sync;
     rocksdb_writeoptions_t *write_nosync;
     bool read_only;
+    /* Reads and commits hold it shared; store_reopen exclusive, while it
+     * swaps the database handle. */
+    pthread_rwlock_t swap;
+    char *dir;
+    /* A commit failed since the last open: RocksDB may hold its WAL in an
+     * error state, so close must not flush (see store_reopen). */
+    atomic_bool write_failed;
 };
 
 /* A batch is a byte log of operations: op, cf, be32 key length, key, and
@@ -548,6 +567,12 @@ static void database_options(rocksdb_options_t *o, bool create) {
     rocksdb_options_set_max_background_jobs(o, 2);
     rocksdb_options_set_keep_log_file_num(o, 4);
     rocksdb_options_set_max_log_file_size(o, (size_t)4 << 20);
+    /* Debian's librocksdb is built with assertions, and RocksDB 7.8's file
+     * writer asserts if a file is written again after a failed write. Its
+     * LOG lives in the data dir, so with the disk full the second line it
+     * logs (and it logs every failure) aborts tokend. So the LOG file gets
+     * only what RocksDB writes at open; tokend logs storage errors itself. */
+    rocksdb_options_set_info_log_level(o, STORE_INFO_LOG_HEADER_ONLY);
 }
 
 /* True if `dir` holds a RocksDB database (its CURRENT file). */
@@ -654,6 +679,93 @@ static int check_schema(store *st, char **errmsg) {
     return rv;
 }
 
+/* Refuses to open for writing (or reopen) with less than
+ * STORE_MIN_FREE_BYTES free in `dir`: opening writes a new LOG, OPTIONS
+ * file, MANIFEST and WAL, and a write failing half-way through the LOG
+ * aborts tokend (see database_options). */
+static int check_free_space(const char *dir, char **errmsg) {
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0) {
+        set_last_error("cannot check free space in %s: %s", dir, strerror(errno));
+        give_errmsg(errmsg);
+        return TOKEND_STORAGE_ERROR;
+    }
+    unsigned long long free_bytes =
+        (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize;
+    if (free_bytes < STORE_MIN_FREE_BYTES) {
+        set_last_error("%s has %llu KiB free; the store needs at least %llu KiB to be "
+                       "opened for writing",
+                       dir, free_bytes >> 10,
+                       (unsigned long long)STORE_MIN_FREE_BYTES >> 10);
+        give_errmsg(errmsg);
+        return TOKEND_STORAGE_ERROR;
+    }
+    return TOKEND_OK;
+}
+
+/* Opens st->db and st->cf on st->dir: for reading only if st->read_only,
+ * else read-write (creating the missing families if `create`). */
+static int db_open(store *st, bool create, char **errmsg) {
+    rocksdb_options_t *fam[CF_COUNT];
+    fam[CF_META] = family_options(st->cache, false, STORE_META_WRITE_BUFFER_BYTES);
+    fam[CF_TOKENS] = family_options(st->cache, true, STORE_TOKENS_WRITE_BUFFER_BYTES);
+    fam[CF_IDS] = family_options(st->cache, true, STORE_INDEX_WRITE_BUFFER_BYTES);
+    fam[CF_OWNERS] = family_options(st->cache, false, STORE_INDEX_WRITE_BUFFER_BYTES);
+    fam[CF_USAGE] = family_options(st->cache, false, STORE_INDEX_WRITE_BUFFER_BYTES);
+    database_options(fam[CF_META], create);
+
+    char *err = NULL;
+    if (st->read_only) {
+        st->db = rocksdb_open_for_read_only_column_families(
+            fam[CF_META], st->dir, CF_COUNT, cf_names,
+            (const rocksdb_options_t *const *)fam, st->cf, 0, &err);
+    } else {
+        st->db = rocksdb_open_column_families(fam[CF_META], st->dir, CF_COUNT, cf_names,
+                                              (const rocksdb_options_t *const *)fam,
+                                              st->cf, &err);
+    }
+    for (int c = 0; c < CF_COUNT; c++) {
+        rocksdb_options_destroy(fam[c]);
+    }
+    if (err != NULL) {
+        st->db = NULL;
+        for (int c = 0; c < CF_COUNT; c++) {
+            st->cf[c] = NULL;
+        }
+        char what[256];
+        snprintf(what, sizeof(what), "opening %s", st->dir);
+        return storage_error(err, what, errmsg);
+    }
+    return TOKEND_OK;
+}
+
+/* Closes st->db, flushing the memtables first if `flush`. Never flush after
+ * a failed commit: RocksDB's flush first writes out the WAL's buffer, and
+ * a WAL file whose write failed is one RocksDB 7.8 asserts on. Closing
+ * without a flush loses nothing: the next open replays the WAL. */
+static void db_close(store *st, bool flush) {
+    if (st->db != NULL && flush) {
+        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+        rocksdb_flushoptions_set_wait(fo, 1);
+        for (int c = 0; c < CF_COUNT; c++) {
+            char *err = NULL;
+            rocksdb_flush_cf(st->db, fo, st->cf[c], &err);
+            rocksdb_free(err);
+        }
+        rocksdb_flushoptions_destroy(fo);
+    }
+    for (int c = 0; c < CF_COUNT; c++) {
+        if (st->cf[c] != NULL) {
+            rocksdb_column_family_handle_destroy(st->cf[c]);
+            st->cf[c] = NULL;
+        }
+    }
+    if (st->db != NULL) {
+        rocksdb_close(st->db);
+        st->db = NULL;
+    }
+}
+
 /* Opening is: refuse a missing store unless creating; check the families
  * on disk; open all five with their options (creating the missing ones if
  * allowed); check or write the schema marker. Any failure unwinds
@@ -698,12 +810,28 @@ int store_open(const char *dir, const store_options *opts, store **out, char **e
         return TOKEND_STORAGE_ERROR;
     }
 
+    if (!opts->read_only) {
+        int rv = check_free_space(dir, errmsg);
+        if (rv != TOKEND_OK) {
+            return rv;
+        }
+    }
+
     store *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         set_last_error("out of memory opening the store");
         give_errmsg(errmsg);
         return TOKEND_INTERNAL;
     }
+    /* Writer-preferring: under a steady stream of reads a reopen would
+     * otherwise wait for a moment with no reader at all. (No thread takes
+     * the read lock twice, as this kind requires.) */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&st->swap, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    st->dir = strdup(dir);
     st->read_only = opts->read_only;
     st->cache =
         block_cache_create(opts->block_cache_bytes != 0 ? opts->block_cache_bytes
@@ -714,34 +842,14 @@ int store_open(const char *dir, const store_options *opts, store **out, char **e
     st->write_nosync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->write_nosync, 0);
 
-    rocksdb_options_t *fam[CF_COUNT];
-    fam[CF_META] = family_options(st->cache, false, STORE_META_WRITE_BUFFER_BYTES);
-    fam[CF_TOKENS] = family_options(st->cache, true, STORE_TOKENS_WRITE_BUFFER_BYTES);
-    fam[CF_IDS] = family_options(st->cache, true, STORE_INDEX_WRITE_BUFFER_BYTES);
-    fam[CF_OWNERS] = family_options(st->cache, false, STORE_INDEX_WRITE_BUFFER_BYTES);
-    fam[CF_USAGE] = family_options(st->cache, false, STORE_INDEX_WRITE_BUFFER_BYTES);
-    database_options(fam[CF_META], create);
-
-    char *err = NULL;
-    if (st->read_only) {
-        st->db = rocksdb_open_for_read_only_column_families(
-            fam[CF_META], dir, CF_COUNT, cf_names, (const rocksdb_options_t *const *)fam,
-            st->cf, 0, &err);
+    int rv = TOKEND_INTERNAL;
+    if (st->dir == NULL) {
+        set_last_error("out of memory opening the store");
+        give_errmsg(errmsg);
     } else {
-        st->db = rocksdb_open_column_families(fam[CF_META], dir, CF_COUNT, cf_names,
-                                              (const rocksdb_options_t *const *)fam,
-                                              st->cf, &err);
+        rv = db_open(st, create, errmsg);
     }
-    for (int c = 0; c < CF_COUNT; c++) {
-        rocksdb_options_destroy(fam[c]);
-    }
-    int rv = TOKEND_OK;
-    if (err != NULL) {
-        char what[256];
-        snprintf(what, sizeof(what), "opening %s", dir);
-        rv = storage_error(err, what, errmsg);
-        st->db = NULL;
-    } else {
+    if (rv == TOKEND_OK) {
         rv = check_schema(st, errmsg);
     }
     if (rv != TOKEND_OK) {
@@ -754,36 +862,120 @@ int store_open(const char *dir, const store_options *opts, store **out, char **e
 }
 
 /* Flushing first means the next open replays no WAL. A failed flush loses
- * nothing (the WAL still holds the writes), so it is not reported. */
+ * nothing (the WAL still holds the writes), so it is not reported. After a
+ * failed commit there is no flush: see db_close. */
 void store_close(store *st) {
     if (st == NULL) {
         return;
     }
-    if (st->db != NULL && !st->read_only) {
-        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
-        rocksdb_flushoptions_set_wait(fo, 1);
-        for (int c = 0; c < CF_COUNT; c++) {
-            char *err = NULL;
-            rocksdb_flush_cf(st->db, fo, st->cf[c], &err);
-            rocksdb_free(err);
-        }
-        rocksdb_flushoptions_destroy(fo);
-    }
-    for (int c = 0; c < CF_COUNT; c++) {
-        if (st->cf[c] != NULL) {
-            rocksdb_column_family_handle_destroy(st->cf[c]);
-        }
-    }
-    if (st->db != NULL) {
-        rocksdb_close(st->db);
-    }
+    db_close(st, !st->read_only && !atomic_load(&st->write_failed));
     rocksdb_readoptions_destroy(st->read_opts);
     rocksdb_writeoptions_destroy(st->write_sync);
     rocksdb_writeoptions_destroy(st->write_nosync);
     if (st->cache != NULL) {
         rocksdb_cache_destroy(st->cache);
     }
+    pthread_rwlock_destroy(&st->swap);
+    free(st->dir);
     free(st);
+}
+
+/* Recovery after a failed write. RocksDB 7.8 answers every write after a
+ * failed WAL write or flush with that error (its "background error"). For
+ * a full disk it resumes by itself once enough space is free, but if no
+ * memtable held data at that moment it keeps writing to the WAL file
+ * whose write failed, and Debian's build (with assertions) then aborts.
+ * A read-only file system it does not resume from at all, and the C API
+ * has no rocksdb_resume. Closing the database and opening it again always
+ * works: the open replays the WAL up to the torn record of the failed
+ * write (point-in-time recovery) and starts a new WAL. */
+int store_reopen(store *st, char **errmsg) {
+    if (errmsg != NULL) {
+        *errmsg = NULL;
+    }
+    if (st == NULL) {
+        set_last_error("store_reopen: NULL argument");
+        give_errmsg(errmsg);
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    int rv = check_free_space(st->dir, errmsg);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    pthread_rwlock_wrlock(&st->swap);
+    db_close(st, false);
+    atomic_store(&st->write_failed, false);
+    st->read_only = false;
+    char *why = NULL;
+    rv = db_open(st, false, &why);
+    if (rv != TOKEND_OK) {
+        /* Reads go on from a read-only instance; the next reopen retries. */
+        st->read_only = true;
+        (void)db_open(st, false, NULL);
+        set_last_error("%s", why != NULL ? why : "reopening the store failed");
+        give_errmsg(errmsg);
+    }
+    free(why);
+    pthread_rwlock_unlock(&st->swap);
+    return rv;
+}
+
+int store_probe_writable(store *st, char **errmsg) {
+    if (errmsg != NULL) {
+        *errmsg = NULL;
+    }
+    if (st == NULL) {
+        set_last_error("store_probe_writable: NULL argument");
+        give_errmsg(errmsg);
+        return TOKEND_INVALID_ARGUMENT;
+    }
+    int rv = check_free_space(st->dir, errmsg);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    char *path = NULL;
+    if (asprintf(&path, "%s/.tokend-probe", st->dir) < 0) {
+        set_last_error("out of memory probing %s", st->dir);
+        give_errmsg(errmsg);
+        return TOKEND_INTERNAL;
+    }
+    static const char block[4096];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, block, sizeof(block)) == (ssize_t)sizeof(block) &&
+              fsync(fd) == 0;
+    int saved = errno;
+    if (fd >= 0) {
+        close(fd);
+    }
+    unlink(path);
+    free(path);
+    if (!ok) {
+        set_last_error("%s does not take writes: %s", st->dir,
+                       saved != 0 ? strerror(saved) : "short write");
+        give_errmsg(errmsg);
+        return TOKEND_STORAGE_ERROR;
+    }
+    return TOKEND_OK;
+}
+
+bool store_write_failed(store *st) {
+    return st != NULL && atomic_load(&st->write_failed);
+}
+
+/* Readers and commits share the database handle with store_reopen. A
+ * store whose reopen left no database at all answers STORAGE_ERROR. */
+static int read_begin(store *st) {
+    pthread_rwlock_rdlock(&st->swap);
+    if (st->db == NULL) {
+        pthread_rwlock_unlock(&st->swap);
+        set_last_error("the store is closed: reopening it failed");
+        return TOKEND_STORAGE_ERROR;
+    }
+    return TOKEND_OK;
+}
+
+static void read_end(store *st) {
+    pthread_rwlock_unlock(&st->swap);
 }
 
 /* ---------- reads ---------- */
@@ -792,8 +984,13 @@ bool store_is_initialised(store *st) {
     if (st == NULL) {
         return false;
     }
+    if (read_begin(st) != TOKEND_OK) {
+        return false;
+    }
     rocksdb_pinnableslice_t *v = NULL;
-    if (get_raw(st, st->read_opts, CF_META, "initialised", 11, &v) != TOKEND_OK) {
+    int rv = get_raw(st, st->read_opts, CF_META, "initialised", 11, &v);
+    read_end(st);
+    if (rv != TOKEND_OK) {
         return false;
     }
     rocksdb_pinnableslice_destroy(v);
@@ -823,7 +1020,13 @@ int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN],
         set_last_error("store_get_token: NULL argument");
         return TOKEND_INVALID_ARGUMENT;
     }
-    return get_token_ro(st, st->read_opts, digest, out);
+    int rv = read_begin(st);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    rv = get_token_ro(st, st->read_opts, digest, out);
+    read_end(st);
+    return rv;
 }
 
 static int get_digest_ro(store *st, const rocksdb_readoptions_t *ro, const char *id,
@@ -851,7 +1054,13 @@ int store_get_digest(store *st, const char *id, uint8_t digest[TOKEN_DIGEST_LEN]
         set_last_error("store_get_digest: NULL argument");
         return TOKEND_INVALID_ARGUMENT;
     }
-    return get_digest_ro(st, st->read_opts, id, strlen(id), digest);
+    int rv = read_begin(st);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    rv = get_digest_ro(st, st->read_opts, id, strlen(id), digest);
+    read_end(st);
+    return rv;
 }
 
 int store_get_usage(store *st, const char *id, int64_t *last_used_ms,
@@ -860,8 +1069,13 @@ int store_get_usage(store *st, const char *id, int64_t *last_used_ms,
         set_last_error("store_get_usage: NULL argument");
         return TOKEND_INVALID_ARGUMENT;
     }
+    int rv = read_begin(st);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
     rocksdb_pinnableslice_t *v = NULL;
-    int rv = get_raw(st, st->read_opts, CF_USAGE, id, strlen(id), &v);
+    rv = get_raw(st, st->read_opts, CF_USAGE, id, strlen(id), &v);
+    read_end(st);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -1022,6 +1236,10 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
         seek_len += OWNER_SUFFIX_LEN;
     }
 
+    int rv = read_begin(st);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
     owner_scan_begin(st, &s);
     rocksdb_iter_seek(s.it, (const char *)seek, seek_len);
     if (seek_len > s.prefix_len && rocksdb_iter_valid(s.it)) {
@@ -1035,7 +1253,6 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     token_record *recs = NULL;
     size_t count = 0, cap = 0;
     char last_suffix[OWNER_SUFFIX_LEN];
-    int rv = TOKEND_OK;
     while (rv == TOKEND_OK && count < limit && rocksdb_iter_valid(s.it)) {
         const char *suffix = NULL;
         const char *id = owner_scan_id(&s, &suffix);
@@ -1075,6 +1292,7 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     }
     bool more = rv == TOKEND_OK && rocksdb_iter_valid(s.it);
     rv = owner_scan_end(st, &s, rv);
+    read_end(st);
     if (rv == TOKEND_OK && more) {
         *next_cursor = cursor_encode(last_suffix);
         if (*next_cursor == NULL) {
@@ -1111,11 +1329,14 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
         set_last_error("store_owner_ids: bad owner");
         return TOKEND_INVALID_ARGUMENT;
     }
+    int rv = read_begin(st);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
     owner_scan_begin(st, &s);
     rocksdb_iter_seek(s.it, (const char *)s.prefix, s.prefix_len);
     char **list = NULL;
     size_t count = 0, cap = 0;
-    int rv = TOKEND_OK;
     for (; rocksdb_iter_valid(s.it); rocksdb_iter_next(s.it)) {
         const char *id = owner_scan_id(&s, NULL);
         if (id == NULL) {
@@ -1139,6 +1360,7 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
         list[count++] = copy;
     }
     rv = owner_scan_end(st, &s, rv);
+    read_end(st);
     if (rv != TOKEND_OK) {
         for (size_t i = 0; i < count; i++) {
             free(list[i]);
@@ -1321,7 +1543,14 @@ int store_batch_commit(store *st, store_batch *b, bool sync, char **errmsg) {
         return TOKEND_INVALID_ARGUMENT;
     }
     int rv = TOKEND_OK;
-    if (b->failed != 0) {
+    bool locked = false;
+    if (b->failed == 0 && b->len > 0) {
+        rv = read_begin(st);
+        locked = rv == TOKEND_OK;
+    }
+    if (rv != TOKEND_OK) {
+        give_errmsg(errmsg);
+    } else if (b->failed != 0) {
         set_last_error("%s", b->fail);
         give_errmsg(errmsg);
         rv = b->failed;
@@ -1350,8 +1579,12 @@ int store_batch_commit(store *st, store_batch *b, bool sync, char **errmsg) {
         rocksdb_write(st->db, sync ? st->write_sync : st->write_nosync, wb, &err);
         rocksdb_writebatch_destroy(wb);
         if (err != NULL) {
+            atomic_store(&st->write_failed, true);
             rv = storage_error(err, "committing a write batch", errmsg);
         }
+    }
+    if (locked) {
+        read_end(st);
     }
     store_batch_clear(b);
     return rv;

@@ -48,8 +48,28 @@ typedef struct store_options {
  * be NULL (defaults: open an existing store read-write). */
 int store_open(const char *dir, const store_options *opts, store **out, char **errmsg);
 
-/* Flushes memtables and closes. NULL is ignored. */
+/* Flushes memtables and closes. NULL is ignored. After a failed commit
+ * (store_write_failed) it closes without a flush: the WAL keeps the
+ * writes. */
 void store_close(store *st);
+
+/* Recovery after a failed write (a full or read-only disk). RocksDB then
+ * refuses every write with the error, and the WAL file whose write failed
+ * must not be written again (see store.c), so the writer stops committing
+ * and, once store_probe_writable passes, calls store_reopen before it
+ * commits again.
+ *
+ * store_write_failed: whether a commit failed since the last open.
+ * store_probe_writable: TOKEND_OK if the data dir has at least 4 MiB free
+ *   and takes a small file (created, written, fsynced, removed); else
+ *   TOKEND_STORAGE_ERROR with the reason in *errmsg (malloc'd).
+ * store_reopen: closes the database (without a flush) and opens it again
+ *   for writing; reads wait meanwhile. If that open fails the store is
+ *   opened read-only, so that reads go on and commits fail, and the error
+ *   is returned; call it again later. Call it from the writing thread. */
+bool store_write_failed(store *st);
+int store_probe_writable(store *st, char **errmsg);
+int store_reopen(store *st, char **errmsg);
 
 /* Whether `tokend init` completed on this store (meta "initialised"). */
 bool store_is_initialised(store *st);

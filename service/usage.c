@@ -61,32 +61,45 @@ static size_t id_hash(const char *id) {
     return (size_t)h;
 }
 
-void usage_touch(usage *u, const char *id, int64_t now_ms) {
+/* Adds `count` uses of `id`, the latest at last_ms. Lock held. */
+static void add_locked(usage *u, const char *id, int64_t last_ms, uint64_t count) {
     size_t mask = u->nslots - 1;
     size_t i = id_hash(id) & mask;
-    pthread_mutex_lock(&u->lock);
     for (;;) {
         usage_entry *e = &u->slots[i];
         if (e->id[0] == '\0') {
             if (u->used == u->capacity) {
-                u->dropped++;
-                break;
+                u->dropped += count;
+                return;
             }
             memcpy(e->id, id, TOKEN_ID_LEN);
             e->id[TOKEN_ID_LEN] = '\0';
-            e->last_used_ms = now_ms;
-            e->count = 1;
+            e->last_used_ms = last_ms;
+            e->count = count;
             u->occupied[u->used++] = i;
-            break;
+            return;
         }
         if (memcmp(e->id, id, TOKEN_ID_LEN) == 0) {
-            if (now_ms > e->last_used_ms) {
-                e->last_used_ms = now_ms;
+            if (last_ms > e->last_used_ms) {
+                e->last_used_ms = last_ms;
             }
-            e->count++;
-            break;
+            e->count += count;
+            return;
         }
         i = (i + 1) & mask;
+    }
+}
+
+void usage_touch(usage *u, const char *id, int64_t now_ms) {
+    pthread_mutex_lock(&u->lock);
+    add_locked(u, id, now_ms, 1);
+    pthread_mutex_unlock(&u->lock);
+}
+
+void usage_restore(usage *u, const usage_entry *entries, size_t n) {
+    pthread_mutex_lock(&u->lock);
+    for (size_t k = 0; k < n; k++) {
+        add_locked(u, entries[k].id, entries[k].last_used_ms, entries[k].count);
     }
     pthread_mutex_unlock(&u->lock);
 }

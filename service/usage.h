@@ -37,4 +37,9 @@ void usage_touch(usage *u, const char *id, int64_t now_ms);
  * touches were dropped since the last drain because the table was full. */
 int usage_drain(usage *u, usage_entry **out, size_t *n, uint64_t *dropped);
 
+/* Puts drained entries back (adding to any use since the drain), for a
+ * flush that could not be written; entries past the capacity count as
+ * dropped. */
+void usage_restore(usage *u, const usage_entry *entries, size_t n);
+
 #endif /* TOKEND_USAGE_H */

@@ -5,6 +5,14 @@
  * variable until jobs arrive or the usage flush is due. Each round takes
  * the whole queue, so the group size adapts to load by itself: while one
  * fsync runs, the next group gathers.
+ *
+ * A failed commit (a full or read-only disk) puts the writer in degraded
+ * mode: it commits nothing more through that database handle (see
+ * store_reopen), answers every job STORAGE_ERROR at once, keeps drained
+ * usage counters in memory, and at most once a second (on a job or the
+ * usage tick) probes the data dir; when the probe passes it reopens the
+ * store and carries on. The log gets one line when writes stop, one when
+ * they resume, and a reminder a minute while they stay stopped.
  */
 #include "writer.h"
 
@@ -12,6 +20,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "log.h"
@@ -28,11 +37,75 @@ struct writer {
     writer_job *head, *tail;
     bool stopping;
     unsigned long groups, jobs; /* guarded by lock */
+    /* Degraded mode; the writer thread's alone. */
+    bool degraded;
+    int64_t degraded_since_ms, next_probe_ms, next_reminder_ms;
+    unsigned long refused; /* jobs answered STORAGE_ERROR while degraded */
 };
+
+#define WRITER_PROBE_MS 1000
+#define WRITER_REMINDER_MS 60000
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Stops commits after a failed one: `why` is the commit's error. */
+static void enter_degraded(writer *w, const char *why) {
+    if (w->degraded) {
+        return;
+    }
+    int64_t now = mono_ms();
+    w->degraded = true;
+    w->degraded_since_ms = now;
+    w->next_probe_ms = now + WRITER_PROBE_MS;
+    w->next_reminder_ms = now + WRITER_REMINDER_MS;
+    w->refused = 0;
+    char q[256];
+    LOG(LOG_ERROR, "store.writes_stopped", "error=%s",
+        log_quote(q, sizeof(q), why != NULL ? why : "unknown"));
+}
+
+/* True if commits may go ahead: not degraded, or the data dir takes
+ * writes again and the store reopened. Probes at most once a second
+ * unless `now_please` (at shutdown). */
+static bool writable(writer *w, bool now_please) {
+    if (!w->degraded) {
+        return true;
+    }
+    int64_t now = mono_ms();
+    if (!now_please && now < w->next_probe_ms) {
+        return false;
+    }
+    w->next_probe_ms = now + WRITER_PROBE_MS;
+    char *err = NULL;
+    int rv = store_probe_writable(w->st, &err);
+    if (rv == TOKEND_OK) {
+        rv = store_reopen(w->st, &err);
+    }
+    if (rv != TOKEND_OK) {
+        if (now >= w->next_reminder_ms) {
+            char q[256];
+            LOG(LOG_WARN, "store.writes_still_stopped",
+                "down_ms=%lld refused=%lu error=%s",
+                (long long)(now - w->degraded_since_ms), w->refused,
+                log_quote(q, sizeof(q), err != NULL ? err : "unknown"));
+            w->next_reminder_ms = now + WRITER_REMINDER_MS;
+        }
+        free(err);
+        return false;
+    }
+    LOG(LOG_INFO, "store.writes_resumed", "down_ms=%lld refused=%lu",
+        (long long)(now - w->degraded_since_ms), w->refused);
+    w->degraded = false;
+    return true;
+}
 
 /* Writes the drained usage counters, adding to what is stored. Tokens
  * revoked since their use are skipped, so no orphan usage rows appear. */
-static void flush_usage(writer *w, store_batch *batch) {
+static void flush_usage(writer *w, store_batch *batch, bool stopping) {
     usage_entry *entries = NULL;
     size_t n = 0;
     uint64_t dropped = 0;
@@ -42,7 +115,19 @@ static void flush_usage(writer *w, store_batch *batch) {
     if (dropped > 0) {
         LOG(LOG_WARN, "usage.dropped", "count=%llu", (unsigned long long)dropped);
     }
+    /* Probes even with nothing to write, so that writes resume (and say
+     * so) without waiting for the next job. */
+    bool ok = writable(w, stopping);
     if (n == 0) {
+        free(entries);
+        return;
+    }
+    if (!ok) {
+        /* Kept for a later flush; lost only if tokend stops meanwhile. */
+        usage_restore(w->usage, entries, n);
+        if (stopping) {
+            LOG(LOG_WARN, "usage.not_written", "tokens=%zu", n);
+        }
         free(entries);
         return;
     }
@@ -61,11 +146,18 @@ static void flush_usage(writer *w, store_batch *batch) {
         store_batch_put_usage(batch, entries[i].id, last, count + entries[i].count);
     }
     char *err = NULL;
-    if (store_batch_count(batch) > 0 &&
-        store_batch_commit(w->st, batch, false, &err) != TOKEND_OK) {
+    int rv = TOKEND_OK;
+    if (store_batch_count(batch) > 0) {
+        rv = store_batch_commit(w->st, batch, false, &err);
+    }
+    if (rv != TOKEND_OK) {
         char q[256];
         LOG(LOG_WARN, "usage.flush_failed", "tokens=%zu error=%s", n,
             log_quote(q, sizeof(q), err));
+        if (rv == TOKEND_STORAGE_ERROR) {
+            enter_degraded(w, err);
+            usage_restore(w->usage, entries, n);
+        }
     }
     free(err);
     store_batch_clear(batch);
@@ -76,6 +168,15 @@ static void flush_usage(writer *w, store_batch *batch) {
 static void commit_group(writer *w, writer_job *jobs, store_batch *batch) {
     store_batch_clear(batch);
     unsigned long n = 0;
+    if (!writable(w, false)) {
+        writer_job *next;
+        for (writer_job *j = jobs; j != NULL; j = next, n++) {
+            next = j->next; /* done() may free j */
+            j->done(j, TOKEND_STORAGE_ERROR);
+        }
+        w->refused += n;
+        return;
+    }
     for (writer_job *j = jobs; j != NULL; j = j->next, n++) {
         j->apply_status = j->apply(j, w->st, batch);
     }
@@ -87,6 +188,9 @@ static void commit_group(writer *w, writer_job *jobs, store_batch *batch) {
             char q[256];
             LOG(LOG_ERROR, "store.commit_failed", "jobs=%lu error=%s", n,
                 log_quote(q, sizeof(q), err));
+        }
+        if (commit_rv == TOKEND_STORAGE_ERROR) {
+            enter_degraded(w, err);
         }
         free(err);
     }
@@ -140,7 +244,7 @@ static void *writer_main(void *arg) {
         clock_gettime(CLOCK_REALTIME, &now);
         if (stopping || now.tv_sec > next_flush.tv_sec ||
             (now.tv_sec == next_flush.tv_sec && now.tv_nsec >= next_flush.tv_nsec)) {
-            flush_usage(w, batch);
+            flush_usage(w, batch, stopping);
             deadline_after(&next_flush, w->usage_flush_ms);
         }
         if (stopping && jobs == NULL) {

@@ -65,6 +65,8 @@
     X(service_command_line_errors)                               \
     X(service_verify_can_require_a_credential)                   \
     X(service_unavailable_when_down)                             \
+    X(faults_read_only_data_dir)                                 \
+    X(faults_full_disk)                                          \
     X(cli_create_verify_list_revoke)                             \
     X(cli_json_output)                                           \
     X(cli_revoke_token_and_list_all_pages)                       \
