@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # gateway_bench.sh — GET /v1/auth through tokend-gateway (and tokend behind
-# it) under wrk, then nginx answering `return 200` with a body of the same
-# size, measured right after on the same machine. Prints both rates, their
-# ratio, and the gateway's resident memory idle and under load (VmRSS).
+# it) under wrk, and nginx answering `return 200` with a body of the same
+# size, in alternating one-second slices on the same machine. Prints both
+# rates, their ratio, CPU per request of each process, and the gateway's
+# resident memory idle and under load (VmRSS).
 #
 # Usage: bench/gateway_bench.sh [BUILD_DIR]          (default: build)
-# Environment: DURATION (5s), CONNECTIONS (64), WRK_THREADS (1),
+# Environment: DURATION (5s: seconds of each, in one-second slices),
+#              CONNECTIONS (64), WRK_THREADS (1),
 #              GATEWAY_THREADS (2; also nginx's worker_processes),
 #              TSV (a file to write gw_auth_tput and gw_rss_load to, as
 #              bench/run.sh reads them)
@@ -58,15 +60,12 @@ rss_kb() {
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }
 
-# Runs wrk against $1 (extra wrk args after it); prints wrk's output.
+# Runs wrk against $1 (extra wrk args after it, -d among them); prints
+# wrk's output.
 run_wrk() {
     local target=$1
     shift
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@" "$target"
-}
-
-rate_of() {
-    awk '/^Requests\/sec:/ {print $2}'
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" "$@" "$target"
 }
 
 # CPU time (user + system) of a process so far, in clock ticks.
@@ -107,34 +106,7 @@ TOKEN=$(curl -sf -X POST "$BASE/v1/tokens" -H "Authorization: Bearer $ADMIN" \
 AUTH_URL="$BASE/v1/auth?ability=orders:read"
 BODY_BYTES=$(curl -sf "$AUTH_URL" -H "Authorization: Bearer $TOKEN" | wc -c)
 
-# Warm up, then measure while sampling the gateway's memory.
-run_wrk "$AUTH_URL" -H "Authorization: Bearer $TOKEN" -d1s >/dev/null
-RSS_IDLE=$(rss_kb "$GATEWAY")
-TOKEND=${PIDS[0]}
-GW_CPU0=$(cpu_ticks "$GATEWAY")
-TD_CPU0=$(cpu_ticks "$TOKEND")
-run_wrk "$AUTH_URL" -H "Authorization: Bearer $TOKEN" >"$WORK/wrk-gateway.txt" &
-WRK=$!
-RSS_LOAD=0
-while kill -0 "$WRK" 2>/dev/null; do
-    rss=$(rss_kb "$GATEWAY")
-    [ "$rss" -gt "$RSS_LOAD" ] && RSS_LOAD=$rss
-    sleep 0.25
-done
-wait "$WRK"
-GW_CPU=$(($(cpu_ticks "$GATEWAY") - GW_CPU0))
-TD_CPU=$(($(cpu_ticks "$TOKEND") - TD_CPU0))
-GATEWAY_RATE=$(rate_of <"$WORK/wrk-gateway.txt")
-REQUESTS=$(awk '/requests in/ {print $1}' "$WORK/wrk-gateway.txt")
-NON_2XX=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk-gateway.txt")
-# The HTTP layer alone: /healthz makes no RPC.
-GW_CPU0=$(cpu_ticks "$GATEWAY")
-run_wrk "$BASE/healthz" >"$WORK/wrk-health.txt"
-GW_HEALTH_CPU=$(($(cpu_ticks "$GATEWAY") - GW_CPU0))
-HEALTH_RATE=$(rate_of <"$WORK/wrk-health.txt")
-HEALTH_REQUESTS=$(awk '/requests in/ {print $1}' "$WORK/wrk-health.txt")
-
-# --- nginx: return 200 with a body of the same size ---
+# --- nginx: return 200 with a body of the same size, up beside the gateway ---
 NGINX_PORT=$(free_port)
 mkdir -p "$WORK/nginx"
 BODY=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
@@ -161,14 +133,14 @@ http {
 }
 EOF
 "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" &
-PIDS+=($!)
+NGINX_MASTER=$!
+PIDS+=("$NGINX_MASTER")
 for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null && break
     sleep 0.05
 done
-NGINX_BYTES=$(curl -sf "http://127.0.0.1:$NGINX_PORT/" | wc -c)
-run_wrk "http://127.0.0.1:$NGINX_PORT/" -H "Authorization: Bearer $TOKEN" -d1s >/dev/null
-NGINX_MASTER=${PIDS[-1]}
+NGINX_URL="http://127.0.0.1:$NGINX_PORT/"
+NGINX_BYTES=$(curl -sf "$NGINX_URL" | wc -c)
 nginx_ticks() {
     local t=0 pid
     for pid in $(pgrep -P "$NGINX_MASTER"); do
@@ -176,27 +148,61 @@ nginx_ticks() {
     done
     echo "$t"
 }
-NGINX_CPU0=$(nginx_ticks)
-run_wrk "http://127.0.0.1:$NGINX_PORT/" -H "Authorization: Bearer $TOKEN" \
-    >"$WORK/wrk-nginx.txt"
-NGINX_CPU=$(($(nginx_ticks) - NGINX_CPU0))
-NGINX_RATE=$(rate_of <"$WORK/wrk-nginx.txt")
-NGINX_REQUESTS=$(awk '/requests in/ {print $1}' "$WORK/wrk-nginx.txt")
 
-echo "wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION, $(nproc) CPUs, gateway --threads $GATEWAY_THREADS, nginx worker_processes $GATEWAY_THREADS"
-echo "gateway GET /v1/auth (Verify RPC to tokend each): $GATEWAY_RATE req/s, body $BODY_BYTES B, non-2xx: ${NON_2XX:-0}"
-grep -E '^ +Latency' "$WORK/wrk-gateway.txt" | sed 's/^ */  latency (avg, stdev, max, +\/- stdev): /'
+# --- the measurement: one-second wrk slices, gateway and nginx in turn, so
+# that whatever else the machine does meanwhile weighs on both alike ---
+TOKEND=${PIDS[0]}
+SLICES=${DURATION%s}
+AUTH=(-H "Authorization: Bearer $TOKEN")
+run_wrk "$AUTH_URL" "${AUTH[@]}" -d1s >/dev/null # warm-up
+run_wrk "$NGINX_URL" "${AUTH[@]}" -d1s >/dev/null
+RSS_IDLE=$(rss_kb "$GATEWAY")
+RSS_LOAD=0
+GW_CPU=0 TD_CPU=0 NGINX_CPU=0
+: >"$WORK/wrk-gateway.txt"
+: >"$WORK/wrk-nginx.txt"
+for _ in $(seq "$SLICES"); do
+    gw0=$(cpu_ticks "$GATEWAY") td0=$(cpu_ticks "$TOKEND")
+    run_wrk "$AUTH_URL" "${AUTH[@]}" -d1s >>"$WORK/wrk-gateway.txt" &
+    wrk_pid=$!
+    sleep 0.5
+    rss=$(rss_kb "$GATEWAY")
+    [ "$rss" -gt "$RSS_LOAD" ] && RSS_LOAD=$rss
+    wait "$wrk_pid"
+    GW_CPU=$((GW_CPU + $(cpu_ticks "$GATEWAY") - gw0))
+    TD_CPU=$((TD_CPU + $(cpu_ticks "$TOKEND") - td0))
+    n0=$(nginx_ticks)
+    run_wrk "$NGINX_URL" "${AUTH[@]}" -d1s >>"$WORK/wrk-nginx.txt"
+    NGINX_CPU=$((NGINX_CPU + $(nginx_ticks) - n0))
+done
+# The gateway's HTTP layer alone: /healthz makes no RPC.
+gw0=$(cpu_ticks "$GATEWAY")
+run_wrk "$BASE/healthz" -d1s >"$WORK/wrk-health.txt"
+GW_HEALTH_CPU=$(($(cpu_ticks "$GATEWAY") - gw0))
+
+# Requests and seconds summed over a file of wrk reports ("N requests in Ts").
+requests_of() { awk '/requests in/ {n += $1} END {print n + 0}' "$1"; }
+rate_of() {
+    awk '/requests in/ {n += $1; t += $4 + 0} END {printf "%.2f", (t > 0 ? n / t : 0)}' "$1"
+}
+REQUESTS=$(requests_of "$WORK/wrk-gateway.txt")
+GATEWAY_RATE=$(rate_of "$WORK/wrk-gateway.txt")
+NON_2XX=$(awk '/Non-2xx/ {n += $NF} END {print n + 0}' "$WORK/wrk-gateway.txt")
+NGINX_REQUESTS=$(requests_of "$WORK/wrk-nginx.txt")
+NGINX_RATE=$(rate_of "$WORK/wrk-nginx.txt")
+HEALTH_REQUESTS=$(requests_of "$WORK/wrk-health.txt")
+HEALTH_RATE=$(rate_of "$WORK/wrk-health.txt")
+per_request_us() { awk -v c="$1" -v n="$2" -v hz="$TICK" 'BEGIN { printf "%.0f", c * 1e6 / hz / n }'; }
+
+echo "wrk -t$WRK_THREADS -c$CONNECTIONS, $SLICES one-second slices each, alternating; $(nproc) CPUs, gateway --threads $GATEWAY_THREADS, nginx worker_processes $GATEWAY_THREADS"
+echo "gateway GET /v1/auth (Verify RPC to tokend each): $GATEWAY_RATE req/s, body $BODY_BYTES B, non-2xx: $NON_2XX"
 echo "nginx return 200:                                  $NGINX_RATE req/s, body $NGINX_BYTES B"
-grep -E '^ +Latency' "$WORK/wrk-nginx.txt" | sed 's/^ */  latency (avg, stdev, max, +\/- stdev): /'
-awk -v c="$NGINX_CPU" -v n="$NGINX_REQUESTS" -v hz="$TICK" 'BEGIN {
-    printf "CPU per request: nginx workers %.0f us\n", c * 1e6 / hz / n }'
 awk -v g="$GATEWAY_RATE" -v n="$NGINX_RATE" 'BEGIN { printf "ratio gateway/nginx: %.2f\n", g / n }'
 echo "gateway GET /healthz (HTTP layer only, no RPC):    $HEALTH_RATE req/s"
-awk -v g="$GW_HEALTH_CPU" -v n="$HEALTH_REQUESTS" -v hz="$TICK" 'BEGIN {
-    printf "CPU per /healthz request: gateway %.0f us\n", g * 1e6 / hz / n }'
-awk -v g="$GW_CPU" -v t="$TD_CPU" -v n="$REQUESTS" -v hz="$TICK" 'BEGIN {
-    printf "CPU per /v1/auth request: gateway %.0f us, tokend %.0f us\n",
-        g * 1e6 / hz / n, t * 1e6 / hz / n }'
+echo "CPU per request: /v1/auth gateway $(per_request_us "$GW_CPU" "$REQUESTS") us +" \
+    "tokend $(per_request_us "$TD_CPU" "$REQUESTS") us; /healthz gateway" \
+    "$(per_request_us "$GW_HEALTH_CPU" "$HEALTH_REQUESTS") us; nginx workers" \
+    "$(per_request_us "$NGINX_CPU" "$NGINX_REQUESTS") us"
 echo "gateway VmRSS: idle $RSS_IDLE kB, under load (max) $RSS_LOAD kB"
 if [ -n "${TSV:-}" ]; then
     awk -v g="$GATEWAY_RATE" -v n="$NGINX_RATE" -v rss="$RSS_LOAD" 'BEGIN {

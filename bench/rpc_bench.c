@@ -18,6 +18,7 @@
  * line) on a running tokend, and prints "p50_us P p99_us Q calls N
  * errors E" (the scale benchmarks: bench/run.sh).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -116,24 +117,37 @@ static pid_t spawn(const char *const *argv, const char *log) {
     return pid;
 }
 
+/* CPU time of every thread of `pid` so far, in seconds: the sum of the
+ * first field (ns on a CPU) of /proc/PID/task/TID/schedstat, exact where
+ * /proc/PID/stat counts clock ticks of 10 ms (too coarse for slices of
+ * half a second). Threads must outlive the measurement, as the servers'
+ * do. */
 static double cpu_seconds_of(pid_t pid) {
     char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL) {
         return 0;
     }
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long utime = 0, stime = 0;
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                            &utime, &stime) != 2) {
-        return 0;
+    unsigned long long total = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        char stat_path[384];
+        snprintf(stat_path, sizeof(stat_path), "%s/%s/schedstat", path, e->d_name);
+        FILE *f = fopen(stat_path, "r");
+        unsigned long long ns = 0;
+        if (f != NULL) {
+            if (fscanf(f, "%llu", &ns) == 1) {
+                total += ns;
+            }
+            fclose(f);
+        }
     }
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    closedir(d);
+    return (double)total / 1e9;
 }
 
 /* ---- raw REQ client for the echo (same per-call ctx as libtokend) ---- */
@@ -259,46 +273,97 @@ static int cmp_double(const void *a, const void *b) {
 typedef struct result {
     double per_s;
     double p50_us, p99_us;
+    double server_cpu_us; /* the server's CPU per call (pid given to measure) */
     long errors;
     long calls;
 } result;
 
-static result run(shared *sh, int threads, double seconds, bool latency) {
+/* What a measurement gathers over its slices. */
+typedef struct tally {
+    shared *sh;
+    pid_t server; /* whose CPU time is counted; 0: none */
+    long calls, errors;
+    double elapsed, server_cpu;
+    double *lat; /* caller 0's latencies (seconds), when measuring latency */
+    size_t n_lat, cap_lat;
+} tally;
+
+/* One slice: `threads` callers for `seconds`, added to *t. */
+static void run_slice(tally *t, int threads, double seconds) {
     pthread_t th[256];
     worker w[256];
+    shared *sh = t->sh;
     atomic_store(&sh->done, 0);
     atomic_store(&sh->errors, 0);
-    /* warm up */
-    for (int i = 0; i < 200; i++) {
-        one_call(sh);
-    }
+    double cpu0 = t->server != 0 ? cpu_seconds_of(t->server) : 0;
     double t0 = now_s();
     sh->stop_at = t0 + seconds;
     for (int i = 0; i < threads; i++) {
         w[i] = (worker){.sh = sh};
-        if (latency) {
-            w[i].cap_lat = 2000000;
-            w[i].lat = malloc(w[i].cap_lat * sizeof(double));
+        if (i == 0 && t->lat != NULL) {
+            w[i].lat = t->lat + t->n_lat;
+            w[i].cap_lat = t->cap_lat - t->n_lat;
         }
         pthread_create(&th[i], NULL, worker_main, &w[i]);
     }
     for (int i = 0; i < threads; i++) {
         pthread_join(th[i], NULL);
     }
-    double elapsed = now_s() - t0;
-    result r = {0};
-    r.calls = atomic_load(&sh->done);
-    r.errors = atomic_load(&sh->errors);
-    r.per_s = (double)r.calls / elapsed;
-    if (latency && w[0].n_lat > 0) {
-        qsort(w[0].lat, w[0].n_lat, sizeof(double), cmp_double);
-        r.p50_us = w[0].lat[w[0].n_lat / 2] * 1e6;
-        r.p99_us = w[0].lat[(size_t)((double)w[0].n_lat * 0.99)] * 1e6;
+    t->elapsed += now_s() - t0;
+    if (t->server != 0) {
+        t->server_cpu += cpu_seconds_of(t->server) - cpu0;
     }
-    for (int i = 0; i < threads; i++) {
-        free(w[i].lat);
+    t->calls += atomic_load(&sh->done);
+    t->errors += atomic_load(&sh->errors);
+    t->n_lat += w[0].n_lat;
+}
+
+static result tally_result(tally *t) {
+    result r = {.calls = t->calls, .errors = t->errors};
+    r.per_s = t->elapsed > 0 ? (double)t->calls / t->elapsed : 0;
+    r.server_cpu_us = t->calls > 0 ? t->server_cpu / (double)t->calls * 1e6 : 0;
+    if (t->n_lat > 0) {
+        qsort(t->lat, t->n_lat, sizeof(double), cmp_double);
+        r.p50_us = t->lat[t->n_lat / 2] * 1e6;
+        r.p99_us = t->lat[(size_t)((double)t->n_lat * 0.99)] * 1e6;
     }
+    free(t->lat);
     return r;
+}
+
+static void tally_init(tally *t, shared *sh, pid_t server, bool latency) {
+    *t = (tally){.sh = sh, .server = server};
+    if (latency) {
+        t->cap_lat = 4000000;
+        t->lat = malloc(t->cap_lat * sizeof(double));
+    }
+    for (int i = 0; i < 200; i++) { /* warm up */
+        one_call(sh);
+    }
+}
+
+/* Measures `a` and `b` for `seconds` each, in ROUNDS alternating slices,
+ * so that whatever else the machine does in the meantime weighs on both
+ * alike. */
+#define ROUNDS 6
+static void run_pair(shared *a, pid_t a_server, shared *b, pid_t b_server, int threads,
+                     double seconds, bool latency, result *ra, result *rb) {
+    tally ta, tb;
+    tally_init(&ta, a, a_server, latency);
+    tally_init(&tb, b, b_server, latency);
+    for (int r = 0; r < ROUNDS; r++) {
+        run_slice(&ta, threads, seconds / ROUNDS);
+        run_slice(&tb, threads, seconds / ROUNDS);
+    }
+    *ra = tally_result(&ta);
+    *rb = tally_result(&tb);
+}
+
+static result run(shared *sh, pid_t server, int threads, double seconds) {
+    tally t;
+    tally_init(&t, sh, server, false);
+    run_slice(&t, threads, seconds);
+    return tally_result(&t);
 }
 
 /* Wire sizes of a representative Verify request and reply, so the echo
@@ -416,7 +481,10 @@ static int latency_main(int argc, char **argv) {
     srandom((unsigned)time(NULL));
     tokend_client *c = connect_to(url, NULL);
     shared sh = {.what = OP_VERIFY_MANY, .client = c, .tokens = tokens, .n_tokens = n};
-    result r = run(&sh, 1, seconds, true);
+    tally t;
+    tally_init(&t, &sh, 0, true);
+    run_slice(&t, 1, seconds);
+    result r = tally_result(&t);
     printf("p50_us %.1f p99_us %.1f calls %ld errors %ld\n", r.p50_us, r.p99_us, r.calls,
            r.errors);
     tokend_close(c);
@@ -539,21 +607,17 @@ int main(int argc, char **argv) {
            "per run\n\n",
            req_bytes, reply_bytes, threads, seconds);
 
-    result e1 = run(&sh_echo, 1, seconds, true);
-    result v1 = run(&sh_verify, 1, seconds, true);
-    double e_cpu0 = cpu_seconds_of(echo_pid), self0 = cpu_seconds_of(getpid());
-    result en = run(&sh_echo, threads, seconds, false);
-    double e_cpu = cpu_seconds_of(echo_pid) - e_cpu0;
-    double client_us = (cpu_seconds_of(getpid()) - self0) / (double)en.calls * 1e6;
-    double t_cpu0 = cpu_seconds_of(tokend_pid);
-    result vn = run(&sh_verify, threads, seconds, false);
-    double t_cpu = cpu_seconds_of(tokend_pid) - t_cpu0;
-    double c_cpu0 = cpu_seconds_of(tokend_pid);
-    result cn = run(&sh_create, threads, seconds, false);
-    double c_cpu_us = (cpu_seconds_of(tokend_pid) - c_cpu0) / (double)cn.calls * 1e6;
+    result e1, v1, en, vn;
+    run_pair(&sh_echo, echo_pid, &sh_verify, tokend_pid, 1, seconds, true, &e1, &v1);
+    double self0 = cpu_seconds_of(getpid());
+    result en_alone = run(&sh_echo, echo_pid, threads, seconds / ROUNDS);
+    double client_us = (cpu_seconds_of(getpid()) - self0) / (double)en_alone.calls * 1e6;
+    run_pair(&sh_echo, echo_pid, &sh_verify, tokend_pid, threads, seconds, false, &en,
+             &vn);
+    result cn = run(&sh_create, tokend_pid, threads, seconds);
+    double e_cpu_us = en.server_cpu_us, v_cpu_us = vn.server_cpu_us,
+           c_cpu_us = cn.server_cpu_us;
 
-    double e_cpu_us = e_cpu / (double)en.calls * 1e6;
-    double v_cpu_us = t_cpu / (double)vn.calls * 1e6;
     printf("%-26s %12s %12s %8s\n", "metric", "tokend", "echo", "ratio");
     printf("%-26s %12.1f %12.1f %8.2f\n", "verify p50, 1 caller (us)", v1.p50_us,
            e1.p50_us, v1.p50_us / e1.p50_us);
