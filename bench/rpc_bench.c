@@ -9,14 +9,17 @@
  * threads, sequential calls per thread.
  *
  * Usage: rpc_bench [--seconds S] [--threads N] [--tsv FILE]
- *        rpc_bench latency --url URL --tokens FILE [--seconds S]
+ *        rpc_bench latency --url URL --tokens FILE [--url URL2 --tokens FILE2]
+ *                          [--seconds S]
  *        rpc_bench echo-server URL REPLY_BYTES     (internal: the reference)
  * The first form starts its own tokend (../tokend relative to this
  * program) and echo server; --tsv writes the figures as lines of
  * "metric value unit reference ratio" for bench/run.sh. The latency form
  * verifies, from one caller, tokens picked at random from FILE (one per
  * line) on a running tokend, and prints "p50_us P p99_us Q calls N
- * errors E" (the scale benchmarks: bench/run.sh).
+ * errors E"; given two tokends (and files), it measures them in
+ * alternating slices and prints a line for each (the scale benchmark:
+ * bench/run.sh).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -429,30 +432,12 @@ static bool wait_up(tokend_client *c) {
 }
 
 /* rpc_bench latency: one caller verifying tokens from a file at random. */
-static int latency_main(int argc, char **argv) {
-    const char *url = NULL, *file = NULL;
-    double seconds = 5;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--url") == 0) {
-            url = argv[i + 1];
-        } else if (strcmp(argv[i], "--tokens") == 0) {
-            file = argv[i + 1];
-        } else if (strcmp(argv[i], "--seconds") == 0) {
-            seconds = atof(argv[i + 1]);
-        } else {
-            url = NULL;
-            break;
-        }
-    }
-    if (url == NULL || file == NULL || argc % 2 != 0 || seconds <= 0) {
-        fprintf(stderr,
-                "usage: rpc_bench latency --url URL --tokens FILE [--seconds S]\n");
-        return 2;
-    }
+/* Reads FILE's lines (tokens) into a malloc'd array; NULL if none. */
+static char **read_tokens(const char *file, size_t *n_out) {
     FILE *f = fopen(file, "r");
     if (f == NULL) {
         perror(file);
-        return 1;
+        return NULL;
     }
     size_t cap = 1024, n = 0;
     char **tokens = malloc(cap * sizeof(char *));
@@ -476,23 +461,69 @@ static int latency_main(int argc, char **argv) {
     if (n == 0) {
         fprintf(stderr, "rpc_bench: no tokens in %s\n", file);
         free(tokens);
-        return 1;
+        return NULL;
+    }
+    *n_out = n;
+    return tokens;
+}
+
+/* rpc_bench latency: one caller verifying tokens picked at random from a
+ * file; with two --url/--tokens pairs, the two in alternating slices. */
+static int latency_main(int argc, char **argv) {
+    const char *url[2] = {NULL, NULL}, *file[2] = {NULL, NULL};
+    int n_url = 0, n_file = 0;
+    double seconds = 5;
+    bool bad = argc % 2 != 0;
+    for (int i = 2; !bad && i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--url") == 0 && n_url < 2) {
+            url[n_url++] = argv[i + 1];
+        } else if (strcmp(argv[i], "--tokens") == 0 && n_file < 2) {
+            file[n_file++] = argv[i + 1];
+        } else if (strcmp(argv[i], "--seconds") == 0) {
+            seconds = atof(argv[i + 1]);
+        } else {
+            bad = true;
+        }
+    }
+    if (bad || n_url == 0 || n_url != n_file || seconds <= 0) {
+        fprintf(stderr, "usage: rpc_bench latency --url URL --tokens FILE "
+                        "[--url URL2 --tokens FILE2] [--seconds S]\n");
+        return 2;
     }
     srandom((unsigned)time(NULL));
-    tokend_client *c = connect_to(url, NULL);
-    shared sh = {.what = OP_VERIFY_MANY, .client = c, .tokens = tokens, .n_tokens = n};
-    tally t;
-    tally_init(&t, &sh, 0, true);
-    run_slice(&t, 1, seconds);
-    result r = tally_result(&t);
-    printf("p50_us %.1f p99_us %.1f calls %ld errors %ld\n", r.p50_us, r.p99_us, r.calls,
-           r.errors);
-    tokend_close(c);
-    for (size_t i = 0; i < n; i++) {
-        free(tokens[i]);
+    shared sh[2];
+    tokend_client *c[2] = {NULL, NULL};
+    int rc = 0;
+    for (int k = 0; k < n_url; k++) {
+        size_t n = 0;
+        char **tokens = read_tokens(file[k], &n);
+        if (tokens == NULL) {
+            return 1;
+        }
+        c[k] = connect_to(url[k], NULL);
+        sh[k] = (shared){
+            .what = OP_VERIFY_MANY, .client = c[k], .tokens = tokens, .n_tokens = n};
     }
-    free(tokens);
-    return r.errors > 0 ? 1 : 0;
+    result r[2];
+    if (n_url == 2) {
+        run_pair(&sh[0], 0, &sh[1], 0, 1, seconds, true, &r[0], &r[1]);
+    } else {
+        tally t;
+        tally_init(&t, &sh[0], 0, true);
+        run_slice(&t, 1, seconds);
+        r[0] = tally_result(&t);
+    }
+    for (int k = 0; k < n_url; k++) {
+        printf("p50_us %.1f p99_us %.1f calls %ld errors %ld\n", r[k].p50_us, r[k].p99_us,
+               r[k].calls, r[k].errors);
+        rc |= r[k].errors > 0;
+        tokend_close(c[k]);
+        for (size_t i = 0; i < sh[k].n_tokens; i++) {
+            free(sh[k].tokens[i]);
+        }
+        free(sh[k].tokens);
+    }
+    return rc;
 }
 
 static void tsv_line(FILE *f, const char *metric, double value, const char *unit,

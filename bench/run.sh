@@ -34,9 +34,11 @@ for bin in tokend bench/rpc_bench bench/bulk_load bench/rocksdb_put; do
 done
 mkdir -p "$OUT_DIR"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokend-bench-XXXXXX")
-TOKEND_PID=""
+TOKEND_PIDS=()
 cleanup() {
-    [ -n "$TOKEND_PID" ] && kill -TERM "$TOKEND_PID" 2>/dev/null && wait "$TOKEND_PID" 2>/dev/null
+    for pid in "${TOKEND_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -61,57 +63,56 @@ awk -F'\t' -v r="$raw_rate" 'BEGIN { OFS = "\t" }
     "$FIGURES" >"$WORK/f" && mv "$WORK/f" "$FIGURES"
 
 # --- 3. scale: Verify p99 with many tokens stored, tokend's memory ---
-# Starts tokend on $1 (ipc://), waits until it answers.
-serve() {
-    local data=$1
-    rm -f "$WORK/tokend.sock"
-    "$BUILD/tokend" serve --data-dir "$data" --listen "ipc://$WORK/tokend.sock" \
+# Both stores are served at once and measured in alternating slices by
+# one caller, over 10,000 tokens of each picked at random.
+TOKEND_PIDS=()
+serve() { # serve DATA_DIR NAME: tokend on ipc://$WORK/NAME.sock
+    local data=$1 sock="$WORK/$2.sock"
+    "$BUILD/tokend" serve --data-dir "$data" --listen "ipc://$sock" \
         --log-level warn 2>>"$WORK/tokend.log" &
-    TOKEND_PID=$!
+    TOKEND_PIDS+=($!)
     for _ in $(seq 200); do
-        [ -S "$WORK/tokend.sock" ] && return 0
-        kill -0 "$TOKEND_PID" 2>/dev/null || break
+        [ -S "$sock" ] && return 0
+        kill -0 "${TOKEND_PIDS[-1]}" 2>/dev/null || break
         sleep 0.05
     done
     echo "bench: tokend did not start on $data:" >&2
     cat "$WORK/tokend.log" >&2
     exit 2
 }
-stop() {
-    kill -TERM "$TOKEND_PID"
-    wait "$TOKEND_PID" || true
-    TOKEND_PID=""
-}
 rss_mb() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
-
-# Loads $1 tokens into a fresh data dir, serves it, and measures one
-# caller's Verify latency over 10,000 of them picked at random.
-scale_run() {
-    local n=$1 data="$WORK/scale-$1"
-    "$BUILD/tokend" init --data-dir "$data" >/dev/null 2>&1
-    "$BUILD/bench/bulk_load" --data-dir "$data" --tokens "$n" --sample 10000 \
+load() { # load N: a data dir of N tokens, 10,000 of them sampled
+    local n=$1
+    "$BUILD/tokend" init --data-dir "$WORK/scale-$n" >/dev/null 2>&1
+    "$BUILD/bench/bulk_load" --data-dir "$WORK/scale-$n" --tokens "$n" --sample 10000 \
         --sample-file "$WORK/sample-$n" --owners 1000
-    serve "$data"
-    # a first pass reads the sampled blocks in, as a running service would have
-    "$BUILD/bench/rpc_bench" latency --url "ipc://$WORK/tokend.sock" \
-        --tokens "$WORK/sample-$n" --seconds 1 >/dev/null
-    "$BUILD/bench/rpc_bench" latency --url "ipc://$WORK/tokend.sock" \
-        --tokens "$WORK/sample-$n" --seconds "$((SECONDS_PER_RUN + 2))" >"$WORK/lat-$n"
 }
-step "scale: $SCALE_BASE_TOKENS tokens stored, single-caller Verify latency"
-scale_run "$SCALE_BASE_TOKENS"
-stop
-rm -rf "$WORK/scale-$SCALE_BASE_TOKENS"
-step "scale: $SCALE_TOKENS tokens stored (bulk load), single-caller Verify latency, RSS"
-scale_run "$SCALE_TOKENS"
-rss=$(rss_mb "$TOKEND_PID")
-stop
-rm -rf "$WORK/scale-$SCALE_TOKENS"
-awk -v base="$(awk '{print $4}' "$WORK/lat-$SCALE_BASE_TOKENS")" \
-    -v big="$(awk '{print $4}' "$WORK/lat-$SCALE_TOKENS")" -v rss="$rss" 'BEGIN {
-    OFS = "\t"
-    print "verify_p99_scale", big, "us", base, sprintf("%.3f", big / base)
-    print "tokend_rss_1m", rss, "MB", "-", "-" }' >>"$FIGURES"
+step "scale: $SCALE_BASE_TOKENS and $SCALE_TOKENS tokens stored (bulk load), single-caller Verify latency, RSS"
+load "$SCALE_BASE_TOKENS"
+load "$SCALE_TOKENS"
+serve "$WORK/scale-$SCALE_BASE_TOKENS" base
+serve "$WORK/scale-$SCALE_TOKENS" big
+BIG_PID=${TOKEND_PIDS[-1]}
+# a first pass reads the sampled blocks in, as a running service would have
+"$BUILD/bench/rpc_bench" latency --url "ipc://$WORK/base.sock" \
+    --tokens "$WORK/sample-$SCALE_BASE_TOKENS" --url "ipc://$WORK/big.sock" \
+    --tokens "$WORK/sample-$SCALE_TOKENS" --seconds 2 >/dev/null
+"$BUILD/bench/rpc_bench" latency --url "ipc://$WORK/base.sock" \
+    --tokens "$WORK/sample-$SCALE_BASE_TOKENS" --url "ipc://$WORK/big.sock" \
+    --tokens "$WORK/sample-$SCALE_TOKENS" --seconds "$((2 * SECONDS_PER_RUN))" >"$WORK/lat"
+rss=$(rss_mb "$BIG_PID")
+for pid in "${TOKEND_PIDS[@]}"; do
+    kill -TERM "$pid"
+    wait "$pid" || true
+done
+TOKEND_PIDS=()
+rm -rf "$WORK/scale-$SCALE_BASE_TOKENS" "$WORK/scale-$SCALE_TOKENS"
+awk -v rss="$rss" 'BEGIN { OFS = "\t" }
+    NR == 1 { base = $4 } NR == 2 { big = $4 }
+    END {
+        print "verify_p99_scale", big, "us", base, sprintf("%.3f", big / base)
+        print "tokend_rss_1m", rss, "MB", "-", "-"
+    }' "$WORK/lat" >>"$FIGURES"
 
 # --- 4. the gateway against nginx ---
 step "gateway_bench: GET /v1/auth through tokend-gateway, nginx return 200 reference"
