@@ -42,6 +42,8 @@ static const opt_def options[] = {
      "how often last-used times and use counts are written, in ms"},
     {"block-cache-mb", OPT_INT, "32", FIELD(block_cache_mb), 1, 65536, CMD_SERVE,
      "RocksDB block cache size, in MiB"},
+    {"memtable-mb", OPT_INT, "64", FIELD(memtable_mb), 4, 65536, CMD_SERVE,
+     "RocksDB memtables (writes not yet in table files), all together, in MiB"},
     {"drain-ms", OPT_INT, "5000", FIELD(drain_ms), 0, 600000, CMD_SERVE,
      "on SIGTERM/SIGINT, how long to wait for requests in flight, in ms"},
     {"log-level", OPT_STRING, "info", FIELD(log_level), 0, 0, CMD_INIT | CMD_SERVE,

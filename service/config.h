@@ -26,6 +26,7 @@ typedef struct config {
     int64_t contexts;
     int64_t usage_flush_ms;
     int64_t block_cache_mb;
+    int64_t memtable_mb;
     int64_t drain_ms;
     char *log_level;
     bool verify_requires_credential;

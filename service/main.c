@@ -166,7 +166,8 @@ static int cmd_serve(const config *cfg) {
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20};
+    store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20,
+                        .memtable_bytes = (size_t)cfg->memtable_mb << 20};
     int rv = store_open(cfg->data_dir, &so, &st, &err);
     if (rv != TOKEND_OK && rv != TOKEND_NOT_FOUND) {
         fprintf(stderr, "tokend: cannot open the store: %s\n",

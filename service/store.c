@@ -37,10 +37,14 @@
  * a million tokens): a 32 MiB block cache that also holds the index and
  * filter blocks, and at most 64 MiB of memtables across all families. */
 #define STORE_DEFAULT_CACHE_BYTES ((size_t)32 << 20)
-#define STORE_DB_WRITE_BUFFER_BYTES ((size_t)64 << 20)
-#define STORE_TOKENS_WRITE_BUFFER_BYTES ((size_t)16 << 20)
-#define STORE_INDEX_WRITE_BUFFER_BYTES ((size_t)8 << 20)
-#define STORE_META_WRITE_BUFFER_BYTES ((size_t)1 << 20)
+/* All memtables together (store_options.memtable_bytes, --memtable-mb);
+ * a family's own write buffer is a share of it: the tokens family a
+ * quarter, each index family an eighth, meta a 64th, so that each flushes
+ * at its own size well before the total is reached. */
+#define STORE_DEFAULT_MEMTABLE_BYTES ((size_t)64 << 20)
+#define STORE_TOKENS_SHARE 4
+#define STORE_INDEX_SHARE 8
+#define STORE_META_SHARE 64
 #define STORE_MAX_TOTAL_WAL_BYTES ((uint64_t)64 << 20)
 #define STORE_MAX_OPEN_FILES 256
 #define STORE_BLOOM_BITS_PER_KEY 10.0
@@ -76,6 +80,7 @@ struct store {
     rocksdb_t *db;
     rocksdb_column_family_handle_t *cf[CF_COUNT];
     rocksdb_cache_t *cache;
+    size_t memtable_bytes; /* all memtables together */
     rocksdb_readoptions_t *read_opts; /* shared by every point read */
     rocksdb_writeoptions_t *write_sync;
     rocksdb_writeoptions_t *write_nosync;
@@ -557,11 +562,11 @@ static rocksdb_options_t *family_options(rocksdb_cache_t *cache, bool bloom,
 }
 
 /* Settings that belong to the database rather than a family. */
-static void database_options(rocksdb_options_t *o, bool create) {
+static void database_options(rocksdb_options_t *o, bool create, size_t memtable_bytes) {
     rocksdb_options_set_create_if_missing(o, create);
     rocksdb_options_set_create_missing_column_families(o, create);
     rocksdb_options_set_max_open_files(o, STORE_MAX_OPEN_FILES);
-    rocksdb_options_set_db_write_buffer_size(o, STORE_DB_WRITE_BUFFER_BYTES);
+    rocksdb_options_set_db_write_buffer_size(o, memtable_bytes);
     /* Families written rarely (meta) would otherwise pin old WAL files. */
     rocksdb_options_set_max_total_wal_size(o, STORE_MAX_TOTAL_WAL_BYTES);
     rocksdb_options_set_max_background_jobs(o, 2);
@@ -707,12 +712,13 @@ static int check_free_space(const char *dir, char **errmsg) {
  * else read-write (creating the missing families if `create`). */
 static int db_open(store *st, bool create, char **errmsg) {
     rocksdb_options_t *fam[CF_COUNT];
-    fam[CF_META] = family_options(st->cache, false, STORE_META_WRITE_BUFFER_BYTES);
-    fam[CF_TOKENS] = family_options(st->cache, true, STORE_TOKENS_WRITE_BUFFER_BYTES);
-    fam[CF_IDS] = family_options(st->cache, true, STORE_INDEX_WRITE_BUFFER_BYTES);
-    fam[CF_OWNERS] = family_options(st->cache, false, STORE_INDEX_WRITE_BUFFER_BYTES);
-    fam[CF_USAGE] = family_options(st->cache, false, STORE_INDEX_WRITE_BUFFER_BYTES);
-    database_options(fam[CF_META], create);
+    size_t mem = st->memtable_bytes;
+    fam[CF_META] = family_options(st->cache, false, mem / STORE_META_SHARE);
+    fam[CF_TOKENS] = family_options(st->cache, true, mem / STORE_TOKENS_SHARE);
+    fam[CF_IDS] = family_options(st->cache, true, mem / STORE_INDEX_SHARE);
+    fam[CF_OWNERS] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
+    fam[CF_USAGE] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
+    database_options(fam[CF_META], create, mem);
 
     char *err = NULL;
     if (st->read_only) {
@@ -836,6 +842,8 @@ int store_open(const char *dir, const store_options *opts, store **out, char **e
     st->cache =
         block_cache_create(opts->block_cache_bytes != 0 ? opts->block_cache_bytes
                                                         : STORE_DEFAULT_CACHE_BYTES);
+    st->memtable_bytes =
+        opts->memtable_bytes != 0 ? opts->memtable_bytes : STORE_DEFAULT_MEMTABLE_BYTES;
     st->read_opts = rocksdb_readoptions_create();
     st->write_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->write_sync, 1);

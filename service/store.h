@@ -37,6 +37,7 @@ typedef struct store_batch store_batch;
 
 typedef struct store_options {
     size_t block_cache_bytes; /* 0: 32 MiB */
+    size_t memtable_bytes;    /* all memtables together; 0: 64 MiB */
     bool create_if_missing;   /* create the directory and column families */
     bool read_only;           /* open for reading only (no writer) */
 } store_options;
