@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "crypto.h"
@@ -148,6 +150,24 @@ static int cmd_init(const config *cfg) {
     return 0;
 }
 
+/* How long closing the NNG socket may take once every write is durable. */
+#define CLOSE_WATCHDOG_S 10
+
+/* NNG 1.5.2's nng_close() was seen to wait forever for a pipe after a peer
+ * on ipc:// died mid-handshake (docs/design.md). By the time it is called
+ * the writer has stopped, so every acknowledged write is in the synced
+ * WAL; past CLOSE_WATCHDOG_S this ends the process rather than leave a
+ * stop hanging until a supervisor's SIGKILL. */
+static void *close_watchdog(void *arg) {
+    (void)arg;
+    struct timespec ts = {.tv_sec = CLOSE_WATCHDOG_S};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+    LOG(LOG_ERROR, "stop.stuck", "what=nng_close after_s=%d writes=durable action=exit",
+        CLOSE_WATCHDOG_S);
+    _exit(1);
+}
+
 static int cmd_serve(const config *cfg) {
     char *err = NULL;
     store *st = NULL;
@@ -235,7 +255,13 @@ out:
     writer_stop(w);
     if (srv != NULL) {
         uint64_t served = server_requests(srv);
+        pthread_t watchdog;
+        bool watching = pthread_create(&watchdog, NULL, close_watchdog, NULL) == 0;
         server_close(srv);
+        if (watching) {
+            pthread_cancel(watchdog); /* asleep in nanosleep, a cancellation point */
+            pthread_join(watchdog, NULL);
+        }
         LOG(LOG_INFO, "stopped", "requests=%llu", (unsigned long long)served);
     }
     tokens_service_free(ts);
