@@ -8,6 +8,8 @@
 #   make asan       the test suite built with AddressSanitizer + UBSan
 #   make valgrind   the integration tests with tokend, tokenctl and
 #                   tokend-gateway under valgrind (definite leaks, errors)
+#   make soak       SOAK_SECONDS (600) of mixed load through the gateway; RSS of
+#                   tokend and the gateway must grow < 5% after warm-up
 #   make bench      the benchmark suite: figures against references measured
 #                   in the same run, bench/out/results.json (bench/README.md)
 #   make install    PREFIX=/usr/local DESTDIR= : binaries (tokend, tokenctl,
@@ -66,9 +68,9 @@ BENCH_BINS   := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 BINS := $(BUILD)/tokend $(BUILD)/tokend-gateway $(BUILD)/tokenctl $(BUILD)/libtokend.a \
         $(BUILD)/libtokend.so $(BUILD)/tokend.pc $(BUILD)/tests/run $(BUILD)/tests/crash \
-        $(BENCH_BINS)
+        $(BUILD)/tests/soak $(BENCH_BINS)
 
-.PHONY: all deps run test asan valgrind crash fuzz fuzz-build bench install uninstall \
+.PHONY: all deps run test asan valgrind crash soak fuzz fuzz-build bench install uninstall \
         format format-check clean
 .DEFAULT_GOAL := all
 
@@ -148,6 +150,11 @@ $(BUILD)/tests/run: $(TEST_OBJS) $(SERVICE_OBJS) $(PROTO_OBJS) $(CLIENT_OBJS)
 $(BUILD)/tests/crash: $(OBJ)/tests/crash/crash.o $(BUILD)/libtokend.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_CLIENT)
+
+# --- soak driver (docs/reliability.md): plain sockets, no client library ---
+$(BUILD)/tests/soak: $(OBJ)/tests/soak/soak.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ -lpthread
 
 # --- fuzz targets (fuzz/README.md): built only by `make fuzz`, with clang ---
 FUZZ_LINK := -fsanitize=fuzzer,address,undefined
@@ -250,6 +257,13 @@ bench: all
 # SIGKILL tokend KILLS times under load; every acknowledged write must survive.
 crash: all
 	$(BUILD)/tests/crash --kills $(KILLS)
+
+# SOAK_SECONDS of mixed load through the gateway, after a warm-up that lasts
+# until tokend's memory levels off; fails on any unexpected error or on RSS
+# 5% or more above the warm-up's peak (docs/reliability.md, Soak).
+SOAK_SECONDS ?= 600
+soak: all
+	$(BUILD)/tests/soak --seconds $(SOAK_SECONDS)
 
 # Each fuzz target for FUZZ_SECONDS, on a copy of its committed seeds.
 FUZZ_SECONDS ?= 20
