@@ -80,7 +80,7 @@ struct store {
     rocksdb_t *db;
     rocksdb_column_family_handle_t *cf[CF_COUNT];
     rocksdb_cache_t *cache;
-    size_t memtable_bytes; /* all memtables together */
+    size_t memtable_bytes;            /* all memtables together */
     rocksdb_readoptions_t *read_opts; /* shared by every point read */
     rocksdb_writeoptions_t *write_sync;
     rocksdb_writeoptions_t *write_nosync;
