@@ -158,7 +158,8 @@ $(BUILD)/tests/soak: $(OBJ)/tests/soak/soak.o
 
 # --- fuzz targets (fuzz/README.md): built only by `make fuzz`, with clang ---
 FUZZ_LINK := -fsanitize=fuzzer,address,undefined
-$(BUILD)/fuzz/fuzz_rpc: $(OBJ)/fuzz/fuzz_rpc.o $(SERVICE_OBJS) $(PROTO_OBJS)
+$(BUILD)/fuzz/fuzz_rpc: $(OBJ)/fuzz/fuzz_rpc.o $(OBJ)/fuzz/inproc.o $(SERVICE_OBJS) \
+    $(PROTO_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $^ $(LDLIBS_SERVICE)
 
@@ -169,7 +170,7 @@ $(BUILD)/fuzz/fuzz_token: $(OBJ)/fuzz/fuzz_token.o $(OBJ)/service/token.o
 # The gateway's modules without its main.c, in front of the service's: one
 # process, the gateway's own request handling (fuzz/fuzz_gateway.c).
 $(OBJ)/fuzz/fuzz_gateway.o: XCFLAGS += -Igateway
-$(BUILD)/fuzz/fuzz_gateway: $(OBJ)/fuzz/fuzz_gateway.o \
+$(BUILD)/fuzz/fuzz_gateway: $(OBJ)/fuzz/fuzz_gateway.o $(OBJ)/fuzz/inproc.o \
     $(filter-out $(OBJ)/gateway/main.o,$(GATEWAY_OBJS)) $(SERVICE_OBJS) $(PROTO_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $^ $(LDLIBS_SERVICE) $(LDLIBS_GATEWAY)

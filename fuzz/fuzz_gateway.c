@@ -53,17 +53,14 @@
 #include <unistd.h>
 
 #include "api.h"
-#include "crypto.h"
+#include "inproc.h"
 #include "http.h"
 #include "log.h"
 #include "openapi.h"
 #include "rpc.h"
-#include "server.h"
 #include "store.h"
 #include "tokens.h"
 #include "upstream.h"
-#include "usage.h"
-#include "writer.h"
 
 #define FUZZ_URL "inproc://tokend-fuzz-gateway"
 #define FUZZ_DEADLINE_MS 5000
@@ -94,28 +91,10 @@ static store *st;
 static http_server *srv;
 static bool show_replies; /* FUZZ_SHOW_REPLIES set */
 
-static void die(const char *what) {
-    fprintf(stderr, "fuzz_gateway: %s\n", what);
-    abort();
-}
-
 /* Stores a new token for t->owner directly (the service sees it at once:
  * it reads the store on every check). */
 static void mint(fuzz_token *t) {
-    token_record rec;
-    if (tokens_mint(TOKEN_DEFAULT_PREFIX, t->owner, "fuzz", t->abilities, t->n_abilities,
-                    rpc_now_ms(), 0, t->text, t->digest, &rec) != TOKEND_OK) {
-        die("mint failed");
-    }
-    store_batch *b = store_batch_new();
-    char *err = NULL;
-    if (b == NULL || store_batch_put_token(b, t->digest, &rec) != TOKEND_OK ||
-        store_batch_commit(st, b, true, &err) != TOKEND_OK) {
-        die("store write failed");
-    }
-    store_batch_free(b);
-    memcpy(t->id, rec.id, sizeof(t->id));
-    token_record_free(&rec);
+    fuzz_put_token(st, t->owner, t->abilities, t->n_abilities, t->text, t->digest, t->id);
 }
 
 /* Mints t again if an input revoked it. */
@@ -127,7 +106,7 @@ static void keep_valid(fuzz_token *t) {
     } else if (rv == TOKEND_NOT_FOUND) {
         mint(t);
     } else {
-        die("store read failed");
+        fuzz_die("store read failed");
     }
 }
 
@@ -137,36 +116,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     log_min_level = LOG_ERROR; /* quiet, but a gateway "bug" line shows */
     signal(SIGPIPE, SIG_IGN);
     http_json_init();
-    const char *why = NULL;
-    if (crypto_init(&why) != 0) {
-        die(why);
-    }
-    char tmpl[] = "/tmp/tokend-fuzz-gateway-XXXXXX";
-    if (mkdtemp(tmpl) == NULL) {
-        die("mkdtemp");
-    }
-    char *err = NULL;
-    store_options so = {.create_if_missing = true, .block_cache_bytes = 8 << 20};
-    if (store_open(tmpl, &so, &st, &err) != TOKEND_OK) {
-        die(err ? err : "store_open");
-    }
+    st = fuzz_store_open("fuzz-gateway");
     mint(&admin);
     mint(&partner);
-    usage *u = usage_new(1024);
-    writer *w = NULL;
-    if (u == NULL || writer_start(st, u, 1000, &w) != TOKEND_OK) {
-        die("writer");
-    }
-    tokens_config tc = {.prefix = TOKEN_DEFAULT_PREFIX};
-    tokens_service *ts = tokens_service_new(&tc, st, w, u);
+    fuzz_serve(st, FUZZ_URL);
     const char *urls[] = {FUZZ_URL};
-    server_config sc = {
-        .listen = urls, .n_listen = 1, .max_message = 65536, .contexts = 8};
-    server *tokend = NULL;
-    if (ts == NULL ||
-        server_start(&sc, tokens_service_base(ts), &tokend, &err) != TOKEND_OK) {
-        die(err ? err : "server_start");
-    }
 
     /* The gateway, as main.c starts it (the listening socket is unused). */
     char gerr[512];
@@ -174,7 +128,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         .urls = urls, .n_urls = 1, .timeout_ms = 2000, .max_inflight = 1024};
     upstream *up = NULL;
     if (upstream_open(&uc, &up, gerr, sizeof(gerr)) != TOKEND_OK) {
-        die(gerr);
+        fuzz_die(gerr);
     }
     api_config ac = {
         .up = up,
@@ -183,7 +137,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     };
     api *a = api_new(&ac);
     if (a == NULL) {
-        die("api_new");
+        fuzz_die("api_new");
     }
     http_handlers handlers = {
         .handle = api_handle, .resume = api_resume, .release = api_release, .cls = a};
@@ -196,7 +150,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         .idle_timeout_s = 30,
     };
     if ((srv = http_start(&hc, &handlers, gerr, sizeof(gerr))) == NULL) {
-        die(gerr);
+        fuzz_die(gerr);
     }
     show_replies = getenv("FUZZ_SHOW_REPLIES") != NULL;
     if (show_replies) {
@@ -213,7 +167,7 @@ static char *substitute(const uint8_t *data, size_t size, size_t *len) {
     size_t cap = size + 1, k = 0;
     char *out = malloc(cap);
     if (out == NULL) {
-        die("out of memory");
+        fuzz_die("out of memory");
     }
     for (size_t i = 0; i < size;) {
         const char *text = NULL;
@@ -238,7 +192,7 @@ static char *substitute(const uint8_t *data, size_t size, size_t *len) {
             cap = k + n + (size - i - skip) + 1;
             char *grown = realloc(out, cap);
             if (grown == NULL) {
-                die("out of memory");
+                fuzz_die("out of memory");
             }
             out = grown;
         }
@@ -261,7 +215,7 @@ static int64_t now_ms(void) {
 static int unread_by_peer(int fd) {
     int n = 0;
     if (ioctl(fd, SIOCOUTQ, &n) != 0) {
-        die("ioctl SIOCOUTQ");
+        fuzz_die("ioctl SIOCOUTQ");
     }
     return n;
 }
@@ -305,7 +259,7 @@ static size_t round_trip(int fd, const char *req, size_t len, char *reply, size_
         }
         struct pollfd p = {.fd = fd, .events = POLLIN | (phase == SENDING ? POLLOUT : 0)};
         if (ppoll(&p, 1, &wait, NULL) < 0 && errno != EINTR) {
-            die("poll");
+            fuzz_die("poll");
         }
         if (phase == SENDING && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
             ssize_t n = send(fd, req + sent, len - sent, MSG_NOSIGNAL);
@@ -398,10 +352,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *req = substitute(data, size, &len);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        die("socketpair");
+        fuzz_die("socketpair");
     }
     if (!http_serve_fd(srv, sv[1])) {
-        die("the gateway refused the connection");
+        fuzz_die("the gateway refused the connection");
     }
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     static char reply[FUZZ_REPLY_KEEP + 1];

@@ -21,14 +21,11 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include "crypto.h"
+#include "inproc.h"
 #include "log.h"
 #include "rpc.h"
-#include "server.h"
 #include "store.h"
 #include "tokens.h"
-#include "usage.h"
-#include "writer.h"
 
 #define FUZZ_URL "inproc://tokend-fuzz"
 #define ADMIN_PLACEHOLDER "@admin"
@@ -40,28 +37,11 @@ static nng_socket client;
 static char admin[TOKEN_MAX_LEN + 1];
 static char user_token[TOKEN_MAX_LEN + 1];
 
-static void die(const char *what) {
-    fprintf(stderr, "fuzz_rpc: %s\n", what);
-    abort();
-}
-
 /* Stores a token for `owner` directly, for the seeds to refer to. */
 static void put_token(store *st, const char *owner, char *ability, char *token_out) {
     uint8_t digest[TOKEN_DIGEST_LEN];
-    token_record rec;
     char *abilities[] = {ability};
-    if (tokens_mint(TOKEN_DEFAULT_PREFIX, owner, "fuzz", abilities, 1, rpc_now_ms(), 0,
-                    token_out, digest, &rec) != TOKEND_OK) {
-        die("mint failed");
-    }
-    store_batch *b = store_batch_new();
-    char *err = NULL;
-    if (b == NULL || store_batch_put_token(b, digest, &rec) != TOKEND_OK ||
-        store_batch_commit(st, b, true, &err) != TOKEND_OK) {
-        die("store write failed");
-    }
-    store_batch_free(b);
-    token_record_free(&rec);
+    fuzz_put_token(st, owner, abilities, 1, token_out, digest, NULL);
 }
 
 static void write_seed(const char *dir, const char *name, const char *method,
@@ -69,7 +49,7 @@ static void write_seed(const char *dir, const char *name, const char *method,
     uint8_t *p = NULL, *buf = NULL;
     size_t plen = 0, len = 0;
     if (rpc_pack(payload, &p, &plen) != TOKEND_OK) {
-        die("pack");
+        fuzz_die("pack");
     }
     Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
     req.method = (char *)method;
@@ -78,13 +58,13 @@ static void write_seed(const char *dir, const char *name, const char *method,
     req.payload.data = p;
     req.payload.len = plen;
     if (rpc_pack(&req.base, &buf, &len) != TOKEND_OK) {
-        die("pack");
+        fuzz_die("pack");
     }
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
     if (f == NULL || fwrite(buf, 1, len, f) != len) {
-        die("cannot write a seed");
+        fuzz_die("cannot write a seed");
     }
     fclose(f);
     free(p);
@@ -126,39 +106,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     log_min_level = LOG_ERROR + 1; /* quiet: nothing to learn from logs here */
-    const char *why = NULL;
-    if (crypto_init(&why) != 0) {
-        die(why);
-    }
-    char tmpl[] = "/tmp/tokend-fuzz-XXXXXX";
-    if (mkdtemp(tmpl) == NULL) {
-        die("mkdtemp");
-    }
-    store *st = NULL;
-    char *err = NULL;
-    store_options so = {.create_if_missing = true, .block_cache_bytes = 8 << 20};
-    if (store_open(tmpl, &so, &st, &err) != TOKEND_OK) {
-        die(err ? err : "store_open");
-    }
+    store *st = fuzz_store_open("fuzz");
     put_token(st, "admin", TOKENS_ABILITY_ADMIN, admin);
     put_token(st, "partner:fuzz", "orders:read", user_token);
-    usage *u = usage_new(1024);
-    writer *w = NULL;
-    if (u == NULL || writer_start(st, u, 1000, &w) != TOKEND_OK) {
-        die("writer");
-    }
-    tokens_config tc = {.prefix = TOKEN_DEFAULT_PREFIX};
-    tokens_service *ts = tokens_service_new(&tc, st, w, u);
-    const char *urls[] = {FUZZ_URL};
-    server_config sc = {
-        .listen = urls, .n_listen = 1, .max_message = 65536, .contexts = 8};
-    server *srv = NULL;
-    if (ts == NULL ||
-        server_start(&sc, tokens_service_base(ts), &srv, &err) != TOKEND_OK) {
-        die(err ? err : "server_start");
-    }
+    fuzz_serve(st, FUZZ_URL);
     if (nng_req0_open(&client) != 0 || nng_dial(client, FUZZ_URL, NULL, 0) != 0) {
-        die("dial");
+        fuzz_die("dial");
     }
     nng_socket_set_ms(client, NNG_OPT_RECVTIMEO, 5000);
     nng_socket_set_ms(client, NNG_OPT_SENDTIMEO, 5000);
@@ -197,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* nng_send wants a non-NULL buffer even for an empty message. */
     uint8_t empty = 0;
     if (nng_send(client, len > 0 ? (void *)msg : &empty, len, 0) != 0) {
-        die("send failed");
+        fuzz_die("send failed");
     }
     free(swapped);
     void *reply = NULL;
@@ -213,10 +166,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     Tokend__V1__Reply *r = tokend__v1__reply__unpack(NULL, rlen, reply);
     if (r == NULL) {
-        die("reply does not decode");
+        fuzz_die("reply does not decode");
     }
     if ((int)r->status < 0 || (int)r->status >= TOKEND_STATUS_COUNT) {
-        die("reply status out of range");
+        fuzz_die("reply status out of range");
     }
     tokend__v1__reply__free_unpacked(r, NULL);
     nng_free(reply, rlen);

@@ -1,0 +1,80 @@
+/*
+ * inproc.c — the service in a fuzz target's own process (inproc.h).
+ */
+#include "inproc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "rpc.h"
+#include "server.h"
+#include "tokend.h"
+#include "tokens.h"
+#include "usage.h"
+#include "writer.h"
+
+_Noreturn void fuzz_die(const char *what) {
+    fprintf(stderr, "fuzz: %s\n", what);
+    abort();
+}
+
+store *fuzz_store_open(const char *name) {
+    const char *why = NULL;
+    if (crypto_init(&why) != 0) {
+        fuzz_die(why);
+    }
+    char dir[96];
+    snprintf(dir, sizeof(dir), "/tmp/tokend-%s-XXXXXX", name);
+    if (mkdtemp(dir) == NULL) {
+        fuzz_die("mkdtemp");
+    }
+    store *st = NULL;
+    char *err = NULL;
+    store_options so = {.create_if_missing = true, .block_cache_bytes = 8 << 20};
+    if (store_open(dir, &so, &st, &err) != TOKEND_OK) {
+        fuzz_die(err != NULL ? err : "store_open");
+    }
+    return st;
+}
+
+void fuzz_put_token(store *st, const char *owner, char *const *abilities,
+                    size_t n_abilities, char text[TOKEN_MAX_LEN + 1],
+                    uint8_t digest[TOKEN_DIGEST_LEN], char id[TOKEN_ID_LEN + 1]) {
+    token_record rec;
+    if (tokens_mint(TOKEN_DEFAULT_PREFIX, owner, "fuzz", abilities, n_abilities,
+                    rpc_now_ms(), 0, text, digest, &rec) != TOKEND_OK) {
+        fuzz_die("mint failed");
+    }
+    store_batch *b = store_batch_new();
+    char *err = NULL;
+    if (b == NULL || store_batch_put_token(b, digest, &rec) != TOKEND_OK ||
+        store_batch_commit(st, b, true, &err) != TOKEND_OK) {
+        fuzz_die("store write failed");
+    }
+    store_batch_free(b);
+    if (id != NULL) {
+        memcpy(id, rec.id, TOKEN_ID_LEN + 1);
+    }
+    token_record_free(&rec);
+}
+
+void fuzz_serve(store *st, const char *url) {
+    usage *u = usage_new(1024);
+    writer *w = NULL;
+    if (u == NULL || writer_start(st, u, 1000, &w) != TOKEND_OK) {
+        fuzz_die("writer");
+    }
+    tokens_config tc = {.prefix = TOKEN_DEFAULT_PREFIX};
+    tokens_service *ts = tokens_service_new(&tc, st, w, u);
+    const char *urls[] = {url};
+    server_config sc = {
+        .listen = urls, .n_listen = 1, .max_message = 65536, .contexts = 8};
+    server *srv = NULL;
+    char *err = NULL;
+    if (ts == NULL ||
+        server_start(&sc, tokens_service_base(ts), &srv, &err) != TOKEND_OK) {
+        fuzz_die(err != NULL ? err : "server_start");
+    }
+}
