@@ -268,6 +268,17 @@ static int create(tokend_client *admin, ledger *l, const char *name, double *sec
     return rv;
 }
 
+/* What both tests hold before the fault: five tokens, the first revoked. */
+static void seed(tokend_client *admin, ledger *l) {
+    for (int i = 0; i < 5; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "before-%d", i);
+        REQUIRE(create(admin, l, name, NULL) == TOKEND_OK);
+    }
+    REQUIRE(tokend_revoke_id(admin, NULL, l->id[0], NULL, NULL) == TOKEND_OK);
+    l->revoked[0] = true;
+}
+
 /* Every acknowledged token verifies (or, if revoked, is NOT_FOUND), and
  * the owner's list holds exactly the live acknowledged names. */
 static void check_ledger(tokend_client *admin, const ledger *l) {
@@ -382,13 +393,7 @@ TEST(faults_read_only_data_dir) {
     start(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     static ledger l;
-    for (int i = 0; i < 5; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "before-%d", i);
-        REQUIRE(create(admin, &l, name, NULL) == TOKEND_OK);
-    }
-    REQUIRE(tokend_revoke_id(admin, NULL, l.id[0], NULL, NULL) == TOKEND_OK);
-    l.revoked[0] = true;
+    seed(admin, &l);
 
     ext4_fail(mnt);
     char probe[360];
@@ -447,13 +452,7 @@ TEST(faults_full_disk) {
     gateway_pid = g.pid;
     tokend_client *admin = harness_client(&p, p.admin);
     static ledger l;
-    for (int i = 0; i < 5; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "before-%d", i);
-        REQUIRE(create(admin, &l, name, NULL) == TOKEND_OK);
-    }
-    REQUIRE(tokend_revoke_id(admin, NULL, l.id[0], NULL, NULL) == TOKEND_OK);
-    l.revoked[0] = true;
+    seed(admin, &l);
 
     CHECK(fill(mnt) > 0);
     /* The WAL's last page may still take a few records: creates go on
