@@ -21,46 +21,65 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BUILD   ?= build
-VERSION := 0.1.0
+# The release is written once, in include/tokend.h; the soname follows its
+# major number.
+VERSION   := $(shell sed -n 's/^\#define TOKEND_VERSION "\(.*\)"$$/\1/p' include/tokend.h)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
 
 # Debian 12 packages the build and tests need; `make deps` installs the
-# missing ones (and only those).
+# missing ones (and only those). `make` alone never installs anything.
 DEB_PACKAGES := gcc make pkg-config libc6-dev libnng-dev libprotobuf-c-dev \
                 protobuf-c-compiler librocksdb-dev libssl-dev clang-format \
                 libmicrohttpd-dev libjansson-dev curl nginx-light openssl \
-                clang libclang-rt-14-dev valgrind wrk e2fsprogs
+                clang libclang-rt-14-dev valgrind wrk e2fsprogs binutils
 
 CC      ?= cc
 OPT     ?= -O2 -g
 CFLAGS  ?= $(OPT)
-XCFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC \
-           -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-           -Iproto -Iclient -Iservice -I$(BUILD)/gen
 SAN     ?=
-LDLIBS_CLIENT  := -lnng -lprotobuf-c -lpthread
-LDLIBS_SERVICE := -lrocksdb -lnng -lprotobuf-c -lcrypto -lpthread
-# Recursive (=): pkg-config runs only when a gateway target is built, after
-# `make deps` has installed the packages.
-HTTP_LIBS       = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
-JSON_LIBS       = $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
-LDLIBS_GATEWAY  = $(HTTP_LIBS) $(JSON_LIBS) -lnng -lprotobuf-c -lpthread
+WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC \
+           -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 
 GEN      := $(BUILD)/gen
 OBJ      := $(BUILD)/obj
 PROTO_GEN := $(GEN)/tokend.pb-c.c $(GEN)/tokend.pb-c.h
 
-PROTO_OBJS   := $(OBJ)/gen/tokend.pb-c.o $(OBJ)/proto/rpc.o
+# The folder graph, enforced by the include paths each folder is compiled
+# with (docs/design.md, "The map"):
+#
+#   include/  <-  proto/  <-  client/, service/, gateway/
+#
+# include/ is the public header; proto/ (with the code generated from
+# tokend.proto) is the layer every side shares; client/, service/ and
+# gateway/ see only it and themselves, never one another. tests/, bench/
+# and fuzz/ may use every folder. tests/layers.sh checks the same rule on
+# the sources (make test runs it), so a relative path cannot get round it.
+INC_proto   := -Iinclude -Iproto -I$(GEN)
+INC_client  := $(INC_proto) -Iclient
+INC_service := $(INC_proto) -Iservice
+INC_gateway := $(INC_proto) -Igateway
+INC_tests   := $(INC_proto) -Iclient -Iservice -Igateway -Itests
+INC_bench   := $(INC_tests)
+INC_fuzz    := $(INC_tests)
+# The include path of a source file: that of its top folder.
+inc_of = $(INC_$(firstword $(subst /, ,$(1))))
+
+# Libraries, by pkg-config where Debian ships a .pc file (NNG 1.5.2 ships
+# none: -lnng). Recursive (=): pkg-config runs only when a link needs it.
+pc_libs         = $(shell pkg-config --libs $(1))
+LDLIBS_CLIENT   = -lnng $(call pc_libs,libprotobuf-c) -lpthread
+LDLIBS_SERVICE  = $(call pc_libs,rocksdb libcrypto) $(LDLIBS_CLIENT)
+JSON_LIBS       = $(call pc_libs,jansson)
+LDLIBS_GATEWAY  = $(call pc_libs,libmicrohttpd) $(JSON_LIBS) $(LDLIBS_CLIENT)
+
+# proto/: the shared layer, linked into every program and the library.
+PROTO_SRCS   := $(wildcard proto/*.c)
+PROTO_OBJS   := $(OBJ)/gen/tokend.pb-c.o $(PROTO_SRCS:%.c=$(OBJ)/%.o)
 CLIENT_OBJS  := $(OBJ)/client/tokend.o
 SERVICE_SRCS := $(filter-out service/main.c,$(wildcard service/*.c))
 SERVICE_OBJS := $(SERVICE_SRCS:%.c=$(OBJ)/%.o)
-# The gateway links two pure modules of the service rather than copies of
-# them: token.o (token_well_formed, token_id_ok: the same shape rule as the
-# service, so a token the service would call MALFORMED never costs an RPC)
-# and log.o (the same logfmt lines as tokend). Neither does I/O beyond
-# stderr nor depends on any other service module.
 GATEWAY_SRCS := $(wildcard gateway/*.c)
-GATEWAY_OBJS := $(GATEWAY_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/openapi_json.o \
-                $(OBJ)/service/token.o $(OBJ)/service/log.o
+GATEWAY_OBJS := $(GATEWAY_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/openapi_json.o
 TEST_SRCS    := $(wildcard tests/*.c)
 TEST_OBJS    := $(TEST_SRCS:%.c=$(OBJ)/%.o)
 BENCH_SRCS   := $(wildcard bench/*.c)
@@ -70,15 +89,28 @@ BINS := $(BUILD)/tokend $(BUILD)/tokend-gateway $(BUILD)/tokenctl $(BUILD)/libto
         $(BUILD)/libtokend.so $(BUILD)/tokend.pc $(BUILD)/tests/run $(BUILD)/tests/crash \
         $(BUILD)/tests/soak $(BENCH_BINS)
 
-.PHONY: all deps run test asan valgrind crash soak fuzz fuzz-build bench install uninstall \
-        format format-check clean
+.PHONY: all deps check-deps run test asan valgrind crash soak fuzz fuzz-build bench install \
+        uninstall format format-check clean
 .DEFAULT_GOAL := all
 
-all: deps
+all: check-deps
 	@$(MAKE) --no-print-directory build-all
 
 .PHONY: build-all
 build-all: $(BINS)
+
+# What the build needs, checked without installing anything: a clear line
+# naming `make deps` instead of a compiler error three screens down.
+check-deps:
+	@missing=""; \
+	for t in protoc-c pkg-config; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	for m in rocksdb libprotobuf-c libcrypto libmicrohttpd jansson; do \
+	  pkg-config --exists $$m 2>/dev/null || missing="$$missing $$m"; done; \
+	[ -e /usr/include/nng/nng.h ] || missing="$$missing nng"; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: missing to build tokend:$$missing. Run 'make deps' (installs Debian's packages)," \
+	    "or 'make run' / 'make test', which do it first." >&2; exit 1; \
+	fi
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -113,7 +145,7 @@ $(OBJ)/gen/%.o: $(GEN)/%.c $(PROTO_GEN)
 
 $(OBJ)/%.o: %.c $(PROTO_GEN)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(SAN) -MMD -c $< -o $@
+	$(CC) $(CFLAGS) $(WARN) $(call inc_of,$<) $(SAN) -MMD -c $< -o $@
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
 
@@ -122,10 +154,14 @@ $(BUILD)/libtokend.a: $(PROTO_OBJS) $(CLIENT_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libtokend.so: $(PROTO_OBJS) $(CLIENT_OBJS)
-	$(CC) $(CFLAGS) $(SAN) -shared -Wl,-soname,libtokend.so.0 -o $@ $^ $(LDLIBS_CLIENT)
+# The shared library exports the functions of include/tokend.h and nothing
+# else (client/libtokend.map): not the shared layer's rpc_*, not the
+# generated protobuf-c code.
+$(BUILD)/libtokend.so: $(PROTO_OBJS) $(CLIENT_OBJS) client/libtokend.map
+	$(CC) $(CFLAGS) $(SAN) -shared -Wl,-soname,libtokend.so.$(SOVERSION) \
+	  -Wl,--version-script=client/libtokend.map -o $@ $(filter %.o,$^) $(LDLIBS_CLIENT)
 
-$(BUILD)/tokend.pc: client/tokend.pc.in Makefile
+$(BUILD)/tokend.pc: client/tokend.pc.in include/tokend.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
 $(BUILD)/tokenctl: $(OBJ)/client/tokenctl.o $(BUILD)/libtokend.a
@@ -135,7 +171,7 @@ $(BUILD)/tokenctl: $(OBJ)/client/tokenctl.o $(BUILD)/libtokend.a
 $(BUILD)/tokend: $(OBJ)/service/main.o $(SERVICE_OBJS) $(PROTO_OBJS)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_SERVICE)
 
-# --- gateway ---
+# --- gateway: HTTP in front of the shared layer's RPC client ---
 $(BUILD)/tokend-gateway: $(GATEWAY_OBJS) $(PROTO_OBJS)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_GATEWAY)
 
@@ -163,13 +199,12 @@ $(BUILD)/fuzz/fuzz_rpc: $(OBJ)/fuzz/fuzz_rpc.o $(OBJ)/fuzz/inproc.o $(SERVICE_OB
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $^ $(LDLIBS_SERVICE)
 
-$(BUILD)/fuzz/fuzz_token: $(OBJ)/fuzz/fuzz_token.o $(OBJ)/service/token.o
+$(BUILD)/fuzz/fuzz_token: $(OBJ)/fuzz/fuzz_token.o $(OBJ)/proto/token.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $^ -lpthread
 
 # The gateway's modules without its main.c, in front of the service's: one
 # process, the gateway's own request handling (fuzz/fuzz_gateway.c).
-$(OBJ)/fuzz/fuzz_gateway.o: XCFLAGS += -Igateway
 $(BUILD)/fuzz/fuzz_gateway: $(OBJ)/fuzz/fuzz_gateway.o $(OBJ)/fuzz/inproc.o \
     $(filter-out $(OBJ)/gateway/main.o,$(GATEWAY_OBJS)) $(SERVICE_OBJS) $(PROTO_OBJS)
 	@mkdir -p $(dir $@)
@@ -199,7 +234,8 @@ HTTP     ?= 127.0.0.1:8080
 # Ctrl-C (SIGINT to the terminal's process group) or a SIGTERM to the shell
 # into SIGTERM for both, and the shell waits until both have drained and
 # exited; if tokend stops on its own, the gateway is stopped too.
-run: all
+run: deps
+	@$(MAKE) --no-print-directory build-all
 	@if [ ! -e $(DATA_DIR)/CURRENT ]; then \
 	  echo "First start: initialising $(DATA_DIR). The admin token follows; it is shown"; \
 	  echo "only this once and stored nowhere (only its digest is kept):"; \
@@ -246,8 +282,8 @@ run: all
 # The suite, after a short crash-durability run (5 SIGKILLs under load);
 # the runner's "N passed, N failed" stays the last line.
 KILLS ?= 50
-test: all
-	$(BUILD)/tests/crash --kills 5
+test: deps
+	@$(MAKE) --no-print-directory build-all
 	$(BUILD)/tests/run
 
 # The benchmark suite (bench/README.md): a table of figures, their
@@ -324,11 +360,11 @@ install: all
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/tokend $(BUILD)/tokenctl $(BUILD)/tokend-gateway \
 	  $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 client/tokend.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/tokend.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libtokend.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libtokend.so $(DESTDIR)$(PREFIX)/lib/libtokend.so.$(VERSION)
-	ln -sf libtokend.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtokend.so.0
-	ln -sf libtokend.so.0 $(DESTDIR)$(PREFIX)/lib/libtokend.so
+	ln -sf libtokend.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtokend.so.$(SOVERSION)
+	ln -sf libtokend.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libtokend.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' client/tokend.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc

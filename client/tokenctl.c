@@ -27,10 +27,6 @@
 #include <string.h>
 #include <time.h>
 
-#ifndef TOKENCTL_VERSION
-#define TOKENCTL_VERSION "0.1.0"
-#endif
-
 /* Exit codes; documented in usage_main. */
 enum {
     EXIT_DONE = 0,        /* success; verify: the token is valid */
@@ -1290,7 +1286,7 @@ int main(int argc, char **argv) {
     int rv = parse_args(&c, argc, argv);
     if (rv < 0) {
         if (c.version) {
-            printf("tokenctl %s\n", TOKENCTL_VERSION);
+            printf("tokenctl %s\n", TOKEND_VERSION);
             rv = EXIT_DONE;
         } else if (c.help) {
             fputs(c.cmd != NULL ? c.cmd->usage : usage_main, stdout);

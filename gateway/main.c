@@ -21,13 +21,12 @@
 #include "tokend.h"
 #include "upstream.h"
 
-#define GATEWAY_VERSION "0.1.0"
 /* PEM files larger than this are surely not a certificate chain or key. */
 #define GATEWAY_PEM_MAX (1024 * 1024)
 
 static void usage(FILE *out) {
     fprintf(out,
-            "tokend-gateway " GATEWAY_VERSION " — the REST API of tokend for partners\n"
+            "tokend-gateway " TOKEND_VERSION " — the REST API of tokend for partners\n"
             "\n"
             "Usage: tokend-gateway [--listen ADDR:PORT] [--service URL ...]\n"
             "                      [--tls-cert PEM --tls-key PEM] [options]\n"
@@ -90,7 +89,7 @@ int main(int argc, char **argv) {
         if (help) {
             usage(stdout);
         } else {
-            printf("tokend-gateway " GATEWAY_VERSION "\n");
+            printf("tokend-gateway " TOKEND_VERSION "\n");
         }
         options_free(&opts);
         return 0;
@@ -193,7 +192,7 @@ int main(int argc, char **argv) {
             LOG(LOG_INFO, "upstream", "url=%s",
                 log_quote(q, sizeof(q), opts.services[i]));
         }
-        LOG(LOG_INFO, "started", "version=" GATEWAY_VERSION " threads=%lld",
+        LOG(LOG_INFO, "started", "version=" TOKEND_VERSION " threads=%lld",
             (long long)opts.threads);
     }
 

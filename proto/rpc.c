@@ -14,6 +14,11 @@
                    "wire status " #name " drifted from tokend_status");
 TOKEND_STATUS_LIST(RPC_X_ASSERT)
 #undef RPC_X_ASSERT
+/* ...and numbered without gaps, so TOKEND_STATUS_COUNT bounds the tables. */
+#define RPC_X_DENSE(name, num, desc) \
+    _Static_assert((num) >= 0 && (num) < TOKEND_STATUS_COUNT, #name " leaves a gap");
+TOKEND_STATUS_LIST(RPC_X_DENSE)
+#undef RPC_X_DENSE
 
 /* Each allocation carries its size in front so free can give it back. */
 typedef struct arena_hdr {
@@ -191,4 +196,8 @@ const char *tokend_strerror(int status) {
         return "unknown status";
     }
     return status_descs[status];
+}
+
+const char *tokend_version(void) {
+    return TOKEND_VERSION;
 }

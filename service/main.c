@@ -27,7 +27,6 @@
 #include "usage.h"
 #include "writer.h"
 
-#define TOKEND_VERSION "0.1.0"
 #define USAGE_CAPACITY (256 * 1024)
 
 static void usage_top(FILE *out) {

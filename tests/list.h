@@ -24,6 +24,10 @@
     X(rpc_arena_caps_amplification)                              \
     X(rpc_utf8_validation)                                       \
     X(rpc_status_names_and_mapping)                              \
+    X(build_layers_follow_the_folder_graph)                      \
+    X(build_layer_check_catches_a_back_edge)                     \
+    X(build_library_exports_only_the_api)                        \
+    X(build_error_detail_rules)                                  \
     X(store_open_creates)                                        \
     X(store_open_missing_fails)                                  \
     X(store_open_locked)                                         \
@@ -91,4 +95,5 @@
     X(gateway_nginx_auth_request)                                \
     X(hostile_rpc_table)                                         \
     X(hostile_rest_table)                                        \
-    X(authz_matrix_rpc_and_rest)
+    X(authz_matrix_rpc_and_rest)                                 \
+    X(crash_smoke_five_kills)

@@ -3,8 +3,9 @@
  *   ts=2026-11-29T15:21:04.123Z level=info event=token.create id=... owner=...
  *
  * The level is tested before anything is formatted, so a disabled debug
- * line costs one comparison. Values given with LOG_STR are quoted and
- * escaped as logfmt requires. Never pass a plain-text token: log its id.
+ * line costs one comparison. Free text goes through log_quote(), which
+ * quotes and escapes it as logfmt requires. Never pass a plain-text token:
+ * log its id.
  */
 #ifndef TOKEND_LOG_H
 #define TOKEND_LOG_H

@@ -22,6 +22,16 @@
 extern "C" {
 #endif
 
+/* The release, MAJOR.MINOR.PATCH, written here only: the Makefile reads it
+ * (the shared library's file names and soname, from MAJOR; tokend.pc) and
+ * every program's --version prints it. */
+#define TOKEND_VERSION "0.1.0"
+
+/* The release this library was built as ("0.1.0"), for a program linked
+ * against the shared library to compare with the TOKEND_VERSION it was
+ * compiled with. Static. */
+const char *tokend_version(void);
+
 /*
  * The one list of outcomes, shared by the service, this library, tokenctl
  * and the gateway. X(NAME, number, description). Numbers match
@@ -51,8 +61,14 @@ typedef enum tokend_status {
 #undef TOKEND_X_ENUM
 } tokend_status;
 
-/* Number of codes in TOKEND_STATUS_LIST (they are 0..TOKEND_STATUS_COUNT-1). */
-#define TOKEND_STATUS_COUNT 16
+/* Number of codes in TOKEND_STATUS_LIST (they are 0..TOKEND_STATUS_COUNT-1,
+ * without gaps, so this is one past the last). */
+enum {
+#define TOKEND_X_COUNT(name, num, desc) TOKEND_COUNT_AFTER_##name,
+    TOKEND_STATUS_LIST(TOKEND_X_COUNT)
+#undef TOKEND_X_COUNT
+        TOKEND_STATUS_COUNT
+};
 
 /* A one-line description of a status ("token has expired"). Never NULL;
  * unknown codes give "unknown status". The string is static. */
