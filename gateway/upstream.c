@@ -15,6 +15,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 
+#include "error.h"
 #include "rpc.h"
 #include "tokend.h"
 
@@ -79,25 +80,23 @@ static void wipe_free_msg(nng_msg *msg) {
     }
 }
 
-int upstream_open(const upstream_config *cfg, upstream **out, char *err,
-                  size_t err_size) {
+int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err) {
     *out = NULL;
     if (cfg->n_urls == 0) {
-        snprintf(err, err_size, "no tokend URL given");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "no tokend URL given");
     }
     upstream *up = calloc(1, sizeof(*up));
     if (up == NULL || nng_mtx_alloc(&up->pool_mtx) != 0) {
         free(up);
-        snprintf(err, err_size, "out of memory");
-        return TOKEND_INTERNAL;
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
     }
     up->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 2000;
     up->max_inflight = cfg->max_inflight > 0 ? cfg->max_inflight : 1024;
     atomic_init(&up->next_request_id, ((uint64_t)nng_random() << 32) | 1u);
     int rv = nng_req0_open(&up->sock);
     if (rv != 0) {
-        snprintf(err, err_size, "cannot open an NNG REQ socket: %s", nng_strerror(rv));
+        error_set(err, TOKEND_INTERNAL, "cannot open an NNG REQ socket: %s",
+                  nng_strerror(rv));
         nng_mtx_free(up->pool_mtx);
         free(up);
         return TOKEND_INTERNAL;
@@ -114,7 +113,8 @@ int upstream_open(const upstream_config *cfg, upstream **out, char *err,
                                 UPSTREAM_RECONNECT_MIN_MS)) != 0 ||
         (rv = nng_socket_set_ms(up->sock, NNG_OPT_RECONNMAXT,
                                 UPSTREAM_RECONNECT_MAX_MS)) != 0) {
-        snprintf(err, err_size, "cannot configure the NNG socket: %s", nng_strerror(rv));
+        error_set(err, TOKEND_INVALID_ARGUMENT, "cannot configure the NNG socket: %s",
+                  nng_strerror(rv));
         goto fail;
     }
     for (size_t i = 0; i < cfg->n_urls; i++) {
@@ -122,7 +122,8 @@ int upstream_open(const upstream_config *cfg, upstream **out, char *err,
          * again in the background; requests meanwhile get 503. */
         rv = nng_dial(up->sock, cfg->urls[i], NULL, NNG_FLAG_NONBLOCK);
         if (rv != 0) {
-            snprintf(err, err_size, "cannot dial %s: %s", cfg->urls[i], nng_strerror(rv));
+            error_set(err, TOKEND_INVALID_ARGUMENT, "cannot dial %s: %s", cfg->urls[i],
+                      nng_strerror(rv));
             goto fail;
         }
     }

@@ -21,6 +21,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "tokend.h"
+
 typedef struct upstream upstream;
 typedef struct upstream_call upstream_call;
 
@@ -36,8 +38,8 @@ typedef struct upstream_config {
 
 /* Opens the socket and starts dialling every URL in the background (a
  * tokend that is not up yet is retried every 10..500 ms). Returns 0 and
- * *out, or a tokend status with a message in err[err_size]. */
-int upstream_open(const upstream_config *cfg, upstream **out, char *err, size_t err_size);
+ * *out, or a tokend status with err filled. */
+int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err);
 
 /* Runs once per started call, on an NNG thread, when the call is over. It
  * must not block (NNG has few such threads); typically it wakes whoever
