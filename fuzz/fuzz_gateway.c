@@ -123,12 +123,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *urls[] = {FUZZ_URL};
 
     /* The gateway, as main.c starts it (the listening socket is unused). */
-    char gerr[512];
+    tokend_error gerr;
     upstream_config uc = {
         .urls = urls, .n_urls = 1, .timeout_ms = 2000, .max_inflight = 1024};
     upstream *up = NULL;
-    if (upstream_open(&uc, &up, gerr, sizeof(gerr)) != TOKEND_OK) {
-        fuzz_die(gerr);
+    if (upstream_open(&uc, &up, &gerr) != TOKEND_OK) {
+        fuzz_die(gerr.message);
     }
     api_config ac = {
         .up = up,
@@ -149,8 +149,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         .request_timeout_s = 10,
         .idle_timeout_s = 30,
     };
-    if ((srv = http_start(&hc, &handlers, gerr, sizeof(gerr))) == NULL) {
-        fuzz_die(gerr);
+    if (http_start(&hc, &handlers, &srv, &gerr) != TOKEND_OK) {
+        fuzz_die(gerr.message);
     }
     show_replies = getenv("FUZZ_SHOW_REPLIES") != NULL;
     if (show_replies) {

@@ -960,8 +960,9 @@ void api_resume(void *cls, http_request *req) {
         return;
     }
     const ProtobufCMessage *out = NULL;
-    const char *message = NULL;
-    int status = upstream_call_result(st->call, &out, &message);
+    tokend_error result;
+    int status = upstream_call_result(st->call, &out, &result);
+    const char *message = result.message;
     bool verify =
         st->kind == CALL_READY || st->kind == CALL_AUTH || st->kind == CALL_SELF;
     if (verify &&

@@ -22,6 +22,7 @@
 
 #include <microhttpd.h>
 
+#include "error.h"
 #include "log.h"
 
 #define HTTP_MAX_REPLY_HEADERS 8
@@ -880,19 +881,19 @@ void http_log_note(http_request *req, const char *fmt, ...) {
 /* ------------------------------------------------------------------------
  * Starting and stopping. */
 
-http_server *http_start(const http_config *cfg, const http_handlers *handlers, char *err,
-                        size_t err_size) {
+int http_start(const http_config *cfg, const http_handlers *handlers, http_server **out,
+               tokend_error *err) {
+    *out = NULL;
     struct sockaddr_storage addr;
     bool v6 = false;
     if (!parse_listen(cfg->listen, &addr, &v6)) {
-        snprintf(err, err_size, "--listen must be IPv4:PORT or [IPv6]:PORT, not \"%s\"",
-                 cfg->listen);
-        return NULL;
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "--listen must be IPv4:PORT or [IPv6]:PORT, not \"%s\"",
+                         cfg->listen);
     }
     http_server *srv = calloc(1, sizeof(*srv));
     if (srv == NULL) {
-        snprintf(err, err_size, "out of memory");
-        return NULL;
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
     }
     srv->h = *handlers;
     srv->max_body = cfg->max_body;
@@ -951,13 +952,13 @@ http_server *http_start(const http_config *cfg, const http_handlers *handlers, c
     srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv, MHD_OPTION_ARRAY,
                                    ops, MHD_OPTION_END);
     if (srv->daemon == NULL) {
-        snprintf(err, err_size, "cannot serve on %s%s%s", cfg->listen,
-                 errno != 0 ? ": " : " (see the log above)",
-                 errno != 0 ? strerror(errno) : "");
+        int e = errno;
         pthread_cond_destroy(&srv->watchdog_cv);
         pthread_mutex_destroy(&srv->conns_mtx);
         free(srv);
-        return NULL;
+        return error_set(err, TOKEND_UNAVAILABLE, "cannot serve on %s%s%s", cfg->listen,
+                         e != 0 ? ": " : " (see the log above)",
+                         e != 0 ? strerror(e) : "");
     }
     atomic_store(&srv->starting, false);
     const union MHD_DaemonInfo *info =
@@ -969,7 +970,8 @@ http_server *http_start(const http_config *cfg, const http_handlers *handlers, c
         LOG(LOG_WARN, "watchdog",
             "msg=\"cannot start: --request-timeout-s not enforced\"");
     }
-    return srv;
+    *out = srv;
+    return TOKEND_OK;
 }
 
 int http_port(http_server *srv) {

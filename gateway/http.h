@@ -22,6 +22,8 @@
 
 #include <jansson.h>
 
+#include "tokend.h"
+
 typedef struct http_server http_server;
 typedef struct http_request http_request;
 
@@ -61,9 +63,12 @@ void http_json_init(void);
  * it is not one (used to check --listen before anything starts). */
 bool http_listen_ok(const char *listen);
 
-/* Starts serving. On failure returns NULL and writes why to err[err_size]. */
-http_server *http_start(const http_config *cfg, const http_handlers *handlers, char *err,
-                        size_t err_size);
+/* Starts serving. Returns TOKEND_OK and *out (stop it with http_stop), or
+ * INVALID_ARGUMENT (a --listen that is not HOST:PORT), UNAVAILABLE (the
+ * address cannot be served: in use, not ours, bad TLS files) or INTERNAL,
+ * with err filled. */
+int http_start(const http_config *cfg, const http_handlers *handlers, http_server **out,
+               tokend_error *err);
 
 /* The port actually listened on (useful with port 0). */
 int http_port(http_server *srv);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "error.h"
 #include "http.h"
 #include "log.h"
 #include "openapi.h"
@@ -49,26 +50,33 @@ static void usage(FILE *out) {
                  "'http://127.0.0.1:8080/v1/auth?ability=orders:read'\n");
 }
 
-/* Reads a PEM file (malloc'd, NUL-terminated) or returns NULL with *why. */
-static char *read_pem(const char *path, const char **why) {
+/* Reads the PEM file `path` given as `option` into *out (malloc'd,
+ * NUL-terminated). Returns TOKEND_OK, or INVALID_ARGUMENT (cannot be read,
+ * empty, too large) or INTERNAL with err filled. */
+static int read_pem(const char *option, const char *path, char **out, tokend_error *err) {
+    *out = NULL;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        *why = strerror(errno);
-        return NULL;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "cannot read %s %s: %s", option,
+                         path, strerror(errno));
     }
     char *buf = malloc(GATEWAY_PEM_MAX + 1);
-    size_t n = buf != NULL ? fread(buf, 1, GATEWAY_PEM_MAX + 1, f) : 0;
-    bool failed = buf == NULL || ferror(f);
+    if (buf == NULL) {
+        fclose(f);
+        return error_set(err, TOKEND_INTERNAL, "cannot read %s %s: out of memory", option,
+                         path);
+    }
+    size_t n = fread(buf, 1, GATEWAY_PEM_MAX + 1, f);
+    bool failed = ferror(f);
     fclose(f);
     if (failed || n == 0 || n > GATEWAY_PEM_MAX) {
-        *why = buf == NULL ? "out of memory"
-               : n == 0    ? "empty or unreadable"
-                           : "too large";
         free(buf);
-        return NULL;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "cannot read %s %s: %s", option,
+                         path, n == 0 ? "empty or unreadable" : "too large");
     }
     buf[n] = '\0';
-    return buf;
+    *out = buf;
+    return TOKEND_OK;
 }
 
 static void wipe_free(char *s) {
@@ -98,7 +106,7 @@ int main(int argc, char **argv) {
     char *cert = NULL, *key = NULL;
     upstream *up = NULL;
     api *a = NULL;
-    char err[512];
+    tokend_error err;
 
     log_level level;
     if (!log_parse_level(opts.log_level, &level)) {
@@ -120,18 +128,11 @@ int main(int argc, char **argv) {
         goto out;
     }
     exit_code = 1;
-    if (opts.tls_cert != NULL) {
-        const char *why = NULL;
-        if ((cert = read_pem(opts.tls_cert, &why)) == NULL) {
-            fprintf(stderr, "tokend-gateway: cannot read --tls-cert %s: %s\n",
-                    opts.tls_cert, why);
-            goto out;
-        }
-        if ((key = read_pem(opts.tls_key, &why)) == NULL) {
-            fprintf(stderr, "tokend-gateway: cannot read --tls-key %s: %s\n",
-                    opts.tls_key, why);
-            goto out;
-        }
+    if (opts.tls_cert != NULL &&
+        (read_pem("--tls-cert", opts.tls_cert, &cert, &err) != TOKEND_OK ||
+         read_pem("--tls-key", opts.tls_key, &key, &err) != TOKEND_OK)) {
+        fprintf(stderr, "tokend-gateway: %s\n", err.message);
+        goto out;
     }
 
     /* Every thread started from here on inherits the mask, so the signals
@@ -150,9 +151,9 @@ int main(int argc, char **argv) {
         .timeout_ms = (int)opts.rpc_timeout_ms,
         .max_inflight = (int)opts.max_inflight,
     };
-    int rv = upstream_open(&uc, &up, err, sizeof(err));
+    int rv = upstream_open(&uc, &up, &err);
     if (rv != TOKEND_OK) {
-        fprintf(stderr, "tokend-gateway: %s\n", err);
+        fprintf(stderr, "tokend-gateway: %s\n", err.message);
         exit_code = rv == TOKEND_INVALID_ARGUMENT ? 2 : 1;
         goto out;
     }
@@ -178,9 +179,9 @@ int main(int argc, char **argv) {
         .tls_cert_pem = cert,
         .tls_key_pem = key,
     };
-    http_server *srv = http_start(&hc, &handlers, err, sizeof(err));
-    if (srv == NULL) {
-        fprintf(stderr, "tokend-gateway: %s\n", err);
+    http_server *srv = NULL;
+    if (http_start(&hc, &handlers, &srv, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend-gateway: %s\n", err.message);
         goto out;
     }
     {

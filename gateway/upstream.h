@@ -1,12 +1,13 @@
 /*
- * upstream.h — the gateway's calls to tokend, asynchronous: one NNG REQ
- * socket, a context and an aio per call, and a callback when the call is
- * over, so that no HTTP worker thread ever waits for a reply.
+ * upstream.h — the gateway's calls to tokend, asynchronous: a pool of the
+ * shared engine's calls (rpc_client.h: one NNG REQ socket, a context and an
+ * aio per call, a callback when a call is over) and the limit on how many
+ * are in flight, so that no HTTP worker thread ever waits for a reply and
+ * a stalled tokend cannot pile up unbounded work.
  *
- * It speaks the envelope of proto/tokend.proto through the shared RPC layer
- * (proto/rpc.h: packing, capped decoding, status mapping) and the generated
- * protobuf-c types; it knows nothing of HTTP and nothing of service/. It is
- * the only gateway module that touches NNG.
+ * It knows nothing of HTTP and nothing of service/, and touches no NNG
+ * object itself. Its failure messages call the service "tokend" (never by
+ * URL: they reach HTTP clients).
  *
  * A call's life: upstream_start() sends; `done` runs once on an NNG thread
  * when the reply came, the time ran out or the connection failed; then the
@@ -21,6 +22,9 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpc_client.h"
+#include "tokend.h"
+
 typedef struct upstream upstream;
 typedef struct upstream_call upstream_call;
 
@@ -34,15 +38,11 @@ typedef struct upstream_config {
 /* upstream_start() refused the call: max_inflight calls are in flight. */
 #define UPSTREAM_OVERLOADED (-1)
 
-/* Opens the socket and starts dialling every URL in the background (a
- * tokend that is not up yet is retried every 10..500 ms). Returns 0 and
- * *out, or a tokend status with a message in err[err_size]. */
-int upstream_open(const upstream_config *cfg, upstream **out, char *err, size_t err_size);
-
-/* Runs once per started call, on an NNG thread, when the call is over. It
- * must not block (NNG has few such threads); typically it wakes whoever
- * waits for the call. */
-typedef void (*upstream_done_fn)(void *arg);
+/* Opens the engine's client and starts dialling every URL in the
+ * background (a tokend that is not up yet is retried every 10..500 ms).
+ * Returns TOKEND_OK and *out, or a tokend status with err filled:
+ * INVALID_ARGUMENT for a URL that cannot be dialled at all. */
+int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err);
 
 /*
  * Starts calling TokenService method `method` (e.g. "Verify") with `input`
@@ -50,27 +50,25 @@ typedef void (*upstream_done_fn)(void *arg);
  * packed before this returns, so the caller may free `input` at once; the
  * packed payload is wiped (it may carry a token).
  *
- * Returns 0 with *out set: `done(arg)` will run exactly once, maybe before
- * this function returns. Otherwise `done` never runs and the result is
- * UPSTREAM_OVERLOADED, TOKEND_UNAVAILABLE (shutting down) or
- * TOKEND_INTERNAL (out of memory, unknown method).
+ * Returns 0 with *out set: `done(arg)` will run exactly once, on an NNG
+ * thread, maybe before this function returns (*out is set before the call
+ * is sent); it must not block. Otherwise `done` never runs, *out is NULL
+ * and the result is UPSTREAM_OVERLOADED, TOKEND_UNAVAILABLE (shutting
+ * down) or TOKEND_INTERNAL (out of memory, unknown method).
  */
 int upstream_start(upstream *up, const char *method, const ProtobufCMessage *input,
-                   const char *credential, upstream_done_fn done, void *arg,
+                   const char *credential, rpc_call_done_fn done, void *arg,
                    upstream_call **out);
 
 /*
- * The outcome of a finished call (call only after `done` ran). Returns the
- * tokend status: TOKEND_OK with *output the method's response message, or
- * why it failed — the service's status, or TOKEND_UNAVAILABLE (tokend not
- * reachable within the time limit, connection lost), TOKEND_DEADLINE_EXCEEDED
- * (no reply in time), TOKEND_BAD_MESSAGE (undecodable reply) — with
- * *message a readable detail that never contains a token. Both pointers
- * stay valid until upstream_call_release(). Decoding happens here, on the
- * caller's thread, not in the NNG callback.
+ * The outcome of a finished call (call only after `done` ran), on the
+ * owner's thread, where the reply is decoded: rpc_call_result() of
+ * rpc_client.h — the status, with err (if not NULL) holding it and a
+ * readable message that never contains a token; *output the method's
+ * response message when OK, valid until upstream_call_release().
  */
 int upstream_call_result(upstream_call *call, const ProtobufCMessage **output,
-                         const char **message);
+                         tokend_error *err);
 
 /* Gives a finished call back (wiping the reply, which may carry a token).
  * NULL is ignored. */
@@ -79,9 +77,9 @@ void upstream_call_release(upstream_call *call);
 /* Calls in flight now. */
 int upstream_inflight(upstream *up);
 
-/* Refuses new calls, closes the socket (calls in flight finish with
- * TOKEND_UNAVAILABLE, their `done` runs) and waits up to wait_ms for every
- * `done` to have run. */
+/* Refuses new calls, closes the engine's socket (calls in flight finish
+ * with TOKEND_UNAVAILABLE, their `done` runs) and waits up to wait_ms for
+ * every `done` to have run. */
 void upstream_shutdown(upstream *up, int wait_ms);
 
 /* Frees the pool and the upstream; every call must have been released.

@@ -4,8 +4,9 @@
  * and the one mapping between the wire `Status` and tokend_status.
  *
  * This module owns protobuf packing of the envelope; it does no I/O (the
- * service and the client own their NNG sockets). Generated protobuf-c
- * types appear here and in the service, never in the public client header.
+ * service owns its NNG socket, rpc_client.c the clients'). Generated
+ * protobuf-c types appear here and in the service, never in the public
+ * client header.
  */
 #ifndef TOKEND_RPC_H
 #define TOKEND_RPC_H

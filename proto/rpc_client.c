@@ -1,0 +1,478 @@
+/*
+ * rpc_client.c — the client end of the tokend wire: the REQ socket and its
+ * dialers, the calls' state machine on an NNG context and aio, packing the
+ * request envelope, decoding the reply, and the one mapping of NNG errors
+ * to tokend statuses. See rpc_client.h for the life of a call.
+ *
+ * It owns the NNG socket of a client and every NNG object of its calls; it
+ * must not block on an NNG thread (the callback only moves a call from its
+ * send to its receive, or ends it), must not decode there (decoding is the
+ * owner's, in rpc_call_result), must not log, and must not let a token or
+ * a credential into a message or into freed memory it owns.
+ */
+#include "rpc_client.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "error.h"
+#include "rpc.h"
+
+/* Ceiling on a reply; a page of 1000 tokens with metadata stays well below. */
+#define RPC_CLIENT_RECV_MAX ((size_t)RPC_MAX_MESSAGE_CEILING)
+/* Reconnect back-off: short, so that a restarted service is found fast. */
+#define RPC_CLIENT_RECONNECT_MIN_MS 10
+#define RPC_CLIENT_RECONNECT_MAX_MS 500
+/* How much of the URL list messages quote. */
+#define RPC_CLIENT_WHERE_MAX 160
+/* Request payloads up to this size are packed on the stack. */
+#define RPC_CLIENT_STACK_PAYLOAD 512
+
+struct rpc_client {
+    nng_socket socket;
+    char *where; /* what messages call the service */
+    _Atomic uint64_t next_request_id;
+    atomic_bool closed;
+};
+
+typedef enum call_stage { CALL_IDLE, CALL_SENDING, CALL_RECEIVING, CALL_OVER } call_stage;
+
+struct rpc_call {
+    rpc_client *client;
+    nng_ctx ctx;
+    nng_aio *aio;
+    rpc_call_done_fn done; /* NULL: the owner steps the call (rpc_call_wait) */
+    void *done_arg;
+    /* The request in flight. */
+    call_stage stage;
+    const ProtobufCMethodDescriptor *method;
+    uint64_t request_id;
+    int timeout_ms;
+    nng_time deadline; /* nng_clock() ms, for send and reply together */
+    /* The outcome: the reply until rpc_call_result decodes it, then the
+     * output; err says how the call ended (TOKEND_OK until it fails). */
+    nng_msg *reply_msg;
+    rpc_arena output_arena;
+    ProtobufCMessage *output;
+    tokend_error err;
+};
+
+/* Frees a request or a reply, wiping it first: either may carry a
+ * credential or a token. (explicit_bzero: a store the compiler may not
+ * drop as dead.) */
+static void wipe_free_msg(nng_msg *msg) {
+    if (msg != NULL) {
+        /* An empty message may have no body at all. */
+        if (nng_msg_len(msg) > 0) {
+            explicit_bzero(nng_msg_body(msg), nng_msg_len(msg));
+        }
+        nng_msg_free(msg);
+    }
+}
+
+/*
+ * The one mapping of an NNG error to a tokend status. `sent` says the
+ * request had left: REQ hands a request to a connection only once one is
+ * up and free, so a send that times out never left (the service was
+ * unreachable, and a retry is safe), while a receive that times out is a
+ * reply that did not come in time.
+ */
+static int status_of_nng(int nrv, bool sent) {
+    switch (nrv) {
+        case NNG_ETIMEDOUT:
+            return sent ? TOKEND_DEADLINE_EXCEEDED : TOKEND_UNAVAILABLE;
+        case NNG_ENOMEM:
+            return TOKEND_INTERNAL;
+        case NNG_EINVAL:
+        case NNG_EADDRINVAL:
+        case NNG_ENOTSUP:
+            return TOKEND_INVALID_ARGUMENT;
+        case NNG_EMSGSIZE:
+            return TOKEND_RESOURCE_EXHAUSTED;
+        default:
+            /* ECLOSED, ECONNREFUSED, ECONNRESET, ECONNSHUT, EUNREACHABLE,
+             * ... : the service cannot be reached. */
+            return TOKEND_UNAVAILABLE;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * The client. */
+
+/* Joins the URLs into one string for messages, cut at RPC_CLIENT_WHERE_MAX. */
+static char *join_urls(const char *const *urls, size_t n_urls) {
+    char *where = calloc(1, RPC_CLIENT_WHERE_MAX + 1);
+    if (where == NULL) {
+        return NULL;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < n_urls && len < RPC_CLIENT_WHERE_MAX; i++) {
+        int w = snprintf(where + len, RPC_CLIENT_WHERE_MAX + 1 - len, "%s%s",
+                         i > 0 ? ", " : "", urls[i]);
+        if (w < 0) {
+            break;
+        }
+        len += (size_t)w;
+    }
+    if (len > RPC_CLIENT_WHERE_MAX) {
+        memcpy(where + RPC_CLIENT_WHERE_MAX - 3, "...", 4);
+    }
+    return where;
+}
+
+/* Adds a dialer for `url` with the client's limits and starts it in the
+ * background. The options are the dialer's own, so they hold for exactly
+ * the connections it makes. */
+static int client_dial(rpc_client *client, const char *url, tokend_error *err) {
+    nng_dialer dialer;
+    int nrv = nng_dialer_create(&dialer, client->socket, url);
+    if (nrv != 0) {
+        /* A URL NNG cannot even take is the caller's to fix. */
+        int code = status_of_nng(nrv, false);
+        return error_set(err, code == TOKEND_UNAVAILABLE ? TOKEND_INVALID_ARGUMENT : code,
+                         "bad service URL \"%s\": %s", url, nng_strerror(nrv));
+    }
+    /* Transports without a size option (inproc) have no limit to set. */
+    nrv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, RPC_CLIENT_RECV_MAX);
+    if ((nrv != 0 && nrv != NNG_ENOTSUP) ||
+        (nrv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT,
+                                 RPC_CLIENT_RECONNECT_MIN_MS)) != 0 ||
+        (nrv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMAXT,
+                                 RPC_CLIENT_RECONNECT_MAX_MS)) != 0 ||
+        (nrv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK)) != 0) {
+        nng_dialer_close(dialer);
+        return error_set(err, status_of_nng(nrv, false), "cannot dial \"%s\": %s", url,
+                         nng_strerror(nrv));
+    }
+    return TOKEND_OK;
+}
+
+int rpc_client_open(const rpc_client_config *cfg, rpc_client **out, tokend_error *err) {
+    *out = NULL;
+    if (cfg->urls == NULL || cfg->n_urls == 0) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "no service URL given");
+    }
+    for (size_t i = 0; i < cfg->n_urls; i++) {
+        if (cfg->urls[i] == NULL || cfg->urls[i][0] == '\0') {
+            return error_set(err, TOKEND_INVALID_ARGUMENT, "service URL %zu is empty", i);
+        }
+    }
+    rpc_client *client = calloc(1, sizeof *client);
+    if (client == NULL) {
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
+    }
+    /* Request ids start at a random point so that ids from different
+     * clients rarely collide in the service's log. */
+    atomic_init(&client->next_request_id, ((uint64_t)nng_random() << 32) | 1u);
+    atomic_init(&client->closed, false);
+    client->where =
+        cfg->where != NULL ? strdup(cfg->where) : join_urls(cfg->urls, cfg->n_urls);
+    if (client->where == NULL) {
+        rpc_client_free(client);
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
+    }
+    int nrv = nng_req0_open(&client->socket);
+    if (nrv != 0) {
+        rpc_client_free(client);
+        return error_set(err, status_of_nng(nrv, false),
+                         "cannot open an NNG REQ socket: %s", nng_strerror(nrv));
+    }
+    /* No blind resends: CreateToken is not idempotent, and every call has
+     * its own deadline anyway. */
+    nrv =
+        nng_socket_set_ms(client->socket, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    if (nrv != 0) {
+        rpc_client_free(client);
+        return error_set(err, status_of_nng(nrv, false),
+                         "cannot configure the NNG socket: %s", nng_strerror(nrv));
+    }
+    for (size_t i = 0; i < cfg->n_urls; i++) {
+        int rv = client_dial(client, cfg->urls[i], err);
+        if (rv != TOKEND_OK) {
+            rpc_client_free(client);
+            return rv;
+        }
+    }
+    *out = client;
+    return error_set(err, TOKEND_OK, NULL);
+}
+
+void rpc_client_close(rpc_client *client) {
+    /* Closing the socket fails every pending send and receive, so the
+     * calls in flight end now. A socket never opened has id 0, which NNG
+     * refuses harmlessly. */
+    if (!atomic_exchange(&client->closed, true)) {
+        nng_close(client->socket);
+    }
+}
+
+void rpc_client_free(rpc_client *client) {
+    if (client == NULL) {
+        return;
+    }
+    rpc_client_close(client);
+    free(client->where);
+    free(client);
+}
+
+/* ------------------------------------------------------------------------
+ * A call: pack, send, receive; decoding waits for the owner. */
+
+/* Records why the call's send, or once it was sent its receive, failed. */
+static void call_failed(rpc_call *c, int nrv) {
+    const char *where = c->client->where;
+    bool sent = c->stage == CALL_RECEIVING;
+    /* Closing the socket resets its connections first, so a call cut short
+     * by rpc_client_close() may see NNG_ECONNRESET: that is the close. */
+    if (atomic_load(&c->client->closed)) {
+        nrv = NNG_ECLOSED;
+    }
+    int status = status_of_nng(nrv, sent);
+    if (nrv == NNG_ECLOSED) {
+        error_set(&c->err, status, "%s",
+                  sent ? "client closed while waiting for a reply" : "client is closed");
+    } else if (nrv == NNG_ETIMEDOUT && !sent) {
+        error_set(&c->err, status, "could not reach %s within %d ms", where,
+                  c->timeout_ms);
+    } else if (nrv == NNG_ETIMEDOUT) {
+        error_set(&c->err, status, "no reply from %s within %d ms", where, c->timeout_ms);
+    } else if (!sent) {
+        error_set(&c->err, status, "sending to %s failed: %s", where, nng_strerror(nrv));
+    } else if (nrv == NNG_ECONNRESET || nrv == NNG_ECONNSHUT) {
+        error_set(&c->err, status,
+                  "connection to %s lost before the reply "
+                  "(the call may or may not have been carried out)",
+                  where);
+    } else {
+        error_set(&c->err, status, "no reply from %s: %s", where, nng_strerror(nrv));
+    }
+}
+
+/* Moves the call on after its aio completed: from the send to the receive,
+ * under what is left of the deadline, or to its end. Returns true when the
+ * call is over. */
+static bool call_step(rpc_call *c) {
+    int nrv = nng_aio_result(c->aio);
+    if (nrv == 0 && c->stage == CALL_SENDING) {
+        c->stage = CALL_RECEIVING;
+        nng_time now = nng_clock();
+        nng_aio_set_timeout(c->aio,
+                            c->deadline > now ? (nng_duration)(c->deadline - now) : 1);
+        nng_ctx_recv(c->ctx, c->aio);
+        return false;
+    }
+    if (nrv == 0) {
+        c->reply_msg = nng_aio_get_msg(c->aio);
+    } else {
+        /* A failed send hands the request back. */
+        if (c->stage == CALL_SENDING) {
+            wipe_free_msg(nng_aio_get_msg(c->aio));
+        }
+        call_failed(c, nrv);
+    }
+    nng_aio_set_msg(c->aio, NULL);
+    c->stage = CALL_OVER;
+    return true;
+}
+
+/* The aio's callback, for calls with `done`: nothing touches the call
+ * after `done` returns, as its owner may already be reusing it. */
+static void call_callback(void *arg) {
+    rpc_call *c = arg;
+    if (call_step(c)) {
+        c->done(c->done_arg);
+    }
+}
+
+int rpc_call_new(rpc_client *client, rpc_call_done_fn done, void *arg, rpc_call **out,
+                 tokend_error *err) {
+    *out = NULL;
+    rpc_call *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
+    }
+    c->client = client;
+    c->done = done;
+    c->done_arg = arg;
+    int nrv = nng_aio_alloc(&c->aio, done != NULL ? call_callback : NULL, c);
+    if (nrv != 0) {
+        free(c);
+        return error_set(err, status_of_nng(nrv, false), "cannot allocate an NNG aio: %s",
+                         nng_strerror(nrv));
+    }
+    if ((nrv = nng_ctx_open(&c->ctx, client->socket)) != 0) {
+        nng_aio_free(c->aio);
+        free(c);
+        return error_set(err, status_of_nng(nrv, false),
+                         "cannot open a request context: %s",
+                         nrv == NNG_ECLOSED ? "client is closed" : nng_strerror(nrv));
+    }
+    *out = c;
+    return TOKEND_OK;
+}
+
+/* Packs the envelope of `input` straight into an NNG message: one copy
+ * fewer of the secrets. The packed payload in between is wiped. */
+static int call_pack(const rpc_call *c, const ProtobufCMessage *input,
+                     const char *credential, nng_msg **out, tokend_error *err) {
+    uint8_t stack_payload[RPC_CLIENT_STACK_PAYLOAD];
+    size_t payload_len = protobuf_c_message_get_packed_size(input);
+    uint8_t *payload =
+        payload_len <= sizeof stack_payload ? stack_payload : malloc(payload_len);
+    if (payload == NULL) {
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
+    }
+    protobuf_c_message_pack(input, payload);
+
+    Tokend__V1__Request request = TOKEND__V1__REQUEST__INIT;
+    request.method = (char *)c->method->name;
+    request.request_id = c->request_id;
+    request.deadline_unix_ms = rpc_now_ms() + c->timeout_ms;
+    if (credential != NULL && credential[0] != '\0') {
+        request.credential = (char *)credential;
+    }
+    request.payload.data = payload;
+    request.payload.len = payload_len;
+    nng_msg *msg = NULL;
+    int nrv = nng_msg_alloc(&msg, protobuf_c_message_get_packed_size(&request.base));
+    if (nrv == 0) {
+        protobuf_c_message_pack(&request.base, nng_msg_body(msg));
+    }
+    explicit_bzero(payload, payload_len);
+    if (payload != stack_payload) {
+        free(payload);
+    }
+    if (nrv != 0) {
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
+    }
+    *out = msg;
+    return TOKEND_OK;
+}
+
+int rpc_call_start(rpc_call *c, const ProtobufCMethodDescriptor *method,
+                   const ProtobufCMessage *input, const char *credential, int timeout_ms,
+                   tokend_error *err) {
+    if (input->descriptor != method->input) {
+        return error_set(err, TOKEND_INTERNAL, "%s takes a %s, not a %s", method->name,
+                         method->input->name, input->descriptor->name);
+    }
+    c->method = method;
+    c->timeout_ms = timeout_ms;
+    c->request_id = atomic_fetch_add(&c->client->next_request_id, 1);
+    nng_msg *msg = NULL;
+    int rv = call_pack(c, input, credential, &msg, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    /* One time limit for send and reply together: a send that waits for a
+     * connection uses up the time the reply would have had. */
+    c->stage = CALL_SENDING;
+    c->deadline = nng_clock() + (nng_time)timeout_ms;
+    nng_aio_set_timeout(c->aio, timeout_ms);
+    nng_aio_set_msg(c->aio, msg);
+    nng_ctx_send(c->ctx, c->aio);
+    return TOKEND_OK;
+}
+
+void rpc_call_wait(rpc_call *c) {
+    nng_aio_wait(c->aio);
+    if (c->done != NULL) {
+        return; /* the callback took every step, and `done` has returned */
+    }
+    /* No callback: each completion is stepped here, on the owner's thread. */
+    while (!call_step(c)) {
+        nng_aio_wait(c->aio);
+    }
+}
+
+/* Decodes the reply envelope and, if it says OK, the method's output; the
+ * reply's bytes are wiped and freed on the way. */
+static void call_decode(rpc_call *c) {
+    nng_msg *msg = c->reply_msg;
+    c->reply_msg = NULL;
+    const char *name = c->method->name;
+    size_t len = nng_msg_len(msg);
+    rpc_arena arena;
+    rpc_arena_init(&arena, rpc_decode_budget(len));
+    Tokend__V1__Reply *reply =
+        tokend__v1__reply__unpack(&arena.base, len, nng_msg_body(msg));
+    wipe_free_msg(msg);
+    if (reply == NULL) {
+        error_set(&c->err,
+                  arena.exhausted ? TOKEND_RESOURCE_EXHAUSTED : TOKEND_BAD_MESSAGE,
+                  "%s reply could not be decoded%s", name,
+                  arena.exhausted ? " (too large)" : "");
+        return;
+    }
+    int status = rpc_status_from_wire(reply->status);
+    /* NNG's REQ protocol pairs replies with requests itself; the envelope's
+     * id is checked as well, so that a confused peer is caught, not obeyed.
+     * A refusal may carry id 0 when the service could not read the request
+     * (too large, undecodable): its status is still the answer. */
+    bool id_unknown = status != TOKEND_OK && reply->request_id == 0;
+    if (reply->request_id != c->request_id && !id_unknown) {
+        error_set(&c->err, TOKEND_BAD_MESSAGE, "%s reply answers request %llu, not %llu",
+                  name, (unsigned long long)reply->request_id,
+                  (unsigned long long)c->request_id);
+    } else if (status != TOKEND_OK) {
+        error_set(&c->err, status, "%s", reply->message != NULL ? reply->message : "");
+    } else {
+        rpc_arena_init(&c->output_arena, rpc_decode_budget(reply->payload.len));
+        c->output = protobuf_c_message_unpack(c->method->output, &c->output_arena.base,
+                                              reply->payload.len, reply->payload.data);
+        if (c->output == NULL) {
+            bool exhausted = c->output_arena.exhausted;
+            error_set(&c->err, exhausted ? TOKEND_RESOURCE_EXHAUSTED : TOKEND_BAD_MESSAGE,
+                      "%s reply payload could not be decoded%s", name,
+                      exhausted ? " (too large)" : "");
+        }
+    }
+    /* The payload may carry a plain-text token (CreateToken). */
+    if (reply->payload.data != NULL) {
+        explicit_bzero(reply->payload.data, reply->payload.len);
+    }
+    tokend__v1__reply__free_unpacked(reply, &arena.base);
+}
+
+int rpc_call_result(rpc_call *c, const ProtobufCMessage **output, tokend_error *err) {
+    if (c->reply_msg != NULL) {
+        call_decode(c);
+    }
+    *output = c->output;
+    if (err != NULL) {
+        *err = c->err;
+    }
+    return c->err.code;
+}
+
+void rpc_call_reset(rpc_call *c) {
+    /* `done` may have returned a moment ago while the callback is still
+     * unwinding; the aio must be quiet before it serves another request. */
+    nng_aio_wait(c->aio);
+    if (c->output != NULL) {
+        protobuf_c_message_free_unpacked(c->output, &c->output_arena.base);
+        c->output = NULL;
+    }
+    wipe_free_msg(c->reply_msg);
+    c->reply_msg = NULL;
+    error_set(&c->err, TOKEND_OK, NULL);
+    c->stage = CALL_IDLE;
+}
+
+void rpc_call_free(rpc_call *c) {
+    if (c == NULL) {
+        return;
+    }
+    rpc_call_reset(c);
+    nng_ctx_close(c->ctx);
+    nng_aio_free(c->aio);
+    free(c);
+}
