@@ -2,9 +2,11 @@
  * tokenctl.c — the operators' command-line tool for tokend: create, verify,
  * list and revoke tokens.
  *
- * It uses only the public client API (tokend.h), like any other client,
- * so it also serves as a worked example of libtokend. It owns argument
- * parsing, output formatting (a table or text for people, JSON for
+ * It talks to tokend only through the public client API (tokend.h), like
+ * any other client, so it also serves as a worked example of libtokend.
+ * It owns its command line (a flag table per command, global flags before
+ * or after the command; read with the shared argv reader and parsers of
+ * opt.h), output formatting (a table or text for people, JSON for
  * scripts) and the mapping of outcomes to exit codes (see usage_main).
  *
  * It must not echo a token into an error message: only `create` prints a
@@ -26,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "opt.h"
 
 /* Exit codes; documented in usage_main. */
 enum {
@@ -575,97 +579,36 @@ static const flag_spec *find_flag(const flag_spec *table, const char *name, size
     return NULL;
 }
 
+static int push_url(void *arg, const char *url, size_t len) {
+    char *copy = strndup(url, len);
+    if (copy == NULL) {
+        oom();
+    }
+    strlist_push(arg, copy);
+    return TOKEND_OK;
+}
+
 /* Splits a comma-separated list of URLs into c->urls. */
 static void add_urls(cli *c, const char *list) {
-    const char *p = list;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
-        while (len > 0 && (*p == ' ' || *p == '\t')) {
-            p++;
-            len--;
-        }
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
-            len--;
-        }
-        if (len > 0) {
-            char *url = strndup(p, len);
-            if (url == NULL) {
-                oom();
-            }
-            strlist_push(&c->urls, url);
-        }
-        if (comma == NULL) {
-            break;
-        }
-        p = comma + 1;
-    }
+    opt_split_list(list, push_url, &c->urls);
 }
 
-/* Parses a decimal integer in [min, max]; the whole string must be digits. */
-static bool parse_int(const char *s, long long min, long long max, long long *out) {
-    if (s == NULL || *s < '0' || *s > '9') {
-        return false;
+/* Reads --expires-in: a duration (opt_parse_duration) of more than 0 and
+ * at most EXPIRES_IN_MAX_SECONDS. Returns -1 with *seconds set, or the
+ * exit code of a usage error. */
+static int parse_expires_in(const cli *c, const char *text, int64_t *seconds) {
+    tokend_error err;
+    int rv = opt_parse_duration(text, seconds, &err);
+    const char *why = err.message;
+    if (rv == TOKEND_RESOURCE_EXHAUSTED ||
+        (rv == TOKEND_OK && *seconds > EXPIRES_IN_MAX_SECONDS)) {
+        why = "too long (at most 36500d)";
+    } else if (rv == TOKEND_OK && *seconds == 0) {
+        why = "must be more than 0 (leave --expires-in out for no expiry)";
+    } else if (rv == TOKEND_OK) {
+        return -1;
     }
-    errno = 0;
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max) {
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-/* Parses DURATION: N seconds, or N followed by s, m, h or d. Returns NULL
- * and sets *seconds, or returns why it is not one. */
-static const char *parse_duration(const char *s, int64_t *seconds) {
-    int64_t value = 0;
-    const char *p = s;
-    if (*p < '0' || *p > '9') {
-        return "expected a number of seconds, or one with a suffix s, m, h or d "
-               "(e.g. 90d, 12h, 30m, 45s)";
-    }
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (value > EXPIRES_IN_MAX_SECONDS) {
-            return "too long (at most 36500d)";
-        }
-        value = value * 10 + (*p - '0');
-    }
-    int64_t unit = 1;
-    switch (*p) {
-        case '\0':
-            break;
-        case 's':
-            p++;
-            break;
-        case 'm':
-            unit = 60;
-            p++;
-            break;
-        case 'h':
-            unit = 3600;
-            p++;
-            break;
-        case 'd':
-            unit = 86400;
-            p++;
-            break;
-        default:
-            return "unknown unit (use s, m, h or d, e.g. 90d)";
-    }
-    if (*p != '\0') {
-        return "expected a number of seconds, or one with a suffix s, m, h or d "
-               "(e.g. 90d, 12h, 30m, 45s)";
-    }
-    if (value > EXPIRES_IN_MAX_SECONDS / unit) {
-        return "too long (at most 36500d)";
-    }
-    if (value == 0) {
-        return "must be more than 0 (leave --expires-in out for no expiry)";
-    }
-    *seconds = value * unit;
-    return NULL;
+    return usage_error(c, "--expires-in '%s': %s", text, why);
 }
 
 /* Records one flag. Returns -1 to go on, or an exit code. */
@@ -733,62 +676,73 @@ static const command *find_command(const char *name) {
     return NULL;
 }
 
+/* A word that is not a flag: the command, then its arguments. Returns -1
+ * to go on, or an exit code. */
+static int take_word(cli *c, char *word) {
+    if (c->cmd != NULL) {
+        strlist_push(&c->positional, word);
+        return -1;
+    }
+    if ((c->cmd = find_command(word)) != NULL) {
+        return -1;
+    }
+    /* Echo it only if it cannot be a pasted token. */
+    if (strlen(word) <= 16 &&
+        strspn(word, "abcdefghijklmnopqrstuvwxyz-") == strlen(word)) {
+        return usage_error(c, "unknown command '%s'", word);
+    }
+    return usage_error(c, "unknown command");
+}
+
+/* A flag that neither the global table nor the command's has. */
+static int unknown_flag(const cli *c, const opt_word *w) {
+    /* Echo the name only (what follows '=' might be a secret), and only if
+     * it cannot be a pasted token. */
+    if (w->name_len > 32 ||
+        strspn(w->text, "-abcdefghijklmnopqrstuvwxyz") < w->name_len) {
+        return usage_error(c, "unknown flag");
+    }
+    if (c->cmd != NULL) {
+        return usage_error(c, "unknown flag '%.*s' for %s", (int)w->name_len, w->text,
+                           c->cmd->name);
+    }
+    return usage_error(c, "unknown flag '%.*s'", (int)w->name_len, w->text);
+}
+
+/* A flag word, "--flag=value" or "--flag value": the global table's or the
+ * command's. Returns -1 to go on, or an exit code. */
+static int take_flag(cli *c, opt_cursor *cur, const opt_word *w) {
+    const flag_spec *spec = find_flag(global_flags, w->text, w->name_len);
+    if (spec == NULL && c->cmd != NULL) {
+        spec = find_flag(c->cmd->flags, w->text, w->name_len);
+    }
+    if (spec == NULL) {
+        return unknown_flag(c, w);
+    }
+    char *value = NULL;
+    if (spec->takes_value && (value = opt_take_value(cur, w)) == NULL) {
+        return usage_error(c, "%s needs a value", spec->name);
+    }
+    if (!spec->takes_value && w->value != NULL) {
+        return usage_error(c, "%s takes no value", spec->name);
+    }
+    return apply_flag(c, spec, value);
+}
+
 /* Parses argv into *c. Returns -1 to go on, or an exit code. */
 static int parse_args(cli *c, int argc, char **argv) {
+    opt_cursor cur = {.argc = argc, .argv = argv, .next = 1};
     bool only_positional = false;
-    for (int i = 1; i < argc; i++) {
-        char *arg = argv[i];
-        if (only_positional || arg[0] != '-' || arg[1] == '\0') {
-            if (c->cmd == NULL) {
-                if ((c->cmd = find_command(arg)) == NULL) {
-                    /* Echo it only if it cannot be a pasted token. */
-                    if (strlen(arg) <= 16 &&
-                        strspn(arg, "abcdefghijklmnopqrstuvwxyz-") == strlen(arg)) {
-                        return usage_error(c, "unknown command '%s'", arg);
-                    }
-                    return usage_error(c, "unknown command");
-                }
-            } else {
-                strlist_push(&c->positional, arg);
-            }
-            continue;
-        }
-        if (strcmp(arg, "--") == 0) {
+    opt_word w;
+    while (opt_next_word(&cur, &w)) {
+        int rv = -1;
+        if (only_positional || w.name_len == 0) {
+            rv = take_word(c, w.text);
+        } else if (strcmp(w.text, "--") == 0) {
             only_positional = true;
-            continue;
+        } else {
+            rv = take_flag(c, &cur, &w);
         }
-        /* --flag=value or --flag value. */
-        const char *eq = strchr(arg, '=');
-        size_t name_len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-        const flag_spec *spec = find_flag(global_flags, arg, name_len);
-        if (spec == NULL && c->cmd != NULL) {
-            spec = find_flag(c->cmd->flags, arg, name_len);
-        }
-        if (spec == NULL) {
-            /* Echo the name only (what follows '=' might be a secret), and
-             * only if it cannot be a pasted token. */
-            if (name_len > 32 || strspn(arg, "-abcdefghijklmnopqrstuvwxyz") < name_len) {
-                return usage_error(c, "unknown flag");
-            }
-            if (c->cmd != NULL) {
-                return usage_error(c, "unknown flag '%.*s' for %s", (int)name_len, arg,
-                                   c->cmd->name);
-            }
-            return usage_error(c, "unknown flag '%.*s'", (int)name_len, arg);
-        }
-        char *value = NULL;
-        if (spec->takes_value) {
-            if (eq != NULL) {
-                value = arg + name_len + 1;
-            } else if (i + 1 < argc) {
-                value = argv[++i];
-            } else {
-                return usage_error(c, "%s needs a value", spec->name);
-            }
-        } else if (eq != NULL) {
-            return usage_error(c, "%s takes no value", spec->name);
-        }
-        int rv = apply_flag(c, spec, value);
         if (rv >= 0) {
             return rv;
         }
@@ -801,7 +755,8 @@ static int parse_args(cli *c, int argc, char **argv) {
 static int setup(cli *c) {
     if (c->values[FLAG_TIMEOUT] != NULL) {
         long long ms;
-        if (!parse_int(c->values[FLAG_TIMEOUT], 1, TIMEOUT_MAX_MS, &ms)) {
+        if (opt_parse_int(c->values[FLAG_TIMEOUT], 1, TIMEOUT_MAX_MS, &ms, NULL) !=
+            TOKEND_OK) {
             return usage_error(c, "--timeout: expected milliseconds, 1..%d",
                                TIMEOUT_MAX_MS);
         }
@@ -906,10 +861,9 @@ static int run_create(cli *c) {
     }
     int64_t expires_in = 0;
     if (c->values[FLAG_EXPIRES_IN] != NULL) {
-        const char *why = parse_duration(c->values[FLAG_EXPIRES_IN], &expires_in);
-        if (why != NULL) {
-            return usage_error(c, "--expires-in '%s': %s", c->values[FLAG_EXPIRES_IN],
-                               why);
+        int rv = parse_expires_in(c, c->values[FLAG_EXPIRES_IN], &expires_in);
+        if (rv >= 0) {
+            return rv;
         }
     }
     tokend_kv *meta = NULL;
@@ -1124,7 +1078,7 @@ static int run_list(cli *c) {
     }
     long long limit = 0;
     if (c->values[FLAG_LIMIT] != NULL &&
-        !parse_int(c->values[FLAG_LIMIT], 1, 1000, &limit)) {
+        opt_parse_int(c->values[FLAG_LIMIT], 1, 1000, &limit, NULL) != TOKEND_OK) {
         return usage_error(c, "--limit: expected a number of tokens, 1..1000");
     }
     int rv = setup(c);

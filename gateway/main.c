@@ -18,6 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "openapi.h"
+#include "opt.h"
 #include "options.h"
 #include "tokend.h"
 #include "upstream.h"
@@ -42,7 +43,8 @@ static void usage(FILE *out) {
             "token or the Authorization header). Stops on SIGINT/SIGTERM.\n"
             "\n"
             "Options (each also an environment variable, as shown; flags win):\n");
-    options_usage(out);
+    opt_usage(out, &options_table, 0);
+    fprintf(out, "  --help     this text\n  --version  print the version and exit\n");
     fprintf(out, "\nExample:\n"
                  "  tokend-gateway --listen 127.0.0.1:8080 --service "
                  "tcp://127.0.0.1:7450\n"
@@ -88,18 +90,20 @@ static void wipe_free(char *s) {
 
 int main(int argc, char **argv) {
     gw_options opts;
-    bool help = false, version = false;
-    if (!options_load(&opts, argc, argv, &help, &version, stderr)) {
-        options_free(&opts);
+    opt_outcome outcome;
+    tokend_error bad;
+    if (opt_load(&options_table, &opts, 0, argc, argv, 1, &outcome, &bad) != TOKEND_OK) {
+        fprintf(stderr, "tokend-gateway: %s\n", bad.message);
+        opt_free(&options_table, &opts);
         return 2;
     }
-    if (help || version) {
-        if (help) {
+    if (outcome != OPT_RUN) {
+        if (outcome == OPT_HELP) {
             usage(stdout);
         } else {
             printf("tokend-gateway " TOKEND_VERSION "\n");
         }
-        options_free(&opts);
+        opt_free(&options_table, &opts);
         return 0;
     }
     int exit_code = 2;
@@ -146,8 +150,8 @@ int main(int argc, char **argv) {
     http_json_init();
 
     upstream_config uc = {
-        .urls = (const char *const *)opts.services,
-        .n_urls = opts.n_services,
+        .urls = (const char *const *)opts.services.items,
+        .n_urls = opts.services.n,
         .timeout_ms = (int)opts.rpc_timeout_ms,
         .max_inflight = (int)opts.max_inflight,
     };
@@ -189,9 +193,9 @@ int main(int argc, char **argv) {
         LOG(LOG_INFO, "listening", "addr=%s port=%d tls=%s",
             log_quote(q, sizeof(q), opts.listen), http_port(srv),
             cert != NULL ? "true" : "false");
-        for (size_t i = 0; i < opts.n_services; i++) {
+        for (size_t i = 0; i < opts.services.n; i++) {
             LOG(LOG_INFO, "upstream", "url=%s",
-                log_quote(q, sizeof(q), opts.services[i]));
+                log_quote(q, sizeof(q), opts.services.items[i]));
         }
         LOG(LOG_INFO, "started", "version=" TOKEND_VERSION " threads=%lld",
             (long long)opts.threads);
@@ -217,6 +221,6 @@ out:
     upstream_free(up);
     wipe_free(key);
     wipe_free(cert);
-    options_free(&opts);
+    opt_free(&options_table, &opts);
     return exit_code;
 }

@@ -1,26 +1,23 @@
 /*
- * options.h — tokend-gateway's options: one table feeds the command-line
- * flags, the environment (TOKEND_GATEWAY_*) and --help, so the three cannot
- * drift apart. Precedence, lowest first: built-in default, environment,
- * flag. The pattern is service/config.c's; the table is the gateway's own
- * (the gateway has no subcommands and no config file).
+ * options.h — tokend-gateway's options: struct gw_options and the table
+ * (options_table) that proto/opt.c reads into it from the command-line
+ * flags and the environment (TOKEND_GATEWAY_*) and prints as --help, so
+ * the three cannot drift apart. Precedence, lowest first: built-in
+ * default, environment, flag. The gateway has no subcommands and no config
+ * file.
  */
 #ifndef GATEWAY_OPTIONS_H
 #define GATEWAY_OPTIONS_H
 
-#include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
-#define OPTIONS_MAX_SERVICES 16
+#include "opt.h"
 
 typedef struct gw_options {
-    char *listen;                         /* "HOST:PORT" or "[IPv6]:PORT" */
-    char *services[OPTIONS_MAX_SERVICES]; /* tokend URLs */
-    size_t n_services;
-    char *tls_cert; /* PEM file or NULL */
-    char *tls_key;  /* PEM file or NULL */
+    char *listen;      /* "HOST:PORT" or "[IPv6]:PORT" */
+    opt_list services; /* tokend URLs */
+    char *tls_cert;    /* PEM file or NULL */
+    char *tls_key;     /* PEM file or NULL */
     int64_t rpc_timeout_ms;
     int64_t max_inflight;
     int64_t max_body;
@@ -32,16 +29,8 @@ typedef struct gw_options {
     char *log_level;
 } gw_options;
 
-/* Fills *opts from defaults, the environment and argv[1..argc). On a bad
- * option writes one line to `err` and returns false (opts must still be
- * freed). Sets *help or *version when --help or --version was given. */
-bool options_load(gw_options *opts, int argc, char **argv, bool *help, bool *version,
-                  FILE *err);
-
-/* Prints every option with its default, environment name and help. */
-void options_usage(FILE *out);
-
-/* Frees the strings in *opts, wiping the credential first. */
-void options_free(gw_options *opts);
+/* The gateway's options over struct gw_options, for opt_load (command 0;
+ * it understands --version), opt_usage and opt_free. */
+extern const opt_table options_table;
 
 #endif /* GATEWAY_OPTIONS_H */

@@ -1,25 +1,24 @@
 /*
- * config.h — tokend's options: one table feeds the command-line flags, the
+ * config.h — tokend's options: struct config and the table (config_table)
+ * that proto/opt.c reads into it from the command-line flags, the
  * environment (TOKEND_*), the config file (--config FILE, "name = value"
- * lines) and --help, so they cannot drift apart. Precedence, lowest first:
- * built-in default, config file, environment, flag.
+ * lines) and prints as --help, so they cannot drift apart. Precedence,
+ * lowest first: built-in default, config file, environment, flag.
  */
 #ifndef TOKEND_CONFIG_H
 #define TOKEND_CONFIG_H
 
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
-#define CONFIG_MAX_LISTEN 16
+#include "opt.h"
 
+/* The commands, as bits of opt_def.commands. */
 typedef enum config_command { CMD_INIT = 1, CMD_SERVE = 2 } config_command;
 
 typedef struct config {
     char *data_dir;
-    char *listen[CONFIG_MAX_LISTEN];
-    size_t n_listen;
+    opt_list listen;
     char *token_prefix;
     int64_t max_lifetime_s;
     int64_t max_message;
@@ -34,21 +33,8 @@ typedef struct config {
     char *config_file;
 } config;
 
-/* Fills *cfg for `cmd` from defaults, the config file, the environment and
- * argv[first..argc). On a bad option writes one clear line to `err` and
- * returns false. Sets *help when --help was given. */
-bool config_load(config *cfg, config_command cmd, int argc, char **argv, int first,
-                 bool *help, FILE *err);
-
-/* Prints the options of `cmd` with their defaults, environment names and
- * help text. */
-void config_usage(FILE *out, config_command cmd);
-
-/* Frees the strings in *cfg. */
-void config_free(config *cfg);
-
-/* Parses "90", "90s", "15m", "12h", "30d" into seconds; false if garbage,
- * negative or absurd (more than 10000 years). */
-bool config_parse_duration(const char *s, int64_t *out);
+/* tokend's options over struct config, for opt_load (with a config_command
+ * as the command), opt_usage and opt_free. */
+extern const opt_table config_table;
 
 #endif /* TOKEND_CONFIG_H */

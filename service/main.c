@@ -19,6 +19,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "log.h"
+#include "opt.h"
 #include "rpc.h"
 #include "server.h"
 #include "store.h"
@@ -60,7 +61,7 @@ static void usage_command(FILE *out, config_command cmd) {
                 "Serves the tokend.v1.TokenService on every --listen URL until SIGINT\n"
                 "or SIGTERM. Logs one logfmt line per event on stderr.\n\nOptions:\n");
     }
-    config_usage(out, cmd);
+    opt_usage(out, &config_table, cmd);
 }
 
 static bool apply_common(const config *cfg) {
@@ -219,8 +220,8 @@ static int cmd_serve(const config *cfg) {
         goto out;
     }
     server_config sc = {
-        .listen = (const char *const *)cfg->listen,
-        .n_listen = cfg->n_listen,
+        .listen = (const char *const *)cfg->listen.items,
+        .n_listen = cfg->listen.n,
         .max_message = (size_t)cfg->max_message,
         .contexts = (int)cfg->contexts,
     };
@@ -229,9 +230,10 @@ static int cmd_serve(const config *cfg) {
         free(err);
         goto out;
     }
-    for (size_t i = 0; i < cfg->n_listen; i++) {
+    for (size_t i = 0; i < cfg->listen.n; i++) {
         char q[300];
-        LOG(LOG_INFO, "listening", "url=%s", log_quote(q, sizeof(q), cfg->listen[i]));
+        LOG(LOG_INFO, "listening", "url=%s",
+            log_quote(q, sizeof(q), cfg->listen.items[i]));
     }
     {
         char q[600];
@@ -293,20 +295,22 @@ int main(int argc, char **argv) {
         return 2;
     }
     config cfg;
-    bool help = false;
-    if (!config_load(&cfg, cmd, argc, argv, 2, &help, stderr)) {
-        config_free(&cfg);
+    opt_outcome outcome;
+    tokend_error err;
+    if (opt_load(&config_table, &cfg, cmd, argc, argv, 2, &outcome, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
+        opt_free(&config_table, &cfg);
         return 2;
     }
-    if (help) {
+    if (outcome == OPT_HELP) {
         usage_command(stdout, cmd);
-        config_free(&cfg);
+        opt_free(&config_table, &cfg);
         return 0;
     }
     int rv = 2;
     if (apply_common(&cfg)) {
         rv = cmd == CMD_INIT ? cmd_init(&cfg) : cmd_serve(&cfg);
     }
-    config_free(&cfg);
+    opt_free(&config_table, &cfg);
     return rv;
 }

@@ -24,6 +24,12 @@
     X(rpc_arena_caps_amplification)                              \
     X(rpc_utf8_validation)                                       \
     X(rpc_status_names_and_mapping)                              \
+    X(opt_durations_and_whole_numbers)                           \
+    X(opt_sources_in_order)                                      \
+    X(opt_refusals_name_the_source)                              \
+    X(opt_help_and_version_stop_the_reading)                     \
+    X(opt_help_names_every_option)                               \
+    X(opt_argv_words_and_lists)                                  \
     X(build_layers_follow_the_folder_graph)                      \
     X(build_layer_check_catches_a_back_edge)                     \
     X(build_library_exports_only_the_api)                        \
