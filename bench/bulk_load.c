@@ -1,6 +1,6 @@
 /*
  * bulk_load.c — fills a tokend data dir with N tokens for the scale
- * benchmarks, through the service's own modules: tokens_mint() makes each
+ * benchmarks, through the service's own modules: methods_mint() makes each
  * token exactly as CreateToken does (CSPRNG secret, checksum, id, SHA-256
  * digest) and store_batch_put_token() writes it to the same column
  * families, in batches of BATCH, the last one with the WAL synced.
@@ -23,7 +23,7 @@
 #include "crypto.h"
 #include "store.h"
 #include "tokend.h"
-#include "tokens.h"
+#include "methods.h"
 
 #define BATCH 1000
 
@@ -122,8 +122,8 @@ int main(int argc, char **argv) {
         uint8_t digest[TOKEN_DIGEST_LEN];
         token_record rec;
         snprintf(owner, sizeof(owner), "bench:owner-%ld", i % owners);
-        rv = tokens_mint(TOKEN_DEFAULT_PREFIX, owner, "bulk", abilities, 1, created, 0,
-                         token, digest, &rec);
+        rv = methods_mint(TOKEN_DEFAULT_PREFIX, owner, "bulk", abilities, 1, created, 0,
+                          token, digest, &rec);
         if (rv != TOKEND_OK) {
             break;
         }

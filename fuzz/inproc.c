@@ -11,7 +11,7 @@
 #include "rpc.h"
 #include "server.h"
 #include "tokend.h"
-#include "tokens.h"
+#include "methods.h"
 #include "usage.h"
 #include "writer.h"
 
@@ -43,8 +43,8 @@ void fuzz_put_token(store *st, const char *owner, char *const *abilities,
                     size_t n_abilities, char text[TOKEN_MAX_LEN + 1],
                     uint8_t digest[TOKEN_DIGEST_LEN], char id[TOKEN_ID_LEN + 1]) {
     token_record rec;
-    if (tokens_mint(TOKEN_DEFAULT_PREFIX, owner, "fuzz", abilities, n_abilities,
-                    rpc_now_ms(), 0, text, digest, &rec) != TOKEND_OK) {
+    if (methods_mint(TOKEN_DEFAULT_PREFIX, owner, "fuzz", abilities, n_abilities,
+                     rpc_now_ms(), 0, text, digest, &rec) != TOKEND_OK) {
         fuzz_die("mint failed");
     }
     store_batch *b = store_batch_new();
@@ -66,15 +66,14 @@ void fuzz_serve(store *st, const char *url) {
     if (u == NULL || writer_start(st, u, 1000, &w) != TOKEND_OK) {
         fuzz_die("writer");
     }
-    tokens_config tc = {.prefix = TOKEN_DEFAULT_PREFIX};
-    tokens_service *ts = tokens_service_new(&tc, st, w, u);
+    methods_config mc = {.prefix = TOKEN_DEFAULT_PREFIX};
+    methods *ms = methods_new(&mc, st, w, u);
     const char *urls[] = {url};
     server_config sc = {
         .listen = urls, .n_listen = 1, .max_message = 65536, .contexts = 8};
     server *srv = NULL;
     char *err = NULL;
-    if (ts == NULL ||
-        server_start(&sc, tokens_service_base(ts), &srv, &err) != TOKEND_OK) {
+    if (ms == NULL || server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
         fuzz_die(err != NULL ? err : "server_start");
     }
 }

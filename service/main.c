@@ -23,7 +23,7 @@
 #include "server.h"
 #include "store.h"
 #include "tokend.h"
-#include "tokens.h"
+#include "methods.h"
 #include "usage.h"
 #include "writer.h"
 
@@ -110,10 +110,10 @@ static int cmd_init(const config *cfg) {
     char token[TOKEN_MAX_LEN + 1];
     uint8_t digest[TOKEN_DIGEST_LEN];
     token_record rec;
-    char *abilities[] = {TOKENS_ABILITY_ADMIN};
+    char *abilities[] = {METHODS_ABILITY_ADMIN};
     int64_t now = rpc_now_ms();
-    rv = tokens_mint(cfg->token_prefix, cfg->admin_owner, "initial admin token",
-                     abilities, 1, now, 0, token, digest, &rec);
+    rv = methods_mint(cfg->token_prefix, cfg->admin_owner, "initial admin token",
+                      abilities, 1, now, 0, token, digest, &rec);
     if (rv != TOKEND_OK) {
         fprintf(stderr, "tokend: could not mint the admin token\n");
         store_close(st);
@@ -172,7 +172,7 @@ static int cmd_serve(const config *cfg) {
     store *st = NULL;
     usage *u = NULL;
     writer *w = NULL;
-    tokens_service *ts = NULL;
+    methods *ms = NULL;
     server *srv = NULL;
     int exit_code = 1;
 
@@ -208,13 +208,13 @@ static int cmd_serve(const config *cfg) {
         fprintf(stderr, "tokend: cannot start the writer\n");
         goto out;
     }
-    tokens_config tc = {
+    methods_config mc = {
         .prefix = cfg->token_prefix,
         .max_lifetime_s = cfg->max_lifetime_s,
         .verify_requires_credential = cfg->verify_requires_credential,
     };
-    ts = tokens_service_new(&tc, st, w, u);
-    if (ts == NULL) {
+    ms = methods_new(&mc, st, w, u);
+    if (ms == NULL) {
         fprintf(stderr, "tokend: out of memory\n");
         goto out;
     }
@@ -224,7 +224,7 @@ static int cmd_serve(const config *cfg) {
         .max_message = (size_t)cfg->max_message,
         .contexts = (int)cfg->contexts,
     };
-    if (server_start(&sc, tokens_service_base(ts), &srv, &err) != TOKEND_OK) {
+    if (server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
         fprintf(stderr, "tokend: %s\n", err ? err : "cannot start serving");
         free(err);
         goto out;
@@ -263,7 +263,7 @@ out:
         }
         LOG(LOG_INFO, "stopped", "requests=%llu", (unsigned long long)served);
     }
-    tokens_service_free(ts);
+    methods_free(ms);
     usage_free(u);
     store_close(st);
     crypto_shutdown();
