@@ -15,12 +15,14 @@
  * per line, for the verify runs that follow; the rest are wiped. This
  * file exists only for benchmarks on throw-away data dirs.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "crypto.h"
+#include "error.h"
 #include "store.h"
 #include "tokend.h"
 #include "methods.h"
@@ -97,10 +99,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     store *st = NULL;
-    char *err = NULL;
+    tokend_error err;
     if (store_open(dir, NULL, &st, &err) != TOKEND_OK) {
-        fprintf(stderr, "bulk_load: %s\n", err != NULL ? err : "cannot open the store");
-        free(err);
+        fprintf(stderr, "bulk_load: %s\n", err.message);
         return 1;
     }
     FILE *sf = NULL;
@@ -125,10 +126,11 @@ int main(int argc, char **argv) {
         rv = methods_mint(TOKEN_DEFAULT_PREFIX, owner, "bulk", abilities, 1, created, 0,
                           token, digest, &rec);
         if (rv != TOKEND_OK) {
+            error_set(&err, rv, "minting a token failed");
             break;
         }
         rec.created_seq = (uint32_t)i;
-        rv = store_batch_put_token(b, digest, &rec);
+        rv = store_batch_put_token(b, digest, &rec, &err);
         token_record_free(&rec);
         if (sf != NULL && sampled < sample && i % every == 0) {
             fprintf(sf, "%s\n", token);
@@ -142,16 +144,14 @@ int main(int argc, char **argv) {
     }
     double dt = now_s() - t0;
     store_batch_free(b);
-    if (sf != NULL && fclose(sf) != 0) {
-        perror(sample_file);
-        rv = TOKEND_INTERNAL;
+    if (sf != NULL && fclose(sf) != 0 && rv == TOKEND_OK) {
+        rv = error_set(&err, TOKEND_INTERNAL, "%s: %s", sample_file, strerror(errno));
     }
     store_close(st); /* flushes the memtables: tokend starts without a WAL replay */
     crypto_shutdown();
     if (rv != TOKEND_OK) {
         fprintf(stderr, "bulk_load: stopped after %ld tokens: %s\n", written,
-                err != NULL ? err : tokend_status_name(rv));
-        free(err);
+                err.message);
         return 1;
     }
     fprintf(stderr, "bulk_load: %ld tokens in %.1f s (%.0f/s), %ld sampled\n", written,

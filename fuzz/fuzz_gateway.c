@@ -100,7 +100,7 @@ static void mint(fuzz_token *t) {
 /* Mints t again if an input revoked it. */
 static void keep_valid(fuzz_token *t) {
     token_record rec;
-    int rv = store_get_token(st, t->digest, &rec);
+    int rv = store_get_token(st, t->digest, &rec, NULL);
     if (rv == TOKEND_OK) {
         token_record_free(&rec);
     } else if (rv == TOKEND_NOT_FOUND) {

@@ -31,10 +31,10 @@ store *fuzz_store_open(const char *name) {
         fuzz_die("mkdtemp");
     }
     store *st = NULL;
-    char *err = NULL;
+    tokend_error err;
     store_options so = {.create_if_missing = true, .block_cache_bytes = 8 << 20};
     if (store_open(dir, &so, &st, &err) != TOKEND_OK) {
-        fuzz_die(err != NULL ? err : "store_open");
+        fuzz_die(err.message);
     }
     return st;
 }
@@ -48,10 +48,13 @@ void fuzz_put_token(store *st, const char *owner, char *const *abilities,
         fuzz_die("mint failed");
     }
     store_batch *b = store_batch_new();
-    char *err = NULL;
-    if (b == NULL || store_batch_put_token(b, digest, &rec) != TOKEND_OK ||
+    if (b == NULL) {
+        fuzz_die("out of memory");
+    }
+    tokend_error err;
+    if (store_batch_put_token(b, digest, &rec, &err) != TOKEND_OK ||
         store_batch_commit(st, b, true, &err) != TOKEND_OK) {
-        fuzz_die("store write failed");
+        fuzz_die(err.message);
     }
     store_batch_free(b);
     if (id != NULL) {

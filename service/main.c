@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "crypto.h"
+#include "error.h"
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
@@ -84,7 +85,7 @@ static bool apply_common(const config *cfg) {
 }
 
 static int cmd_init(const config *cfg) {
-    char *err = NULL;
+    tokend_error err;
     store *st = NULL;
     store_options so = {.create_if_missing = true};
     /* Owner-only: the store holds digests, not tokens, but who has which
@@ -93,8 +94,7 @@ static int cmd_init(const config *cfg) {
     int rv = store_open(cfg->data_dir, &so, &st, &err);
     if (rv != TOKEND_OK) {
         fprintf(stderr, "tokend: cannot open a store in %s: %s\n", cfg->data_dir,
-                err ? err : tokend_strerror(rv));
-        free(err);
+                err.message);
         return 1;
     }
     if (store_is_initialised(st)) {
@@ -120,16 +120,15 @@ static int cmd_init(const config *cfg) {
         return 1;
     }
     store_batch *b = store_batch_new();
-    rv = b ? store_batch_put_token(b, digest, &rec) : TOKEND_INTERNAL;
+    rv = b ? store_batch_put_token(b, digest, &rec, &err)
+           : error_set(&err, TOKEND_INTERNAL, NULL);
     if (rv == TOKEND_OK) {
         store_batch_mark_initialised(b, now);
         rv = store_batch_commit(st, b, true, &err);
     }
     store_batch_free(b);
     if (rv != TOKEND_OK) {
-        fprintf(stderr, "tokend: could not write the store: %s\n",
-                err ? err : tokend_strerror(rv));
-        free(err);
+        fprintf(stderr, "tokend: could not write the store: %s\n", err.message);
         crypto_wipe(token, sizeof(token));
         token_record_free(&rec);
         store_close(st);
@@ -168,7 +167,7 @@ static void *close_watchdog(void *arg) {
 }
 
 static int cmd_serve(const config *cfg) {
-    char *err = NULL;
+    tokend_error err;
     store *st = NULL;
     usage *u = NULL;
     writer *w = NULL;
@@ -189,17 +188,15 @@ static int cmd_serve(const config *cfg) {
                         .memtable_bytes = (size_t)cfg->memtable_mb << 20};
     int rv = store_open(cfg->data_dir, &so, &st, &err);
     if (rv != TOKEND_OK && rv != TOKEND_NOT_FOUND) {
-        fprintf(stderr, "tokend: cannot open the store: %s\n",
-                err ? err : "unknown error");
-        free(err);
+        fprintf(stderr, "tokend: cannot open the store: %s\n", err.message);
         return 1;
     }
     if (rv != TOKEND_OK || !store_is_initialised(st)) {
         fprintf(stderr,
                 "tokend: %s has no initialised store (%s). Run: tokend init "
                 "--data-dir %s\n",
-                cfg->data_dir, err ? err : "not initialised", cfg->data_dir);
-        free(err);
+                cfg->data_dir, rv != TOKEND_OK ? err.message : "not initialised",
+                cfg->data_dir);
         store_close(st);
         return 1;
     }
@@ -224,9 +221,10 @@ static int cmd_serve(const config *cfg) {
         .max_message = (size_t)cfg->max_message,
         .contexts = (int)cfg->contexts,
     };
-    if (server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
-        fprintf(stderr, "tokend: %s\n", err ? err : "cannot start serving");
-        free(err);
+    char *why = NULL;
+    if (server_start(&sc, methods_service(ms), &srv, &why) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", why ? why : "cannot start serving");
+        free(why);
         goto out;
     }
     for (size_t i = 0; i < cfg->n_listen; i++) {

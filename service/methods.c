@@ -144,7 +144,7 @@ static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *
         server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
         return false;
     }
-    int rv = store_get_token(ms->st, digest, caller);
+    int rv = store_get_token(ms->st, digest, caller, NULL);
     if (rv == TOKEND_NOT_FOUND) {
         server_call_fail(call, TOKEND_UNAUTHENTICATED,
                          "caller credential is not a valid token (unknown or revoked)");
@@ -269,11 +269,11 @@ static int create_apply(writer_job *wj, store *st, store_batch *batch) {
     uint8_t existing[TOKEN_DIGEST_LEN];
     /* 95 random bits make an id collision absurdly unlikely; refusing one
      * costs a bloom-filtered point read. */
-    int rv = store_get_digest(st, job->rec.id, existing);
+    int rv = store_get_digest(st, job->rec.id, existing, NULL);
     if (rv != TOKEND_NOT_FOUND) {
         return rv == TOKEND_OK ? TOKEND_INTERNAL : rv;
     }
-    return store_batch_put_token(batch, job->digest, &job->rec);
+    return store_batch_put_token(batch, job->digest, &job->rec, NULL);
 }
 
 static void create_done(writer_job *wj, int status) {
@@ -449,7 +449,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
         return;
     }
     token_record rec;
-    int rv = store_get_token(ms->st, digest, &rec);
+    int rv = store_get_token(ms->st, digest, &rec, NULL);
     if (rv == TOKEND_NOT_FOUND) {
         resp.reason = TOKEND__V1__STATUS__NOT_FOUND;
         closure(&resp, call);
@@ -498,7 +498,7 @@ typedef struct revoke_job {
 /* Adds the deletion of the token with `digest` to the batch. */
 static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest) {
     token_record rec;
-    int rv = store_get_token(st, digest, &rec);
+    int rv = store_get_token(st, digest, &rec, NULL);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -512,7 +512,7 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
     int rv;
     switch (job->kind) {
         case REVOKE_ID:
-            rv = store_get_digest(st, job->id, job->digest);
+            rv = store_get_digest(st, job->id, job->digest, NULL);
             if (rv != TOKEND_OK) {
                 return rv;
             }
@@ -525,11 +525,11 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
         case REVOKE_OWNER: {
             char **ids = NULL;
             size_t n = 0;
-            rv = store_owner_ids(st, job->owner, &ids, &n);
+            rv = store_owner_ids(st, job->owner, &ids, &n, NULL);
             for (size_t i = 0; i < n; i++) {
                 uint8_t digest[TOKEN_DIGEST_LEN];
                 if (rv == TOKEND_OK &&
-                    store_get_digest(st, ids[i], digest) == TOKEND_OK &&
+                    store_get_digest(st, ids[i], digest, NULL) == TOKEND_OK &&
                     revoke_digest(st, batch, digest) == TOKEND_OK) {
                     job->revoked++;
                 }
@@ -600,9 +600,9 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             if (!has_ability(&caller, METHODS_ABILITY_ADMIN)) {
                 uint8_t digest[TOKEN_DIGEST_LEN];
                 token_record target;
-                int rv = store_get_digest(ms->st, in->id, digest);
+                int rv = store_get_digest(ms->st, in->id, digest, NULL);
                 if (rv == TOKEND_OK) {
-                    rv = store_get_token(ms->st, digest, &target);
+                    rv = store_get_token(ms->st, digest, &target, NULL);
                 }
                 if (rv == TOKEND_OK) {
                     bool same_owner = strcmp(target.owner, caller.owner) == 0;
@@ -712,7 +712,7 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
     if (!may_manage(call, &caller, owner, METHODS_ABILITY_READ, "list")) {
         goto done;
     }
-    int rv = store_list_owner(ms->st, owner, cursor, limit, &recs, &n, &next);
+    int rv = store_list_owner(ms->st, owner, cursor, limit, &recs, &n, &next, NULL);
     if (rv != TOKEND_OK) {
         server_call_fail(call, rv,
                          rv == TOKEND_INVALID_ARGUMENT ? "cursor is not valid"
@@ -737,7 +737,7 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
         m += recs[i].n_metadata;
         int64_t last = 0;
         uint64_t count = 0;
-        if (store_get_usage(ms->st, recs[i].id, &last, &count) == TOKEND_OK) {
+        if (store_get_usage(ms->st, recs[i].id, &last, &count, NULL) == TOKEND_OK) {
             infos[i].last_used_unix_ms = last;
             infos[i].use_count = count;
         }

@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 
 #include <rocksdb/c.h>
 
+#include "error.h"
 #include "tokend.h"
 
 /* Tuning. The aim is a small, bounded footprint (tokend under 200 MB with
@@ -102,47 +102,21 @@ struct store_batch {
     uint8_t *log;
     size_t len;
     size_t cap;
-    size_t count;   /* store_batch_* calls that added operations */
-    int failed;     /* 0, or the status commit must return */
-    char fail[160]; /* why, for commit's errmsg */
+    size_t count; /* store_batch_* calls that added operations */
+    /* TOKEND_OK, or the status commit must return and why: the first
+     * operation that could not be added. */
+    tokend_error failure;
 };
 
 /* ---------- errors ---------- */
 
-/* Detail of the calling thread's latest failure in a call without an
- * errmsg parameter (see store_last_error). A fixed buffer: no allocation
- * on the error path, nothing to free. */
-static _Thread_local char last_error[512];
-
-/* Records printf-style detail for store_last_error(). */
-static void set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void set_last_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof(last_error), fmt, ap);
-    va_end(ap);
-}
-
-const char *store_last_error(void) {
-    return last_error;
-}
-
-/* Hands a malloc'd copy of the current last_error to *errmsg, if the
- * caller wants one. Out of memory leaves *errmsg NULL. */
-static void give_errmsg(char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = strdup(last_error);
-    }
-}
-
-/* Translates a RocksDB errptr at the boundary: the detail, prefixed with
- * what we were doing, goes to last_error (and *errmsg when given), and
- * RocksDB's string is freed. Always TOKEND_STORAGE_ERROR. */
-static int storage_error(char *rocks_err, const char *what, char **errmsg) {
-    set_last_error("%s: %s", what, rocks_err != NULL ? rocks_err : "unknown error");
+/* Translates a RocksDB errptr at the boundary: its text, prefixed with
+ * what we were doing, goes into *err, and RocksDB's string is freed.
+ * Always TOKEND_STORAGE_ERROR. */
+static int storage_error(char *rocks_err, const char *what, tokend_error *err) {
+    error_set(err, TOKEND_STORAGE_ERROR, "%s: %s", what,
+              rocks_err != NULL ? rocks_err : "unknown error");
     rocksdb_free(rocks_err);
-    give_errmsg(errmsg);
     return TOKEND_STORAGE_ERROR;
 }
 
@@ -234,17 +208,18 @@ static uint8_t *put_string(uint8_t *p, const char *s, size_t len) {
 /* Adds the encoded size of string `s` (NULL is refused, or taken as ""
  * where null_ok) to *size, if it is within `max` bytes. */
 static bool size_string(const char *s, size_t max, bool null_ok, size_t *size,
-                        const char *field) {
+                        const char *field, tokend_error *err) {
     if (s == NULL) {
         if (!null_ok) {
-            set_last_error("record %s is missing", field);
+            error_set(err, TOKEND_INVALID_ARGUMENT, "record %s is missing", field);
             return false;
         }
         s = "";
     }
     size_t len = strnlen(s, max + 1);
     if (len > max) {
-        set_last_error("record %s longer than %zu bytes", field, max);
+        error_set(err, TOKEND_INVALID_ARGUMENT, "record %s longer than %zu bytes", field,
+                  max);
         return false;
     }
     *size += varint_len(len) + len;
@@ -252,44 +227,46 @@ static bool size_string(const char *s, size_t max, bool null_ok, size_t *size,
 }
 
 /* Checks `rec` against the bounds of token.h and computes its encoded
- * size. Returns false (detail in last_error) if it is out of bounds. */
-static bool record_size(const token_record *rec, size_t *size) {
+ * size. Returns false (TOKEND_INVALID_ARGUMENT in *err, saying which
+ * field) if it is out of bounds. */
+static bool record_size(const token_record *rec, size_t *size, tokend_error *err) {
     size_t total = 1;
     if (!token_id_ok(rec->id, strnlen(rec->id, sizeof(rec->id)))) {
-        set_last_error("record id is not a valid public id");
+        error_set(err, TOKEND_INVALID_ARGUMENT, "record id is not a valid public id");
         return false;
     }
     total += varint_len(TOKEN_ID_LEN) + TOKEN_ID_LEN;
-    if (!size_string(rec->owner, TOKEN_OWNER_MAX, false, &total, "owner") ||
-        !size_string(rec->name, TOKEN_NAME_MAX, true, &total, "name")) {
+    if (!size_string(rec->owner, TOKEN_OWNER_MAX, false, &total, "owner", err) ||
+        !size_string(rec->name, TOKEN_NAME_MAX, true, &total, "name", err)) {
         return false;
     }
     if (rec->n_abilities > TOKEN_ABILITIES_MAX ||
         (rec->n_abilities > 0 && rec->abilities == NULL)) {
-        set_last_error("record has %zu abilities (at most %d)", rec->n_abilities,
-                       TOKEN_ABILITIES_MAX);
+        error_set(err, TOKEND_INVALID_ARGUMENT, "record has %zu abilities (at most %d)",
+                  rec->n_abilities, TOKEN_ABILITIES_MAX);
         return false;
     }
     total += varint_len(rec->n_abilities);
     for (size_t i = 0; i < rec->n_abilities; i++) {
-        if (!size_string(rec->abilities[i], TOKEN_ABILITY_MAX, false, &total,
-                         "ability")) {
+        if (!size_string(rec->abilities[i], TOKEN_ABILITY_MAX, false, &total, "ability",
+                         err)) {
             return false;
         }
     }
     total += 20;
     if (rec->n_metadata > TOKEN_METADATA_MAX ||
         (rec->n_metadata > 0 && rec->metadata == NULL)) {
-        set_last_error("record has %zu metadata entries (at most %d)", rec->n_metadata,
-                       TOKEN_METADATA_MAX);
+        error_set(err, TOKEND_INVALID_ARGUMENT,
+                  "record has %zu metadata entries (at most %d)", rec->n_metadata,
+                  TOKEN_METADATA_MAX);
         return false;
     }
     total += varint_len(rec->n_metadata);
     for (size_t i = 0; i < rec->n_metadata; i++) {
         if (!size_string(rec->metadata[i].key, TOKEN_META_KEY_MAX, false, &total,
-                         "metadata key") ||
+                         "metadata key", err) ||
             !size_string(rec->metadata[i].value, TOKEN_META_VALUE_MAX, true, &total,
-                         "metadata value")) {
+                         "metadata value", err)) {
             return false;
         }
     }
@@ -300,7 +277,8 @@ static bool record_size(const token_record *rec, size_t *size) {
 /* Encodes after record_size() has checked every bound, so it cannot fail
  * and writes exactly the size that function computed. A NULL name or
  * metadata value is written as "". */
-int store_record_encode(const token_record *rec, uint8_t **out, size_t *len) {
+int store_record_encode(const token_record *rec, uint8_t **out, size_t *len,
+                        tokend_error *err) {
     if (out != NULL) {
         *out = NULL;
     }
@@ -308,17 +286,16 @@ int store_record_encode(const token_record *rec, uint8_t **out, size_t *len) {
         *len = 0;
     }
     if (rec == NULL || out == NULL || len == NULL) {
-        set_last_error("store_record_encode: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_record_encode: NULL argument");
     }
     size_t size = 0;
-    if (!record_size(rec, &size)) {
+    if (!record_size(rec, &size, err)) {
         return TOKEND_INVALID_ARGUMENT;
     }
     uint8_t *buf = malloc(size);
     if (buf == NULL) {
-        set_last_error("out of memory encoding a record");
-        return TOKEND_INTERNAL;
+        return error_set(err, TOKEND_INTERNAL, "out of memory encoding a record");
     }
     uint8_t *p = buf;
     *p++ = RECORD_VERSION;
@@ -424,15 +401,15 @@ static bool read_string(reader *r, size_t max, char **out) {
  * decoded, so a failure leaves *out zeroed and frees every partial
  * allocation (token_record_free copes with a half-filled record because
  * the arrays are calloc'd and their counts set before they are filled). */
-int store_record_decode(const uint8_t *buf, size_t len, token_record *out) {
+int store_record_decode(const uint8_t *buf, size_t len, token_record *out,
+                        tokend_error *err) {
     if (out == NULL) {
-        set_last_error("store_record_decode: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_record_decode: NULL argument");
     }
     memset(out, 0, sizeof(*out));
     if (buf == NULL) {
-        set_last_error("record is empty");
-        return TOKEND_INTERNAL;
+        return error_set(err, TOKEND_INTERNAL, "record is empty");
     }
     token_record rec;
     memset(&rec, 0, sizeof(rec));
@@ -499,9 +476,10 @@ int store_record_decode(const uint8_t *buf, size_t len, token_record *out) {
     return TOKEND_OK;
 
 fail:
-    set_last_error("stored record does not decode (byte %zu of %zu)", len - r.left, len);
     token_record_free(&rec);
-    return TOKEND_INTERNAL;
+    return error_set(err, TOKEND_INTERNAL,
+                     "stored record does not decode (byte %zu of %zu)", len - r.left,
+                     len);
 }
 
 /* ---------- open and close ---------- */
@@ -595,14 +573,14 @@ static bool store_exists(const char *dir) {
 /* Checks the column families an existing store has: none unknown to this
  * version (RocksDB would make us open them all), and, unless we may
  * create them, all of ours present. */
-static int check_families(const char *dir, bool create, char **errmsg) {
+static int check_families(const char *dir, bool create, tokend_error *err) {
     rocksdb_options_t *o = rocksdb_options_create();
-    char *err = NULL;
+    char *rocks_err = NULL;
     size_t n = 0;
-    char **names = rocksdb_list_column_families(o, dir, &n, &err);
+    char **names = rocksdb_list_column_families(o, dir, &n, &rocks_err);
     rocksdb_options_destroy(o);
-    if (err != NULL) {
-        return storage_error(err, "listing column families", errmsg);
+    if (rocks_err != NULL) {
+        return storage_error(rocks_err, "listing column families", err);
     }
     int rv = TOKEND_OK;
     bool have[CF_COUNT] = {false};
@@ -614,71 +592,66 @@ static int check_families(const char *dir, bool create, char **errmsg) {
             }
         }
         if (!known) {
-            set_last_error("%s has column family \"%s\", unknown to this tokend", dir,
+            rv = error_set(err, TOKEND_STORAGE_ERROR,
+                           "%s has column family \"%s\", unknown to this tokend", dir,
                            names[i]);
-            rv = TOKEND_STORAGE_ERROR;
         }
     }
     for (int c = 0; c < CF_COUNT && rv == TOKEND_OK; c++) {
         if (!have[c] && !create) {
-            set_last_error("%s is not a complete tokend store (no column family \"%s\")",
+            rv = error_set(err, TOKEND_STORAGE_ERROR,
+                           "%s is not a complete tokend store (no column family \"%s\")",
                            dir, cf_names[c]);
-            rv = TOKEND_STORAGE_ERROR;
         }
     }
     rocksdb_list_column_families_destroy(names, n);
-    if (rv != TOKEND_OK) {
-        give_errmsg(errmsg);
-    }
     return rv;
 }
 
 /* Point read of key in family `cf`. TOKEND_OK with *value set (destroy
- * it), TOKEND_NOT_FOUND, or TOKEND_STORAGE_ERROR (detail in last_error). */
+ * it), TOKEND_NOT_FOUND (err untouched), or TOKEND_STORAGE_ERROR. */
 static int get_raw(store *st, const rocksdb_readoptions_t *ro, int cf, const void *key,
-                   size_t klen, rocksdb_pinnableslice_t **value) {
-    char *err = NULL;
-    *value = rocksdb_get_pinned_cf(st->db, ro, st->cf[cf], key, klen, &err);
-    if (err != NULL) {
+                   size_t klen, rocksdb_pinnableslice_t **value, tokend_error *err) {
+    char *rocks_err = NULL;
+    *value = rocksdb_get_pinned_cf(st->db, ro, st->cf[cf], key, klen, &rocks_err);
+    if (rocks_err != NULL) {
         rocksdb_pinnableslice_destroy(*value);
         *value = NULL;
         char what[64];
         snprintf(what, sizeof(what), "reading %s", cf_names[cf]);
-        return storage_error(err, what, NULL);
+        return storage_error(rocks_err, what, err);
     }
     return *value != NULL ? TOKEND_OK : TOKEND_NOT_FOUND;
 }
 
 /* The schema marker: written into a new store, checked in an old one so
  * that a store from a future layout is refused rather than misread. */
-static int check_schema(store *st, char **errmsg) {
+static int check_schema(store *st, tokend_error *err) {
     rocksdb_pinnableslice_t *v = NULL;
-    int rv = get_raw(st, st->read_opts, CF_META, "schema", 6, &v);
+    int rv = get_raw(st, st->read_opts, CF_META, "schema", 6, &v, err);
     if (rv == TOKEND_NOT_FOUND) {
         if (st->read_only) {
             return TOKEND_OK;
         }
-        char *err = NULL;
+        char *rocks_err = NULL;
         rocksdb_put_cf(st->db, st->write_sync, st->cf[CF_META], "schema", 6,
-                       STORE_SCHEMA_VERSION, strlen(STORE_SCHEMA_VERSION), &err);
-        if (err != NULL) {
-            return storage_error(err, "writing the schema version", errmsg);
+                       STORE_SCHEMA_VERSION, strlen(STORE_SCHEMA_VERSION), &rocks_err);
+        if (rocks_err != NULL) {
+            return storage_error(rocks_err, "writing the schema version", err);
         }
         return TOKEND_OK;
     }
     if (rv != TOKEND_OK) {
-        give_errmsg(errmsg);
         return rv;
     }
     size_t len = 0;
     const char *val = rocksdb_pinnableslice_value(v, &len);
     if (len != strlen(STORE_SCHEMA_VERSION) ||
         memcmp(val, STORE_SCHEMA_VERSION, len) != 0) {
-        set_last_error(
-            "store schema \"%.*s\" is not supported (this tokend reads \"%s\")",
-            (int)(len < 16 ? len : 16), val, STORE_SCHEMA_VERSION);
-        rv = TOKEND_STORAGE_ERROR;
-        give_errmsg(errmsg);
+        rv =
+            error_set(err, TOKEND_STORAGE_ERROR,
+                      "store schema \"%.*s\" is not supported (this tokend reads \"%s\")",
+                      (int)(len < 16 ? len : 16), val, STORE_SCHEMA_VERSION);
     }
     rocksdb_pinnableslice_destroy(v);
     return rv;
@@ -688,29 +661,27 @@ static int check_schema(store *st, char **errmsg) {
  * STORE_MIN_FREE_BYTES free in `dir`: opening writes a new LOG, OPTIONS
  * file, MANIFEST and WAL, and a write failing half-way through the LOG
  * aborts tokend (see database_options). */
-static int check_free_space(const char *dir, char **errmsg) {
+static int check_free_space(const char *dir, tokend_error *err) {
     struct statvfs vfs;
     if (statvfs(dir, &vfs) != 0) {
-        set_last_error("cannot check free space in %s: %s", dir, strerror(errno));
-        give_errmsg(errmsg);
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR, "cannot check free space in %s: %s",
+                         dir, strerror(errno));
     }
     unsigned long long free_bytes =
         (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize;
     if (free_bytes < STORE_MIN_FREE_BYTES) {
-        set_last_error("%s has %llu KiB free; the store needs at least %llu KiB to be "
-                       "opened for writing",
-                       dir, free_bytes >> 10,
-                       (unsigned long long)STORE_MIN_FREE_BYTES >> 10);
-        give_errmsg(errmsg);
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR,
+                         "%s has %llu KiB free; the store needs at least %llu KiB to be "
+                         "opened for writing",
+                         dir, free_bytes >> 10,
+                         (unsigned long long)STORE_MIN_FREE_BYTES >> 10);
     }
     return TOKEND_OK;
 }
 
 /* Opens st->db and st->cf on st->dir: for reading only if st->read_only,
  * else read-write (creating the missing families if `create`). */
-static int db_open(store *st, bool create, char **errmsg) {
+static int db_open(store *st, bool create, tokend_error *err) {
     rocksdb_options_t *fam[CF_COUNT];
     size_t mem = st->memtable_bytes;
     fam[CF_META] = family_options(st->cache, false, mem / STORE_META_SHARE);
@@ -720,27 +691,27 @@ static int db_open(store *st, bool create, char **errmsg) {
     fam[CF_USAGE] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
     database_options(fam[CF_META], create, mem);
 
-    char *err = NULL;
+    char *rocks_err = NULL;
     if (st->read_only) {
         st->db = rocksdb_open_for_read_only_column_families(
             fam[CF_META], st->dir, CF_COUNT, cf_names,
-            (const rocksdb_options_t *const *)fam, st->cf, 0, &err);
+            (const rocksdb_options_t *const *)fam, st->cf, 0, &rocks_err);
     } else {
         st->db = rocksdb_open_column_families(fam[CF_META], st->dir, CF_COUNT, cf_names,
                                               (const rocksdb_options_t *const *)fam,
-                                              st->cf, &err);
+                                              st->cf, &rocks_err);
     }
     for (int c = 0; c < CF_COUNT; c++) {
         rocksdb_options_destroy(fam[c]);
     }
-    if (err != NULL) {
+    if (rocks_err != NULL) {
         st->db = NULL;
         for (int c = 0; c < CF_COUNT; c++) {
             st->cf[c] = NULL;
         }
         char what[256];
         snprintf(what, sizeof(what), "opening %s", st->dir);
-        return storage_error(err, what, errmsg);
+        return storage_error(rocks_err, what, err);
     }
     return TOKEND_OK;
 }
@@ -776,48 +747,42 @@ static void db_close(store *st, bool flush) {
  * on disk; open all five with their options (creating the missing ones if
  * allowed); check or write the schema marker. Any failure unwinds
  * through store_close, which copes with a half-built store. */
-int store_open(const char *dir, const store_options *opts, store **out, char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = NULL;
-    }
+int store_open(const char *dir, const store_options *opts, store **out,
+               tokend_error *err) {
     if (out != NULL) {
         *out = NULL;
     }
     if (dir == NULL || *dir == '\0' || out == NULL) {
-        set_last_error("store_open: no directory given");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_open: no directory given");
     }
     store_options defaults = {0};
     if (opts == NULL) {
         opts = &defaults;
     }
     if (opts->create_if_missing && opts->read_only) {
-        set_last_error("store_open: create_if_missing and read_only exclude each other");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(
+            err, TOKEND_INVALID_ARGUMENT,
+            "store_open: create_if_missing and read_only exclude each other");
     }
     bool create = opts->create_if_missing;
     bool exists = store_exists(dir);
     if (!exists && !create) {
-        set_last_error("no tokend store in %s (run tokend init)", dir);
-        give_errmsg(errmsg);
-        return TOKEND_NOT_FOUND;
+        return error_set(err, TOKEND_NOT_FOUND, "no tokend store in %s (run tokend init)",
+                         dir);
     }
     if (exists) {
-        int rv = check_families(dir, create, errmsg);
+        int rv = check_families(dir, create, err);
         if (rv != TOKEND_OK) {
             return rv;
         }
     } else if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         /* Made here, not by RocksDB, so that it is private (0700). */
-        set_last_error("cannot create %s: %s", dir, strerror(errno));
-        give_errmsg(errmsg);
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR, "cannot create %s: %s", dir,
+                         strerror(errno));
     }
 
     if (!opts->read_only) {
-        int rv = check_free_space(dir, errmsg);
+        int rv = check_free_space(dir, err);
         if (rv != TOKEND_OK) {
             return rv;
         }
@@ -825,9 +790,7 @@ int store_open(const char *dir, const store_options *opts, store **out, char **e
 
     store *st = calloc(1, sizeof(*st));
     if (st == NULL) {
-        set_last_error("out of memory opening the store");
-        give_errmsg(errmsg);
-        return TOKEND_INTERNAL;
+        return error_set(err, TOKEND_INTERNAL, "out of memory opening the store");
     }
     /* Writer-preferring: under a steady stream of reads a reopen would
      * otherwise wait for a moment with no reader at all. (No thread takes
@@ -850,15 +813,11 @@ int store_open(const char *dir, const store_options *opts, store **out, char **e
     st->write_nosync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->write_nosync, 0);
 
-    int rv = TOKEND_INTERNAL;
-    if (st->dir == NULL) {
-        set_last_error("out of memory opening the store");
-        give_errmsg(errmsg);
-    } else {
-        rv = db_open(st, create, errmsg);
-    }
+    int rv = st->dir != NULL
+                 ? db_open(st, create, err)
+                 : error_set(err, TOKEND_INTERNAL, "out of memory opening the store");
     if (rv == TOKEND_OK) {
-        rv = check_schema(st, errmsg);
+        rv = check_schema(st, err);
     }
     if (rv != TOKEND_OK) {
         st->read_only = true; /* nothing to flush */
@@ -897,16 +856,11 @@ void store_close(store *st) {
  * has no rocksdb_resume. Closing the database and opening it again always
  * works: the open replays the WAL up to the torn record of the failed
  * write (point-in-time recovery) and starts a new WAL. */
-int store_reopen(store *st, char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = NULL;
-    }
+int store_reopen(store *st, tokend_error *err) {
     if (st == NULL) {
-        set_last_error("store_reopen: NULL argument");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_reopen: NULL argument");
     }
-    int rv = check_free_space(st->dir, errmsg);
+    int rv = check_free_space(st->dir, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -914,38 +868,28 @@ int store_reopen(store *st, char **errmsg) {
     db_close(st, false);
     atomic_store(&st->write_failed, false);
     st->read_only = false;
-    char *why = NULL;
-    rv = db_open(st, false, &why);
+    rv = db_open(st, false, err);
     if (rv != TOKEND_OK) {
         /* Reads go on from a read-only instance; the next reopen retries. */
         st->read_only = true;
         (void)db_open(st, false, NULL);
-        set_last_error("%s", why != NULL ? why : "reopening the store failed");
-        give_errmsg(errmsg);
     }
-    free(why);
     pthread_rwlock_unlock(&st->swap);
     return rv;
 }
 
-int store_probe_writable(store *st, char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = NULL;
-    }
+int store_probe_writable(store *st, tokend_error *err) {
     if (st == NULL) {
-        set_last_error("store_probe_writable: NULL argument");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_probe_writable: NULL argument");
     }
-    int rv = check_free_space(st->dir, errmsg);
+    int rv = check_free_space(st->dir, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
     char *path = NULL;
     if (asprintf(&path, "%s/.tokend-probe", st->dir) < 0) {
-        set_last_error("out of memory probing %s", st->dir);
-        give_errmsg(errmsg);
-        return TOKEND_INTERNAL;
+        return error_set(err, TOKEND_INTERNAL, "out of memory probing %s", st->dir);
     }
     static const char block[4096];
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -958,10 +902,8 @@ int store_probe_writable(store *st, char **errmsg) {
     unlink(path);
     free(path);
     if (!ok) {
-        set_last_error("%s does not take writes: %s", st->dir,
-                       saved != 0 ? strerror(saved) : "short write");
-        give_errmsg(errmsg);
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR, "%s does not take writes: %s",
+                         st->dir, saved != 0 ? strerror(saved) : "short write");
     }
     return TOKEND_OK;
 }
@@ -972,12 +914,12 @@ bool store_write_failed(store *st) {
 
 /* Readers and commits share the database handle with store_reopen. A
  * store whose reopen left no database at all answers STORAGE_ERROR. */
-static int read_begin(store *st) {
+static int read_begin(store *st, tokend_error *err) {
     pthread_rwlock_rdlock(&st->swap);
     if (st->db == NULL) {
         pthread_rwlock_unlock(&st->swap);
-        set_last_error("the store is closed: reopening it failed");
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR,
+                         "the store is closed: reopening it failed");
     }
     return TOKEND_OK;
 }
@@ -992,11 +934,11 @@ bool store_is_initialised(store *st) {
     if (st == NULL) {
         return false;
     }
-    if (read_begin(st) != TOKEND_OK) {
+    if (read_begin(st, NULL) != TOKEND_OK) {
         return false;
     }
     rocksdb_pinnableslice_t *v = NULL;
-    int rv = get_raw(st, st->read_opts, CF_META, "initialised", 11, &v);
+    int rv = get_raw(st, st->read_opts, CF_META, "initialised", 11, &v, NULL);
     read_end(st);
     if (rv != TOKEND_OK) {
         return false;
@@ -1006,41 +948,42 @@ bool store_is_initialised(store *st) {
 }
 
 static int get_token_ro(store *st, const rocksdb_readoptions_t *ro,
-                        const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out) {
+                        const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out,
+                        tokend_error *err) {
     rocksdb_pinnableslice_t *v = NULL;
-    int rv = get_raw(st, ro, CF_TOKENS, digest, TOKEN_DIGEST_LEN, &v);
+    int rv = get_raw(st, ro, CF_TOKENS, digest, TOKEN_DIGEST_LEN, &v, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
     size_t len = 0;
     const char *val = rocksdb_pinnableslice_value(v, &len);
-    rv = store_record_decode((const uint8_t *)val, len, out);
+    rv = store_record_decode((const uint8_t *)val, len, out, err);
     rocksdb_pinnableslice_destroy(v);
     return rv;
 }
 
-int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN],
-                    token_record *out) {
+int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out,
+                    tokend_error *err) {
     if (out != NULL) {
         memset(out, 0, sizeof(*out));
     }
     if (st == NULL || digest == NULL || out == NULL) {
-        set_last_error("store_get_token: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_get_token: NULL argument");
     }
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
-    rv = get_token_ro(st, st->read_opts, digest, out);
+    rv = get_token_ro(st, st->read_opts, digest, out, err);
     read_end(st);
     return rv;
 }
 
 static int get_digest_ro(store *st, const rocksdb_readoptions_t *ro, const char *id,
-                         size_t id_len, uint8_t digest[TOKEN_DIGEST_LEN]) {
+                         size_t id_len, uint8_t digest[TOKEN_DIGEST_LEN],
+                         tokend_error *err) {
     rocksdb_pinnableslice_t *v = NULL;
-    int rv = get_raw(st, ro, CF_IDS, id, id_len, &v);
+    int rv = get_raw(st, ro, CF_IDS, id, id_len, &v, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -1049,40 +992,39 @@ static int get_digest_ro(store *st, const rocksdb_readoptions_t *ro, const char 
     if (len == TOKEN_DIGEST_LEN) {
         memcpy(digest, val, TOKEN_DIGEST_LEN);
     } else {
-        set_last_error("ids entry for %.*s holds %zu bytes, not a digest", (int)id_len,
+        rv = error_set(err, TOKEND_INTERNAL,
+                       "ids entry for %.*s holds %zu bytes, not a digest", (int)id_len,
                        id, len);
-        rv = TOKEND_INTERNAL;
     }
     rocksdb_pinnableslice_destroy(v);
     return rv;
 }
 
-int store_get_digest(store *st, const char *id, uint8_t digest[TOKEN_DIGEST_LEN]) {
+int store_get_digest(store *st, const char *id, uint8_t digest[TOKEN_DIGEST_LEN],
+                     tokend_error *err) {
     if (st == NULL || id == NULL || digest == NULL) {
-        set_last_error("store_get_digest: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_get_digest: NULL argument");
     }
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
-    rv = get_digest_ro(st, st->read_opts, id, strlen(id), digest);
+    rv = get_digest_ro(st, st->read_opts, id, strlen(id), digest, err);
     read_end(st);
     return rv;
 }
 
-int store_get_usage(store *st, const char *id, int64_t *last_used_ms,
-                    uint64_t *use_count) {
+int store_get_usage(store *st, const char *id, int64_t *last_used_ms, uint64_t *use_count,
+                    tokend_error *err) {
     if (st == NULL || id == NULL || last_used_ms == NULL || use_count == NULL) {
-        set_last_error("store_get_usage: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_get_usage: NULL argument");
     }
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
     rocksdb_pinnableslice_t *v = NULL;
-    rv = get_raw(st, st->read_opts, CF_USAGE, id, strlen(id), &v);
+    rv = get_raw(st, st->read_opts, CF_USAGE, id, strlen(id), &v, err);
     read_end(st);
     if (rv != TOKEND_OK) {
         return rv;
@@ -1093,9 +1035,8 @@ int store_get_usage(store *st, const char *id, int64_t *last_used_ms,
         *last_used_ms = (int64_t)get_be64(val);
         *use_count = get_be64(val + 8);
     } else {
-        set_last_error("usage entry for %s holds %zu bytes, not %d", id, len,
-                       USAGE_VALUE_LEN);
-        rv = TOKEND_INTERNAL;
+        rv = error_set(err, TOKEND_INTERNAL, "usage entry for %s holds %zu bytes, not %d",
+                       id, len, USAGE_VALUE_LEN);
     }
     rocksdb_pinnableslice_destroy(v);
     return rv;
@@ -1143,15 +1084,16 @@ static void owner_scan_begin(store *st, owner_scan *s) {
 }
 
 /* Ends the scan; returns TOKEND_STORAGE_ERROR if the iterator failed
- * (which it reports as "not valid"), else `rv`. */
-static int owner_scan_end(store *st, owner_scan *s, int rv) {
-    char *err = NULL;
-    rocksdb_iter_get_error(s->it, &err);
-    if (err != NULL) {
+ * (which it reports as "not valid"), else `rv`, whose detail is in *err
+ * already. */
+static int owner_scan_end(store *st, owner_scan *s, int rv, tokend_error *err) {
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(s->it, &rocks_err);
+    if (rocks_err != NULL) {
         if (rv == TOKEND_OK) {
-            rv = storage_error(err, "scanning owners", NULL);
+            rv = storage_error(rocks_err, "scanning owners", err);
         } else {
-            rocksdb_free(err);
+            rocksdb_free(rocks_err);
         }
     }
     rocksdb_iter_destroy(s->it);
@@ -1160,14 +1102,16 @@ static int owner_scan_end(store *st, owner_scan *s, int rv) {
     return rv;
 }
 
-/* The id in the owners key at the iterator, or NULL if the key does not
- * have the layout we write. */
-static const char *owner_scan_id(const owner_scan *s, const char **suffix) {
+/* The id in the owners key at the iterator, or NULL (TOKEND_INTERNAL in
+ * *err) if the key does not have the layout we write. */
+static const char *owner_scan_id(const owner_scan *s, const char **suffix,
+                                 tokend_error *err) {
     size_t klen = 0;
     const char *key = rocksdb_iter_key(s->it, &klen);
     if (klen != s->prefix_len + OWNER_SUFFIX_LEN ||
         !token_id_ok(key + s->prefix_len + OWNER_ORDER_LEN, TOKEN_ID_LEN)) {
-        set_last_error("owners index holds a malformed key (%zu bytes)", klen);
+        error_set(err, TOKEND_INTERNAL, "owners index holds a malformed key (%zu bytes)",
+                  klen);
         return NULL;
     }
     if (suffix != NULL) {
@@ -1213,7 +1157,8 @@ static char *cursor_encode(const char *suffix) {
  * iterator already sits on the next entry, so whether it is valid says
  * whether there is a next page. */
 int store_list_owner(store *st, const char *owner, const char *cursor, size_t limit,
-                     token_record **out, size_t *n, char **next_cursor) {
+                     token_record **out, size_t *n, char **next_cursor,
+                     tokend_error *err) {
     if (out != NULL) {
         *out = NULL;
     }
@@ -1225,26 +1170,24 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     }
     owner_scan s;
     if (st == NULL || out == NULL || n == NULL || next_cursor == NULL) {
-        set_last_error("store_list_owner: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_list_owner: NULL argument");
     }
     s.prefix_len = owner_prefix(owner, s.prefix);
     if (s.prefix_len == 0 || limit == 0) {
-        set_last_error("store_list_owner: %s", limit == 0 ? "limit is 0" : "bad owner");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_list_owner: %s",
+                         limit == 0 ? "limit is 0" : "bad owner");
     }
     uint8_t seek[OWNER_KEY_MAX];
     size_t seek_len = s.prefix_len;
     memcpy(seek, s.prefix, s.prefix_len);
     if (cursor != NULL && *cursor != '\0') {
         if (!cursor_decode(cursor, seek + s.prefix_len)) {
-            set_last_error("list cursor does not decode");
-            return TOKEND_INVALID_ARGUMENT;
+            return error_set(err, TOKEND_INVALID_ARGUMENT, "list cursor does not decode");
         }
         seek_len += OWNER_SUFFIX_LEN;
     }
 
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -1263,7 +1206,7 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     char last_suffix[OWNER_SUFFIX_LEN];
     while (rv == TOKEND_OK && count < limit && rocksdb_iter_valid(s.it)) {
         const char *suffix = NULL;
-        const char *id = owner_scan_id(&s, &suffix);
+        const char *id = owner_scan_id(&s, &suffix, err);
         if (id == NULL) {
             rv = TOKEND_INTERNAL;
             break;
@@ -1273,23 +1216,22 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
             ncap = ncap > limit ? limit : ncap;
             token_record *grown = realloc(recs, ncap * sizeof(*recs));
             if (grown == NULL) {
-                set_last_error("out of memory listing tokens");
-                rv = TOKEND_INTERNAL;
+                rv = error_set(err, TOKEND_INTERNAL, "out of memory listing tokens");
                 break;
             }
             recs = grown;
             cap = ncap;
         }
         uint8_t digest[TOKEN_DIGEST_LEN];
-        rv = get_digest_ro(st, s.ro, id, TOKEN_ID_LEN, digest);
+        rv = get_digest_ro(st, s.ro, id, TOKEN_ID_LEN, digest, err);
         if (rv == TOKEND_OK) {
-            rv = get_token_ro(st, s.ro, digest, &recs[count]);
+            rv = get_token_ro(st, s.ro, digest, &recs[count], err);
         }
         if (rv == TOKEND_NOT_FOUND) {
             /* The batch writes all three together; a gap is corruption. */
-            set_last_error("owners index names %.*s, which has no token", TOKEN_ID_LEN,
+            rv = error_set(err, TOKEND_INTERNAL,
+                           "owners index names %.*s, which has no token", TOKEN_ID_LEN,
                            id);
-            rv = TOKEND_INTERNAL;
         }
         if (rv != TOKEND_OK) {
             break;
@@ -1299,13 +1241,12 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
         rocksdb_iter_next(s.it);
     }
     bool more = rv == TOKEND_OK && rocksdb_iter_valid(s.it);
-    rv = owner_scan_end(st, &s, rv);
+    rv = owner_scan_end(st, &s, rv, err);
     read_end(st);
     if (rv == TOKEND_OK && more) {
         *next_cursor = cursor_encode(last_suffix);
         if (*next_cursor == NULL) {
-            set_last_error("out of memory listing tokens");
-            rv = TOKEND_INTERNAL;
+            rv = error_set(err, TOKEND_INTERNAL, "out of memory listing tokens");
         }
     }
     if (rv != TOKEND_OK) {
@@ -1320,7 +1261,8 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     return TOKEND_OK;
 }
 
-int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
+int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n,
+                    tokend_error *err) {
     if (ids != NULL) {
         *ids = NULL;
     }
@@ -1329,15 +1271,13 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
     }
     owner_scan s;
     if (st == NULL || ids == NULL || n == NULL) {
-        set_last_error("store_owner_ids: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_owner_ids: NULL argument");
     }
     s.prefix_len = owner_prefix(owner, s.prefix);
     if (s.prefix_len == 0) {
-        set_last_error("store_owner_ids: bad owner");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_owner_ids: bad owner");
     }
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -1346,7 +1286,7 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
     char **list = NULL;
     size_t count = 0, cap = 0;
     for (; rocksdb_iter_valid(s.it); rocksdb_iter_next(s.it)) {
-        const char *id = owner_scan_id(&s, NULL);
+        const char *id = owner_scan_id(&s, NULL, err);
         if (id == NULL) {
             rv = TOKEND_INTERNAL;
             break;
@@ -1361,13 +1301,12 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
             list = grown;
         }
         if (copy == NULL) {
-            set_last_error("out of memory listing ids");
-            rv = TOKEND_INTERNAL;
+            rv = error_set(err, TOKEND_INTERNAL, "out of memory listing ids");
             break;
         }
         list[count++] = copy;
     }
-    rv = owner_scan_end(st, &s, rv);
+    rv = owner_scan_end(st, &s, rv, err);
     read_end(st);
     if (rv != TOKEND_OK) {
         for (size_t i = 0; i < count; i++) {
@@ -1401,8 +1340,7 @@ void store_batch_clear(store_batch *b) {
     }
     b->len = 0;
     b->count = 0;
-    b->failed = 0;
-    b->fail[0] = '\0';
+    error_set(&b->failure, TOKEND_OK, NULL);
 }
 
 size_t store_batch_count(const store_batch *b) {
@@ -1412,16 +1350,20 @@ size_t store_batch_count(const store_batch *b) {
 /* Marks the batch failed: commit will apply none of it and return
  * `status`. The first failure is the one reported. */
 static void batch_fail(store_batch *b, int status, const char *why) {
-    if (b->failed == 0) {
-        b->failed = status;
-        snprintf(b->fail, sizeof(b->fail), "%s", why);
+    if (b->failure.code == TOKEND_OK) {
+        error_set(&b->failure, status, "%s", why);
     }
+}
+
+/* The batch's failure, into *err; its status. */
+static int batch_failure(const store_batch *b, tokend_error *err) {
+    return error_set(err, b->failure.code, "%s", b->failure.message);
 }
 
 /* Appends one operation to the log (value ignored for a delete). */
 static void batch_op(store_batch *b, int op, int cf, const void *key, size_t klen,
                      const void *val, size_t vlen) {
-    if (b->failed != 0) {
+    if (b->failure.code != TOKEND_OK) {
         return;
     }
     size_t need = 2 + 4 + klen + (op == OP_PUT ? 4 + vlen : 0);
@@ -1467,14 +1409,14 @@ static size_t owner_key(const token_record *rec, uint8_t key[OWNER_KEY_MAX]) {
 }
 
 int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
-                          const token_record *rec) {
+                          const token_record *rec, tokend_error *err) {
     if (b == NULL || digest == NULL || rec == NULL) {
-        set_last_error("store_batch_put_token: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_put_token: NULL argument");
     }
     uint8_t *enc = NULL;
     size_t enc_len = 0;
-    int rv = store_record_encode(rec, &enc, &enc_len);
+    int rv = store_record_encode(rec, &enc, &enc_len, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -1485,11 +1427,7 @@ int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN]
     batch_op(b, OP_PUT, CF_OWNERS, okey, okey_len, "", 0);
     free(enc);
     b->count++;
-    if (b->failed != 0) {
-        set_last_error("%s", b->fail);
-        return b->failed;
-    }
-    return TOKEND_OK;
+    return b->failure.code != TOKEND_OK ? batch_failure(b, err) : TOKEND_OK;
 }
 
 void store_batch_delete_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
@@ -1538,35 +1476,15 @@ void store_batch_mark_initialised(store_batch *b, int64_t now_ms) {
 
 /* Replays the log into a RocksDB batch with this store's family handles
  * and writes it in one go. The log was written by batch_op alone, so it
- * is read without re-checking its lengths. The batch is cleared whatever
- * the outcome, so that a failed or poisoned batch is never half-replayed
- * into a later commit. */
-int store_batch_commit(store *st, store_batch *b, bool sync, char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = NULL;
-    }
-    if (st == NULL || b == NULL) {
-        set_last_error("store_batch_commit: NULL argument");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
-    }
-    int rv = TOKEND_OK;
-    bool locked = false;
-    if (b->failed == 0 && b->len > 0) {
-        rv = read_begin(st);
-        locked = rv == TOKEND_OK;
-    }
+ * is read without re-checking its lengths. */
+static int batch_write(store *st, const store_batch *b, bool sync, tokend_error *err) {
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
-        give_errmsg(errmsg);
-    } else if (b->failed != 0) {
-        set_last_error("%s", b->fail);
-        give_errmsg(errmsg);
-        rv = b->failed;
-    } else if (st->read_only && b->len > 0) {
-        set_last_error("store is open read-only");
-        give_errmsg(errmsg);
-        rv = TOKEND_STORAGE_ERROR;
-    } else if (b->len > 0) {
+        return rv;
+    }
+    if (st->read_only) {
+        rv = error_set(err, TOKEND_STORAGE_ERROR, "store is open read-only");
+    } else {
         rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
         const uint8_t *p = b->log, *end = b->log + b->len;
         while (p < end) {
@@ -1583,16 +1501,30 @@ int store_batch_commit(store *st, store_batch *b, bool sync, char **errmsg) {
                 rocksdb_writebatch_delete_cf(wb, cf, key, klen);
             }
         }
-        char *err = NULL;
-        rocksdb_write(st->db, sync ? st->write_sync : st->write_nosync, wb, &err);
+        char *rocks_err = NULL;
+        rocksdb_write(st->db, sync ? st->write_sync : st->write_nosync, wb, &rocks_err);
         rocksdb_writebatch_destroy(wb);
-        if (err != NULL) {
+        if (rocks_err != NULL) {
             atomic_store(&st->write_failed, true);
-            rv = storage_error(err, "committing a write batch", errmsg);
+            rv = storage_error(rocks_err, "committing a write batch", err);
         }
     }
-    if (locked) {
-        read_end(st);
+    read_end(st);
+    return rv;
+}
+
+/* The batch is cleared whatever the outcome, so that a failed or poisoned
+ * batch is never half-replayed into a later commit. */
+int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err) {
+    if (st == NULL || b == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_commit: NULL argument");
+    }
+    int rv = TOKEND_OK;
+    if (b->failure.code != TOKEND_OK) {
+        rv = batch_failure(b, err);
+    } else if (b->len > 0) {
+        rv = batch_write(st, b, sync, err);
     }
     store_batch_clear(b);
     return rv;
