@@ -141,11 +141,11 @@ $(GEN)/openapi_json.c: gateway/openapi.json
 # Every object depends on the generated header: simplest correct ordering.
 $(OBJ)/gen/%.o: $(GEN)/%.c $(PROTO_GEN)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) -std=c11 -fPIC -I$(GEN) -MMD -c $< -o $@
+	$(CC) $(CFLAGS) $(SAN) -std=c11 -fPIC -I$(GEN) -MMD -MP -c $< -o $@
 
 $(OBJ)/%.o: %.c $(PROTO_GEN)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) $(call inc_of,$<) $(SAN) -MMD -c $< -o $@
+	$(CC) $(CFLAGS) $(WARN) $(call inc_of,$<) $(SAN) -MMD -MP -c $< -o $@
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
 
