@@ -5,10 +5,12 @@
  * This file owns everything that touches RocksDB: the options (one LRU
  * block cache shared by every column family, bloom filters where lookups
  * are by exact key, index and filter blocks charged to that cache so memory
- * stays bounded however many tokens there are), the key encodings, the
- * record codec, and the translation of RocksDB's errptr strings into
- * tokend statuses. It is the only file that includes rocksdb/c.h. It knows
- * nothing of RPC, crypto or the clock: callers pass digests and times in.
+ * stays bounded however many tokens there are), which keys and values go
+ * to which family, and the translation of RocksDB's errptr strings into
+ * tokend statuses. It is the only file that includes rocksdb/c.h. The bytes
+ * of records, index keys and cursors are record.c's, which it calls. It
+ * knows nothing of RPC, crypto or the clock: callers pass digests and
+ * times in.
  *
  * Write batches are recorded here as a plain list of operations and turned
  * into a rocksdb_writebatch_t only at commit, because store_batch_new()
@@ -31,6 +33,7 @@
 #include <rocksdb/c.h>
 
 #include "error.h"
+#include "record.h"
 #include "tokend.h"
 
 /* Tuning. The aim is a small, bounded footprint (tokend under 200 MB with
@@ -59,22 +62,12 @@
 #define STORE_MIN_FREE_BYTES ((unsigned long long)4 << 20)
 
 #define STORE_SCHEMA_VERSION "1"
-#define RECORD_VERSION 1
 
 /* Column families, in the order of their handles in struct store. */
 enum { CF_META, CF_TOKENS, CF_IDS, CF_OWNERS, CF_USAGE, CF_COUNT };
 
 static const char *const cf_names[CF_COUNT] = {"default", "tokens", "ids", "owners",
                                                "usage"};
-
-/* owners key: owner NUL be64(created_ms) be32(created_seq) id. The
- * sequence keeps creation order among tokens made in the same millisecond
- * (the id alone is random). */
-#define OWNER_ORDER_LEN 12
-#define OWNER_SUFFIX_LEN (OWNER_ORDER_LEN + TOKEN_ID_LEN)
-#define OWNER_KEY_MAX (TOKEN_OWNER_MAX + 1 + OWNER_SUFFIX_LEN)
-#define CURSOR_HEX_LEN (2 * OWNER_SUFFIX_LEN)
-#define USAGE_VALUE_LEN 16
 
 struct store {
     rocksdb_t *db;
@@ -94,8 +87,9 @@ struct store {
     atomic_bool write_failed;
 };
 
-/* A batch is a byte log of operations: op, cf, be32 key length, key, and
- * for a put be32 value length and value. */
+/* A batch is a byte log of operations, never stored: op, cf, key length,
+ * key, and for a put value length and value, each length a uint32_t in
+ * host order. */
 enum { OP_PUT = 1, OP_DELETE = 2 };
 
 struct store_batch {
@@ -118,368 +112,6 @@ static int storage_error(char *rocks_err, const char *what, tokend_error *err) {
               rocks_err != NULL ? rocks_err : "unknown error");
     rocksdb_free(rocks_err);
     return TOKEND_STORAGE_ERROR;
-}
-
-/* ---------- byte helpers ---------- */
-
-static void put_be64(uint8_t *p, uint64_t v) {
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)(v & 0xff);
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
-           (uint32_t)p[3];
-}
-
-static const char hex_digits[] = "0123456789abcdef";
-
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* ---------- record codec ----------
- *
- * Version 1 layout, all lengths and counts as LEB128 varints:
- *   u8 version (1)
- *   id        len (== TOKEN_ID_LEN) + bytes
- *   owner     len (<= TOKEN_OWNER_MAX) + bytes
- *   name      len (<= TOKEN_NAME_MAX) + bytes
- *   abilities count (<= TOKEN_ABILITIES_MAX), each len (<= TOKEN_ABILITY_MAX)
- *             + bytes
- *   created_ms, expires_ms   be64 each (two's complement)
- *   created_seq               be32
- *   metadata  count (<= TOKEN_METADATA_MAX), each key len (<= TOKEN_META_KEY_MAX)
- *             + bytes, value len (<= TOKEN_META_VALUE_MAX) + bytes
- * and nothing after. Strings hold no NUL byte. Every bound is below 2^14,
- * so a valid varint here is one or two bytes; decode accepts at most three.
- */
-
-static size_t varint_len(size_t v) {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, size_t v) {
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-static uint8_t *put_string(uint8_t *p, const char *s, size_t len) {
-    p = put_varint(p, len);
-    memcpy(p, s, len);
-    return p + len;
-}
-
-/* Adds the encoded size of string `s` (NULL is refused, or taken as ""
- * where null_ok) to *size, if it is within `max` bytes. */
-static bool size_string(const char *s, size_t max, bool null_ok, size_t *size,
-                        const char *field, tokend_error *err) {
-    if (s == NULL) {
-        if (!null_ok) {
-            error_set(err, TOKEND_INVALID_ARGUMENT, "record %s is missing", field);
-            return false;
-        }
-        s = "";
-    }
-    size_t len = strnlen(s, max + 1);
-    if (len > max) {
-        error_set(err, TOKEND_INVALID_ARGUMENT, "record %s longer than %zu bytes", field,
-                  max);
-        return false;
-    }
-    *size += varint_len(len) + len;
-    return true;
-}
-
-/* Checks `rec` against the bounds of token.h and computes its encoded
- * size. Returns false (TOKEND_INVALID_ARGUMENT in *err, saying which
- * field) if it is out of bounds. */
-static bool record_size(const token_record *rec, size_t *size, tokend_error *err) {
-    size_t total = 1;
-    if (!token_id_ok(rec->id, strnlen(rec->id, sizeof(rec->id)))) {
-        error_set(err, TOKEND_INVALID_ARGUMENT, "record id is not a valid public id");
-        return false;
-    }
-    total += varint_len(TOKEN_ID_LEN) + TOKEN_ID_LEN;
-    if (!size_string(rec->owner, TOKEN_OWNER_MAX, false, &total, "owner", err) ||
-        !size_string(rec->name, TOKEN_NAME_MAX, true, &total, "name", err)) {
-        return false;
-    }
-    if (rec->n_abilities > TOKEN_ABILITIES_MAX ||
-        (rec->n_abilities > 0 && rec->abilities == NULL)) {
-        error_set(err, TOKEND_INVALID_ARGUMENT, "record has %zu abilities (at most %d)",
-                  rec->n_abilities, TOKEN_ABILITIES_MAX);
-        return false;
-    }
-    total += varint_len(rec->n_abilities);
-    for (size_t i = 0; i < rec->n_abilities; i++) {
-        if (!size_string(rec->abilities[i], TOKEN_ABILITY_MAX, false, &total, "ability",
-                         err)) {
-            return false;
-        }
-    }
-    total += 20;
-    if (rec->n_metadata > TOKEN_METADATA_MAX ||
-        (rec->n_metadata > 0 && rec->metadata == NULL)) {
-        error_set(err, TOKEND_INVALID_ARGUMENT,
-                  "record has %zu metadata entries (at most %d)", rec->n_metadata,
-                  TOKEN_METADATA_MAX);
-        return false;
-    }
-    total += varint_len(rec->n_metadata);
-    for (size_t i = 0; i < rec->n_metadata; i++) {
-        if (!size_string(rec->metadata[i].key, TOKEN_META_KEY_MAX, false, &total,
-                         "metadata key", err) ||
-            !size_string(rec->metadata[i].value, TOKEN_META_VALUE_MAX, true, &total,
-                         "metadata value", err)) {
-            return false;
-        }
-    }
-    *size = total;
-    return true;
-}
-
-/* Encodes after record_size() has checked every bound, so it cannot fail
- * and writes exactly the size that function computed. A NULL name or
- * metadata value is written as "". */
-int store_record_encode(const token_record *rec, uint8_t **out, size_t *len,
-                        tokend_error *err) {
-    if (out != NULL) {
-        *out = NULL;
-    }
-    if (len != NULL) {
-        *len = 0;
-    }
-    if (rec == NULL || out == NULL || len == NULL) {
-        return error_set(err, TOKEND_INVALID_ARGUMENT,
-                         "store_record_encode: NULL argument");
-    }
-    size_t size = 0;
-    if (!record_size(rec, &size, err)) {
-        return TOKEND_INVALID_ARGUMENT;
-    }
-    uint8_t *buf = malloc(size);
-    if (buf == NULL) {
-        return error_set(err, TOKEND_INTERNAL, "out of memory encoding a record");
-    }
-    uint8_t *p = buf;
-    *p++ = RECORD_VERSION;
-    p = put_string(p, rec->id, TOKEN_ID_LEN);
-    p = put_string(p, rec->owner, strlen(rec->owner));
-    const char *name = rec->name != NULL ? rec->name : "";
-    p = put_string(p, name, strlen(name));
-    p = put_varint(p, rec->n_abilities);
-    for (size_t i = 0; i < rec->n_abilities; i++) {
-        p = put_string(p, rec->abilities[i], strlen(rec->abilities[i]));
-    }
-    put_be64(p, (uint64_t)rec->created_ms);
-    put_be64(p + 8, (uint64_t)rec->expires_ms);
-    put_be32(p + 16, rec->created_seq);
-    p += 20;
-    p = put_varint(p, rec->n_metadata);
-    for (size_t i = 0; i < rec->n_metadata; i++) {
-        const token_kv *kv = &rec->metadata[i];
-        const char *value = kv->value != NULL ? kv->value : "";
-        p = put_string(p, kv->key, strlen(kv->key));
-        p = put_string(p, value, strlen(value));
-    }
-    *out = buf;
-    *len = (size_t)(p - buf);
-    return TOKEND_OK;
-}
-
-/* A cursor over untrusted bytes: every read checks what is left first. */
-typedef struct reader {
-    const uint8_t *p;
-    size_t left;
-} reader;
-
-static bool read_u8(reader *r, uint8_t *v) {
-    if (r->left < 1) {
-        return false;
-    }
-    *v = *r->p++;
-    r->left--;
-    return true;
-}
-
-static bool read_be32(reader *r, uint32_t *v) {
-    if (r->left < 4) {
-        return false;
-    }
-    *v = get_be32(r->p);
-    r->p += 4;
-    r->left -= 4;
-    return true;
-}
-
-static bool read_be64(reader *r, int64_t *v) {
-    if (r->left < 8) {
-        return false;
-    }
-    *v = (int64_t)get_be64(r->p);
-    r->p += 8;
-    r->left -= 8;
-    return true;
-}
-
-/* Reads a varint of at most three bytes whose value is at most `max`. */
-static bool read_varint(reader *r, size_t max, size_t *v) {
-    size_t value = 0;
-    for (int shift = 0; shift < 21; shift += 7) {
-        uint8_t b;
-        if (!read_u8(r, &b)) {
-            return false;
-        }
-        value |= (size_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) {
-            if (value > max) {
-                return false;
-            }
-            *v = value;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Reads a length-prefixed string of at most `max` bytes with no NUL into
- * a malloc'd, NUL-terminated copy. */
-static bool read_string(reader *r, size_t max, char **out) {
-    size_t len;
-    if (!read_varint(r, max, &len) || len > r->left || memchr(r->p, 0, len) != NULL) {
-        return false;
-    }
-    char *s = malloc(len + 1);
-    if (s == NULL) {
-        return false;
-    }
-    memcpy(s, r->p, len);
-    s[len] = '\0';
-    r->p += len;
-    r->left -= len;
-    *out = s;
-    return true;
-}
-
-/* Decodes into a local record and hands it over only when all of it
- * decoded, so a failure leaves *out zeroed and frees every partial
- * allocation (token_record_free copes with a half-filled record because
- * the arrays are calloc'd and their counts set before they are filled). */
-int store_record_decode(const uint8_t *buf, size_t len, token_record *out,
-                        tokend_error *err) {
-    if (out == NULL) {
-        return error_set(err, TOKEND_INVALID_ARGUMENT,
-                         "store_record_decode: NULL argument");
-    }
-    memset(out, 0, sizeof(*out));
-    if (buf == NULL) {
-        return error_set(err, TOKEND_INTERNAL, "record is empty");
-    }
-    token_record rec;
-    memset(&rec, 0, sizeof(rec));
-    reader r = {buf, len};
-    uint8_t version = 0;
-    size_t n = 0;
-    char *id = NULL;
-
-    if (!read_u8(&r, &version) || version != RECORD_VERSION) {
-        goto fail;
-    }
-    if (!read_string(&r, TOKEN_ID_LEN, &id)) {
-        goto fail;
-    }
-    if (!token_id_ok(id, strlen(id))) {
-        free(id);
-        goto fail;
-    }
-    memcpy(rec.id, id, TOKEN_ID_LEN + 1);
-    free(id);
-    if (!read_string(&r, TOKEN_OWNER_MAX, &rec.owner) ||
-        !read_string(&r, TOKEN_NAME_MAX, &rec.name)) {
-        goto fail;
-    }
-    if (!read_varint(&r, TOKEN_ABILITIES_MAX, &n)) {
-        goto fail;
-    }
-    if (n > 0) {
-        rec.abilities = calloc(n, sizeof(*rec.abilities));
-        if (rec.abilities == NULL) {
-            goto fail;
-        }
-        rec.n_abilities = n;
-        for (size_t i = 0; i < n; i++) {
-            if (!read_string(&r, TOKEN_ABILITY_MAX, &rec.abilities[i])) {
-                goto fail;
-            }
-        }
-    }
-    if (!read_be64(&r, &rec.created_ms) || !read_be64(&r, &rec.expires_ms) ||
-        !read_be32(&r, &rec.created_seq)) {
-        goto fail;
-    }
-    if (!read_varint(&r, TOKEN_METADATA_MAX, &n)) {
-        goto fail;
-    }
-    if (n > 0) {
-        rec.metadata = calloc(n, sizeof(*rec.metadata));
-        if (rec.metadata == NULL) {
-            goto fail;
-        }
-        rec.n_metadata = n;
-        for (size_t i = 0; i < n; i++) {
-            if (!read_string(&r, TOKEN_META_KEY_MAX, &rec.metadata[i].key) ||
-                !read_string(&r, TOKEN_META_VALUE_MAX, &rec.metadata[i].value)) {
-                goto fail;
-            }
-        }
-    }
-    if (r.left != 0) {
-        goto fail;
-    }
-    *out = rec;
-    return TOKEND_OK;
-
-fail:
-    token_record_free(&rec);
-    return error_set(err, TOKEND_INTERNAL,
-                     "stored record does not decode (byte %zu of %zu)", len - r.left,
-                     len);
 }
 
 /* ---------- open and close ---------- */
@@ -957,7 +589,7 @@ static int get_token_ro(store *st, const rocksdb_readoptions_t *ro,
     }
     size_t len = 0;
     const char *val = rocksdb_pinnableslice_value(v, &len);
-    rv = store_record_decode((const uint8_t *)val, len, out, err);
+    rv = record_decode((const uint8_t *)val, len, out, err);
     rocksdb_pinnableslice_destroy(v);
     return rv;
 }
@@ -1031,12 +663,9 @@ int store_get_usage(store *st, const char *id, int64_t *last_used_ms, uint64_t *
     }
     size_t len = 0;
     const uint8_t *val = (const uint8_t *)rocksdb_pinnableslice_value(v, &len);
-    if (len == USAGE_VALUE_LEN) {
-        *last_used_ms = (int64_t)get_be64(val);
-        *use_count = get_be64(val + 8);
-    } else {
+    if (!record_usage_decode(val, len, last_used_ms, use_count)) {
         rv = error_set(err, TOKEND_INTERNAL, "usage entry for %s holds %zu bytes, not %d",
-                       id, len, USAGE_VALUE_LEN);
+                       id, len, RECORD_USAGE_LEN);
     }
     rocksdb_pinnableslice_destroy(v);
     return rv;
@@ -1044,29 +673,14 @@ int store_get_usage(store *st, const char *id, int64_t *last_used_ms, uint64_t *
 
 /* ---------- owner scans ---------- */
 
-/* Writes owner NUL into key; returns its length, or 0 if the owner is
- * NULL or too long to be stored. */
-static size_t owner_prefix(const char *owner, uint8_t key[OWNER_KEY_MAX]) {
-    if (owner == NULL) {
-        return 0;
-    }
-    size_t len = strnlen(owner, TOKEN_OWNER_MAX + 1);
-    if (len > TOKEN_OWNER_MAX) {
-        return 0;
-    }
-    memcpy(key, owner, len);
-    key[len] = 0;
-    return len + 1;
-}
-
 /* An iteration over one owner's index entries, from a snapshot so that
  * the ids and tokens read alongside agree with the index. The upper bound
  * owner+"\x01" is the first key past every owner+"\0"+... key, so RocksDB
  * stops at the owner's end instead of scanning into the next owner. */
 typedef struct owner_scan {
-    uint8_t prefix[OWNER_KEY_MAX];
+    uint8_t prefix[RECORD_OWNER_KEY_MAX];
     size_t prefix_len;
-    uint8_t upper[OWNER_KEY_MAX];
+    uint8_t upper[RECORD_OWNER_KEY_MAX];
     const rocksdb_snapshot_t *snap;
     rocksdb_readoptions_t *ro;
     rocksdb_iterator_t *it;
@@ -1104,12 +718,13 @@ static int owner_scan_end(store *st, owner_scan *s, int rv, tokend_error *err) {
 
 /* The id in the owners key at the iterator, or NULL (TOKEND_INTERNAL in
  * *err) if the key does not have the layout we write. */
-static const char *owner_scan_id(const owner_scan *s, const char **suffix,
+static const char *owner_scan_id(const owner_scan *s, const uint8_t **suffix,
                                  tokend_error *err) {
     size_t klen = 0;
-    const char *key = rocksdb_iter_key(s->it, &klen);
-    if (klen != s->prefix_len + OWNER_SUFFIX_LEN ||
-        !token_id_ok(key + s->prefix_len + OWNER_ORDER_LEN, TOKEN_ID_LEN)) {
+    const uint8_t *key = (const uint8_t *)rocksdb_iter_key(s->it, &klen);
+    /* Within the scan's bounds every key starts with the owner's prefix. */
+    const char *id = record_owner_suffix_id(key + s->prefix_len, klen - s->prefix_len);
+    if (id == NULL) {
         error_set(err, TOKEND_INTERNAL, "owners index holds a malformed key (%zu bytes)",
                   klen);
         return NULL;
@@ -1117,37 +732,7 @@ static const char *owner_scan_id(const owner_scan *s, const char **suffix,
     if (suffix != NULL) {
         *suffix = key + s->prefix_len;
     }
-    return key + s->prefix_len + OWNER_ORDER_LEN;
-}
-
-/* Decodes a list cursor (hex of the owners key suffix) into suffix. */
-static bool cursor_decode(const char *cursor, uint8_t suffix[OWNER_SUFFIX_LEN]) {
-    if (strnlen(cursor, CURSOR_HEX_LEN + 1) != CURSOR_HEX_LEN) {
-        return false;
-    }
-    for (size_t i = 0; i < OWNER_SUFFIX_LEN; i++) {
-        int hi = hex_value(cursor[2 * i]);
-        int lo = hex_value(cursor[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            return false;
-        }
-        suffix[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return token_id_ok((const char *)suffix + OWNER_ORDER_LEN, TOKEN_ID_LEN);
-}
-
-static char *cursor_encode(const char *suffix) {
-    char *hex = malloc(CURSOR_HEX_LEN + 1);
-    if (hex == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < OWNER_SUFFIX_LEN; i++) {
-        uint8_t b = (uint8_t)suffix[i];
-        hex[2 * i] = hex_digits[b >> 4];
-        hex[2 * i + 1] = hex_digits[b & 0xf];
-    }
-    hex[CURSOR_HEX_LEN] = '\0';
-    return hex;
+    return id;
 }
 
 /* Seeks to just after the cursor's entry: to the entry itself and one
@@ -1172,19 +757,19 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     if (st == NULL || out == NULL || n == NULL || next_cursor == NULL) {
         return error_set(err, TOKEND_INVALID_ARGUMENT, "store_list_owner: NULL argument");
     }
-    s.prefix_len = owner_prefix(owner, s.prefix);
+    s.prefix_len = record_owner_prefix(owner, s.prefix);
     if (s.prefix_len == 0 || limit == 0) {
         return error_set(err, TOKEND_INVALID_ARGUMENT, "store_list_owner: %s",
                          limit == 0 ? "limit is 0" : "bad owner");
     }
-    uint8_t seek[OWNER_KEY_MAX];
+    uint8_t seek[RECORD_OWNER_KEY_MAX];
     size_t seek_len = s.prefix_len;
     memcpy(seek, s.prefix, s.prefix_len);
     if (cursor != NULL && *cursor != '\0') {
-        if (!cursor_decode(cursor, seek + s.prefix_len)) {
+        if (!record_cursor_decode(cursor, seek + s.prefix_len)) {
             return error_set(err, TOKEND_INVALID_ARGUMENT, "list cursor does not decode");
         }
-        seek_len += OWNER_SUFFIX_LEN;
+        seek_len += RECORD_OWNER_SUFFIX_LEN;
     }
 
     int rv = read_begin(st, err);
@@ -1203,9 +788,9 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
 
     token_record *recs = NULL;
     size_t count = 0, cap = 0;
-    char last_suffix[OWNER_SUFFIX_LEN];
+    uint8_t last_suffix[RECORD_OWNER_SUFFIX_LEN];
     while (rv == TOKEND_OK && count < limit && rocksdb_iter_valid(s.it)) {
-        const char *suffix = NULL;
+        const uint8_t *suffix = NULL;
         const char *id = owner_scan_id(&s, &suffix, err);
         if (id == NULL) {
             rv = TOKEND_INTERNAL;
@@ -1236,7 +821,7 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
         if (rv != TOKEND_OK) {
             break;
         }
-        memcpy(last_suffix, suffix, OWNER_SUFFIX_LEN);
+        memcpy(last_suffix, suffix, RECORD_OWNER_SUFFIX_LEN);
         count++;
         rocksdb_iter_next(s.it);
     }
@@ -1244,7 +829,9 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     rv = owner_scan_end(st, &s, rv, err);
     read_end(st);
     if (rv == TOKEND_OK && more) {
-        *next_cursor = cursor_encode(last_suffix);
+        char hex[RECORD_CURSOR_LEN + 1];
+        record_cursor_encode(last_suffix, hex);
+        *next_cursor = strdup(hex);
         if (*next_cursor == NULL) {
             rv = error_set(err, TOKEND_INTERNAL, "out of memory listing tokens");
         }
@@ -1273,7 +860,7 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n,
     if (st == NULL || ids == NULL || n == NULL) {
         return error_set(err, TOKEND_INVALID_ARGUMENT, "store_owner_ids: NULL argument");
     }
-    s.prefix_len = owner_prefix(owner, s.prefix);
+    s.prefix_len = record_owner_prefix(owner, s.prefix);
     if (s.prefix_len == 0) {
         return error_set(err, TOKEND_INVALID_ARGUMENT, "store_owner_ids: bad owner");
     }
@@ -1360,13 +947,33 @@ static int batch_failure(const store_batch *b, tokend_error *err) {
     return error_set(err, b->failure.code, "%s", b->failure.message);
 }
 
+/* Writes a length and `len` bytes into the log at p; returns their end. */
+static uint8_t *log_put(uint8_t *p, const void *bytes, size_t len) {
+    uint32_t n = (uint32_t)len;
+    memcpy(p, &n, sizeof(n));
+    if (len > 0) {
+        memcpy(p + sizeof(n), bytes, len);
+    }
+    return p + sizeof(n) + len;
+}
+
+/* Reads what log_put wrote at p; returns its end. */
+static const uint8_t *log_get(const uint8_t *p, const char **bytes, size_t *len) {
+    uint32_t n;
+    memcpy(&n, p, sizeof(n));
+    *bytes = (const char *)p + sizeof(n);
+    *len = n;
+    return p + sizeof(n) + n;
+}
+
 /* Appends one operation to the log (value ignored for a delete). */
 static void batch_op(store_batch *b, int op, int cf, const void *key, size_t klen,
                      const void *val, size_t vlen) {
     if (b->failure.code != TOKEND_OK) {
         return;
     }
-    size_t need = 2 + 4 + klen + (op == OP_PUT ? 4 + vlen : 0);
+    size_t need =
+        2 + sizeof(uint32_t) + klen + (op == OP_PUT ? sizeof(uint32_t) + vlen : 0);
     if (b->cap - b->len < need) {
         size_t ncap = b->cap == 0 ? 256 : b->cap;
         while (ncap - b->len < need) {
@@ -1383,29 +990,11 @@ static void batch_op(store_batch *b, int op, int cf, const void *key, size_t kle
     uint8_t *p = b->log + b->len;
     *p++ = (uint8_t)op;
     *p++ = (uint8_t)cf;
-    put_be32(p, (uint32_t)klen);
-    memcpy(p + 4, key, klen);
-    p += 4 + klen;
+    p = log_put(p, key, klen);
     if (op == OP_PUT) {
-        put_be32(p, (uint32_t)vlen);
-        if (vlen > 0) {
-            memcpy(p + 4, val, vlen);
-        }
-        p += 4 + vlen;
+        p = log_put(p, val, vlen);
     }
     b->len = (size_t)(p - b->log);
-}
-
-/* Builds the owners key of `rec`; 0 if it cannot be one. */
-static size_t owner_key(const token_record *rec, uint8_t key[OWNER_KEY_MAX]) {
-    size_t len = owner_prefix(rec->owner, key);
-    if (len == 0 || !token_id_ok(rec->id, strnlen(rec->id, sizeof(rec->id)))) {
-        return 0;
-    }
-    put_be64(key + len, (uint64_t)rec->created_ms);
-    put_be32(key + len + 8, rec->created_seq);
-    memcpy(key + len + OWNER_ORDER_LEN, rec->id, TOKEN_ID_LEN);
-    return len + OWNER_SUFFIX_LEN;
 }
 
 int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
@@ -1416,12 +1005,12 @@ int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN]
     }
     uint8_t *enc = NULL;
     size_t enc_len = 0;
-    int rv = store_record_encode(rec, &enc, &enc_len, err);
+    int rv = record_encode(rec, &enc, &enc_len, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
-    uint8_t okey[OWNER_KEY_MAX];
-    size_t okey_len = owner_key(rec, okey); /* cannot fail: encode checked */
+    uint8_t okey[RECORD_OWNER_KEY_MAX];
+    size_t okey_len = record_owner_key(rec, okey); /* cannot fail: encode checked */
     batch_op(b, OP_PUT, CF_TOKENS, digest, TOKEN_DIGEST_LEN, enc, enc_len);
     batch_op(b, OP_PUT, CF_IDS, rec->id, TOKEN_ID_LEN, digest, TOKEN_DIGEST_LEN);
     batch_op(b, OP_PUT, CF_OWNERS, okey, okey_len, "", 0);
@@ -1436,8 +1025,8 @@ void store_batch_delete_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_
         return;
     }
     b->count++;
-    uint8_t okey[OWNER_KEY_MAX];
-    size_t okey_len = rec != NULL ? owner_key(rec, okey) : 0;
+    uint8_t okey[RECORD_OWNER_KEY_MAX];
+    size_t okey_len = rec != NULL ? record_owner_key(rec, okey) : 0;
     if (digest == NULL || okey_len == 0) {
         batch_fail(b, TOKEND_INVALID_ARGUMENT, "delete of a token with a bad record");
         return;
@@ -1458,9 +1047,8 @@ void store_batch_put_usage(store_batch *b, const char *id, int64_t last_used_ms,
         batch_fail(b, TOKEND_INVALID_ARGUMENT, "usage for a bad id");
         return;
     }
-    uint8_t val[USAGE_VALUE_LEN];
-    put_be64(val, (uint64_t)last_used_ms);
-    put_be64(val + 8, use_count);
+    uint8_t val[RECORD_USAGE_LEN];
+    record_usage_encode(last_used_ms, use_count, val);
     batch_op(b, OP_PUT, CF_USAGE, id, TOKEN_ID_LEN, val, sizeof(val));
 }
 
@@ -1490,13 +1078,12 @@ static int batch_write(store *st, const store_batch *b, bool sync, tokend_error 
         while (p < end) {
             int op = p[0];
             rocksdb_column_family_handle_t *cf = st->cf[p[1]];
-            size_t klen = get_be32(p + 2);
-            const char *key = (const char *)p + 6;
-            p += 6 + klen;
+            const char *key, *val;
+            size_t klen, vlen;
+            p = log_get(p + 2, &key, &klen);
             if (op == OP_PUT) {
-                size_t vlen = get_be32(p);
-                rocksdb_writebatch_put_cf(wb, cf, key, klen, (const char *)p + 4, vlen);
-                p += 4 + vlen;
+                p = log_get(p, &val, &vlen);
+                rocksdb_writebatch_put_cf(wb, cf, key, klen, val, vlen);
             } else {
                 rocksdb_writebatch_delete_cf(wb, cf, key, klen);
             }

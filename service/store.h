@@ -6,9 +6,11 @@
  *   default  meta: "schema" -> "1", "initialised" -> Unix ms of init
  *   tokens   SHA-256 digest (32 bytes)   -> encoded token_record
  *   ids      public id (16 chars)        -> digest (32 bytes)
- *   owners   owner NUL be64(created_ms) id -> "" (an owner's tokens in
- *            creation order, for paging)
+ *   owners   owner NUL be64(created_ms) be32(created_seq) id -> "" (an
+ *            owner's tokens in creation order, for paging)
  *   usage    public id -> be64(last_used_ms) be64(use_count)
+ * The bytes of the record, the owners key, the list cursor and the usage
+ * value are record.h's.
  *
  * Reads may run from any thread at once. Writes go through a store_batch
  * committed by one thread (the service's writer); a committed batch with
@@ -138,12 +140,5 @@ void store_batch_mark_initialised(store_batch *b, int64_t now_ms);
  * outcome (ready for reuse; a failed batch is not retried by a later
  * commit). */
 int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err);
-
-/* The record codec, exposed for tests: encode into a malloc'd buffer;
- * decode checks every length against the bounds in token.h. */
-int store_record_encode(const token_record *rec, uint8_t **out, size_t *len,
-                        tokend_error *err);
-int store_record_decode(const uint8_t *buf, size_t len, token_record *out,
-                        tokend_error *err);
 
 #endif /* TOKEND_STORE_H */

@@ -2,13 +2,15 @@
  * test_store.c — unit tests of the storage module (service/store.c) on a
  * real RocksDB in a temporary directory: opening, point reads, the owner
  * index and its paging cursors, usage, the initialised marker, durability
- * across reopen, write batches, and the record codec against truncated and
- * hostile bytes.
+ * across reopen, write batches; and of the bytes it stores
+ * (service/record.c): the record codec against truncated and hostile
+ * bytes.
  */
 #include "test.h"
 
 #include <pthread.h>
 
+#include "record.h"
 #include "store.h"
 #include "tokend.h"
 
@@ -720,16 +722,16 @@ TEST(store_concurrent_reads) {
     store_close(st);
 }
 
-TEST(store_codec_roundtrip) {
+TEST(record_codec_roundtrip) {
     size_t meta_counts[] = {0, 1, TOKEN_METADATA_MAX};
     for (size_t m = 0; m < sizeof(meta_counts) / sizeof(meta_counts[0]); m++) {
         token_record want = make_record(3, "partner:acme", 1700000000000, meta_counts[m]);
         uint8_t *buf = NULL;
         size_t len = 0;
-        CHECK_INT(store_record_encode(&want, &buf, &len, NULL), TOKEND_OK);
+        CHECK_INT(record_encode(&want, &buf, &len, NULL), TOKEND_OK);
         CHECK(buf != NULL && len > 0);
         token_record got;
-        CHECK_INT(store_record_decode(buf, len, &got, NULL), TOKEND_OK);
+        CHECK_INT(record_decode(buf, len, &got, NULL), TOKEND_OK);
         check_same_record(&got, &want);
         if (meta_counts[m] == 0) {
             CHECK(got.metadata == NULL);
@@ -754,9 +756,9 @@ TEST(store_codec_roundtrip) {
     rec.metadata[0].key = strdup("k");
     uint8_t *buf = NULL;
     size_t len = 0;
-    CHECK_INT(store_record_encode(&rec, &buf, &len, NULL), TOKEND_OK);
+    CHECK_INT(record_encode(&rec, &buf, &len, NULL), TOKEND_OK);
     token_record got;
-    CHECK_INT(store_record_decode(buf, len, &got, NULL), TOKEND_OK);
+    CHECK_INT(record_decode(buf, len, &got, NULL), TOKEND_OK);
     CHECK_STR(got.owner, rec.owner);
     CHECK_STR(got.name, "");
     CHECK_INT(got.n_abilities, 0);
@@ -782,8 +784,8 @@ TEST(store_codec_roundtrip) {
     free(rec.name);
     rec.name = calloc(TOKEN_NAME_MAX + 1, 1);
     memset(rec.name, 'n', TOKEN_NAME_MAX);
-    CHECK_INT(store_record_encode(&rec, &buf, &len, NULL), TOKEND_OK);
-    CHECK_INT(store_record_decode(buf, len, &got, NULL), TOKEND_OK);
+    CHECK_INT(record_encode(&rec, &buf, &len, NULL), TOKEND_OK);
+    CHECK_INT(record_decode(buf, len, &got, NULL), TOKEND_OK);
     check_same_record(&got, &rec);
     token_record_free(&got);
     free(buf);
@@ -791,22 +793,22 @@ TEST(store_codec_roundtrip) {
     rec.abilities[0][TOKEN_ABILITY_MAX - 1] = '\0';
     rec.name = realloc(rec.name, TOKEN_NAME_MAX + 2);
     strcat(rec.name, "n");
-    CHECK_INT(store_record_encode(&rec, &buf, &len, NULL), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(record_encode(&rec, &buf, &len, NULL), TOKEND_INVALID_ARGUMENT);
     CHECK(buf == NULL && len == 0);
     token_record_free(&rec);
 }
 
-TEST(store_codec_truncated) {
+TEST(record_codec_truncated) {
     token_record rec = make_record(5, "user:1", 1700000000000, 3);
     uint8_t *buf = NULL;
     size_t len = 0;
-    REQUIRE(store_record_encode(&rec, &buf, &len, NULL) == TOKEND_OK);
+    REQUIRE(record_encode(&rec, &buf, &len, NULL) == TOKEND_OK);
     for (size_t cut = 0; cut < len; cut++) {
         /* A copy of exactly `cut` bytes, so ASan sees any read past it. */
         uint8_t *part = malloc(cut > 0 ? cut : 1);
         memcpy(part, buf, cut);
         token_record got;
-        CHECK_INT(store_record_decode(part, cut, &got, NULL), TOKEND_INTERNAL);
+        CHECK_INT(record_decode(part, cut, &got, NULL), TOKEND_INTERNAL);
         CHECK(got.owner == NULL && got.abilities == NULL && got.metadata == NULL);
         free(part);
     }
@@ -815,11 +817,11 @@ TEST(store_codec_truncated) {
     memcpy(longer, buf, len);
     longer[len] = 0;
     token_record got;
-    CHECK_INT(store_record_decode(longer, len + 1, &got, NULL), TOKEND_INTERNAL);
+    CHECK_INT(record_decode(longer, len + 1, &got, NULL), TOKEND_INTERNAL);
     /* So is an unknown version. */
     longer[0] = 2;
-    CHECK_INT(store_record_decode(longer, len, &got, NULL), TOKEND_INTERNAL);
-    CHECK_INT(store_record_decode(NULL, 0, &got, NULL), TOKEND_INTERNAL);
+    CHECK_INT(record_decode(longer, len, &got, NULL), TOKEND_INTERNAL);
+    CHECK_INT(record_decode(NULL, 0, &got, NULL), TOKEND_INTERNAL);
     free(longer);
     free(buf);
     token_record_free(&rec);
@@ -835,12 +837,12 @@ static uint64_t rng_next(uint64_t *state) {
     return x;
 }
 
-TEST(store_codec_random_bytes) {
+TEST(record_codec_random_bytes) {
     uint64_t state = 0x9E3779B97F4A7C15ULL;
     token_record rec = make_record(6, "user:1", 1700000000000, 2);
     uint8_t *valid = NULL;
     size_t valid_len = 0;
-    REQUIRE(store_record_encode(&rec, &valid, &valid_len, NULL) == TOKEND_OK);
+    REQUIRE(record_encode(&rec, &valid, &valid_len, NULL) == TOKEND_OK);
     token_record_free(&rec);
     int decoded = 0;
     for (int round = 0; round < 100000; round++) {
@@ -870,7 +872,7 @@ TEST(store_codec_random_bytes) {
             }
         }
         token_record got;
-        int rv = store_record_decode(buf, len, &got, NULL);
+        int rv = record_decode(buf, len, &got, NULL);
         if (rv == TOKEND_OK) {
             decoded++;
             CHECK(strlen(got.id) == TOKEN_ID_LEN);
