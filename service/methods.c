@@ -58,16 +58,23 @@ static bool check_text(void *call, const char *field, const char *s, size_t max)
     return true;
 }
 
+/* `n` items of a repeated field, `what` they are ("abilities"). */
+static bool check_count(void *call, size_t n, int max, const char *what) {
+    if (n > (size_t)max) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "%zu %s given; at most %d are allowed", n, what, max);
+        return false;
+    }
+    return true;
+}
+
 static bool check_abilities(void *call, char *const *abilities, size_t n, bool required) {
     if (required && n == 0) {
         server_call_fail(call, TOKEND_INVALID_ARGUMENT,
                          "at least one ability is required");
         return false;
     }
-    if (n > TOKEN_ABILITIES_MAX) {
-        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
-                         "%zu abilities given; at most %d are allowed", n,
-                         TOKEN_ABILITIES_MAX);
+    if (!check_count(call, n, TOKEN_ABILITIES_MAX, "abilities")) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -87,10 +94,7 @@ static bool check_abilities(void *call, char *const *abilities, size_t n, bool r
 
 static bool check_metadata(void *call, Tokend__V1__CreateTokenRequest__MetadataEntry **m,
                            size_t n) {
-    if (n > TOKEN_METADATA_MAX) {
-        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
-                         "%zu metadata entries given; at most %d are allowed", n,
-                         TOKEN_METADATA_MAX);
+    if (!check_count(call, n, TOKEN_METADATA_MAX, "metadata entries")) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
