@@ -93,13 +93,12 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    const char *cerr = NULL;
-    if (crypto_init(&cerr) != TOKEND_OK) {
-        fprintf(stderr, "bulk_load: %s\n", cerr);
+    tokend_error err;
+    if (crypto_init(&err) != TOKEND_OK) {
+        fprintf(stderr, "bulk_load: %s\n", err.message);
         return 1;
     }
     store *st = NULL;
-    tokend_error err;
     if (store_open(dir, NULL, &st, &err) != TOKEND_OK) {
         fprintf(stderr, "bulk_load: %s\n", err.message);
         return 1;

@@ -21,9 +21,9 @@ _Noreturn void fuzz_die(const char *what) {
 }
 
 store *fuzz_store_open(const char *name) {
-    const char *why = NULL;
-    if (crypto_init(&why) != 0) {
-        fuzz_die(why);
+    tokend_error err;
+    if (crypto_init(&err) != TOKEND_OK) {
+        fuzz_die(err.message);
     }
     char dir[96];
     snprintf(dir, sizeof(dir), "/tmp/tokend-%s-XXXXXX", name);
@@ -31,7 +31,6 @@ store *fuzz_store_open(const char *name) {
         fuzz_die("mkdtemp");
     }
     store *st = NULL;
-    tokend_error err;
     store_options so = {.create_if_missing = true, .block_cache_bytes = 8 << 20};
     if (store_open(dir, &so, &st, &err) != TOKEND_OK) {
         fuzz_die(err.message);
@@ -71,12 +70,15 @@ void fuzz_serve(store *st, const char *url) {
     }
     methods_config mc = {.prefix = TOKEN_DEFAULT_PREFIX};
     methods *ms = methods_new(&mc, st, w, u);
+    if (ms == NULL) {
+        fuzz_die("out of memory");
+    }
     const char *urls[] = {url};
     server_config sc = {
         .listen = urls, .n_listen = 1, .max_message = 65536, .contexts = 8};
     server *srv = NULL;
-    char *err = NULL;
-    if (ms == NULL || server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
-        fuzz_die(err != NULL ? err : "server_start");
+    tokend_error err;
+    if (server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
+        fuzz_die(err.message);
     }
 }

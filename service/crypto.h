@@ -13,18 +13,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Fetches the algorithms once. Returns 0, or -1 if OpenSSL cannot give
- * SHA-256 (then *errmsg, static, says why). Call before any other. */
-int crypto_init(const char **errmsg);
+#include "tokend.h"
+
+/* Fetches the algorithms once and checks that the CSPRNG gives bytes.
+ * Returns TOKEND_OK, or TOKEND_INTERNAL if OpenSSL cannot give SHA-256 or
+ * random bytes (*err says which, with OpenSSL's reason). Call before any
+ * other. */
+int crypto_init(tokend_error *err);
 
 /* Frees what crypto_init fetched; the calling thread's context too. */
 void crypto_shutdown(void);
 
-/* Fills buf with n bytes from the CSPRNG. Returns 0, or -1 if the CSPRNG
- * failed (never returns predictable bytes). */
+/* Fills buf with n bytes from the CSPRNG. Returns TOKEND_OK, or
+ * TOKEND_INTERNAL if the CSPRNG failed (never returns predictable bytes). */
 int crypto_random(void *buf, size_t n);
 
-/* SHA-256 of data[0..len) into out. Returns 0, or -1 on an OpenSSL error. */
+/* SHA-256 of data[0..len) into out. Returns TOKEND_OK, or TOKEND_INTERNAL
+ * on an OpenSSL error. Both leave OpenSSL's error queue empty; their only
+ * callers answer with a fixed message, so they take no tokend_error. */
 int crypto_sha256(const void *data, size_t len, uint8_t out[32]);
 
 /* Overwrites buf[0..n) with zeros in a way the compiler keeps. */

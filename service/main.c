@@ -10,7 +10,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -76,9 +75,9 @@ static bool apply_common(const config *cfg) {
                         "[A-Za-z0-9_]\n");
         return false;
     }
-    const char *why = NULL;
-    if (crypto_init(&why) != 0) {
-        fprintf(stderr, "tokend: %s\n", why);
+    tokend_error err;
+    if (crypto_init(&err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
         return false;
     }
     return true;
@@ -221,10 +220,8 @@ static int cmd_serve(const config *cfg) {
         .max_message = (size_t)cfg->max_message,
         .contexts = (int)cfg->contexts,
     };
-    char *why = NULL;
-    if (server_start(&sc, methods_service(ms), &srv, &why) != TOKEND_OK) {
-        fprintf(stderr, "tokend: %s\n", why ? why : "cannot start serving");
-        free(why);
+    if (server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
         goto out;
     }
     for (size_t i = 0; i < cfg->n_listen; i++) {

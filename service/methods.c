@@ -144,7 +144,7 @@ static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *
         return false;
     }
     uint8_t digest[TOKEN_DIGEST_LEN];
-    if (crypto_sha256(cred, len, digest) != 0) {
+    if (crypto_sha256(cred, len, digest) != TOKEND_OK) {
         server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
         return false;
     }
@@ -233,7 +233,7 @@ int methods_mint(const char *prefix, const char *owner, const char *name,
     size_t len = token_generate(prefix, random, sizeof(random), token_out);
     bool id_ok = token_new_id(id_random, sizeof(id_random), rec->id);
     crypto_wipe(random, sizeof(random));
-    if (len == 0 || !id_ok || crypto_sha256(token_out, len, digest) != 0) {
+    if (len == 0 || !id_ok || crypto_sha256(token_out, len, digest) != TOKEND_OK) {
         crypto_wipe(token_out, TOKEN_MAX_LEN + 1);
         return TOKEND_INTERNAL;
     }
@@ -448,7 +448,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
         return;
     }
     uint8_t digest[TOKEN_DIGEST_LEN];
-    if (crypto_sha256(token, len, digest) != 0) {
+    if (crypto_sha256(token, len, digest) != TOKEND_OK) {
         server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
         return;
     }
@@ -585,7 +585,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                 server_call_fail(call, TOKEND_MALFORMED, "token is malformed");
                 goto fail;
             }
-            if (crypto_sha256(in->token, len, job->digest) != 0) {
+            if (crypto_sha256(in->token, len, job->digest) != TOKEND_OK) {
                 server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
                 goto fail;
             }
