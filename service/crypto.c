@@ -1,5 +1,10 @@
 /*
- * crypto.c — CSPRNG, SHA-256 and wiping on OpenSSL 3. See crypto.h.
+ * crypto.c — CSPRNG, SHA-256 and wiping on OpenSSL 3, behind crypto.h.
+ *
+ * The only file that includes OpenSSL: it owns the fetched digest and the
+ * per-thread hashing contexts, and it turns OpenSSL's error queue into
+ * tokend statuses where a call fails, leaving nothing queued. It knows
+ * nothing of tokens: it hashes and fills the bytes it is given.
  */
 #include "crypto.h"
 

@@ -130,7 +130,8 @@ static bool has_ability(const token_record *rec, const char *ability) {
 }
 
 /* Loads the token behind the call's credential into *caller. On failure
- * answers the call (UNAUTHENTICATED, or STORAGE_ERROR) and returns false. */
+ * answers the call (UNAUTHENTICATED, or why the record could not be read)
+ * and returns false. */
 static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *caller) {
     const char *cred = server_call_credential(call);
     size_t len = strlen(cred);

@@ -33,7 +33,7 @@
 #include "usage.h"
 #include "writer.h"
 
-/* The abilities that are rights over tokend itself (see above). */
+/* The abilities that carry the rights above. */
 #define METHODS_ABILITY_ADMIN "tokend:admin"
 #define METHODS_ABILITY_VERIFY "tokend:verify"
 #define METHODS_ABILITY_READ "tokens:read"
