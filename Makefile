@@ -141,11 +141,11 @@ $(GEN)/openapi_json.c: gateway/openapi.json
 # Every object depends on the generated header: simplest correct ordering.
 $(OBJ)/gen/%.o: $(GEN)/%.c $(PROTO_GEN)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) -std=c11 -fPIC -I$(GEN) -MMD -c $< -o $@
+	$(CC) $(CFLAGS) $(SAN) -std=c11 -fPIC -I$(GEN) -MMD -MP -c $< -o $@
 
 $(OBJ)/%.o: %.c $(PROTO_GEN)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) $(call inc_of,$<) $(SAN) -MMD -c $< -o $@
+	$(CC) $(CFLAGS) $(WARN) $(call inc_of,$<) $(SAN) -MMD -MP -c $< -o $@
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
 
@@ -214,7 +214,7 @@ fuzz-build: $(BUILD)/fuzz/fuzz_rpc $(BUILD)/fuzz/fuzz_token $(BUILD)/fuzz/fuzz_g
 
 # --- bench programs (built by `make`, so they cannot rot; `make bench` runs
 # them, bench/README.md). The bulk loader and the raw RocksDB reference are
-# built on the service's own store module; the rest are libtokend clients.
+# built on the service's own modules; the rest are libtokend clients.
 BENCH_STORE_BINS := $(BUILD)/bench/bulk_load $(BUILD)/bench/rocksdb_put
 $(BENCH_STORE_BINS): $(BUILD)/bench/%: $(OBJ)/bench/%.o $(SERVICE_OBJS) $(PROTO_OBJS)
 	@mkdir -p $(dir $@)

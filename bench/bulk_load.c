@@ -1,6 +1,6 @@
 /*
  * bulk_load.c — fills a tokend data dir with N tokens for the scale
- * benchmarks, through the service's own modules: tokens_mint() makes each
+ * benchmarks, through the service's own modules: methods_mint() makes each
  * token exactly as CreateToken does (CSPRNG secret, checksum, id, SHA-256
  * digest) and store_batch_put_token() writes it to the same column
  * families, in batches of BATCH, the last one with the WAL synced.
@@ -15,15 +15,17 @@
  * per line, for the verify runs that follow; the rest are wiped. This
  * file exists only for benchmarks on throw-away data dirs.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "crypto.h"
+#include "error.h"
 #include "store.h"
 #include "tokend.h"
-#include "tokens.h"
+#include "methods.h"
 
 #define BATCH 1000
 
@@ -91,16 +93,14 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    const char *cerr = NULL;
-    if (crypto_init(&cerr) != TOKEND_OK) {
-        fprintf(stderr, "bulk_load: %s\n", cerr);
+    tokend_error err;
+    if (crypto_init(&err) != TOKEND_OK) {
+        fprintf(stderr, "bulk_load: %s\n", err.message);
         return 1;
     }
     store *st = NULL;
-    char *err = NULL;
     if (store_open(dir, NULL, &st, &err) != TOKEND_OK) {
-        fprintf(stderr, "bulk_load: %s\n", err != NULL ? err : "cannot open the store");
-        free(err);
+        fprintf(stderr, "bulk_load: %s\n", err.message);
         return 1;
     }
     FILE *sf = NULL;
@@ -122,13 +122,14 @@ int main(int argc, char **argv) {
         uint8_t digest[TOKEN_DIGEST_LEN];
         token_record rec;
         snprintf(owner, sizeof(owner), "bench:owner-%ld", i % owners);
-        rv = tokens_mint(TOKEN_DEFAULT_PREFIX, owner, "bulk", abilities, 1, created, 0,
-                         token, digest, &rec);
+        rv = methods_mint(TOKEN_DEFAULT_PREFIX, owner, "bulk", abilities, 1, created, 0,
+                          token, digest, &rec);
         if (rv != TOKEND_OK) {
+            error_set(&err, rv, "minting a token failed");
             break;
         }
         rec.created_seq = (uint32_t)i;
-        rv = store_batch_put_token(b, digest, &rec);
+        rv = store_batch_put_token(b, digest, &rec, &err);
         token_record_free(&rec);
         if (sf != NULL && sampled < sample && i % every == 0) {
             fprintf(sf, "%s\n", token);
@@ -142,16 +143,14 @@ int main(int argc, char **argv) {
     }
     double dt = now_s() - t0;
     store_batch_free(b);
-    if (sf != NULL && fclose(sf) != 0) {
-        perror(sample_file);
-        rv = TOKEND_INTERNAL;
+    if (sf != NULL && fclose(sf) != 0 && rv == TOKEND_OK) {
+        rv = error_set(&err, TOKEND_INTERNAL, "%s: %s", sample_file, strerror(errno));
     }
     store_close(st); /* flushes the memtables: tokend starts without a WAL replay */
     crypto_shutdown();
     if (rv != TOKEND_OK) {
         fprintf(stderr, "bulk_load: stopped after %ld tokens: %s\n", written,
-                err != NULL ? err : tokend_status_name(rv));
-        free(err);
+                err.message);
         return 1;
     }
     fprintf(stderr, "bulk_load: %ld tokens in %.1f s (%.0f/s), %ld sampled\n", written,

@@ -19,7 +19,7 @@
 
 #include <rocksdb/c.h>
 
-#include "store.h"
+#include "record.h"
 #include "tokend.h"
 
 static double now_s(void) {
@@ -39,7 +39,7 @@ static size_t record_bytes(void) {
                         .created_ms = 1700000000000};
     uint8_t *buf = NULL;
     size_t len = 0;
-    if (store_record_encode(&rec, &buf, &len) != TOKEND_OK) {
+    if (record_encode(&rec, &buf, &len, NULL) != TOKEND_OK) {
         return 0;
     }
     free(buf);

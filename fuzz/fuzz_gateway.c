@@ -59,7 +59,7 @@
 #include "openapi.h"
 #include "rpc.h"
 #include "store.h"
-#include "tokens.h"
+#include "methods.h"
 #include "upstream.h"
 
 #define FUZZ_URL "inproc://tokend-fuzz-gateway"
@@ -81,9 +81,9 @@ typedef struct fuzz_token {
     uint8_t digest[TOKEN_DIGEST_LEN];
 } fuzz_token;
 
-static char *admin_abilities[] = {TOKENS_ABILITY_ADMIN};
-static char *partner_abilities[] = {"orders:read", "invoices:*", TOKENS_ABILITY_READ,
-                                    TOKENS_ABILITY_WRITE};
+static char *admin_abilities[] = {METHODS_ABILITY_ADMIN};
+static char *partner_abilities[] = {"orders:read", "invoices:*", METHODS_ABILITY_READ,
+                                    METHODS_ABILITY_WRITE};
 static fuzz_token admin = {"@admin", "admin", admin_abilities, 1, "", "", {0}};
 static fuzz_token partner = {"@token", "partner:fuzz", partner_abilities, 4, "", "", {0}};
 
@@ -100,7 +100,7 @@ static void mint(fuzz_token *t) {
 /* Mints t again if an input revoked it. */
 static void keep_valid(fuzz_token *t) {
     token_record rec;
-    int rv = store_get_token(st, t->digest, &rec);
+    int rv = store_get_token(st, t->digest, &rec, NULL);
     if (rv == TOKEND_OK) {
         token_record_free(&rec);
     } else if (rv == TOKEND_NOT_FOUND) {

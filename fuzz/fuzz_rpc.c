@@ -25,7 +25,7 @@
 #include "log.h"
 #include "rpc.h"
 #include "store.h"
-#include "tokens.h"
+#include "methods.h"
 
 #define FUZZ_URL "inproc://tokend-fuzz"
 #define ADMIN_PLACEHOLDER "@admin"
@@ -107,7 +107,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argv;
     log_min_level = LOG_ERROR + 1; /* quiet: nothing to learn from logs here */
     store *st = fuzz_store_open("fuzz");
-    put_token(st, "admin", TOKENS_ABILITY_ADMIN, admin);
+    put_token(st, "admin", METHODS_ABILITY_ADMIN, admin);
     put_token(st, "partner:fuzz", "orders:read", user_token);
     fuzz_serve(st, FUZZ_URL);
     if (nng_req0_open(&client) != 0 || nng_dial(client, FUZZ_URL, NULL, 0) != 0) {

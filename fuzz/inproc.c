@@ -11,7 +11,7 @@
 #include "rpc.h"
 #include "server.h"
 #include "tokend.h"
-#include "tokens.h"
+#include "methods.h"
 #include "usage.h"
 #include "writer.h"
 
@@ -21,9 +21,9 @@ _Noreturn void fuzz_die(const char *what) {
 }
 
 store *fuzz_store_open(const char *name) {
-    const char *why = NULL;
-    if (crypto_init(&why) != 0) {
-        fuzz_die(why);
+    tokend_error err;
+    if (crypto_init(&err) != TOKEND_OK) {
+        fuzz_die(err.message);
     }
     char dir[96];
     snprintf(dir, sizeof(dir), "/tmp/tokend-%s-XXXXXX", name);
@@ -31,10 +31,9 @@ store *fuzz_store_open(const char *name) {
         fuzz_die("mkdtemp");
     }
     store *st = NULL;
-    char *err = NULL;
     store_options so = {.create_if_missing = true, .block_cache_bytes = 8 << 20};
     if (store_open(dir, &so, &st, &err) != TOKEND_OK) {
-        fuzz_die(err != NULL ? err : "store_open");
+        fuzz_die(err.message);
     }
     return st;
 }
@@ -43,15 +42,18 @@ void fuzz_put_token(store *st, const char *owner, char *const *abilities,
                     size_t n_abilities, char text[TOKEN_MAX_LEN + 1],
                     uint8_t digest[TOKEN_DIGEST_LEN], char id[TOKEN_ID_LEN + 1]) {
     token_record rec;
-    if (tokens_mint(TOKEN_DEFAULT_PREFIX, owner, "fuzz", abilities, n_abilities,
-                    rpc_now_ms(), 0, text, digest, &rec) != TOKEND_OK) {
+    if (methods_mint(TOKEN_DEFAULT_PREFIX, owner, "fuzz", abilities, n_abilities,
+                     rpc_now_ms(), 0, text, digest, &rec) != TOKEND_OK) {
         fuzz_die("mint failed");
     }
     store_batch *b = store_batch_new();
-    char *err = NULL;
-    if (b == NULL || store_batch_put_token(b, digest, &rec) != TOKEND_OK ||
+    if (b == NULL) {
+        fuzz_die("out of memory");
+    }
+    tokend_error err;
+    if (store_batch_put_token(b, digest, &rec, &err) != TOKEND_OK ||
         store_batch_commit(st, b, true, &err) != TOKEND_OK) {
-        fuzz_die("store write failed");
+        fuzz_die(err.message);
     }
     store_batch_free(b);
     if (id != NULL) {
@@ -66,15 +68,17 @@ void fuzz_serve(store *st, const char *url) {
     if (u == NULL || writer_start(st, u, 1000, &w) != TOKEND_OK) {
         fuzz_die("writer");
     }
-    tokens_config tc = {.prefix = TOKEN_DEFAULT_PREFIX};
-    tokens_service *ts = tokens_service_new(&tc, st, w, u);
+    methods_config mc = {.prefix = TOKEN_DEFAULT_PREFIX};
+    methods *ms = methods_new(&mc, st, w, u);
+    if (ms == NULL) {
+        fuzz_die("out of memory");
+    }
     const char *urls[] = {url};
     server_config sc = {
         .listen = urls, .n_listen = 1, .max_message = 65536, .contexts = 8};
     server *srv = NULL;
-    char *err = NULL;
-    if (ts == NULL ||
-        server_start(&sc, tokens_service_base(ts), &srv, &err) != TOKEND_OK) {
-        fuzz_die(err != NULL ? err : "server_start");
+    tokend_error err;
+    if (server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
+        fuzz_die(err.message);
     }
 }

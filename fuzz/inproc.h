@@ -24,7 +24,7 @@ _Noreturn void fuzz_die(const char *what);
 store *fuzz_store_open(const char *name);
 
 /* Stores a new token of `owner` with `abilities`, minted as CreateToken
- * mints one (tokens_mint), written with the WAL synced. `text` gets the
+ * mints one (methods_mint), written with the WAL synced. `text` gets the
  * plain text, `digest` its digest; `id` (may be NULL) the public id. */
 void fuzz_put_token(store *st, const char *owner, char *const *abilities,
                     size_t n_abilities, char text[TOKEN_MAX_LEN + 1],

@@ -1,5 +1,10 @@
 /*
- * crypto.c — CSPRNG, SHA-256 and wiping on OpenSSL 3. See crypto.h.
+ * crypto.c — CSPRNG, SHA-256 and wiping on OpenSSL 3, behind crypto.h.
+ *
+ * The only file that includes OpenSSL: it owns the fetched digest and the
+ * per-thread hashing contexts, and it turns OpenSSL's error queue into
+ * tokend statuses where a call fails, leaving nothing queued. It knows
+ * nothing of tokens: it hashes and fills the bytes it is given.
  */
 #include "crypto.h"
 
@@ -10,6 +15,8 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+
+#include "error.h"
 
 static EVP_MD *sha256_md;
 
@@ -27,22 +34,34 @@ static void ctx_key_create(void) {
     (void)pthread_key_create(&ctx_key, ctx_destroy);
 }
 
-int crypto_init(const char **errmsg) {
+/* Translates OpenSSL's error queue at the boundary: `what` failed, for
+ * the reason OpenSSL gives first (if it gives one), into *err; the queue
+ * is emptied. Always TOKEND_INTERNAL. */
+static int openssl_error(tokend_error *err, const char *what) {
+    unsigned long code = ERR_get_error();
+    ERR_clear_error();
+    if (code == 0) {
+        return error_set(err, TOKEND_INTERNAL, "%s", what);
+    }
+    char reason[256];
+    ERR_error_string_n(code, reason, sizeof(reason));
+    return error_set(err, TOKEND_INTERNAL, "%s: %s", what, reason);
+}
+
+int crypto_init(tokend_error *err) {
     pthread_once(&ctx_key_once, ctx_key_create);
     if (sha256_md != NULL) {
-        return 0;
+        return TOKEND_OK;
     }
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (sha256_md == NULL) {
-        *errmsg = "OpenSSL has no SHA-256";
-        return -1;
+        return openssl_error(err, "OpenSSL has no SHA-256");
     }
     unsigned char probe[16];
     if (RAND_bytes(probe, sizeof(probe)) != 1) {
-        *errmsg = "OpenSSL's random generator is not seeded";
-        return -1;
+        return openssl_error(err, "OpenSSL's random generator is not seeded");
     }
-    return 0;
+    return TOKEND_OK;
 }
 
 void crypto_thread_done(void) {
@@ -62,9 +81,9 @@ void crypto_shutdown(void) {
 int crypto_random(void *buf, size_t n) {
     if (n > INT_MAX || RAND_bytes(buf, (int)n) != 1) {
         ERR_clear_error();
-        return -1;
+        return TOKEND_INTERNAL;
     }
-    return 0;
+    return TOKEND_OK;
 }
 
 int crypto_sha256(const void *data, size_t len, uint8_t out[32]) {
@@ -73,7 +92,7 @@ int crypto_sha256(const void *data, size_t len, uint8_t out[32]) {
         ctx = EVP_MD_CTX_new();
         if (ctx == NULL || pthread_setspecific(ctx_key, ctx) != 0) {
             EVP_MD_CTX_free(ctx);
-            return -1;
+            return TOKEND_INTERNAL;
         }
     }
     unsigned int outlen = 0;
@@ -81,9 +100,9 @@ int crypto_sha256(const void *data, size_t len, uint8_t out[32]) {
         EVP_DigestUpdate(ctx, data, len) != 1 ||
         EVP_DigestFinal_ex(ctx, out, &outlen) != 1 || outlen != 32) {
         ERR_clear_error();
-        return -1;
+        return TOKEND_INTERNAL;
     }
-    return 0;
+    return TOKEND_OK;
 }
 
 void crypto_wipe(void *buf, size_t n) {

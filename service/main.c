@@ -10,7 +10,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -18,13 +17,14 @@
 
 #include "config.h"
 #include "crypto.h"
+#include "error.h"
 #include "log.h"
 #include "opt.h"
 #include "rpc.h"
 #include "server.h"
 #include "store.h"
 #include "tokend.h"
-#include "tokens.h"
+#include "methods.h"
 #include "usage.h"
 #include "writer.h"
 
@@ -76,16 +76,16 @@ static bool apply_common(const config *cfg) {
                         "[A-Za-z0-9_]\n");
         return false;
     }
-    const char *why = NULL;
-    if (crypto_init(&why) != 0) {
-        fprintf(stderr, "tokend: %s\n", why);
+    tokend_error err;
+    if (crypto_init(&err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
         return false;
     }
     return true;
 }
 
 static int cmd_init(const config *cfg) {
-    char *err = NULL;
+    tokend_error err;
     store *st = NULL;
     store_options so = {.create_if_missing = true};
     /* Owner-only: the store holds digests, not tokens, but who has which
@@ -94,8 +94,7 @@ static int cmd_init(const config *cfg) {
     int rv = store_open(cfg->data_dir, &so, &st, &err);
     if (rv != TOKEND_OK) {
         fprintf(stderr, "tokend: cannot open a store in %s: %s\n", cfg->data_dir,
-                err ? err : tokend_strerror(rv));
-        free(err);
+                err.message);
         return 1;
     }
     if (store_is_initialised(st)) {
@@ -111,26 +110,25 @@ static int cmd_init(const config *cfg) {
     char token[TOKEN_MAX_LEN + 1];
     uint8_t digest[TOKEN_DIGEST_LEN];
     token_record rec;
-    char *abilities[] = {TOKENS_ABILITY_ADMIN};
+    char *abilities[] = {METHODS_ABILITY_ADMIN};
     int64_t now = rpc_now_ms();
-    rv = tokens_mint(cfg->token_prefix, cfg->admin_owner, "initial admin token",
-                     abilities, 1, now, 0, token, digest, &rec);
+    rv = methods_mint(cfg->token_prefix, cfg->admin_owner, "initial admin token",
+                      abilities, 1, now, 0, token, digest, &rec);
     if (rv != TOKEND_OK) {
         fprintf(stderr, "tokend: could not mint the admin token\n");
         store_close(st);
         return 1;
     }
     store_batch *b = store_batch_new();
-    rv = b ? store_batch_put_token(b, digest, &rec) : TOKEND_INTERNAL;
+    rv = b ? store_batch_put_token(b, digest, &rec, &err)
+           : error_set(&err, TOKEND_INTERNAL, NULL);
     if (rv == TOKEND_OK) {
         store_batch_mark_initialised(b, now);
         rv = store_batch_commit(st, b, true, &err);
     }
     store_batch_free(b);
     if (rv != TOKEND_OK) {
-        fprintf(stderr, "tokend: could not write the store: %s\n",
-                err ? err : tokend_strerror(rv));
-        free(err);
+        fprintf(stderr, "tokend: could not write the store: %s\n", err.message);
         crypto_wipe(token, sizeof(token));
         token_record_free(&rec);
         store_close(st);
@@ -169,11 +167,11 @@ static void *close_watchdog(void *arg) {
 }
 
 static int cmd_serve(const config *cfg) {
-    char *err = NULL;
+    tokend_error err;
     store *st = NULL;
     usage *u = NULL;
     writer *w = NULL;
-    tokens_service *ts = NULL;
+    methods *ms = NULL;
     server *srv = NULL;
     int exit_code = 1;
 
@@ -190,17 +188,15 @@ static int cmd_serve(const config *cfg) {
                         .memtable_bytes = (size_t)cfg->memtable_mb << 20};
     int rv = store_open(cfg->data_dir, &so, &st, &err);
     if (rv != TOKEND_OK && rv != TOKEND_NOT_FOUND) {
-        fprintf(stderr, "tokend: cannot open the store: %s\n",
-                err ? err : "unknown error");
-        free(err);
+        fprintf(stderr, "tokend: cannot open the store: %s\n", err.message);
         return 1;
     }
     if (rv != TOKEND_OK || !store_is_initialised(st)) {
         fprintf(stderr,
                 "tokend: %s has no initialised store (%s). Run: tokend init "
                 "--data-dir %s\n",
-                cfg->data_dir, err ? err : "not initialised", cfg->data_dir);
-        free(err);
+                cfg->data_dir, rv != TOKEND_OK ? err.message : "not initialised",
+                cfg->data_dir);
         store_close(st);
         return 1;
     }
@@ -209,13 +205,13 @@ static int cmd_serve(const config *cfg) {
         fprintf(stderr, "tokend: cannot start the writer\n");
         goto out;
     }
-    tokens_config tc = {
+    methods_config mc = {
         .prefix = cfg->token_prefix,
         .max_lifetime_s = cfg->max_lifetime_s,
         .verify_requires_credential = cfg->verify_requires_credential,
     };
-    ts = tokens_service_new(&tc, st, w, u);
-    if (ts == NULL) {
+    ms = methods_new(&mc, st, w, u);
+    if (ms == NULL) {
         fprintf(stderr, "tokend: out of memory\n");
         goto out;
     }
@@ -225,9 +221,8 @@ static int cmd_serve(const config *cfg) {
         .max_message = (size_t)cfg->max_message,
         .contexts = (int)cfg->contexts,
     };
-    if (server_start(&sc, tokens_service_base(ts), &srv, &err) != TOKEND_OK) {
-        fprintf(stderr, "tokend: %s\n", err ? err : "cannot start serving");
-        free(err);
+    if (server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
         goto out;
     }
     for (size_t i = 0; i < cfg->listen.n; i++) {
@@ -265,7 +260,7 @@ out:
         }
         LOG(LOG_INFO, "stopped", "requests=%llu", (unsigned long long)served);
     }
-    tokens_service_free(ts);
+    methods_free(ms);
     usage_free(u);
     store_close(st);
     crypto_shutdown();

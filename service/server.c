@@ -17,6 +17,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/util/platform.h>
 
+#include "error.h"
 #include "log.h"
 #include "rpc.h"
 #include "tokend.h"
@@ -308,34 +309,22 @@ void server_call_note(void *closure_data, const char *fmt, ...) {
     }
 }
 
-static char *errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *errorf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0) {
-        s = NULL;
-    }
-    va_end(ap);
-    return s;
-}
-
+/* NNG's rv is turned into a status here, where it arises, with
+ * nng_strerror's text in *err. */
 int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
-                 char **errmsg) {
-    *errmsg = NULL;
+                 tokend_error *err) {
     server *srv = calloc(1, sizeof(*srv));
     if (srv == NULL) {
-        return TOKEND_INTERNAL;
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
     }
     srv->svc = svc;
     srv->max_message = cfg->max_message;
     srv->n_ctxs = cfg->contexts > 0 ? cfg->contexts : 128;
     int rv = nng_rep0_open(&srv->sock);
     if (rv != 0) {
-        *errmsg = errorf("cannot open a REP socket: %s", nng_strerror(rv));
         free(srv);
-        return TOKEND_INTERNAL;
+        return error_set(err, TOKEND_INTERNAL, "cannot open a REP socket: %s",
+                         nng_strerror(rv));
     }
     /* Receive somewhat more than the limit, so a request just over it gets
      * a RESOURCE_EXHAUSTED reply instead of a dropped connection; past this
@@ -346,16 +335,18 @@ int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
                          : cfg->max_message + (1u << 20);
     nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, ceiling);
 
+    int status = TOKEND_OK;
     srv->listeners = calloc(cfg->n_listen, sizeof(*srv->listeners));
     srv->ctxs = calloc((size_t)srv->n_ctxs, sizeof(*srv->ctxs));
     if (srv->listeners == NULL || srv->ctxs == NULL) {
-        *errmsg = errorf("out of memory");
+        status = error_set(err, TOKEND_INTERNAL, "out of memory");
         goto fail;
     }
     for (size_t i = 0; i < cfg->n_listen; i++) {
         rv = nng_listen(srv->sock, cfg->listen[i], &srv->listeners[i], 0);
         if (rv != 0) {
-            *errmsg = errorf("cannot listen on %s: %s", cfg->listen[i], nng_strerror(rv));
+            status = error_set(err, TOKEND_UNAVAILABLE, "cannot listen on %s: %s",
+                               cfg->listen[i], nng_strerror(rv));
             goto fail;
         }
         srv->n_listeners++;
@@ -365,7 +356,8 @@ int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
         c->srv = srv;
         if ((rv = nng_aio_alloc(&c->aio, ctx_callback, c)) != 0 ||
             (rv = nng_ctx_open(&c->ctx, srv->sock)) != 0) {
-            *errmsg = errorf("cannot open context %d: %s", i, nng_strerror(rv));
+            status = error_set(err, TOKEND_INTERNAL, "cannot open context %d: %s", i,
+                               nng_strerror(rv));
             goto fail;
         }
     }
@@ -376,7 +368,7 @@ int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
     return TOKEND_OK;
 fail:
     server_close(srv);
-    return TOKEND_UNAVAILABLE;
+    return status;
 }
 
 int server_drain(server *srv, int drain_ms) {

@@ -21,6 +21,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "tokend.h"
+
 typedef struct server server;
 
 typedef struct server_config {
@@ -31,9 +33,11 @@ typedef struct server_config {
 } server_config;
 
 /* Listens on every URL and starts serving `svc` (which must outlive the
- * server). On error *errmsg (malloc'd) says which URL failed and why. */
+ * server); on TOKEND_OK *out is the server, to drain and close. A URL that
+ * cannot be listened on is TOKEND_UNAVAILABLE, with the URL and NNG's
+ * reason in *err; lack of memory or of NNG resources TOKEND_INTERNAL. */
 int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
-                 char **errmsg);
+                 tokend_error *err);
 
 /* Stops taking new requests (new ones are answered UNAVAILABLE) and waits
  * up to drain_ms for the ones in flight to be answered. Returns how many

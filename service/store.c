@@ -5,10 +5,12 @@
  * This file owns everything that touches RocksDB: the options (one LRU
  * block cache shared by every column family, bloom filters where lookups
  * are by exact key, index and filter blocks charged to that cache so memory
- * stays bounded however many tokens there are), the key encodings, the
- * record codec, and the translation of RocksDB's errptr strings into
- * tokend statuses. It is the only file that includes rocksdb/c.h. It knows
- * nothing of RPC, crypto or the clock: callers pass digests and times in.
+ * stays bounded however many tokens there are), which keys and values go
+ * to which family, and the translation of RocksDB's errptr strings into
+ * tokend statuses. It is the only file that includes rocksdb/c.h. The bytes
+ * of records, index keys and cursors are record.c's, which it calls. It
+ * knows nothing of RPC, crypto or the clock: callers pass digests and
+ * times in.
  *
  * Write batches are recorded here as a plain list of operations and turned
  * into a rocksdb_writebatch_t only at commit, because store_batch_new()
@@ -20,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,8 @@
 
 #include <rocksdb/c.h>
 
+#include "error.h"
+#include "record.h"
 #include "tokend.h"
 
 /* Tuning. The aim is a small, bounded footprint (tokend under 200 MB with
@@ -59,22 +62,12 @@
 #define STORE_MIN_FREE_BYTES ((unsigned long long)4 << 20)
 
 #define STORE_SCHEMA_VERSION "1"
-#define RECORD_VERSION 1
 
 /* Column families, in the order of their handles in struct store. */
 enum { CF_META, CF_TOKENS, CF_IDS, CF_OWNERS, CF_USAGE, CF_COUNT };
 
 static const char *const cf_names[CF_COUNT] = {"default", "tokens", "ids", "owners",
                                                "usage"};
-
-/* owners key: owner NUL be64(created_ms) be32(created_seq) id. The
- * sequence keeps creation order among tokens made in the same millisecond
- * (the id alone is random). */
-#define OWNER_ORDER_LEN 12
-#define OWNER_SUFFIX_LEN (OWNER_ORDER_LEN + TOKEN_ID_LEN)
-#define OWNER_KEY_MAX (TOKEN_OWNER_MAX + 1 + OWNER_SUFFIX_LEN)
-#define CURSOR_HEX_LEN (2 * OWNER_SUFFIX_LEN)
-#define USAGE_VALUE_LEN 16
 
 struct store {
     rocksdb_t *db;
@@ -94,414 +87,31 @@ struct store {
     atomic_bool write_failed;
 };
 
-/* A batch is a byte log of operations: op, cf, be32 key length, key, and
- * for a put be32 value length and value. */
+/* A batch is a byte log of operations, never stored: op, cf, key length,
+ * key, and for a put value length and value, each length a uint32_t in
+ * host order. */
 enum { OP_PUT = 1, OP_DELETE = 2 };
 
 struct store_batch {
     uint8_t *log;
     size_t len;
     size_t cap;
-    size_t count;   /* store_batch_* calls that added operations */
-    int failed;     /* 0, or the status commit must return */
-    char fail[160]; /* why, for commit's errmsg */
+    size_t count; /* store_batch_* calls that added operations */
+    /* TOKEND_OK, or the status commit must return and why: the first
+     * operation that could not be added. */
+    tokend_error failure;
 };
 
 /* ---------- errors ---------- */
 
-/* Detail of the calling thread's latest failure in a call without an
- * errmsg parameter (see store_last_error). A fixed buffer: no allocation
- * on the error path, nothing to free. */
-static _Thread_local char last_error[512];
-
-/* Records printf-style detail for store_last_error(). */
-static void set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void set_last_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof(last_error), fmt, ap);
-    va_end(ap);
-}
-
-const char *store_last_error(void) {
-    return last_error;
-}
-
-/* Hands a malloc'd copy of the current last_error to *errmsg, if the
- * caller wants one. Out of memory leaves *errmsg NULL. */
-static void give_errmsg(char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = strdup(last_error);
-    }
-}
-
-/* Translates a RocksDB errptr at the boundary: the detail, prefixed with
- * what we were doing, goes to last_error (and *errmsg when given), and
- * RocksDB's string is freed. Always TOKEND_STORAGE_ERROR. */
-static int storage_error(char *rocks_err, const char *what, char **errmsg) {
-    set_last_error("%s: %s", what, rocks_err != NULL ? rocks_err : "unknown error");
+/* Translates a RocksDB errptr at the boundary: its text, prefixed with
+ * what we were doing, goes into *err, and RocksDB's string is freed.
+ * Always TOKEND_STORAGE_ERROR. */
+static int storage_error(char *rocks_err, const char *what, tokend_error *err) {
+    error_set(err, TOKEND_STORAGE_ERROR, "%s: %s", what,
+              rocks_err != NULL ? rocks_err : "unknown error");
     rocksdb_free(rocks_err);
-    give_errmsg(errmsg);
     return TOKEND_STORAGE_ERROR;
-}
-
-/* ---------- byte helpers ---------- */
-
-static void put_be64(uint8_t *p, uint64_t v) {
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)(v & 0xff);
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
-           (uint32_t)p[3];
-}
-
-static const char hex_digits[] = "0123456789abcdef";
-
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* ---------- record codec ----------
- *
- * Version 1 layout, all lengths and counts as LEB128 varints:
- *   u8 version (1)
- *   id        len (== TOKEN_ID_LEN) + bytes
- *   owner     len (<= TOKEN_OWNER_MAX) + bytes
- *   name      len (<= TOKEN_NAME_MAX) + bytes
- *   abilities count (<= TOKEN_ABILITIES_MAX), each len (<= TOKEN_ABILITY_MAX)
- *             + bytes
- *   created_ms, expires_ms   be64 each (two's complement)
- *   created_seq               be32
- *   metadata  count (<= TOKEN_METADATA_MAX), each key len (<= TOKEN_META_KEY_MAX)
- *             + bytes, value len (<= TOKEN_META_VALUE_MAX) + bytes
- * and nothing after. Strings hold no NUL byte. Every bound is below 2^14,
- * so a valid varint here is one or two bytes; decode accepts at most three.
- */
-
-static size_t varint_len(size_t v) {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, size_t v) {
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-static uint8_t *put_string(uint8_t *p, const char *s, size_t len) {
-    p = put_varint(p, len);
-    memcpy(p, s, len);
-    return p + len;
-}
-
-/* Adds the encoded size of string `s` (NULL is refused, or taken as ""
- * where null_ok) to *size, if it is within `max` bytes. */
-static bool size_string(const char *s, size_t max, bool null_ok, size_t *size,
-                        const char *field) {
-    if (s == NULL) {
-        if (!null_ok) {
-            set_last_error("record %s is missing", field);
-            return false;
-        }
-        s = "";
-    }
-    size_t len = strnlen(s, max + 1);
-    if (len > max) {
-        set_last_error("record %s longer than %zu bytes", field, max);
-        return false;
-    }
-    *size += varint_len(len) + len;
-    return true;
-}
-
-/* Checks `rec` against the bounds of token.h and computes its encoded
- * size. Returns false (detail in last_error) if it is out of bounds. */
-static bool record_size(const token_record *rec, size_t *size) {
-    size_t total = 1;
-    if (!token_id_ok(rec->id, strnlen(rec->id, sizeof(rec->id)))) {
-        set_last_error("record id is not a valid public id");
-        return false;
-    }
-    total += varint_len(TOKEN_ID_LEN) + TOKEN_ID_LEN;
-    if (!size_string(rec->owner, TOKEN_OWNER_MAX, false, &total, "owner") ||
-        !size_string(rec->name, TOKEN_NAME_MAX, true, &total, "name")) {
-        return false;
-    }
-    if (rec->n_abilities > TOKEN_ABILITIES_MAX ||
-        (rec->n_abilities > 0 && rec->abilities == NULL)) {
-        set_last_error("record has %zu abilities (at most %d)", rec->n_abilities,
-                       TOKEN_ABILITIES_MAX);
-        return false;
-    }
-    total += varint_len(rec->n_abilities);
-    for (size_t i = 0; i < rec->n_abilities; i++) {
-        if (!size_string(rec->abilities[i], TOKEN_ABILITY_MAX, false, &total,
-                         "ability")) {
-            return false;
-        }
-    }
-    total += 20;
-    if (rec->n_metadata > TOKEN_METADATA_MAX ||
-        (rec->n_metadata > 0 && rec->metadata == NULL)) {
-        set_last_error("record has %zu metadata entries (at most %d)", rec->n_metadata,
-                       TOKEN_METADATA_MAX);
-        return false;
-    }
-    total += varint_len(rec->n_metadata);
-    for (size_t i = 0; i < rec->n_metadata; i++) {
-        if (!size_string(rec->metadata[i].key, TOKEN_META_KEY_MAX, false, &total,
-                         "metadata key") ||
-            !size_string(rec->metadata[i].value, TOKEN_META_VALUE_MAX, true, &total,
-                         "metadata value")) {
-            return false;
-        }
-    }
-    *size = total;
-    return true;
-}
-
-/* Encodes after record_size() has checked every bound, so it cannot fail
- * and writes exactly the size that function computed. A NULL name or
- * metadata value is written as "". */
-int store_record_encode(const token_record *rec, uint8_t **out, size_t *len) {
-    if (out != NULL) {
-        *out = NULL;
-    }
-    if (len != NULL) {
-        *len = 0;
-    }
-    if (rec == NULL || out == NULL || len == NULL) {
-        set_last_error("store_record_encode: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
-    }
-    size_t size = 0;
-    if (!record_size(rec, &size)) {
-        return TOKEND_INVALID_ARGUMENT;
-    }
-    uint8_t *buf = malloc(size);
-    if (buf == NULL) {
-        set_last_error("out of memory encoding a record");
-        return TOKEND_INTERNAL;
-    }
-    uint8_t *p = buf;
-    *p++ = RECORD_VERSION;
-    p = put_string(p, rec->id, TOKEN_ID_LEN);
-    p = put_string(p, rec->owner, strlen(rec->owner));
-    const char *name = rec->name != NULL ? rec->name : "";
-    p = put_string(p, name, strlen(name));
-    p = put_varint(p, rec->n_abilities);
-    for (size_t i = 0; i < rec->n_abilities; i++) {
-        p = put_string(p, rec->abilities[i], strlen(rec->abilities[i]));
-    }
-    put_be64(p, (uint64_t)rec->created_ms);
-    put_be64(p + 8, (uint64_t)rec->expires_ms);
-    put_be32(p + 16, rec->created_seq);
-    p += 20;
-    p = put_varint(p, rec->n_metadata);
-    for (size_t i = 0; i < rec->n_metadata; i++) {
-        const token_kv *kv = &rec->metadata[i];
-        const char *value = kv->value != NULL ? kv->value : "";
-        p = put_string(p, kv->key, strlen(kv->key));
-        p = put_string(p, value, strlen(value));
-    }
-    *out = buf;
-    *len = (size_t)(p - buf);
-    return TOKEND_OK;
-}
-
-/* A cursor over untrusted bytes: every read checks what is left first. */
-typedef struct reader {
-    const uint8_t *p;
-    size_t left;
-} reader;
-
-static bool read_u8(reader *r, uint8_t *v) {
-    if (r->left < 1) {
-        return false;
-    }
-    *v = *r->p++;
-    r->left--;
-    return true;
-}
-
-static bool read_be32(reader *r, uint32_t *v) {
-    if (r->left < 4) {
-        return false;
-    }
-    *v = get_be32(r->p);
-    r->p += 4;
-    r->left -= 4;
-    return true;
-}
-
-static bool read_be64(reader *r, int64_t *v) {
-    if (r->left < 8) {
-        return false;
-    }
-    *v = (int64_t)get_be64(r->p);
-    r->p += 8;
-    r->left -= 8;
-    return true;
-}
-
-/* Reads a varint of at most three bytes whose value is at most `max`. */
-static bool read_varint(reader *r, size_t max, size_t *v) {
-    size_t value = 0;
-    for (int shift = 0; shift < 21; shift += 7) {
-        uint8_t b;
-        if (!read_u8(r, &b)) {
-            return false;
-        }
-        value |= (size_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) {
-            if (value > max) {
-                return false;
-            }
-            *v = value;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Reads a length-prefixed string of at most `max` bytes with no NUL into
- * a malloc'd, NUL-terminated copy. */
-static bool read_string(reader *r, size_t max, char **out) {
-    size_t len;
-    if (!read_varint(r, max, &len) || len > r->left || memchr(r->p, 0, len) != NULL) {
-        return false;
-    }
-    char *s = malloc(len + 1);
-    if (s == NULL) {
-        return false;
-    }
-    memcpy(s, r->p, len);
-    s[len] = '\0';
-    r->p += len;
-    r->left -= len;
-    *out = s;
-    return true;
-}
-
-/* Decodes into a local record and hands it over only when all of it
- * decoded, so a failure leaves *out zeroed and frees every partial
- * allocation (token_record_free copes with a half-filled record because
- * the arrays are calloc'd and their counts set before they are filled). */
-int store_record_decode(const uint8_t *buf, size_t len, token_record *out) {
-    if (out == NULL) {
-        set_last_error("store_record_decode: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
-    }
-    memset(out, 0, sizeof(*out));
-    if (buf == NULL) {
-        set_last_error("record is empty");
-        return TOKEND_INTERNAL;
-    }
-    token_record rec;
-    memset(&rec, 0, sizeof(rec));
-    reader r = {buf, len};
-    uint8_t version = 0;
-    size_t n = 0;
-    char *id = NULL;
-
-    if (!read_u8(&r, &version) || version != RECORD_VERSION) {
-        goto fail;
-    }
-    if (!read_string(&r, TOKEN_ID_LEN, &id)) {
-        goto fail;
-    }
-    if (!token_id_ok(id, strlen(id))) {
-        free(id);
-        goto fail;
-    }
-    memcpy(rec.id, id, TOKEN_ID_LEN + 1);
-    free(id);
-    if (!read_string(&r, TOKEN_OWNER_MAX, &rec.owner) ||
-        !read_string(&r, TOKEN_NAME_MAX, &rec.name)) {
-        goto fail;
-    }
-    if (!read_varint(&r, TOKEN_ABILITIES_MAX, &n)) {
-        goto fail;
-    }
-    if (n > 0) {
-        rec.abilities = calloc(n, sizeof(*rec.abilities));
-        if (rec.abilities == NULL) {
-            goto fail;
-        }
-        rec.n_abilities = n;
-        for (size_t i = 0; i < n; i++) {
-            if (!read_string(&r, TOKEN_ABILITY_MAX, &rec.abilities[i])) {
-                goto fail;
-            }
-        }
-    }
-    if (!read_be64(&r, &rec.created_ms) || !read_be64(&r, &rec.expires_ms) ||
-        !read_be32(&r, &rec.created_seq)) {
-        goto fail;
-    }
-    if (!read_varint(&r, TOKEN_METADATA_MAX, &n)) {
-        goto fail;
-    }
-    if (n > 0) {
-        rec.metadata = calloc(n, sizeof(*rec.metadata));
-        if (rec.metadata == NULL) {
-            goto fail;
-        }
-        rec.n_metadata = n;
-        for (size_t i = 0; i < n; i++) {
-            if (!read_string(&r, TOKEN_META_KEY_MAX, &rec.metadata[i].key) ||
-                !read_string(&r, TOKEN_META_VALUE_MAX, &rec.metadata[i].value)) {
-                goto fail;
-            }
-        }
-    }
-    if (r.left != 0) {
-        goto fail;
-    }
-    *out = rec;
-    return TOKEND_OK;
-
-fail:
-    set_last_error("stored record does not decode (byte %zu of %zu)", len - r.left, len);
-    token_record_free(&rec);
-    return TOKEND_INTERNAL;
 }
 
 /* ---------- open and close ---------- */
@@ -595,14 +205,14 @@ static bool store_exists(const char *dir) {
 /* Checks the column families an existing store has: none unknown to this
  * version (RocksDB would make us open them all), and, unless we may
  * create them, all of ours present. */
-static int check_families(const char *dir, bool create, char **errmsg) {
+static int check_families(const char *dir, bool create, tokend_error *err) {
     rocksdb_options_t *o = rocksdb_options_create();
-    char *err = NULL;
+    char *rocks_err = NULL;
     size_t n = 0;
-    char **names = rocksdb_list_column_families(o, dir, &n, &err);
+    char **names = rocksdb_list_column_families(o, dir, &n, &rocks_err);
     rocksdb_options_destroy(o);
-    if (err != NULL) {
-        return storage_error(err, "listing column families", errmsg);
+    if (rocks_err != NULL) {
+        return storage_error(rocks_err, "listing column families", err);
     }
     int rv = TOKEND_OK;
     bool have[CF_COUNT] = {false};
@@ -614,71 +224,66 @@ static int check_families(const char *dir, bool create, char **errmsg) {
             }
         }
         if (!known) {
-            set_last_error("%s has column family \"%s\", unknown to this tokend", dir,
+            rv = error_set(err, TOKEND_STORAGE_ERROR,
+                           "%s has column family \"%s\", unknown to this tokend", dir,
                            names[i]);
-            rv = TOKEND_STORAGE_ERROR;
         }
     }
     for (int c = 0; c < CF_COUNT && rv == TOKEND_OK; c++) {
         if (!have[c] && !create) {
-            set_last_error("%s is not a complete tokend store (no column family \"%s\")",
+            rv = error_set(err, TOKEND_STORAGE_ERROR,
+                           "%s is not a complete tokend store (no column family \"%s\")",
                            dir, cf_names[c]);
-            rv = TOKEND_STORAGE_ERROR;
         }
     }
     rocksdb_list_column_families_destroy(names, n);
-    if (rv != TOKEND_OK) {
-        give_errmsg(errmsg);
-    }
     return rv;
 }
 
 /* Point read of key in family `cf`. TOKEND_OK with *value set (destroy
- * it), TOKEND_NOT_FOUND, or TOKEND_STORAGE_ERROR (detail in last_error). */
+ * it), TOKEND_NOT_FOUND (err untouched), or TOKEND_STORAGE_ERROR. */
 static int get_raw(store *st, const rocksdb_readoptions_t *ro, int cf, const void *key,
-                   size_t klen, rocksdb_pinnableslice_t **value) {
-    char *err = NULL;
-    *value = rocksdb_get_pinned_cf(st->db, ro, st->cf[cf], key, klen, &err);
-    if (err != NULL) {
+                   size_t klen, rocksdb_pinnableslice_t **value, tokend_error *err) {
+    char *rocks_err = NULL;
+    *value = rocksdb_get_pinned_cf(st->db, ro, st->cf[cf], key, klen, &rocks_err);
+    if (rocks_err != NULL) {
         rocksdb_pinnableslice_destroy(*value);
         *value = NULL;
         char what[64];
         snprintf(what, sizeof(what), "reading %s", cf_names[cf]);
-        return storage_error(err, what, NULL);
+        return storage_error(rocks_err, what, err);
     }
     return *value != NULL ? TOKEND_OK : TOKEND_NOT_FOUND;
 }
 
 /* The schema marker: written into a new store, checked in an old one so
  * that a store from a future layout is refused rather than misread. */
-static int check_schema(store *st, char **errmsg) {
+static int check_schema(store *st, tokend_error *err) {
     rocksdb_pinnableslice_t *v = NULL;
-    int rv = get_raw(st, st->read_opts, CF_META, "schema", 6, &v);
+    int rv = get_raw(st, st->read_opts, CF_META, "schema", 6, &v, err);
     if (rv == TOKEND_NOT_FOUND) {
         if (st->read_only) {
             return TOKEND_OK;
         }
-        char *err = NULL;
+        char *rocks_err = NULL;
         rocksdb_put_cf(st->db, st->write_sync, st->cf[CF_META], "schema", 6,
-                       STORE_SCHEMA_VERSION, strlen(STORE_SCHEMA_VERSION), &err);
-        if (err != NULL) {
-            return storage_error(err, "writing the schema version", errmsg);
+                       STORE_SCHEMA_VERSION, strlen(STORE_SCHEMA_VERSION), &rocks_err);
+        if (rocks_err != NULL) {
+            return storage_error(rocks_err, "writing the schema version", err);
         }
         return TOKEND_OK;
     }
     if (rv != TOKEND_OK) {
-        give_errmsg(errmsg);
         return rv;
     }
     size_t len = 0;
     const char *val = rocksdb_pinnableslice_value(v, &len);
     if (len != strlen(STORE_SCHEMA_VERSION) ||
         memcmp(val, STORE_SCHEMA_VERSION, len) != 0) {
-        set_last_error(
-            "store schema \"%.*s\" is not supported (this tokend reads \"%s\")",
-            (int)(len < 16 ? len : 16), val, STORE_SCHEMA_VERSION);
-        rv = TOKEND_STORAGE_ERROR;
-        give_errmsg(errmsg);
+        rv =
+            error_set(err, TOKEND_STORAGE_ERROR,
+                      "store schema \"%.*s\" is not supported (this tokend reads \"%s\")",
+                      (int)(len < 16 ? len : 16), val, STORE_SCHEMA_VERSION);
     }
     rocksdb_pinnableslice_destroy(v);
     return rv;
@@ -688,29 +293,27 @@ static int check_schema(store *st, char **errmsg) {
  * STORE_MIN_FREE_BYTES free in `dir`: opening writes a new LOG, OPTIONS
  * file, MANIFEST and WAL, and a write failing half-way through the LOG
  * aborts tokend (see database_options). */
-static int check_free_space(const char *dir, char **errmsg) {
+static int check_free_space(const char *dir, tokend_error *err) {
     struct statvfs vfs;
     if (statvfs(dir, &vfs) != 0) {
-        set_last_error("cannot check free space in %s: %s", dir, strerror(errno));
-        give_errmsg(errmsg);
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR, "cannot check free space in %s: %s",
+                         dir, strerror(errno));
     }
     unsigned long long free_bytes =
         (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize;
     if (free_bytes < STORE_MIN_FREE_BYTES) {
-        set_last_error("%s has %llu KiB free; the store needs at least %llu KiB to be "
-                       "opened for writing",
-                       dir, free_bytes >> 10,
-                       (unsigned long long)STORE_MIN_FREE_BYTES >> 10);
-        give_errmsg(errmsg);
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR,
+                         "%s has %llu KiB free; the store needs at least %llu KiB to be "
+                         "opened for writing",
+                         dir, free_bytes >> 10,
+                         (unsigned long long)STORE_MIN_FREE_BYTES >> 10);
     }
     return TOKEND_OK;
 }
 
 /* Opens st->db and st->cf on st->dir: for reading only if st->read_only,
  * else read-write (creating the missing families if `create`). */
-static int db_open(store *st, bool create, char **errmsg) {
+static int db_open(store *st, bool create, tokend_error *err) {
     rocksdb_options_t *fam[CF_COUNT];
     size_t mem = st->memtable_bytes;
     fam[CF_META] = family_options(st->cache, false, mem / STORE_META_SHARE);
@@ -720,27 +323,27 @@ static int db_open(store *st, bool create, char **errmsg) {
     fam[CF_USAGE] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
     database_options(fam[CF_META], create, mem);
 
-    char *err = NULL;
+    char *rocks_err = NULL;
     if (st->read_only) {
         st->db = rocksdb_open_for_read_only_column_families(
             fam[CF_META], st->dir, CF_COUNT, cf_names,
-            (const rocksdb_options_t *const *)fam, st->cf, 0, &err);
+            (const rocksdb_options_t *const *)fam, st->cf, 0, &rocks_err);
     } else {
         st->db = rocksdb_open_column_families(fam[CF_META], st->dir, CF_COUNT, cf_names,
                                               (const rocksdb_options_t *const *)fam,
-                                              st->cf, &err);
+                                              st->cf, &rocks_err);
     }
     for (int c = 0; c < CF_COUNT; c++) {
         rocksdb_options_destroy(fam[c]);
     }
-    if (err != NULL) {
+    if (rocks_err != NULL) {
         st->db = NULL;
         for (int c = 0; c < CF_COUNT; c++) {
             st->cf[c] = NULL;
         }
         char what[256];
         snprintf(what, sizeof(what), "opening %s", st->dir);
-        return storage_error(err, what, errmsg);
+        return storage_error(rocks_err, what, err);
     }
     return TOKEND_OK;
 }
@@ -776,48 +379,42 @@ static void db_close(store *st, bool flush) {
  * on disk; open all five with their options (creating the missing ones if
  * allowed); check or write the schema marker. Any failure unwinds
  * through store_close, which copes with a half-built store. */
-int store_open(const char *dir, const store_options *opts, store **out, char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = NULL;
-    }
+int store_open(const char *dir, const store_options *opts, store **out,
+               tokend_error *err) {
     if (out != NULL) {
         *out = NULL;
     }
     if (dir == NULL || *dir == '\0' || out == NULL) {
-        set_last_error("store_open: no directory given");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_open: no directory given");
     }
     store_options defaults = {0};
     if (opts == NULL) {
         opts = &defaults;
     }
     if (opts->create_if_missing && opts->read_only) {
-        set_last_error("store_open: create_if_missing and read_only exclude each other");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(
+            err, TOKEND_INVALID_ARGUMENT,
+            "store_open: create_if_missing and read_only exclude each other");
     }
     bool create = opts->create_if_missing;
     bool exists = store_exists(dir);
     if (!exists && !create) {
-        set_last_error("no tokend store in %s (run tokend init)", dir);
-        give_errmsg(errmsg);
-        return TOKEND_NOT_FOUND;
+        return error_set(err, TOKEND_NOT_FOUND, "no tokend store in %s (run tokend init)",
+                         dir);
     }
     if (exists) {
-        int rv = check_families(dir, create, errmsg);
+        int rv = check_families(dir, create, err);
         if (rv != TOKEND_OK) {
             return rv;
         }
     } else if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         /* Made here, not by RocksDB, so that it is private (0700). */
-        set_last_error("cannot create %s: %s", dir, strerror(errno));
-        give_errmsg(errmsg);
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR, "cannot create %s: %s", dir,
+                         strerror(errno));
     }
 
     if (!opts->read_only) {
-        int rv = check_free_space(dir, errmsg);
+        int rv = check_free_space(dir, err);
         if (rv != TOKEND_OK) {
             return rv;
         }
@@ -825,9 +422,7 @@ int store_open(const char *dir, const store_options *opts, store **out, char **e
 
     store *st = calloc(1, sizeof(*st));
     if (st == NULL) {
-        set_last_error("out of memory opening the store");
-        give_errmsg(errmsg);
-        return TOKEND_INTERNAL;
+        return error_set(err, TOKEND_INTERNAL, "out of memory opening the store");
     }
     /* Writer-preferring: under a steady stream of reads a reopen would
      * otherwise wait for a moment with no reader at all. (No thread takes
@@ -850,15 +445,11 @@ int store_open(const char *dir, const store_options *opts, store **out, char **e
     st->write_nosync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->write_nosync, 0);
 
-    int rv = TOKEND_INTERNAL;
-    if (st->dir == NULL) {
-        set_last_error("out of memory opening the store");
-        give_errmsg(errmsg);
-    } else {
-        rv = db_open(st, create, errmsg);
-    }
+    int rv = st->dir != NULL
+                 ? db_open(st, create, err)
+                 : error_set(err, TOKEND_INTERNAL, "out of memory opening the store");
     if (rv == TOKEND_OK) {
-        rv = check_schema(st, errmsg);
+        rv = check_schema(st, err);
     }
     if (rv != TOKEND_OK) {
         st->read_only = true; /* nothing to flush */
@@ -897,16 +488,11 @@ void store_close(store *st) {
  * has no rocksdb_resume. Closing the database and opening it again always
  * works: the open replays the WAL up to the torn record of the failed
  * write (point-in-time recovery) and starts a new WAL. */
-int store_reopen(store *st, char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = NULL;
-    }
+int store_reopen(store *st, tokend_error *err) {
     if (st == NULL) {
-        set_last_error("store_reopen: NULL argument");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_reopen: NULL argument");
     }
-    int rv = check_free_space(st->dir, errmsg);
+    int rv = check_free_space(st->dir, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -914,38 +500,28 @@ int store_reopen(store *st, char **errmsg) {
     db_close(st, false);
     atomic_store(&st->write_failed, false);
     st->read_only = false;
-    char *why = NULL;
-    rv = db_open(st, false, &why);
+    rv = db_open(st, false, err);
     if (rv != TOKEND_OK) {
         /* Reads go on from a read-only instance; the next reopen retries. */
         st->read_only = true;
         (void)db_open(st, false, NULL);
-        set_last_error("%s", why != NULL ? why : "reopening the store failed");
-        give_errmsg(errmsg);
     }
-    free(why);
     pthread_rwlock_unlock(&st->swap);
     return rv;
 }
 
-int store_probe_writable(store *st, char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = NULL;
-    }
+int store_probe_writable(store *st, tokend_error *err) {
     if (st == NULL) {
-        set_last_error("store_probe_writable: NULL argument");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_probe_writable: NULL argument");
     }
-    int rv = check_free_space(st->dir, errmsg);
+    int rv = check_free_space(st->dir, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
     char *path = NULL;
     if (asprintf(&path, "%s/.tokend-probe", st->dir) < 0) {
-        set_last_error("out of memory probing %s", st->dir);
-        give_errmsg(errmsg);
-        return TOKEND_INTERNAL;
+        return error_set(err, TOKEND_INTERNAL, "out of memory probing %s", st->dir);
     }
     static const char block[4096];
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -958,10 +534,8 @@ int store_probe_writable(store *st, char **errmsg) {
     unlink(path);
     free(path);
     if (!ok) {
-        set_last_error("%s does not take writes: %s", st->dir,
-                       saved != 0 ? strerror(saved) : "short write");
-        give_errmsg(errmsg);
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR, "%s does not take writes: %s",
+                         st->dir, saved != 0 ? strerror(saved) : "short write");
     }
     return TOKEND_OK;
 }
@@ -972,12 +546,12 @@ bool store_write_failed(store *st) {
 
 /* Readers and commits share the database handle with store_reopen. A
  * store whose reopen left no database at all answers STORAGE_ERROR. */
-static int read_begin(store *st) {
+static int read_begin(store *st, tokend_error *err) {
     pthread_rwlock_rdlock(&st->swap);
     if (st->db == NULL) {
         pthread_rwlock_unlock(&st->swap);
-        set_last_error("the store is closed: reopening it failed");
-        return TOKEND_STORAGE_ERROR;
+        return error_set(err, TOKEND_STORAGE_ERROR,
+                         "the store is closed: reopening it failed");
     }
     return TOKEND_OK;
 }
@@ -992,11 +566,11 @@ bool store_is_initialised(store *st) {
     if (st == NULL) {
         return false;
     }
-    if (read_begin(st) != TOKEND_OK) {
+    if (read_begin(st, NULL) != TOKEND_OK) {
         return false;
     }
     rocksdb_pinnableslice_t *v = NULL;
-    int rv = get_raw(st, st->read_opts, CF_META, "initialised", 11, &v);
+    int rv = get_raw(st, st->read_opts, CF_META, "initialised", 11, &v, NULL);
     read_end(st);
     if (rv != TOKEND_OK) {
         return false;
@@ -1006,41 +580,42 @@ bool store_is_initialised(store *st) {
 }
 
 static int get_token_ro(store *st, const rocksdb_readoptions_t *ro,
-                        const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out) {
+                        const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out,
+                        tokend_error *err) {
     rocksdb_pinnableslice_t *v = NULL;
-    int rv = get_raw(st, ro, CF_TOKENS, digest, TOKEN_DIGEST_LEN, &v);
+    int rv = get_raw(st, ro, CF_TOKENS, digest, TOKEN_DIGEST_LEN, &v, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
     size_t len = 0;
     const char *val = rocksdb_pinnableslice_value(v, &len);
-    rv = store_record_decode((const uint8_t *)val, len, out);
+    rv = record_decode((const uint8_t *)val, len, out, err);
     rocksdb_pinnableslice_destroy(v);
     return rv;
 }
 
-int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN],
-                    token_record *out) {
+int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out,
+                    tokend_error *err) {
     if (out != NULL) {
         memset(out, 0, sizeof(*out));
     }
     if (st == NULL || digest == NULL || out == NULL) {
-        set_last_error("store_get_token: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_get_token: NULL argument");
     }
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
-    rv = get_token_ro(st, st->read_opts, digest, out);
+    rv = get_token_ro(st, st->read_opts, digest, out, err);
     read_end(st);
     return rv;
 }
 
 static int get_digest_ro(store *st, const rocksdb_readoptions_t *ro, const char *id,
-                         size_t id_len, uint8_t digest[TOKEN_DIGEST_LEN]) {
+                         size_t id_len, uint8_t digest[TOKEN_DIGEST_LEN],
+                         tokend_error *err) {
     rocksdb_pinnableslice_t *v = NULL;
-    int rv = get_raw(st, ro, CF_IDS, id, id_len, &v);
+    int rv = get_raw(st, ro, CF_IDS, id, id_len, &v, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -1049,53 +624,48 @@ static int get_digest_ro(store *st, const rocksdb_readoptions_t *ro, const char 
     if (len == TOKEN_DIGEST_LEN) {
         memcpy(digest, val, TOKEN_DIGEST_LEN);
     } else {
-        set_last_error("ids entry for %.*s holds %zu bytes, not a digest", (int)id_len,
+        rv = error_set(err, TOKEND_INTERNAL,
+                       "ids entry for %.*s holds %zu bytes, not a digest", (int)id_len,
                        id, len);
-        rv = TOKEND_INTERNAL;
     }
     rocksdb_pinnableslice_destroy(v);
     return rv;
 }
 
-int store_get_digest(store *st, const char *id, uint8_t digest[TOKEN_DIGEST_LEN]) {
+int store_get_digest(store *st, const char *id, uint8_t digest[TOKEN_DIGEST_LEN],
+                     tokend_error *err) {
     if (st == NULL || id == NULL || digest == NULL) {
-        set_last_error("store_get_digest: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_get_digest: NULL argument");
     }
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
-    rv = get_digest_ro(st, st->read_opts, id, strlen(id), digest);
+    rv = get_digest_ro(st, st->read_opts, id, strlen(id), digest, err);
     read_end(st);
     return rv;
 }
 
-int store_get_usage(store *st, const char *id, int64_t *last_used_ms,
-                    uint64_t *use_count) {
+int store_get_usage(store *st, const char *id, int64_t *last_used_ms, uint64_t *use_count,
+                    tokend_error *err) {
     if (st == NULL || id == NULL || last_used_ms == NULL || use_count == NULL) {
-        set_last_error("store_get_usage: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_get_usage: NULL argument");
     }
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
     rocksdb_pinnableslice_t *v = NULL;
-    rv = get_raw(st, st->read_opts, CF_USAGE, id, strlen(id), &v);
+    rv = get_raw(st, st->read_opts, CF_USAGE, id, strlen(id), &v, err);
     read_end(st);
     if (rv != TOKEND_OK) {
         return rv;
     }
     size_t len = 0;
     const uint8_t *val = (const uint8_t *)rocksdb_pinnableslice_value(v, &len);
-    if (len == USAGE_VALUE_LEN) {
-        *last_used_ms = (int64_t)get_be64(val);
-        *use_count = get_be64(val + 8);
-    } else {
-        set_last_error("usage entry for %s holds %zu bytes, not %d", id, len,
-                       USAGE_VALUE_LEN);
-        rv = TOKEND_INTERNAL;
+    if (!record_usage_decode(val, len, last_used_ms, use_count)) {
+        rv = error_set(err, TOKEND_INTERNAL, "usage entry for %s holds %zu bytes, not %d",
+                       id, len, RECORD_USAGE_LEN);
     }
     rocksdb_pinnableslice_destroy(v);
     return rv;
@@ -1103,29 +673,14 @@ int store_get_usage(store *st, const char *id, int64_t *last_used_ms,
 
 /* ---------- owner scans ---------- */
 
-/* Writes owner NUL into key; returns its length, or 0 if the owner is
- * NULL or too long to be stored. */
-static size_t owner_prefix(const char *owner, uint8_t key[OWNER_KEY_MAX]) {
-    if (owner == NULL) {
-        return 0;
-    }
-    size_t len = strnlen(owner, TOKEN_OWNER_MAX + 1);
-    if (len > TOKEN_OWNER_MAX) {
-        return 0;
-    }
-    memcpy(key, owner, len);
-    key[len] = 0;
-    return len + 1;
-}
-
 /* An iteration over one owner's index entries, from a snapshot so that
  * the ids and tokens read alongside agree with the index. The upper bound
  * owner+"\x01" is the first key past every owner+"\0"+... key, so RocksDB
  * stops at the owner's end instead of scanning into the next owner. */
 typedef struct owner_scan {
-    uint8_t prefix[OWNER_KEY_MAX];
+    uint8_t prefix[RECORD_OWNER_KEY_MAX];
     size_t prefix_len;
-    uint8_t upper[OWNER_KEY_MAX];
+    uint8_t upper[RECORD_OWNER_KEY_MAX];
     const rocksdb_snapshot_t *snap;
     rocksdb_readoptions_t *ro;
     rocksdb_iterator_t *it;
@@ -1143,15 +698,16 @@ static void owner_scan_begin(store *st, owner_scan *s) {
 }
 
 /* Ends the scan; returns TOKEND_STORAGE_ERROR if the iterator failed
- * (which it reports as "not valid"), else `rv`. */
-static int owner_scan_end(store *st, owner_scan *s, int rv) {
-    char *err = NULL;
-    rocksdb_iter_get_error(s->it, &err);
-    if (err != NULL) {
+ * (which it reports as "not valid"), else `rv`, whose detail is in *err
+ * already. */
+static int owner_scan_end(store *st, owner_scan *s, int rv, tokend_error *err) {
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(s->it, &rocks_err);
+    if (rocks_err != NULL) {
         if (rv == TOKEND_OK) {
-            rv = storage_error(err, "scanning owners", NULL);
+            rv = storage_error(rocks_err, "scanning owners", err);
         } else {
-            rocksdb_free(err);
+            rocksdb_free(rocks_err);
         }
     }
     rocksdb_iter_destroy(s->it);
@@ -1160,50 +716,23 @@ static int owner_scan_end(store *st, owner_scan *s, int rv) {
     return rv;
 }
 
-/* The id in the owners key at the iterator, or NULL if the key does not
- * have the layout we write. */
-static const char *owner_scan_id(const owner_scan *s, const char **suffix) {
+/* The id in the owners key at the iterator, or NULL (TOKEND_INTERNAL in
+ * *err) if the key does not have the layout we write. */
+static const char *owner_scan_id(const owner_scan *s, const uint8_t **suffix,
+                                 tokend_error *err) {
     size_t klen = 0;
-    const char *key = rocksdb_iter_key(s->it, &klen);
-    if (klen != s->prefix_len + OWNER_SUFFIX_LEN ||
-        !token_id_ok(key + s->prefix_len + OWNER_ORDER_LEN, TOKEN_ID_LEN)) {
-        set_last_error("owners index holds a malformed key (%zu bytes)", klen);
+    const uint8_t *key = (const uint8_t *)rocksdb_iter_key(s->it, &klen);
+    /* Within the scan's bounds every key starts with the owner's prefix. */
+    const char *id = record_owner_suffix_id(key + s->prefix_len, klen - s->prefix_len);
+    if (id == NULL) {
+        error_set(err, TOKEND_INTERNAL, "owners index holds a malformed key (%zu bytes)",
+                  klen);
         return NULL;
     }
     if (suffix != NULL) {
         *suffix = key + s->prefix_len;
     }
-    return key + s->prefix_len + OWNER_ORDER_LEN;
-}
-
-/* Decodes a list cursor (hex of the owners key suffix) into suffix. */
-static bool cursor_decode(const char *cursor, uint8_t suffix[OWNER_SUFFIX_LEN]) {
-    if (strnlen(cursor, CURSOR_HEX_LEN + 1) != CURSOR_HEX_LEN) {
-        return false;
-    }
-    for (size_t i = 0; i < OWNER_SUFFIX_LEN; i++) {
-        int hi = hex_value(cursor[2 * i]);
-        int lo = hex_value(cursor[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            return false;
-        }
-        suffix[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return token_id_ok((const char *)suffix + OWNER_ORDER_LEN, TOKEN_ID_LEN);
-}
-
-static char *cursor_encode(const char *suffix) {
-    char *hex = malloc(CURSOR_HEX_LEN + 1);
-    if (hex == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < OWNER_SUFFIX_LEN; i++) {
-        uint8_t b = (uint8_t)suffix[i];
-        hex[2 * i] = hex_digits[b >> 4];
-        hex[2 * i + 1] = hex_digits[b & 0xf];
-    }
-    hex[CURSOR_HEX_LEN] = '\0';
-    return hex;
+    return id;
 }
 
 /* Seeks to just after the cursor's entry: to the entry itself and one
@@ -1213,7 +742,8 @@ static char *cursor_encode(const char *suffix) {
  * iterator already sits on the next entry, so whether it is valid says
  * whether there is a next page. */
 int store_list_owner(store *st, const char *owner, const char *cursor, size_t limit,
-                     token_record **out, size_t *n, char **next_cursor) {
+                     token_record **out, size_t *n, char **next_cursor,
+                     tokend_error *err) {
     if (out != NULL) {
         *out = NULL;
     }
@@ -1225,26 +755,24 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     }
     owner_scan s;
     if (st == NULL || out == NULL || n == NULL || next_cursor == NULL) {
-        set_last_error("store_list_owner: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_list_owner: NULL argument");
     }
-    s.prefix_len = owner_prefix(owner, s.prefix);
+    s.prefix_len = record_owner_prefix(owner, s.prefix);
     if (s.prefix_len == 0 || limit == 0) {
-        set_last_error("store_list_owner: %s", limit == 0 ? "limit is 0" : "bad owner");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_list_owner: %s",
+                         limit == 0 ? "limit is 0" : "bad owner");
     }
-    uint8_t seek[OWNER_KEY_MAX];
+    uint8_t seek[RECORD_OWNER_KEY_MAX];
     size_t seek_len = s.prefix_len;
     memcpy(seek, s.prefix, s.prefix_len);
     if (cursor != NULL && *cursor != '\0') {
-        if (!cursor_decode(cursor, seek + s.prefix_len)) {
-            set_last_error("list cursor does not decode");
-            return TOKEND_INVALID_ARGUMENT;
+        if (!record_cursor_decode(cursor, seek + s.prefix_len)) {
+            return error_set(err, TOKEND_INVALID_ARGUMENT, "list cursor does not decode");
         }
-        seek_len += OWNER_SUFFIX_LEN;
+        seek_len += RECORD_OWNER_SUFFIX_LEN;
     }
 
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -1260,10 +788,10 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
 
     token_record *recs = NULL;
     size_t count = 0, cap = 0;
-    char last_suffix[OWNER_SUFFIX_LEN];
+    uint8_t last_suffix[RECORD_OWNER_SUFFIX_LEN];
     while (rv == TOKEND_OK && count < limit && rocksdb_iter_valid(s.it)) {
-        const char *suffix = NULL;
-        const char *id = owner_scan_id(&s, &suffix);
+        const uint8_t *suffix = NULL;
+        const char *id = owner_scan_id(&s, &suffix, err);
         if (id == NULL) {
             rv = TOKEND_INTERNAL;
             break;
@@ -1273,39 +801,39 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
             ncap = ncap > limit ? limit : ncap;
             token_record *grown = realloc(recs, ncap * sizeof(*recs));
             if (grown == NULL) {
-                set_last_error("out of memory listing tokens");
-                rv = TOKEND_INTERNAL;
+                rv = error_set(err, TOKEND_INTERNAL, "out of memory listing tokens");
                 break;
             }
             recs = grown;
             cap = ncap;
         }
         uint8_t digest[TOKEN_DIGEST_LEN];
-        rv = get_digest_ro(st, s.ro, id, TOKEN_ID_LEN, digest);
+        rv = get_digest_ro(st, s.ro, id, TOKEN_ID_LEN, digest, err);
         if (rv == TOKEND_OK) {
-            rv = get_token_ro(st, s.ro, digest, &recs[count]);
+            rv = get_token_ro(st, s.ro, digest, &recs[count], err);
         }
         if (rv == TOKEND_NOT_FOUND) {
             /* The batch writes all three together; a gap is corruption. */
-            set_last_error("owners index names %.*s, which has no token", TOKEN_ID_LEN,
+            rv = error_set(err, TOKEND_INTERNAL,
+                           "owners index names %.*s, which has no token", TOKEN_ID_LEN,
                            id);
-            rv = TOKEND_INTERNAL;
         }
         if (rv != TOKEND_OK) {
             break;
         }
-        memcpy(last_suffix, suffix, OWNER_SUFFIX_LEN);
+        memcpy(last_suffix, suffix, RECORD_OWNER_SUFFIX_LEN);
         count++;
         rocksdb_iter_next(s.it);
     }
     bool more = rv == TOKEND_OK && rocksdb_iter_valid(s.it);
-    rv = owner_scan_end(st, &s, rv);
+    rv = owner_scan_end(st, &s, rv, err);
     read_end(st);
     if (rv == TOKEND_OK && more) {
-        *next_cursor = cursor_encode(last_suffix);
+        char hex[RECORD_CURSOR_LEN + 1];
+        record_cursor_encode(last_suffix, hex);
+        *next_cursor = strdup(hex);
         if (*next_cursor == NULL) {
-            set_last_error("out of memory listing tokens");
-            rv = TOKEND_INTERNAL;
+            rv = error_set(err, TOKEND_INTERNAL, "out of memory listing tokens");
         }
     }
     if (rv != TOKEND_OK) {
@@ -1320,7 +848,8 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     return TOKEND_OK;
 }
 
-int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
+int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n,
+                    tokend_error *err) {
     if (ids != NULL) {
         *ids = NULL;
     }
@@ -1329,15 +858,13 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
     }
     owner_scan s;
     if (st == NULL || ids == NULL || n == NULL) {
-        set_last_error("store_owner_ids: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_owner_ids: NULL argument");
     }
-    s.prefix_len = owner_prefix(owner, s.prefix);
+    s.prefix_len = record_owner_prefix(owner, s.prefix);
     if (s.prefix_len == 0) {
-        set_last_error("store_owner_ids: bad owner");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_owner_ids: bad owner");
     }
-    int rv = read_begin(st);
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -1346,7 +873,7 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
     char **list = NULL;
     size_t count = 0, cap = 0;
     for (; rocksdb_iter_valid(s.it); rocksdb_iter_next(s.it)) {
-        const char *id = owner_scan_id(&s, NULL);
+        const char *id = owner_scan_id(&s, NULL, err);
         if (id == NULL) {
             rv = TOKEND_INTERNAL;
             break;
@@ -1361,13 +888,12 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n) {
             list = grown;
         }
         if (copy == NULL) {
-            set_last_error("out of memory listing ids");
-            rv = TOKEND_INTERNAL;
+            rv = error_set(err, TOKEND_INTERNAL, "out of memory listing ids");
             break;
         }
         list[count++] = copy;
     }
-    rv = owner_scan_end(st, &s, rv);
+    rv = owner_scan_end(st, &s, rv, err);
     read_end(st);
     if (rv != TOKEND_OK) {
         for (size_t i = 0; i < count; i++) {
@@ -1401,8 +927,7 @@ void store_batch_clear(store_batch *b) {
     }
     b->len = 0;
     b->count = 0;
-    b->failed = 0;
-    b->fail[0] = '\0';
+    error_set(&b->failure, TOKEND_OK, NULL);
 }
 
 size_t store_batch_count(const store_batch *b) {
@@ -1412,19 +937,43 @@ size_t store_batch_count(const store_batch *b) {
 /* Marks the batch failed: commit will apply none of it and return
  * `status`. The first failure is the one reported. */
 static void batch_fail(store_batch *b, int status, const char *why) {
-    if (b->failed == 0) {
-        b->failed = status;
-        snprintf(b->fail, sizeof(b->fail), "%s", why);
+    if (b->failure.code == TOKEND_OK) {
+        error_set(&b->failure, status, "%s", why);
     }
+}
+
+/* The batch's failure, into *err; its status. */
+static int batch_failure(const store_batch *b, tokend_error *err) {
+    return error_set(err, b->failure.code, "%s", b->failure.message);
+}
+
+/* Writes a length and `len` bytes into the log at p; returns their end. */
+static uint8_t *log_put(uint8_t *p, const void *bytes, size_t len) {
+    uint32_t n = (uint32_t)len;
+    memcpy(p, &n, sizeof(n));
+    if (len > 0) {
+        memcpy(p + sizeof(n), bytes, len);
+    }
+    return p + sizeof(n) + len;
+}
+
+/* Reads what log_put wrote at p; returns its end. */
+static const uint8_t *log_get(const uint8_t *p, const char **bytes, size_t *len) {
+    uint32_t n;
+    memcpy(&n, p, sizeof(n));
+    *bytes = (const char *)p + sizeof(n);
+    *len = n;
+    return p + sizeof(n) + n;
 }
 
 /* Appends one operation to the log (value ignored for a delete). */
 static void batch_op(store_batch *b, int op, int cf, const void *key, size_t klen,
                      const void *val, size_t vlen) {
-    if (b->failed != 0) {
+    if (b->failure.code != TOKEND_OK) {
         return;
     }
-    size_t need = 2 + 4 + klen + (op == OP_PUT ? 4 + vlen : 0);
+    size_t need =
+        2 + sizeof(uint32_t) + klen + (op == OP_PUT ? sizeof(uint32_t) + vlen : 0);
     if (b->cap - b->len < need) {
         size_t ncap = b->cap == 0 ? 256 : b->cap;
         while (ncap - b->len < need) {
@@ -1441,55 +990,33 @@ static void batch_op(store_batch *b, int op, int cf, const void *key, size_t kle
     uint8_t *p = b->log + b->len;
     *p++ = (uint8_t)op;
     *p++ = (uint8_t)cf;
-    put_be32(p, (uint32_t)klen);
-    memcpy(p + 4, key, klen);
-    p += 4 + klen;
+    p = log_put(p, key, klen);
     if (op == OP_PUT) {
-        put_be32(p, (uint32_t)vlen);
-        if (vlen > 0) {
-            memcpy(p + 4, val, vlen);
-        }
-        p += 4 + vlen;
+        p = log_put(p, val, vlen);
     }
     b->len = (size_t)(p - b->log);
 }
 
-/* Builds the owners key of `rec`; 0 if it cannot be one. */
-static size_t owner_key(const token_record *rec, uint8_t key[OWNER_KEY_MAX]) {
-    size_t len = owner_prefix(rec->owner, key);
-    if (len == 0 || !token_id_ok(rec->id, strnlen(rec->id, sizeof(rec->id)))) {
-        return 0;
-    }
-    put_be64(key + len, (uint64_t)rec->created_ms);
-    put_be32(key + len + 8, rec->created_seq);
-    memcpy(key + len + OWNER_ORDER_LEN, rec->id, TOKEN_ID_LEN);
-    return len + OWNER_SUFFIX_LEN;
-}
-
 int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
-                          const token_record *rec) {
+                          const token_record *rec, tokend_error *err) {
     if (b == NULL || digest == NULL || rec == NULL) {
-        set_last_error("store_batch_put_token: NULL argument");
-        return TOKEND_INVALID_ARGUMENT;
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_put_token: NULL argument");
     }
     uint8_t *enc = NULL;
     size_t enc_len = 0;
-    int rv = store_record_encode(rec, &enc, &enc_len);
+    int rv = record_encode(rec, &enc, &enc_len, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
-    uint8_t okey[OWNER_KEY_MAX];
-    size_t okey_len = owner_key(rec, okey); /* cannot fail: encode checked */
+    uint8_t okey[RECORD_OWNER_KEY_MAX];
+    size_t okey_len = record_owner_key(rec, okey); /* cannot fail: encode checked */
     batch_op(b, OP_PUT, CF_TOKENS, digest, TOKEN_DIGEST_LEN, enc, enc_len);
     batch_op(b, OP_PUT, CF_IDS, rec->id, TOKEN_ID_LEN, digest, TOKEN_DIGEST_LEN);
     batch_op(b, OP_PUT, CF_OWNERS, okey, okey_len, "", 0);
     free(enc);
     b->count++;
-    if (b->failed != 0) {
-        set_last_error("%s", b->fail);
-        return b->failed;
-    }
-    return TOKEND_OK;
+    return b->failure.code != TOKEND_OK ? batch_failure(b, err) : TOKEND_OK;
 }
 
 void store_batch_delete_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
@@ -1498,8 +1025,8 @@ void store_batch_delete_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_
         return;
     }
     b->count++;
-    uint8_t okey[OWNER_KEY_MAX];
-    size_t okey_len = rec != NULL ? owner_key(rec, okey) : 0;
+    uint8_t okey[RECORD_OWNER_KEY_MAX];
+    size_t okey_len = rec != NULL ? record_owner_key(rec, okey) : 0;
     if (digest == NULL || okey_len == 0) {
         batch_fail(b, TOKEND_INVALID_ARGUMENT, "delete of a token with a bad record");
         return;
@@ -1520,9 +1047,8 @@ void store_batch_put_usage(store_batch *b, const char *id, int64_t last_used_ms,
         batch_fail(b, TOKEND_INVALID_ARGUMENT, "usage for a bad id");
         return;
     }
-    uint8_t val[USAGE_VALUE_LEN];
-    put_be64(val, (uint64_t)last_used_ms);
-    put_be64(val + 8, use_count);
+    uint8_t val[RECORD_USAGE_LEN];
+    record_usage_encode(last_used_ms, use_count, val);
     batch_op(b, OP_PUT, CF_USAGE, id, TOKEN_ID_LEN, val, sizeof(val));
 }
 
@@ -1538,61 +1064,54 @@ void store_batch_mark_initialised(store_batch *b, int64_t now_ms) {
 
 /* Replays the log into a RocksDB batch with this store's family handles
  * and writes it in one go. The log was written by batch_op alone, so it
- * is read without re-checking its lengths. The batch is cleared whatever
- * the outcome, so that a failed or poisoned batch is never half-replayed
- * into a later commit. */
-int store_batch_commit(store *st, store_batch *b, bool sync, char **errmsg) {
-    if (errmsg != NULL) {
-        *errmsg = NULL;
-    }
-    if (st == NULL || b == NULL) {
-        set_last_error("store_batch_commit: NULL argument");
-        give_errmsg(errmsg);
-        return TOKEND_INVALID_ARGUMENT;
-    }
-    int rv = TOKEND_OK;
-    bool locked = false;
-    if (b->failed == 0 && b->len > 0) {
-        rv = read_begin(st);
-        locked = rv == TOKEND_OK;
-    }
+ * is read without re-checking its lengths. */
+static int batch_write(store *st, const store_batch *b, bool sync, tokend_error *err) {
+    int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
-        give_errmsg(errmsg);
-    } else if (b->failed != 0) {
-        set_last_error("%s", b->fail);
-        give_errmsg(errmsg);
-        rv = b->failed;
-    } else if (st->read_only && b->len > 0) {
-        set_last_error("store is open read-only");
-        give_errmsg(errmsg);
-        rv = TOKEND_STORAGE_ERROR;
-    } else if (b->len > 0) {
+        return rv;
+    }
+    if (st->read_only) {
+        rv = error_set(err, TOKEND_STORAGE_ERROR, "store is open read-only");
+    } else {
         rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
         const uint8_t *p = b->log, *end = b->log + b->len;
         while (p < end) {
             int op = p[0];
             rocksdb_column_family_handle_t *cf = st->cf[p[1]];
-            size_t klen = get_be32(p + 2);
-            const char *key = (const char *)p + 6;
-            p += 6 + klen;
+            const char *key, *val;
+            size_t klen, vlen;
+            p = log_get(p + 2, &key, &klen);
             if (op == OP_PUT) {
-                size_t vlen = get_be32(p);
-                rocksdb_writebatch_put_cf(wb, cf, key, klen, (const char *)p + 4, vlen);
-                p += 4 + vlen;
+                p = log_get(p, &val, &vlen);
+                rocksdb_writebatch_put_cf(wb, cf, key, klen, val, vlen);
             } else {
                 rocksdb_writebatch_delete_cf(wb, cf, key, klen);
             }
         }
-        char *err = NULL;
-        rocksdb_write(st->db, sync ? st->write_sync : st->write_nosync, wb, &err);
+        char *rocks_err = NULL;
+        rocksdb_write(st->db, sync ? st->write_sync : st->write_nosync, wb, &rocks_err);
         rocksdb_writebatch_destroy(wb);
-        if (err != NULL) {
+        if (rocks_err != NULL) {
             atomic_store(&st->write_failed, true);
-            rv = storage_error(err, "committing a write batch", errmsg);
+            rv = storage_error(rocks_err, "committing a write batch", err);
         }
     }
-    if (locked) {
-        read_end(st);
+    read_end(st);
+    return rv;
+}
+
+/* The batch is cleared whatever the outcome, so that a failed or poisoned
+ * batch is never half-replayed into a later commit. */
+int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err) {
+    if (st == NULL || b == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_commit: NULL argument");
+    }
+    int rv = TOKEND_OK;
+    if (b->failure.code != TOKEND_OK) {
+        rv = batch_failure(b, err);
+    } else if (b->len > 0) {
+        rv = batch_write(st, b, sync, err);
     }
     store_batch_clear(b);
     return rv;

@@ -6,22 +6,25 @@
  *   default  meta: "schema" -> "1", "initialised" -> Unix ms of init
  *   tokens   SHA-256 digest (32 bytes)   -> encoded token_record
  *   ids      public id (16 chars)        -> digest (32 bytes)
- *   owners   owner NUL be64(created_ms) id -> "" (an owner's tokens in
- *            creation order, for paging)
+ *   owners   owner NUL be64(created_ms) be32(created_seq) id -> "" (an
+ *            owner's tokens in creation order, for paging)
  *   usage    public id -> be64(last_used_ms) be64(use_count)
+ * The bytes of the record, the owners key, the list cursor and the usage
+ * value are record.h's.
  *
  * Reads may run from any thread at once. Writes go through a store_batch
  * committed by one thread (the service's writer); a committed batch with
  * sync == true has its WAL fsynced before store_batch_commit returns, so
  * an acknowledged change survives kill -9 and power loss.
  *
- * Every function returns a tokend_status: TOKEND_OK, TOKEND_NOT_FOUND for
- * a missing key, TOKEND_STORAGE_ERROR for RocksDB failures (with the
- * detail in the errmsg out-parameter where there is one, malloc'd, the
- * caller's to free), TOKEND_INTERNAL for a record that does not decode.
- * Calls without an errmsg parameter keep the detail of a failure for
- * store_last_error(). TOKEND_INVALID_ARGUMENT for a NULL argument or, in
- * a write, a record outside token.h's bounds.
+ * Errors follow error.h: every call that can fail returns a tokend
+ * status and, when given a tokend_error (NULL is allowed), fills it on
+ * failure with the status and what went wrong, RocksDB's own text
+ * included. TOKEND_STORAGE_ERROR is a RocksDB or file system failure,
+ * TOKEND_INTERNAL stored bytes that do not decode (or no memory),
+ * TOKEND_INVALID_ARGUMENT a NULL argument or, in a write, a record outside
+ * token.h's bounds. A point read of a missing key is TOKEND_NOT_FOUND, an
+ * answer rather than a failure: it leaves *err alone.
  */
 #ifndef TOKEND_STORE_H
 #define TOKEND_STORE_H
@@ -31,6 +34,7 @@
 #include <stdint.h>
 
 #include "token.h"
+#include "tokend.h"
 
 typedef struct store store;
 typedef struct store_batch store_batch;
@@ -42,12 +46,14 @@ typedef struct store_options {
     bool read_only;           /* open for reading only (no writer) */
 } store_options;
 
-/* Opens (or with create_if_missing, creates) the store in `dir`. On error
- * *errmsg says why (malloc'd). A dir without a store, when not creating,
- * is TOKEND_NOT_FOUND ("no tokend store in DIR (run tokend init)").
+/* Opens (or with create_if_missing, creates) the store in `dir`; on
+ * TOKEND_OK *out is the store, to close with store_close. A dir without a
+ * store, when not creating, is TOKEND_NOT_FOUND ("no tokend store in DIR
+ * (run tokend init)", in *err like every failure here).
  * create_if_missing with read_only is TOKEND_INVALID_ARGUMENT. `opts` may
  * be NULL (defaults: open an existing store read-write). */
-int store_open(const char *dir, const store_options *opts, store **out, char **errmsg);
+int store_open(const char *dir, const store_options *opts, store **out,
+               tokend_error *err);
 
 /* Flushes memtables and closes. NULL is ignored. After a failed commit
  * (store_write_failed) it closes without a flush: the WAL keeps the
@@ -63,14 +69,14 @@ void store_close(store *st);
  * store_write_failed: whether a commit failed since the last open.
  * store_probe_writable: TOKEND_OK if the data dir has at least 4 MiB free
  *   and takes a small file (created, written, fsynced, removed); else
- *   TOKEND_STORAGE_ERROR with the reason in *errmsg (malloc'd).
+ *   TOKEND_STORAGE_ERROR with the reason in *err.
  * store_reopen: closes the database (without a flush) and opens it again
  *   for writing; reads wait meanwhile. If that open fails the store is
  *   opened read-only, so that reads go on and commits fail, and the error
  *   is returned; call it again later. Call it from the writing thread. */
 bool store_write_failed(store *st);
-int store_probe_writable(store *st, char **errmsg);
-int store_reopen(store *st, char **errmsg);
+int store_probe_writable(store *st, tokend_error *err);
+int store_reopen(store *st, tokend_error *err);
 
 /* Whether `tokend init` completed on this store (meta "initialised"). */
 bool store_is_initialised(store *st);
@@ -78,10 +84,12 @@ bool store_is_initialised(store *st);
 /* Point reads, safe from any thread. A missing key is TOKEND_NOT_FOUND.
  * store_get_token overwrites *out (zeroed on failure; on TOKEND_OK free
  * it with token_record_free). */
-int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out);
-int store_get_digest(store *st, const char *id, uint8_t digest[TOKEN_DIGEST_LEN]);
-int store_get_usage(store *st, const char *id, int64_t *last_used_ms,
-                    uint64_t *use_count);
+int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out,
+                    tokend_error *err);
+int store_get_digest(store *st, const char *id, uint8_t digest[TOKEN_DIGEST_LEN],
+                     tokend_error *err);
+int store_get_usage(store *st, const char *id, int64_t *last_used_ms, uint64_t *use_count,
+                    tokend_error *err);
 
 /* One page of `owner`'s tokens in creation order, at most `limit`,
  * starting after `cursor` (NULL or "" for the first page). On TOKEND_OK
@@ -91,12 +99,14 @@ int store_get_usage(store *st, const char *id, int64_t *last_used_ms,
  * TOKEND_INVALID_ARGUMENT, as are a limit of 0 and an owner longer than
  * TOKEN_OWNER_MAX. The page is read from one snapshot. */
 int store_list_owner(store *st, const char *owner, const char *cursor, size_t limit,
-                     token_record **out, size_t *n, char **next_cursor);
+                     token_record **out, size_t *n, char **next_cursor,
+                     tokend_error *err);
 
 /* Every public id of `owner` (for revoke-all), malloc'd array of malloc'd
  * strings; the caller frees both. Meant for the writer thread, so it sees
  * every committed create. */
-int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n);
+int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n,
+                    tokend_error *err);
 
 /* Write batches. A batch collects operations; commit applies them all or
  * none. Not thread-safe: one batch belongs to one thread. */
@@ -107,9 +117,12 @@ void store_batch_clear(store_batch *b);
  * delete_token, put_usage and mark_initialised call counts one. */
 size_t store_batch_count(const store_batch *b);
 
-/* Adds a new token: tokens[digest], ids[id], owners[owner,created,id]. */
+/* Adds a new token: tokens[digest], ids[id], owners[owner,created,id]. A
+ * record outside token.h's bounds is TOKEND_INVALID_ARGUMENT and adds
+ * nothing; a batch that an earlier operation failed answers with that
+ * failure. */
 int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
-                          const token_record *rec);
+                          const token_record *rec, tokend_error *err);
 /* Removes a token and its index entries and usage. A NULL digest or a
  * record without a valid id and owner makes the commit fail with
  * TOKEND_INVALID_ARGUMENT (as does put_usage with an invalid id). */
@@ -121,20 +134,11 @@ void store_batch_put_usage(store_batch *b, const char *id, int64_t last_used_ms,
 /* Marks the store initialised (meta "initialised" = now_ms). */
 void store_batch_mark_initialised(store_batch *b, int64_t now_ms);
 
-/* Applies the batch atomically; with sync, fsyncs the WAL first. The
- * batch is empty afterwards whatever the outcome (ready for reuse; a
- * failed batch is not retried by a later commit). */
-int store_batch_commit(store *st, store_batch *b, bool sync, char **errmsg);
-
-/* The record codec, exposed for tests: encode into a malloc'd buffer;
- * decode checks every length against the bounds in token.h. */
-int store_record_encode(const token_record *rec, uint8_t **out, size_t *len);
-int store_record_decode(const uint8_t *buf, size_t len, token_record *out);
-
-/* The detail of the calling thread's most recent failure in a store call
- * ("" if none yet): what a TOKEND_STORAGE_ERROR or TOKEND_INTERNAL from a
- * call without an errmsg parameter was about, for the log. Thread-local,
- * static storage; overwritten by the next failure on this thread. */
-const char *store_last_error(void);
+/* Applies the batch atomically; with sync, fsyncs the WAL first. A batch
+ * an operation failed (see store_batch_delete_token) applies nothing and
+ * returns that failure. The batch is empty afterwards whatever the
+ * outcome (ready for reuse; a failed batch is not retried by a later
+ * commit). */
+int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err);
 
 #endif /* TOKEND_STORE_H */

@@ -53,7 +53,7 @@ static int64_t mono_ms(void) {
 }
 
 /* Stops commits after a failed one: `why` is the commit's error. */
-static void enter_degraded(writer *w, const char *why) {
+static void enter_degraded(writer *w, const tokend_error *why) {
     if (w->degraded) {
         return;
     }
@@ -65,7 +65,7 @@ static void enter_degraded(writer *w, const char *why) {
     w->refused = 0;
     char q[256];
     LOG(LOG_ERROR, "store.writes_stopped", "error=%s",
-        log_quote(q, sizeof(q), why != NULL ? why : "unknown"));
+        log_quote(q, sizeof(q), why->message));
 }
 
 /* True if commits may go ahead: not degraded, or the data dir takes
@@ -80,7 +80,7 @@ static bool writable(writer *w, bool now_please) {
         return false;
     }
     w->next_probe_ms = now + WRITER_PROBE_MS;
-    char *err = NULL;
+    tokend_error err;
     int rv = store_probe_writable(w->st, &err);
     if (rv == TOKEND_OK) {
         rv = store_reopen(w->st, &err);
@@ -91,10 +91,9 @@ static bool writable(writer *w, bool now_please) {
             LOG(LOG_WARN, "store.writes_still_stopped",
                 "down_ms=%lld refused=%lu error=%s",
                 (long long)(now - w->degraded_since_ms), w->refused,
-                log_quote(q, sizeof(q), err != NULL ? err : "unknown"));
+                log_quote(q, sizeof(q), err.message));
             w->next_reminder_ms = now + WRITER_REMINDER_MS;
         }
-        free(err);
         return false;
     }
     LOG(LOG_INFO, "store.writes_resumed", "down_ms=%lld refused=%lu",
@@ -134,18 +133,18 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
     store_batch_clear(batch);
     for (size_t i = 0; i < n; i++) {
         uint8_t digest[TOKEN_DIGEST_LEN];
-        if (store_get_digest(w->st, entries[i].id, digest) != TOKEND_OK) {
+        if (store_get_digest(w->st, entries[i].id, digest, NULL) != TOKEND_OK) {
             continue;
         }
         int64_t last = 0;
         uint64_t count = 0;
-        (void)store_get_usage(w->st, entries[i].id, &last, &count);
+        (void)store_get_usage(w->st, entries[i].id, &last, &count, NULL);
         if (entries[i].last_used_ms > last) {
             last = entries[i].last_used_ms;
         }
         store_batch_put_usage(batch, entries[i].id, last, count + entries[i].count);
     }
-    char *err = NULL;
+    tokend_error err;
     int rv = TOKEND_OK;
     if (store_batch_count(batch) > 0) {
         rv = store_batch_commit(w->st, batch, false, &err);
@@ -153,13 +152,12 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
     if (rv != TOKEND_OK) {
         char q[256];
         LOG(LOG_WARN, "usage.flush_failed", "tokens=%zu error=%s", n,
-            log_quote(q, sizeof(q), err));
+            log_quote(q, sizeof(q), err.message));
         if (rv == TOKEND_STORAGE_ERROR) {
-            enter_degraded(w, err);
+            enter_degraded(w, &err);
             usage_restore(w->usage, entries, n);
         }
     }
-    free(err);
     store_batch_clear(batch);
     free(entries);
 }
@@ -182,17 +180,16 @@ static void commit_group(writer *w, writer_job *jobs, store_batch *batch) {
     }
     int commit_rv = TOKEND_OK;
     if (store_batch_count(batch) > 0) {
-        char *err = NULL;
+        tokend_error err;
         commit_rv = store_batch_commit(w->st, batch, true, &err);
         if (commit_rv != TOKEND_OK) {
             char q[256];
             LOG(LOG_ERROR, "store.commit_failed", "jobs=%lu error=%s", n,
-                log_quote(q, sizeof(q), err));
+                log_quote(q, sizeof(q), err.message));
         }
         if (commit_rv == TOKEND_STORAGE_ERROR) {
-            enter_degraded(w, err);
+            enter_degraded(w, &err);
         }
-        free(err);
     }
     store_batch_clear(batch);
     writer_job *next;

@@ -52,9 +52,9 @@
     X(store_data_survives_reopen)                                \
     X(store_owner_ids_all)                                       \
     X(store_concurrent_reads)                                    \
-    X(store_codec_roundtrip)                                     \
-    X(store_codec_truncated)                                     \
-    X(store_codec_random_bytes)                                  \
+    X(record_codec_roundtrip)                                    \
+    X(record_codec_truncated)                                    \
+    X(record_codec_random_bytes)                                 \
     X(service_create_verify_revoke_flow)                         \
     X(service_checksum_change_is_malformed_unknown_is_not_found) \
     X(service_revoke_all_of_an_owner)                            \

@@ -2,13 +2,15 @@
  * test_store.c — unit tests of the storage module (service/store.c) on a
  * real RocksDB in a temporary directory: opening, point reads, the owner
  * index and its paging cursors, usage, the initialised marker, durability
- * across reopen, write batches, and the record codec against truncated and
- * hostile bytes.
+ * across reopen, write batches; and of the bytes it stores
+ * (service/record.c): the record codec against truncated and hostile
+ * bytes.
  */
 #include "test.h"
 
 #include <pthread.h>
 
+#include "record.h"
 #include "store.h"
 #include "tokend.h"
 
@@ -75,12 +77,11 @@ static void check_same_record(const token_record *got, const token_record *want)
 static store *open_store(const char *dir, bool create) {
     store_options opts = {.create_if_missing = create};
     store *st = NULL;
-    char *err = NULL;
+    tokend_error err;
     int rv = store_open(dir, &opts, &st, &err);
     if (rv != TOKEND_OK) {
-        test_fail(__FILE__, __LINE__, "store_open(%s): %d %s", dir, rv, err ? err : "");
+        test_fail(__FILE__, __LINE__, "store_open(%s): %d %s", dir, rv, err.message);
     }
-    free(err);
     REQUIRE(st != NULL);
     return st;
 }
@@ -92,11 +93,10 @@ static void put_token(store *st, unsigned n, const char *owner, int64_t created_
     token_record rec = make_record(n, owner, created_ms, n % 3);
     store_batch *b = store_batch_new();
     REQUIRE(b != NULL);
-    CHECK_INT(store_batch_put_token(b, digest, &rec), TOKEND_OK);
-    char *err = NULL;
+    CHECK_INT(store_batch_put_token(b, digest, &rec, NULL), TOKEND_OK);
+    tokend_error err = {0};
     CHECK_INT(store_batch_commit(st, b, true, &err), TOKEND_OK);
-    CHECK(err == NULL);
-    free(err);
+    CHECK(err.message[0] == '\0');
     store_batch_free(b);
     token_record_free(&rec);
 }
@@ -126,29 +126,24 @@ TEST(store_open_missing_fails) {
     const char *dir = test_tmpdir();
     store_options opts = {.create_if_missing = false};
     store *st = (store *)1;
-    char *err = NULL;
+    tokend_error err;
     CHECK_INT(store_open(dir, &opts, &st, &err), TOKEND_NOT_FOUND);
     CHECK(st == NULL);
-    CHECK(test_contains(err, "no tokend store in"));
-    CHECK(test_contains(err, dir));
-    CHECK(test_contains(err, "run tokend init"));
-    free(err);
+    CHECK(test_contains(err.message, "no tokend store in"));
+    CHECK(test_contains(err.message, dir));
+    CHECK(test_contains(err.message, "run tokend init"));
 
     /* A directory that does not exist at all, and the read-only open. */
     char *sub = NULL;
     REQUIRE(asprintf(&sub, "%s/nope", dir) > 0);
     opts.read_only = true;
-    err = NULL;
     CHECK_INT(store_open(sub, &opts, &st, &err), TOKEND_NOT_FOUND);
-    CHECK(test_contains(err, "run tokend init"));
-    free(err);
+    CHECK(test_contains(err.message, "run tokend init"));
 
     /* Contradictory options. */
     opts.create_if_missing = true;
-    err = NULL;
     CHECK_INT(store_open(sub, &opts, &st, &err), TOKEND_INVALID_ARGUMENT);
-    CHECK(err != NULL);
-    free(err);
+    CHECK(err.message[0] != '\0');
     free(sub);
 }
 
@@ -158,17 +153,15 @@ TEST(store_open_locked) {
     store *st = open_store(dir, true);
     store_options opts = {.create_if_missing = false};
     store *again = (store *)1;
-    char *err = NULL;
+    tokend_error err;
     CHECK_INT(store_open(dir, &opts, &again, &err), TOKEND_STORAGE_ERROR);
     CHECK(again == NULL);
-    CHECK(test_contains(err, dir));
-    CHECK(test_contains(err, "LOCK"));
-    CHECK_STR(store_last_error(), err);
-    free(err);
-    /* Without an errmsg parameter the detail is kept per thread. */
+    CHECK(test_contains(err.message, dir));
+    CHECK(test_contains(err.message, "LOCK"));
+    /* Reads give their detail the same way. */
     uint8_t digest[TOKEN_DIGEST_LEN];
-    CHECK_INT(store_get_digest(st, NULL, digest), TOKEND_INVALID_ARGUMENT);
-    CHECK(test_contains(store_last_error(), "store_get_digest"));
+    CHECK_INT(store_get_digest(st, NULL, digest, &err), TOKEND_INVALID_ARGUMENT);
+    CHECK(test_contains(err.message, "store_get_digest"));
     store_close(st);
 }
 
@@ -179,15 +172,14 @@ TEST(store_open_read_only) {
     store_close(st);
 
     store_options opts = {.read_only = true};
-    char *err = NULL;
+    tokend_error err;
     REQUIRE(store_open(dir, &opts, &st, &err) == TOKEND_OK);
     uint8_t digest[TOKEN_DIGEST_LEN];
-    CHECK_INT(store_get_digest(st, "id00000000000001", digest), TOKEND_OK);
+    CHECK_INT(store_get_digest(st, "id00000000000001", digest, NULL), TOKEND_OK);
     store_batch *b = store_batch_new();
     store_batch_put_usage(b, "id00000000000001", 5, 6);
     CHECK_INT(store_batch_commit(st, b, true, &err), TOKEND_STORAGE_ERROR);
-    CHECK(test_contains(err, "read-only"));
-    free(err);
+    CHECK(test_contains(err.message, "read-only"));
     CHECK_INT(store_batch_count(b), 0);
     store_batch_free(b);
     store_close(st);
@@ -200,19 +192,19 @@ TEST(store_put_get) {
     make_digest(7, digest);
     token_record want = make_record(7, "partner:acme", 1700000000000, 2);
     store_batch *b = store_batch_new();
-    CHECK_INT(store_batch_put_token(b, digest, &want), TOKEND_OK);
+    CHECK_INT(store_batch_put_token(b, digest, &want, NULL), TOKEND_OK);
     CHECK_INT(store_batch_count(b), 1);
     CHECK_INT(store_batch_commit(st, b, false, NULL), TOKEND_OK);
     CHECK_INT(store_batch_count(b), 0);
     store_batch_free(b);
 
     token_record got;
-    CHECK_INT(store_get_token(st, digest, &got), TOKEND_OK);
+    CHECK_INT(store_get_token(st, digest, &got, NULL), TOKEND_OK);
     check_same_record(&got, &want);
     token_record_free(&got);
 
     uint8_t by_id[TOKEN_DIGEST_LEN];
-    CHECK_INT(store_get_digest(st, want.id, by_id), TOKEND_OK);
+    CHECK_INT(store_get_digest(st, want.id, by_id, NULL), TOKEND_OK);
     CHECK(memcmp(by_id, digest, TOKEN_DIGEST_LEN) == 0);
     token_record_free(&want);
     store_close(st);
@@ -225,14 +217,15 @@ TEST(store_get_missing) {
     uint8_t digest[TOKEN_DIGEST_LEN];
     make_digest(2, digest);
     token_record rec;
-    CHECK_INT(store_get_token(st, digest, &rec), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_token(st, digest, &rec, NULL), TOKEND_NOT_FOUND);
     CHECK(rec.owner == NULL);
-    CHECK_INT(store_get_digest(st, "id00000000000002", digest), TOKEND_NOT_FOUND);
-    CHECK_INT(store_get_digest(st, "", digest), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_digest(st, "id00000000000002", digest, NULL), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_digest(st, "", digest, NULL), TOKEND_NOT_FOUND);
     int64_t last = 0;
     uint64_t count = 0;
-    CHECK_INT(store_get_usage(st, "id00000000000001", &last, &count), TOKEND_NOT_FOUND);
-    CHECK_INT(store_get_digest(st, NULL, digest), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(store_get_usage(st, "id00000000000001", &last, &count, NULL),
+              TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_digest(st, NULL, digest, NULL), TOKEND_INVALID_ARGUMENT);
     store_close(st);
 }
 
@@ -248,34 +241,36 @@ TEST(store_delete_removes_all) {
     CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
 
     token_record rec;
-    REQUIRE(store_get_token(st, digest, &rec) == TOKEND_OK);
+    REQUIRE(store_get_token(st, digest, &rec, NULL) == TOKEND_OK);
     store_batch_delete_token(b, digest, &rec);
     CHECK_INT(store_batch_count(b), 1);
     CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
     token_record_free(&rec);
 
-    CHECK_INT(store_get_token(st, digest, &rec), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_token(st, digest, &rec, NULL), TOKEND_NOT_FOUND);
     uint8_t other[TOKEN_DIGEST_LEN];
-    CHECK_INT(store_get_digest(st, "id00000000000001", other), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_digest(st, "id00000000000001", other, NULL), TOKEND_NOT_FOUND);
     int64_t last = 0;
     uint64_t count = 0;
-    CHECK_INT(store_get_usage(st, "id00000000000001", &last, &count), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_usage(st, "id00000000000001", &last, &count, NULL),
+              TOKEND_NOT_FOUND);
     char **ids = NULL;
     size_t n = 0;
-    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n), TOKEND_OK);
+    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n, NULL), TOKEND_OK);
     REQUIRE(n == 1);
     CHECK_STR(ids[0], "id00000000000002");
     free(ids[0]);
     free(ids);
     token_record *recs = NULL;
     char *next = NULL;
-    CHECK_INT(store_list_owner(st, "user:1", NULL, 10, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(store_list_owner(st, "user:1", NULL, 10, &recs, &n, &next, NULL),
+              TOKEND_OK);
     CHECK_INT(n, 1);
     CHECK(next == NULL);
     free_records(recs, n);
     /* The other token is untouched. */
     make_digest(2, digest);
-    CHECK_INT(store_get_token(st, digest, &rec), TOKEND_OK);
+    CHECK_INT(store_get_token(st, digest, &rec, NULL), TOKEND_OK);
     token_record_free(&rec);
     store_batch_free(b);
     store_close(st);
@@ -292,17 +287,17 @@ TEST(store_list_same_millisecond_follows_sequence) {
         make_digest(900 + i, digest);
         token_record rec = make_record(900 + i, "user:ms", 4242, 0);
         rec.created_seq = 100 - i; /* id 900 has the highest sequence */
-        CHECK_INT(store_batch_put_token(b, digest, &rec), TOKEND_OK);
+        CHECK_INT(store_batch_put_token(b, digest, &rec, NULL), TOKEND_OK);
         token_record_free(&rec);
     }
-    char *err = NULL;
+    tokend_error err;
     CHECK_INT(store_batch_commit(st, b, true, &err), TOKEND_OK);
-    free(err);
     store_batch_free(b);
     token_record *recs = NULL;
     size_t n = 0;
     char *next = NULL;
-    REQUIRE(store_list_owner(st, "user:ms", NULL, 10, &recs, &n, &next) == TOKEND_OK);
+    REQUIRE(store_list_owner(st, "user:ms", NULL, 10, &recs, &n, &next, NULL) ==
+            TOKEND_OK);
     CHECK_INT(n, 5);
     for (size_t i = 0; i < n; i++) {
         char id[TOKEN_ID_LEN + 1];
@@ -332,7 +327,7 @@ TEST(store_list_pages) {
         token_record *recs = NULL;
         size_t n = 0;
         char *next = NULL;
-        CHECK_INT(store_list_owner(st, "user:1", cursor, 10, &recs, &n, &next),
+        CHECK_INT(store_list_owner(st, "user:1", cursor, 10, &recs, &n, &next, NULL),
                   TOKEND_OK);
         CHECK_INT(n, want_sizes[page]);
         for (size_t i = 0; i < n; i++) {
@@ -362,13 +357,14 @@ TEST(store_list_pages) {
     token_record *recs = NULL;
     size_t n = 0;
     char *next = NULL;
-    CHECK_INT(store_list_owner(st, "user:1", "", 25, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(store_list_owner(st, "user:1", "", 25, &recs, &n, &next, NULL), TOKEND_OK);
     CHECK_INT(n, 25);
     CHECK(next == NULL);
     free_records(recs, n);
 
     /* An owner with no tokens: an empty page. */
-    CHECK_INT(store_list_owner(st, "nobody", NULL, 10, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(store_list_owner(st, "nobody", NULL, 10, &recs, &n, &next, NULL),
+              TOKEND_OK);
     CHECK_INT(n, 0);
     CHECK(next == NULL);
     free(recs);
@@ -386,7 +382,7 @@ TEST(store_list_cursor_after_delete) {
     token_record *recs = NULL;
     size_t n = 0;
     char *next = NULL;
-    REQUIRE(store_list_owner(st, "user:1", NULL, 3, &recs, &n, &next) == TOKEND_OK);
+    REQUIRE(store_list_owner(st, "user:1", NULL, 3, &recs, &n, &next, NULL) == TOKEND_OK);
     REQUIRE(n == 3 && next != NULL);
     uint8_t digest[TOKEN_DIGEST_LEN];
     make_digest(2, digest);
@@ -397,7 +393,8 @@ TEST(store_list_cursor_after_delete) {
     free_records(recs, n);
 
     char *cursor = next;
-    CHECK_INT(store_list_owner(st, "user:1", cursor, 3, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(store_list_owner(st, "user:1", cursor, 3, &recs, &n, &next, NULL),
+              TOKEND_OK);
     CHECK_INT(n, 3);
     if (n == 3) {
         CHECK_STR(recs[0].id, "id00000000000003");
@@ -421,27 +418,31 @@ TEST(store_list_owner_prefixes) {
     token_record *recs = NULL;
     size_t n = 0;
     char *next = NULL;
-    CHECK_INT(store_list_owner(st, "user:1", NULL, 100, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(store_list_owner(st, "user:1", NULL, 100, &recs, &n, &next, NULL),
+              TOKEND_OK);
     REQUIRE(n == 2);
     CHECK_STR(recs[0].id, "id00000000000001");
     CHECK_STR(recs[1].id, "id00000000000005");
     CHECK(next == NULL);
     free_records(recs, n);
 
-    CHECK_INT(store_list_owner(st, "user:10", NULL, 1, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(store_list_owner(st, "user:10", NULL, 1, &recs, &n, &next, NULL),
+              TOKEND_OK);
     REQUIRE(n == 1);
     CHECK_STR(recs[0].id, "id00000000000002");
     CHECK(next != NULL);
     free_records(recs, n);
     char *cursor = next;
-    CHECK_INT(store_list_owner(st, "user:10", cursor, 1, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(store_list_owner(st, "user:10", cursor, 1, &recs, &n, &next, NULL),
+              TOKEND_OK);
     REQUIRE(n == 1);
     CHECK_STR(recs[0].id, "id00000000000003");
     CHECK(next == NULL);
     free_records(recs, n);
 
     /* A cursor from user:10 used for user:1 must not leak user:10's tokens. */
-    CHECK_INT(store_list_owner(st, "user:1", cursor, 100, &recs, &n, &next), TOKEND_OK);
+    CHECK_INT(store_list_owner(st, "user:1", cursor, 100, &recs, &n, &next, NULL),
+              TOKEND_OK);
     for (size_t i = 0; i < n; i++) {
         CHECK_STR(recs[i].owner, "user:1");
     }
@@ -450,7 +451,7 @@ TEST(store_list_owner_prefixes) {
     free(cursor);
 
     char **ids = NULL;
-    CHECK_INT(store_owner_ids(st, "user:", &ids, &n), TOKEND_OK);
+    CHECK_INT(store_owner_ids(st, "user:", &ids, &n, NULL), TOKEND_OK);
     REQUIRE(n == 1);
     CHECK_STR(ids[0], "id00000000000004");
     free(ids[0]);
@@ -477,7 +478,7 @@ TEST(store_list_bad_cursor) {
         token_record *recs = (token_record *)1;
         size_t n = 99;
         char *next = (char *)1;
-        CHECK_INT(store_list_owner(st, "user:1", bad[i], 10, &recs, &n, &next),
+        CHECK_INT(store_list_owner(st, "user:1", bad[i], 10, &recs, &n, &next, NULL),
                   TOKEND_INVALID_ARGUMENT);
         CHECK(recs == NULL && n == 0 && next == NULL);
     }
@@ -488,20 +489,20 @@ TEST(store_list_bad_cursor) {
     char *next = NULL;
     CHECK_INT(store_list_owner(st, "user:1",
                                "00000000000003E89E3779B169643030303030303030303030303031",
-                               10, &recs, &n, &next),
+                               10, &recs, &n, &next, NULL),
               TOKEND_OK);
     REQUIRE(n == 1);
     CHECK_STR(recs[0].id, "id00000000000002");
     free_records(recs, n);
     /* Other invalid arguments. */
-    CHECK_INT(store_list_owner(st, "user:1", NULL, 0, &recs, &n, &next),
+    CHECK_INT(store_list_owner(st, "user:1", NULL, 0, &recs, &n, &next, NULL),
               TOKEND_INVALID_ARGUMENT);
-    CHECK_INT(store_list_owner(st, NULL, NULL, 10, &recs, &n, &next),
+    CHECK_INT(store_list_owner(st, NULL, NULL, 10, &recs, &n, &next, NULL),
               TOKEND_INVALID_ARGUMENT);
     char long_owner[TOKEN_OWNER_MAX + 2];
     memset(long_owner, 'o', sizeof(long_owner) - 1);
     long_owner[sizeof(long_owner) - 1] = '\0';
-    CHECK_INT(store_list_owner(st, long_owner, NULL, 10, &recs, &n, &next),
+    CHECK_INT(store_list_owner(st, long_owner, NULL, 10, &recs, &n, &next, NULL),
               TOKEND_INVALID_ARGUMENT);
     store_close(st);
 }
@@ -516,24 +517,23 @@ TEST(store_usage) {
     CHECK_INT(store_batch_commit(st, b, false, NULL), TOKEND_OK);
     int64_t last = 0;
     uint64_t count = 0;
-    CHECK_INT(store_get_usage(st, "id00000000000009", &last, &count), TOKEND_OK);
+    CHECK_INT(store_get_usage(st, "id00000000000009", &last, &count, NULL), TOKEND_OK);
     CHECK_INT(last, 1700000000456);
     CHECK(count == 0x1122334455667788ULL);
 
     /* An invalid id poisons the batch: nothing of it is applied. */
     store_batch_put_usage(b, "id00000000000009", 1, 1);
     store_batch_put_usage(b, "short", 1, 1);
-    char *err = NULL;
+    tokend_error err;
     CHECK_INT(store_batch_commit(st, b, true, &err), TOKEND_INVALID_ARGUMENT);
-    CHECK(err != NULL);
-    free(err);
+    CHECK(err.message[0] != '\0');
     CHECK_INT(store_batch_count(b), 0);
-    CHECK_INT(store_get_usage(st, "id00000000000009", &last, &count), TOKEND_OK);
+    CHECK_INT(store_get_usage(st, "id00000000000009", &last, &count, NULL), TOKEND_OK);
     CHECK_INT(last, 1700000000456);
     /* The batch is usable again after a failed commit. */
     store_batch_put_usage(b, "id00000000000009", 7, 8);
     CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
-    CHECK_INT(store_get_usage(st, "id00000000000009", &last, &count), TOKEND_OK);
+    CHECK_INT(store_get_usage(st, "id00000000000009", &last, &count, NULL), TOKEND_OK);
     CHECK_INT(last, 7);
     CHECK_INT(count, 8);
     store_batch_free(b);
@@ -555,28 +555,27 @@ TEST(store_batch_rules) {
     rec.owner = malloc(TOKEN_OWNER_MAX + 2);
     memset(rec.owner, 'x', TOKEN_OWNER_MAX + 1);
     rec.owner[TOKEN_OWNER_MAX + 1] = '\0';
-    CHECK_INT(store_batch_put_token(b, digest, &rec), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(store_batch_put_token(b, digest, &rec, NULL), TOKEND_INVALID_ARGUMENT);
     CHECK_INT(store_batch_count(b), 0);
     rec.owner[TOKEN_OWNER_MAX] = '\0'; /* exactly the maximum is fine */
-    CHECK_INT(store_batch_put_token(b, digest, &rec), TOKEND_OK);
+    CHECK_INT(store_batch_put_token(b, digest, &rec, NULL), TOKEND_OK);
     strcpy(rec.id, "bad id");
-    CHECK_INT(store_batch_put_token(b, digest, &rec), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(store_batch_put_token(b, digest, &rec, NULL), TOKEND_INVALID_ARGUMENT);
     CHECK_INT(store_batch_count(b), 1);
     store_batch_clear(b);
     CHECK_INT(store_batch_count(b), 0);
     CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
     token_record_free(&rec);
-    CHECK_INT(store_get_token(st, digest, &rec), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_token(st, digest, &rec, NULL), TOKEND_NOT_FOUND);
 
     /* A delete with a bad record fails the commit rather than half-delete. */
     put_token(st, 2, "user:1", 1000);
     make_digest(2, digest);
-    REQUIRE(store_get_token(st, digest, &rec) == TOKEND_OK);
+    REQUIRE(store_get_token(st, digest, &rec, NULL) == TOKEND_OK);
     store_batch_delete_token(b, digest, NULL);
-    char *err = NULL;
+    tokend_error err;
     CHECK_INT(store_batch_commit(st, b, true, &err), TOKEND_INVALID_ARGUMENT);
-    free(err);
-    CHECK_INT(store_get_digest(st, rec.id, digest), TOKEND_OK);
+    CHECK_INT(store_get_digest(st, rec.id, digest, NULL), TOKEND_OK);
     token_record_free(&rec);
     store_batch_free(b);
     store_batch_free(NULL);
@@ -617,21 +616,21 @@ TEST(store_data_survives_reopen) {
         uint8_t digest[TOKEN_DIGEST_LEN], by_id[TOKEN_DIGEST_LEN];
         make_digest(i, digest);
         token_record got, want = make_record(i, i % 2 ? "odd" : "even", 1000 + i, i % 3);
-        CHECK_INT(store_get_token(st, digest, &got), TOKEND_OK);
+        CHECK_INT(store_get_token(st, digest, &got, NULL), TOKEND_OK);
         check_same_record(&got, &want);
-        CHECK_INT(store_get_digest(st, want.id, by_id), TOKEND_OK);
+        CHECK_INT(store_get_digest(st, want.id, by_id, NULL), TOKEND_OK);
         CHECK(memcmp(digest, by_id, TOKEN_DIGEST_LEN) == 0);
         token_record_free(&got);
         token_record_free(&want);
     }
     int64_t last = 0;
     uint64_t count = 0;
-    CHECK_INT(store_get_usage(st, "id00000000000003", &last, &count), TOKEND_OK);
+    CHECK_INT(store_get_usage(st, "id00000000000003", &last, &count, NULL), TOKEND_OK);
     CHECK_INT(last, 42);
     CHECK_INT(count, 43);
     char **ids = NULL;
     size_t n = 0;
-    CHECK_INT(store_owner_ids(st, "odd", &ids, &n), TOKEND_OK);
+    CHECK_INT(store_owner_ids(st, "odd", &ids, &n, NULL), TOKEND_OK);
     CHECK_INT(n, 25);
     for (size_t i = 0; i < n; i++) {
         free(ids[i]);
@@ -645,13 +644,13 @@ TEST(store_owner_ids_all) {
     store *st = open_store(dir, true);
     char **ids = NULL;
     size_t n = 7;
-    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n), TOKEND_OK);
+    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n, NULL), TOKEND_OK);
     CHECK_INT(n, 0);
     free(ids);
     for (unsigned i = 0; i < 40; i++) {
         put_token(st, i, i < 37 ? "user:1" : "user:10", 1000 + i);
     }
-    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n), TOKEND_OK);
+    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n, NULL), TOKEND_OK);
     CHECK_INT(n, 37);
     for (size_t i = 0; i < n; i++) {
         char id[TOKEN_ID_LEN + 1];
@@ -660,7 +659,7 @@ TEST(store_owner_ids_all) {
         free(ids[i]);
     }
     free(ids);
-    CHECK_INT(store_owner_ids(st, NULL, &ids, &n), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(store_owner_ids(st, NULL, &ids, &n, NULL), TOKEND_INVALID_ARGUMENT);
     store_close(st);
 }
 
@@ -676,7 +675,7 @@ static void *reader_thread(void *p) {
         uint8_t digest[TOKEN_DIGEST_LEN];
         make_digest(i, digest);
         token_record rec;
-        if (store_get_token(arg->st, digest, &rec) != TOKEND_OK) {
+        if (store_get_token(arg->st, digest, &rec, NULL) != TOKEND_OK) {
             arg->failures++;
             continue;
         }
@@ -689,7 +688,8 @@ static void *reader_thread(void *p) {
         token_record *recs = NULL;
         size_t n = 0;
         char *next = NULL;
-        if (store_list_owner(arg->st, "user:1", NULL, 5, &recs, &n, &next) != TOKEND_OK ||
+        if (store_list_owner(arg->st, "user:1", NULL, 5, &recs, &n, &next, NULL) !=
+                TOKEND_OK ||
             n != 5) {
             arg->failures++;
         }
@@ -722,16 +722,16 @@ TEST(store_concurrent_reads) {
     store_close(st);
 }
 
-TEST(store_codec_roundtrip) {
+TEST(record_codec_roundtrip) {
     size_t meta_counts[] = {0, 1, TOKEN_METADATA_MAX};
     for (size_t m = 0; m < sizeof(meta_counts) / sizeof(meta_counts[0]); m++) {
         token_record want = make_record(3, "partner:acme", 1700000000000, meta_counts[m]);
         uint8_t *buf = NULL;
         size_t len = 0;
-        CHECK_INT(store_record_encode(&want, &buf, &len), TOKEND_OK);
+        CHECK_INT(record_encode(&want, &buf, &len, NULL), TOKEND_OK);
         CHECK(buf != NULL && len > 0);
         token_record got;
-        CHECK_INT(store_record_decode(buf, len, &got), TOKEND_OK);
+        CHECK_INT(record_decode(buf, len, &got, NULL), TOKEND_OK);
         check_same_record(&got, &want);
         if (meta_counts[m] == 0) {
             CHECK(got.metadata == NULL);
@@ -756,9 +756,9 @@ TEST(store_codec_roundtrip) {
     rec.metadata[0].key = strdup("k");
     uint8_t *buf = NULL;
     size_t len = 0;
-    CHECK_INT(store_record_encode(&rec, &buf, &len), TOKEND_OK);
+    CHECK_INT(record_encode(&rec, &buf, &len, NULL), TOKEND_OK);
     token_record got;
-    CHECK_INT(store_record_decode(buf, len, &got), TOKEND_OK);
+    CHECK_INT(record_decode(buf, len, &got, NULL), TOKEND_OK);
     CHECK_STR(got.owner, rec.owner);
     CHECK_STR(got.name, "");
     CHECK_INT(got.n_abilities, 0);
@@ -784,8 +784,8 @@ TEST(store_codec_roundtrip) {
     free(rec.name);
     rec.name = calloc(TOKEN_NAME_MAX + 1, 1);
     memset(rec.name, 'n', TOKEN_NAME_MAX);
-    CHECK_INT(store_record_encode(&rec, &buf, &len), TOKEND_OK);
-    CHECK_INT(store_record_decode(buf, len, &got), TOKEND_OK);
+    CHECK_INT(record_encode(&rec, &buf, &len, NULL), TOKEND_OK);
+    CHECK_INT(record_decode(buf, len, &got, NULL), TOKEND_OK);
     check_same_record(&got, &rec);
     token_record_free(&got);
     free(buf);
@@ -793,22 +793,22 @@ TEST(store_codec_roundtrip) {
     rec.abilities[0][TOKEN_ABILITY_MAX - 1] = '\0';
     rec.name = realloc(rec.name, TOKEN_NAME_MAX + 2);
     strcat(rec.name, "n");
-    CHECK_INT(store_record_encode(&rec, &buf, &len), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(record_encode(&rec, &buf, &len, NULL), TOKEND_INVALID_ARGUMENT);
     CHECK(buf == NULL && len == 0);
     token_record_free(&rec);
 }
 
-TEST(store_codec_truncated) {
+TEST(record_codec_truncated) {
     token_record rec = make_record(5, "user:1", 1700000000000, 3);
     uint8_t *buf = NULL;
     size_t len = 0;
-    REQUIRE(store_record_encode(&rec, &buf, &len) == TOKEND_OK);
+    REQUIRE(record_encode(&rec, &buf, &len, NULL) == TOKEND_OK);
     for (size_t cut = 0; cut < len; cut++) {
         /* A copy of exactly `cut` bytes, so ASan sees any read past it. */
         uint8_t *part = malloc(cut > 0 ? cut : 1);
         memcpy(part, buf, cut);
         token_record got;
-        CHECK_INT(store_record_decode(part, cut, &got), TOKEND_INTERNAL);
+        CHECK_INT(record_decode(part, cut, &got, NULL), TOKEND_INTERNAL);
         CHECK(got.owner == NULL && got.abilities == NULL && got.metadata == NULL);
         free(part);
     }
@@ -817,11 +817,11 @@ TEST(store_codec_truncated) {
     memcpy(longer, buf, len);
     longer[len] = 0;
     token_record got;
-    CHECK_INT(store_record_decode(longer, len + 1, &got), TOKEND_INTERNAL);
+    CHECK_INT(record_decode(longer, len + 1, &got, NULL), TOKEND_INTERNAL);
     /* So is an unknown version. */
     longer[0] = 2;
-    CHECK_INT(store_record_decode(longer, len, &got), TOKEND_INTERNAL);
-    CHECK_INT(store_record_decode(NULL, 0, &got), TOKEND_INTERNAL);
+    CHECK_INT(record_decode(longer, len, &got, NULL), TOKEND_INTERNAL);
+    CHECK_INT(record_decode(NULL, 0, &got, NULL), TOKEND_INTERNAL);
     free(longer);
     free(buf);
     token_record_free(&rec);
@@ -837,12 +837,12 @@ static uint64_t rng_next(uint64_t *state) {
     return x;
 }
 
-TEST(store_codec_random_bytes) {
+TEST(record_codec_random_bytes) {
     uint64_t state = 0x9E3779B97F4A7C15ULL;
     token_record rec = make_record(6, "user:1", 1700000000000, 2);
     uint8_t *valid = NULL;
     size_t valid_len = 0;
-    REQUIRE(store_record_encode(&rec, &valid, &valid_len) == TOKEND_OK);
+    REQUIRE(record_encode(&rec, &valid, &valid_len, NULL) == TOKEND_OK);
     token_record_free(&rec);
     int decoded = 0;
     for (int round = 0; round < 100000; round++) {
@@ -872,7 +872,7 @@ TEST(store_codec_random_bytes) {
             }
         }
         token_record got;
-        int rv = store_record_decode(buf, len, &got);
+        int rv = record_decode(buf, len, &got, NULL);
         if (rv == TOKEND_OK) {
             decoded++;
             CHECK(strlen(got.id) == TOKEN_ID_LEN);

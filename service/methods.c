@@ -1,12 +1,12 @@
 /*
- * tokens.c — TokenService: authorization and the four methods. See
- * tokens.h for the rights model; each handler's comment says its steps.
+ * methods.c — the TokenService's methods and who may call them. See
+ * methods.h for the rights model; each handler's comment says its steps.
  *
  * Every handler answers exactly once: through its closure (success) or
  * server_call_fail (error). Handlers that write hand a job to the writer
  * and answer from the job's done(), after the WAL is synced.
  */
-#include "tokens.h"
+#include "methods.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,12 +14,11 @@
 #include <string.h>
 
 #include "crypto.h"
-#include "log.h"
 #include "rpc.h"
 #include "server.h"
 #include "tokend.h"
 
-struct tokens_service {
+struct methods {
     Tokend__V1__TokenService_Service base; /* first: protobuf-c casts to it */
     char *prefix;
     int64_t max_lifetime_s;
@@ -33,9 +32,9 @@ struct tokens_service {
 typedef Tokend__V1__TokenService_Service service_base;
 typedef Tokend__V1__TokenInfo__MetadataEntry info_meta;
 
-#define TOKENS_LIST_DEFAULT 100
-#define TOKENS_LIST_MAX 1000
-#define TOKENS_CURSOR_MAX 256
+#define METHODS_LIST_DEFAULT 100
+#define METHODS_LIST_MAX 1000
+#define METHODS_CURSOR_MAX 256
 
 /* ------------------------------------------------------------------------
  * Checking input. Each check answers the call itself and returns false. */
@@ -59,16 +58,23 @@ static bool check_text(void *call, const char *field, const char *s, size_t max)
     return true;
 }
 
+/* `n` items of a repeated field, `what` they are ("abilities"). */
+static bool check_count(void *call, size_t n, int max, const char *what) {
+    if (n > (size_t)max) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "%zu %s given; at most %d are allowed", n, what, max);
+        return false;
+    }
+    return true;
+}
+
 static bool check_abilities(void *call, char *const *abilities, size_t n, bool required) {
     if (required && n == 0) {
         server_call_fail(call, TOKEND_INVALID_ARGUMENT,
                          "at least one ability is required");
         return false;
     }
-    if (n > TOKEN_ABILITIES_MAX) {
-        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
-                         "%zu abilities given; at most %d are allowed", n,
-                         TOKEN_ABILITIES_MAX);
+    if (!check_count(call, n, TOKEN_ABILITIES_MAX, "abilities")) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -88,10 +94,7 @@ static bool check_abilities(void *call, char *const *abilities, size_t n, bool r
 
 static bool check_metadata(void *call, Tokend__V1__CreateTokenRequest__MetadataEntry **m,
                            size_t n) {
-    if (n > TOKEN_METADATA_MAX) {
-        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
-                         "%zu metadata entries given; at most %d are allowed", n,
-                         TOKEN_METADATA_MAX);
+    if (!check_count(call, n, TOKEN_METADATA_MAX, "metadata entries")) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -127,9 +130,9 @@ static bool has_ability(const token_record *rec, const char *ability) {
 }
 
 /* Loads the token behind the call's credential into *caller. On failure
- * answers the call (UNAUTHENTICATED, or STORAGE_ERROR) and returns false. */
-static bool authenticate(tokens_service *ts, void *call, int64_t now_ms,
-                         token_record *caller) {
+ * answers the call (UNAUTHENTICATED, or why the record could not be read)
+ * and returns false. */
+static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *caller) {
     const char *cred = server_call_credential(call);
     size_t len = strlen(cred);
     if (len == 0) {
@@ -142,11 +145,11 @@ static bool authenticate(tokens_service *ts, void *call, int64_t now_ms,
         return false;
     }
     uint8_t digest[TOKEN_DIGEST_LEN];
-    if (crypto_sha256(cred, len, digest) != 0) {
+    if (crypto_sha256(cred, len, digest) != TOKEND_OK) {
         server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
         return false;
     }
-    int rv = store_get_token(ts->st, digest, caller);
+    int rv = store_get_token(ms->st, digest, caller, NULL);
     if (rv == TOKEND_NOT_FOUND) {
         server_call_fail(call, TOKEND_UNAUTHENTICATED,
                          "caller credential is not a valid token (unknown or revoked)");
@@ -161,7 +164,7 @@ static bool authenticate(tokens_service *ts, void *call, int64_t now_ms,
         token_record_free(caller);
         return false;
     }
-    usage_touch(ts->u, caller->id, now_ms);
+    usage_touch(ms->u, caller->id, now_ms);
     server_call_note(call, "caller=%s", caller->id);
     return true;
 }
@@ -172,7 +175,7 @@ static bool authenticate(tokens_service *ts, void *call, int64_t now_ms,
  * Answers the call (PERMISSION_DENIED) and returns false when refused. */
 static bool may_manage(void *call, const token_record *caller, const char *owner,
                        const char *right, const char *verb) {
-    if (has_ability(caller, TOKENS_ABILITY_ADMIN)) {
+    if (has_ability(caller, METHODS_ABILITY_ADMIN)) {
         return true;
     }
     if (strcmp(owner, caller->owner) != 0) {
@@ -217,10 +220,10 @@ static char *dup_str(const char *s) {
     return strdup(s != NULL ? s : "");
 }
 
-int tokens_mint(const char *prefix, const char *owner, const char *name,
-                char *const *abilities, size_t n_abilities, int64_t created_ms,
-                int64_t expires_ms, char token_out[TOKEN_MAX_LEN + 1],
-                uint8_t digest[TOKEN_DIGEST_LEN], token_record *rec) {
+int methods_mint(const char *prefix, const char *owner, const char *name,
+                 char *const *abilities, size_t n_abilities, int64_t created_ms,
+                 int64_t expires_ms, char token_out[TOKEN_MAX_LEN + 1],
+                 uint8_t digest[TOKEN_DIGEST_LEN], token_record *rec) {
     uint8_t random[TOKEN_RANDOM_BYTES];
     uint8_t id_random[TOKEN_RANDOM_BYTES];
     memset(rec, 0, sizeof(*rec));
@@ -231,7 +234,7 @@ int tokens_mint(const char *prefix, const char *owner, const char *name,
     size_t len = token_generate(prefix, random, sizeof(random), token_out);
     bool id_ok = token_new_id(id_random, sizeof(id_random), rec->id);
     crypto_wipe(random, sizeof(random));
-    if (len == 0 || !id_ok || crypto_sha256(token_out, len, digest) != 0) {
+    if (len == 0 || !id_ok || crypto_sha256(token_out, len, digest) != TOKEND_OK) {
         crypto_wipe(token_out, TOKEN_MAX_LEN + 1);
         return TOKEND_INTERNAL;
     }
@@ -271,11 +274,11 @@ static int create_apply(writer_job *wj, store *st, store_batch *batch) {
     uint8_t existing[TOKEN_DIGEST_LEN];
     /* 95 random bits make an id collision absurdly unlikely; refusing one
      * costs a bloom-filtered point read. */
-    int rv = store_get_digest(st, job->rec.id, existing);
+    int rv = store_get_digest(st, job->rec.id, existing, NULL);
     if (rv != TOKEND_NOT_FOUND) {
         return rv == TOKEND_OK ? TOKEND_INTERNAL : rv;
     }
-    return store_batch_put_token(batch, job->digest, &job->rec);
+    return store_batch_put_token(batch, job->digest, &job->rec, NULL);
 }
 
 static void create_done(writer_job *wj, int status) {
@@ -328,13 +331,13 @@ static void handle_create_token(service_base *svc,
                                 const Tokend__V1__CreateTokenRequest *in,
                                 Tokend__V1__CreateTokenResponse_Closure closure,
                                 void *call) {
-    tokens_service *ts = (tokens_service *)svc;
+    methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller;
-    if (!authenticate(ts, call, now, &caller)) {
+    if (!authenticate(ms, call, now, &caller)) {
         return;
     }
-    bool admin = has_ability(&caller, TOKENS_ABILITY_ADMIN);
+    bool admin = has_ability(&caller, METHODS_ABILITY_ADMIN);
     const char *owner = in->owner != NULL && in->owner[0] != '\0' ? in->owner
                         : admin                                   ? NULL
                                                                   : caller.owner;
@@ -349,7 +352,7 @@ static void handle_create_token(service_base *svc,
         !check_metadata(call, in->metadata, in->n_metadata)) {
         goto done;
     }
-    if (!may_manage(call, &caller, owner, TOKENS_ABILITY_WRITE, "create")) {
+    if (!may_manage(call, &caller, owner, METHODS_ABILITY_WRITE, "create")) {
         goto done;
     }
     if (!admin) {
@@ -363,7 +366,7 @@ static void handle_create_token(service_base *svc,
             }
         }
     }
-    int64_t expires = token_expiry(now, in->expires_in_seconds, ts->max_lifetime_s,
+    int64_t expires = token_expiry(now, in->expires_in_seconds, ms->max_lifetime_s,
                                    admin ? 0 : caller.expires_ms);
     if (expires < 0) {
         if (in->expires_in_seconds < 0 ||
@@ -381,9 +384,9 @@ static void handle_create_token(service_base *svc,
         server_call_fail(call, TOKEND_INTERNAL, "out of memory");
         goto done;
     }
-    int rv = tokens_mint(ts->prefix, owner, in->name, in->abilities, in->n_abilities, now,
-                         expires, job->token, job->digest, &job->rec);
-    job->rec.created_seq = atomic_fetch_add(&ts->created_seq, 1);
+    int rv = methods_mint(ms->prefix, owner, in->name, in->abilities, in->n_abilities,
+                          now, expires, job->token, job->digest, &job->rec);
+    job->rec.created_seq = atomic_fetch_add(&ms->created_seq, 1);
     if (rv != TOKEND_OK || !copy_metadata(&job->rec, in->metadata, in->n_metadata)) {
         server_call_fail(call, TOKEND_INTERNAL, "could not mint a token");
         goto done;
@@ -392,7 +395,7 @@ static void handle_create_token(service_base *svc,
     job->base.done = create_done;
     job->closure = closure;
     job->call = call;
-    if (writer_submit(ts->w, &job->base) != TOKEND_OK) {
+    if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
         server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
         goto done;
     }
@@ -412,20 +415,20 @@ done:
 
 static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in,
                           Tokend__V1__VerifyResponse_Closure closure, void *call) {
-    tokens_service *ts = (tokens_service *)svc;
+    methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
-    if (ts->verify_requires_credential) {
+    if (ms->verify_requires_credential) {
         token_record caller;
-        if (!authenticate(ts, call, now, &caller)) {
+        if (!authenticate(ms, call, now, &caller)) {
             return;
         }
-        bool allowed = has_ability(&caller, TOKENS_ABILITY_VERIFY) ||
-                       has_ability(&caller, TOKENS_ABILITY_ADMIN);
+        bool allowed = has_ability(&caller, METHODS_ABILITY_VERIFY) ||
+                       has_ability(&caller, METHODS_ABILITY_ADMIN);
         token_record_free(&caller);
         if (!allowed) {
             server_call_fail(call, TOKEND_PERMISSION_DENIED,
                              "caller credential lacks the %s ability",
-                             TOKENS_ABILITY_VERIFY);
+                             METHODS_ABILITY_VERIFY);
             return;
         }
     }
@@ -446,12 +449,12 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
         return;
     }
     uint8_t digest[TOKEN_DIGEST_LEN];
-    if (crypto_sha256(token, len, digest) != 0) {
+    if (crypto_sha256(token, len, digest) != TOKEND_OK) {
         server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
         return;
     }
     token_record rec;
-    int rv = store_get_token(ts->st, digest, &rec);
+    int rv = store_get_token(ms->st, digest, &rec, NULL);
     if (rv == TOKEND_NOT_FOUND) {
         resp.reason = TOKEND__V1__STATUS__NOT_FOUND;
         closure(&resp, call);
@@ -474,7 +477,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
         resp.reason = TOKEND__V1__STATUS__INSUFFICIENT_ABILITY;
     } else {
         resp.reason = TOKEND__V1__STATUS__OK;
-        usage_touch(ts->u, rec.id, now);
+        usage_touch(ms->u, rec.id, now);
     }
     server_call_note(call, "id=%s reason=%s", rec.id, tokend_status_name(resp.reason));
     closure(&resp, call);
@@ -500,7 +503,7 @@ typedef struct revoke_job {
 /* Adds the deletion of the token with `digest` to the batch. */
 static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest) {
     token_record rec;
-    int rv = store_get_token(st, digest, &rec);
+    int rv = store_get_token(st, digest, &rec, NULL);
     if (rv != TOKEND_OK) {
         return rv;
     }
@@ -514,7 +517,7 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
     int rv;
     switch (job->kind) {
         case REVOKE_ID:
-            rv = store_get_digest(st, job->id, job->digest);
+            rv = store_get_digest(st, job->id, job->digest, NULL);
             if (rv != TOKEND_OK) {
                 return rv;
             }
@@ -527,11 +530,11 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
         case REVOKE_OWNER: {
             char **ids = NULL;
             size_t n = 0;
-            rv = store_owner_ids(st, job->owner, &ids, &n);
+            rv = store_owner_ids(st, job->owner, &ids, &n, NULL);
             for (size_t i = 0; i < n; i++) {
                 uint8_t digest[TOKEN_DIGEST_LEN];
                 if (rv == TOKEND_OK &&
-                    store_get_digest(st, ids[i], digest) == TOKEND_OK &&
+                    store_get_digest(st, ids[i], digest, NULL) == TOKEND_OK &&
                     revoke_digest(st, batch, digest) == TOKEND_OK) {
                     job->revoked++;
                 }
@@ -566,7 +569,7 @@ static void revoke_done(writer_job *wj, int status) {
  * learn. */
 static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in,
                           Tokend__V1__RevokeResponse_Closure closure, void *call) {
-    tokens_service *ts = (tokens_service *)svc;
+    methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller = {0};
     bool have_caller = false;
@@ -583,7 +586,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                 server_call_fail(call, TOKEND_MALFORMED, "token is malformed");
                 goto fail;
             }
-            if (crypto_sha256(in->token, len, job->digest) != 0) {
+            if (crypto_sha256(in->token, len, job->digest) != TOKEND_OK) {
                 server_call_fail(call, TOKEND_INTERNAL, "hashing failed");
                 goto fail;
             }
@@ -596,15 +599,15 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                                  "id must be %d base62 characters", TOKEN_ID_LEN);
                 goto fail;
             }
-            if (!(have_caller = authenticate(ts, call, now, &caller))) {
+            if (!(have_caller = authenticate(ms, call, now, &caller))) {
                 goto fail;
             }
-            if (!has_ability(&caller, TOKENS_ABILITY_ADMIN)) {
+            if (!has_ability(&caller, METHODS_ABILITY_ADMIN)) {
                 uint8_t digest[TOKEN_DIGEST_LEN];
                 token_record target;
-                int rv = store_get_digest(ts->st, in->id, digest);
+                int rv = store_get_digest(ms->st, in->id, digest, NULL);
                 if (rv == TOKEND_OK) {
-                    rv = store_get_token(ts->st, digest, &target);
+                    rv = store_get_token(ms->st, digest, &target, NULL);
                 }
                 if (rv == TOKEND_OK) {
                     bool same_owner = strcmp(target.owner, caller.owner) == 0;
@@ -620,7 +623,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                     server_call_fail(call, rv, "could not read the token's record");
                     goto fail;
                 }
-                if (!may_manage(call, &caller, caller.owner, TOKENS_ABILITY_WRITE,
+                if (!may_manage(call, &caller, caller.owner, METHODS_ABILITY_WRITE,
                                 "revoke")) {
                     goto fail;
                 }
@@ -631,14 +634,14 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             break;
         }
         case TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER: {
-            if (!(have_caller = authenticate(ts, call, now, &caller))) {
+            if (!(have_caller = authenticate(ms, call, now, &caller))) {
                 goto fail;
             }
             const char *owner = in->owner[0] != '\0' ? in->owner : caller.owner;
             if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX)) {
                 goto fail;
             }
-            if (!may_manage(call, &caller, owner, TOKENS_ABILITY_WRITE, "revoke")) {
+            if (!may_manage(call, &caller, owner, METHODS_ABILITY_WRITE, "revoke")) {
                 goto fail;
             }
             job->owner = strdup(owner);
@@ -661,7 +664,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
     job->base.done = revoke_done;
     job->closure = closure;
     job->call = call;
-    if (writer_submit(ts->w, &job->base) != TOKEND_OK) {
+    if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
         server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
         free(job->owner);
         free(job);
@@ -681,10 +684,10 @@ fail:
 static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRequest *in,
                                Tokend__V1__ListTokensResponse_Closure closure,
                                void *call) {
-    tokens_service *ts = (tokens_service *)svc;
+    methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller;
-    if (!authenticate(ts, call, now, &caller)) {
+    if (!authenticate(ms, call, now, &caller)) {
         return;
     }
     token_record *recs = NULL;
@@ -697,24 +700,24 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
 
     const char *owner =
         in->owner != NULL && in->owner[0] != '\0' ? in->owner : caller.owner;
-    size_t limit = in->page_size == 0 ? TOKENS_LIST_DEFAULT : in->page_size;
+    size_t limit = in->page_size == 0 ? METHODS_LIST_DEFAULT : in->page_size;
     const char *cursor = in->cursor != NULL ? in->cursor : "";
     if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX)) {
         goto done;
     }
-    if (limit > TOKENS_LIST_MAX) {
+    if (limit > METHODS_LIST_MAX) {
         server_call_fail(call, TOKEND_INVALID_ARGUMENT, "page_size must be at most %d",
-                         TOKENS_LIST_MAX);
+                         METHODS_LIST_MAX);
         goto done;
     }
-    if (strlen(cursor) > TOKENS_CURSOR_MAX || !rpc_text_ok(cursor, strlen(cursor))) {
+    if (strlen(cursor) > METHODS_CURSOR_MAX || !rpc_text_ok(cursor, strlen(cursor))) {
         server_call_fail(call, TOKEND_INVALID_ARGUMENT, "cursor is not valid");
         goto done;
     }
-    if (!may_manage(call, &caller, owner, TOKENS_ABILITY_READ, "list")) {
+    if (!may_manage(call, &caller, owner, METHODS_ABILITY_READ, "list")) {
         goto done;
     }
-    int rv = store_list_owner(ts->st, owner, cursor, limit, &recs, &n, &next);
+    int rv = store_list_owner(ms->st, owner, cursor, limit, &recs, &n, &next, NULL);
     if (rv != TOKEND_OK) {
         server_call_fail(call, rv,
                          rv == TOKEND_INVALID_ARGUMENT ? "cursor is not valid"
@@ -739,7 +742,7 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
         m += recs[i].n_metadata;
         int64_t last = 0;
         uint64_t count = 0;
-        if (store_get_usage(ts->st, recs[i].id, &last, &count) == TOKEND_OK) {
+        if (store_get_usage(ms->st, recs[i].id, &last, &count, NULL) == TOKEND_OK) {
             infos[i].last_used_unix_ms = last;
             infos[i].use_count = count;
         }
@@ -767,41 +770,40 @@ done:
 /* ------------------------------------------------------------------------ */
 
 static void service_destroy(service_base *svc) {
-    (void)svc; /* freed by tokens_service_free */
+    (void)svc; /* freed by methods_free */
 }
 
-tokens_service *tokens_service_new(const tokens_config *cfg, store *st, writer *w,
-                                   usage *u) {
-    tokens_service *ts = calloc(1, sizeof(*ts));
-    if (ts == NULL) {
+methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) {
+    methods *ms = calloc(1, sizeof(*ms));
+    if (ms == NULL) {
         return NULL;
     }
-    tokend__v1__token_service__init(&ts->base, service_destroy);
-    ts->base.create_token = handle_create_token;
-    ts->base.verify = handle_verify;
-    ts->base.revoke = handle_revoke;
-    ts->base.list_tokens = handle_list_tokens;
-    ts->prefix = strdup(cfg->prefix != NULL ? cfg->prefix : TOKEN_DEFAULT_PREFIX);
-    if (ts->prefix == NULL) {
-        free(ts);
+    tokend__v1__token_service__init(&ms->base, service_destroy);
+    ms->base.create_token = handle_create_token;
+    ms->base.verify = handle_verify;
+    ms->base.revoke = handle_revoke;
+    ms->base.list_tokens = handle_list_tokens;
+    ms->prefix = strdup(cfg->prefix != NULL ? cfg->prefix : TOKEN_DEFAULT_PREFIX);
+    if (ms->prefix == NULL) {
+        free(ms);
         return NULL;
     }
-    ts->max_lifetime_s = cfg->max_lifetime_s;
-    ts->verify_requires_credential = cfg->verify_requires_credential;
-    ts->st = st;
-    ts->w = w;
-    ts->u = u;
-    return ts;
+    ms->max_lifetime_s = cfg->max_lifetime_s;
+    ms->verify_requires_credential = cfg->verify_requires_credential;
+    ms->st = st;
+    ms->w = w;
+    ms->u = u;
+    return ms;
 }
 
-void tokens_service_free(tokens_service *ts) {
-    if (ts == NULL) {
+void methods_free(methods *ms) {
+    if (ms == NULL) {
         return;
     }
-    free(ts->prefix);
-    free(ts);
+    free(ms->prefix);
+    free(ms);
 }
 
-ProtobufCService *tokens_service_base(tokens_service *ts) {
-    return &ts->base.base;
+ProtobufCService *methods_service(methods *ms) {
+    return &ms->base.base;
 }

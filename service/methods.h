@@ -1,0 +1,72 @@
+/*
+ * methods.h — the TokenService's methods and who may call them: the four
+ * methods (CreateToken, Verify, Revoke, ListTokens) over the store, the
+ * writer and the usage table, and the rights each one checks. It owns the
+ * validation of every request field and the authorization rule; it does
+ * not touch NNG (the server hands it decoded requests), RocksDB (it goes
+ * through store.h) or OpenSSL (crypto.h), and never logs a plain-text
+ * token.
+ *
+ * The server hands each decoded request to these handlers through
+ * protoc-c's ProtobufCService; reads happen in the handler (on an NNG
+ * callback thread), writes are queued to the writer and answered from
+ * there once durable.
+ *
+ * Rights (abilities of the caller credential):
+ *   tokend:admin   anything, for any owner
+ *   tokens:read    list its own owner's tokens
+ *   tokens:write   create tokens for its own owner, within its own
+ *                  abilities and expiry, and revoke its own owner's tokens
+ *   tokend:verify  call Verify when --verify-requires-credential is set
+ * Knowing a token's plain text is authority to revoke that token.
+ */
+#ifndef TOKEND_METHODS_H
+#define TOKEND_METHODS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "store.h"
+#include "token.h"
+#include "usage.h"
+#include "writer.h"
+
+/* The abilities that carry the rights above. */
+#define METHODS_ABILITY_ADMIN "tokend:admin"
+#define METHODS_ABILITY_VERIFY "tokend:verify"
+#define METHODS_ABILITY_READ "tokens:read"
+#define METHODS_ABILITY_WRITE "tokens:write"
+
+/* What `tokend serve` configures of the methods. */
+typedef struct methods_config {
+    const char *prefix;              /* prefix of new tokens */
+    int64_t max_lifetime_s;          /* 0: none */
+    bool verify_requires_credential; /* Verify needs tokend:verify or admin */
+} methods_config;
+
+/* The TokenService: its handlers and what they share. */
+typedef struct methods methods;
+
+/* A TokenService over `st`, `w` and `u` (all must outlive it). The config
+ * strings are copied. Returns NULL when out of memory. Free it with
+ * methods_free once the server and the writer have stopped. NULL is
+ * ignored there. */
+methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u);
+void methods_free(methods *ms);
+
+/* The service as protobuf-c's generic ProtobufCService, for the server;
+ * owned by `ms`, valid until methods_free. */
+ProtobufCService *methods_service(methods *ms);
+
+/* Makes a new token and its record without storing anything: fills
+ * token_out (plain text), digest and *rec (the caller frees it with
+ * token_record_free and wipes token_out). Used by CreateToken and by
+ * `tokend init`. Returns TOKEND_OK or TOKEND_INTERNAL (CSPRNG failure). */
+int methods_mint(const char *prefix, const char *owner, const char *name,
+                 char *const *abilities, size_t n_abilities, int64_t created_ms,
+                 int64_t expires_ms, char token_out[TOKEN_MAX_LEN + 1],
+                 uint8_t digest[TOKEN_DIGEST_LEN], token_record *rec);
+
+#endif /* TOKEND_METHODS_H */

@@ -1,0 +1,83 @@
+/*
+ * record.h — the bytes of what tokend stores: a token_record as the value
+ * of the tokens family, the key of the owners index and the list cursor
+ * made from it, and the value of the usage family (store.h has the
+ * families).
+ *
+ * Pure: no I/O, no RocksDB, no clock. store.c puts these bytes into
+ * RocksDB and reads them back; this module only turns values into bytes
+ * and bytes into values. Whatever decodes takes its input as untrusted
+ * (bytes from disk, a cursor from a caller) and checks every length
+ * against the bounds of token.h before it reads.
+ */
+#ifndef TOKEND_RECORD_H
+#define TOKEND_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "token.h"
+#include "tokend.h"
+
+/* Encodes `rec` into a malloc'd buffer: on TOKEND_OK *out holds *len
+ * bytes, the caller's to free. A NULL name or metadata value is encoded
+ * as "". A record outside token.h's bounds is TOKEND_INVALID_ARGUMENT
+ * (*err names the field), no memory TOKEND_INTERNAL; on error *out is
+ * NULL and *len 0. */
+int record_encode(const token_record *rec, uint8_t **out, size_t *len, tokend_error *err);
+
+/* Decodes buf[0..len) into *out, which it overwrites; on TOKEND_OK free
+ * it with token_record_free. Bytes that are not exactly one record of the
+ * known version within token.h's bounds are TOKEND_INTERNAL (stored bytes
+ * that do not decode are corruption, not a caller's mistake), with *out
+ * zeroed and nothing left allocated. */
+int record_decode(const uint8_t *buf, size_t len, token_record *out, tokend_error *err);
+
+/* The owners index key: owner NUL be64(created_ms) be32(created_seq) id.
+ * An owner's keys sort by creation time, then by the creation sequence,
+ * which orders tokens made in the same millisecond (the random id cannot).
+ * The part after owner NUL is the key's suffix, what a list cursor holds. */
+#define RECORD_OWNER_ORDER_LEN 12
+#define RECORD_OWNER_SUFFIX_LEN (RECORD_OWNER_ORDER_LEN + TOKEN_ID_LEN)
+#define RECORD_OWNER_KEY_MAX (TOKEN_OWNER_MAX + 1 + RECORD_OWNER_SUFFIX_LEN)
+
+/* Writes owner NUL, the prefix every key of that owner starts with, into
+ * `key`; returns its length, or 0 if owner is NULL or longer than
+ * TOKEN_OWNER_MAX. */
+size_t record_owner_prefix(const char *owner, uint8_t key[RECORD_OWNER_KEY_MAX]);
+
+/* Writes the owners key of `rec` into `key`; returns its length, or 0 if
+ * rec has no storable owner or no valid id. */
+size_t record_owner_key(const token_record *rec, uint8_t key[RECORD_OWNER_KEY_MAX]);
+
+/* The id inside the key suffix suffix[0..len) (TOKEN_ID_LEN characters,
+ * not NUL-terminated; it points into `suffix`), or NULL if the bytes are
+ * not a suffix record_owner_key writes. */
+const char *record_owner_suffix_id(const uint8_t *suffix, size_t len);
+
+/* A list cursor: the key suffix of a page's last entry in hex, so that
+ * the next page starts right after that entry. */
+#define RECORD_CURSOR_LEN (2 * RECORD_OWNER_SUFFIX_LEN)
+
+/* Writes the cursor of `suffix` into `cursor`, NUL-terminated. */
+void record_cursor_encode(const uint8_t suffix[RECORD_OWNER_SUFFIX_LEN],
+                          char cursor[RECORD_CURSOR_LEN + 1]);
+
+/* Decodes `cursor` (hex digits in either case) into `suffix`; false if it
+ * is not the cursor of a key suffix (its length, a non-hex digit, an
+ * invalid id). */
+bool record_cursor_decode(const char *cursor, uint8_t suffix[RECORD_OWNER_SUFFIX_LEN]);
+
+/* The usage value: be64(last_used_ms) be64(use_count). */
+#define RECORD_USAGE_LEN 16
+
+/* Writes the usage value of a token into `value`. */
+void record_usage_encode(int64_t last_used_ms, uint64_t use_count,
+                         uint8_t value[RECORD_USAGE_LEN]);
+
+/* Reads a usage value of `len` bytes; false if it is not one. */
+bool record_usage_decode(const uint8_t *value, size_t len, int64_t *last_used_ms,
+                         uint64_t *use_count);
+
+#endif /* TOKEND_RECORD_H */
