@@ -18,6 +18,9 @@
     X(token_abilities_all_and_any)                               \
     X(token_pattern_within_caller)                               \
     X(token_expiry_rules)                                        \
+    X(token_ability_grammar)                                     \
+    X(token_ability_messages_name_the_ability_by_index)          \
+    X(token_abilities_join_sends_whole_abilities_only)           \
     X(rpc_envelope_round_trip)                                   \
     X(rpc_methods_come_from_the_descriptor)                      \
     X(rpc_malformed_bytes_do_not_decode)                         \
