@@ -615,6 +615,39 @@ static uint8_t *in_mode_unknown(const hostile *h, size_t *len) {
     return verify_env(h->v[0].token, NULL, 0, 7, 0, len);
 }
 
+/* -- abilities that are not abilities (token.h's grammar) -- */
+
+/* One "ability" that is a comma-separated list: orders:* would cover it by
+ * prefix, and X-Token-Abilities would carry abilities nobody granted. */
+#define COMMA_ABILITY "orders:x,invoices:write,billing:*,tokend:admin"
+
+static uint8_t *in_create_comma_ability(const hostile *h, size_t *len) {
+    char *abilities[] = {COMMA_ABILITY};
+    return create_env(h, NULL, "n", abilities, 1, 0, 0, len);
+}
+
+static uint8_t *in_verify_comma_ability(const hostile *h, size_t *len) {
+    char *abilities[] = {"orders:read,invoices:write"};
+    return verify_env(h->v[0].token, abilities, 1, 0, 0, len);
+}
+
+static uint8_t *in_verify_empty_segment(const hostile *h, size_t *len) {
+    char *abilities[] = {"orders:read", "orders::read"};
+    return verify_env(h->v[0].token, abilities, 2, 0, 0, len);
+}
+
+/* 64 abilities of 128 bytes: 8255 bytes joined with commas, more than
+ * X-Token-Abilities carries. */
+static uint8_t *in_create_joined_8255(const hostile *h, size_t *len) {
+    static char ability[TOKEN_ABILITIES_MAX][TOKEN_ABILITY_MAX + 1];
+    char *abilities[TOKEN_ABILITIES_MAX];
+    for (size_t i = 0; i < TOKEN_ABILITIES_MAX; i++) {
+        memset(ability[i], 'a' + (int)(i % 26), TOKEN_ABILITY_MAX);
+        abilities[i] = ability[i];
+    }
+    return create_env(h, NULL, "n", abilities, TOKEN_ABILITIES_MAX, 0, 0, len);
+}
+
 /* -- revocations aimed at the victims -- */
 
 static uint8_t *in_revoke_no_target(const hostile *h, size_t *len) {
@@ -707,6 +740,14 @@ static const rpc_row rpc_rows[] = {
     {"deadline passed (create)", in_deadline_passed, LATE, -1, "deadline passed"},
     {"deadline INT64_MIN", in_deadline_negative, LATE, -1, "deadline passed"},
     {"ability mode 7", in_mode_unknown, INVALID, -1, "mode must be ALL or ANY"},
+    {"CreateToken of an ability with commas", in_create_comma_ability, INVALID, -1,
+     "abilities[0]: \"" COMMA_ABILITY "\" is not an ability: ',' at offset 8"},
+    {"Verify of an ability with a comma", in_verify_comma_ability, INVALID, -1,
+     "abilities[0]: \"orders:read,invoices:write\" is not an ability"},
+    {"Verify of an ability with an empty segment", in_verify_empty_segment, INVALID, -1,
+     "abilities[1]: \"orders::read\" is not an ability: empty segment at offset 7"},
+    {"CreateToken of abilities 8255 bytes joined", in_create_joined_8255, INVALID, -1,
+     "abilities joined with commas are 8255 bytes; at most 4095"},
     {"Revoke without a target", in_revoke_no_target, INVALID, -1,
      "one of id, token or owner"},
     {"Revoke of id ../../etc/passwd", in_revoke_path_id, INVALID, -1,
