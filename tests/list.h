@@ -83,6 +83,7 @@
     X(gateway_create_auth_list_revoke_over_http)                 \
     X(gateway_401_missing_malformed_unknown_expired_revoked)     \
     X(gateway_403_scope_and_permission)                          \
+    X(gateway_abilities_stored_before_the_grammar)               \
     X(gateway_400_bad_json_types_and_query)                      \
     X(gateway_404_405_routes)                                    \
     X(gateway_413_415_bodies)                                    \
@@ -99,4 +100,5 @@
     X(hostile_rpc_table)                                         \
     X(hostile_rest_table)                                        \
     X(authz_matrix_rpc_and_rest)                                 \
+    X(authz_ability_injection_is_refused)                        \
     X(crash_smoke_five_kills)

@@ -1251,6 +1251,33 @@ static char *rq_json_expiry_huge_real(const hostile *h, size_t *len) {
                      len);
 }
 
+static char *rq_json_comma_ability(const hostile *h, size_t *len) {
+    return post_json(h,
+                     "{\"owner\":\"" VICTIM_OWNER "\",\"name\":\"n\","
+                     "\"abilities\":[\"orders:read\",\"" COMMA_ABILITY "\"]}",
+                     len);
+}
+
+/* GET /v1/auth?`query` with the first victim (orders:read, invoices:*). */
+static char *auth_query(const hostile *h, const char *query, size_t *len) {
+    return reqf(len,
+                "GET /v1/auth?%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
+                query, h->v[0].token);
+}
+
+static char *rq_query_comma_ability(const hostile *h, size_t *len) {
+    return auth_query(h, "ability=orders:read,invoices:write", len);
+}
+
+/* invoices:* covers it by prefix: before the grammar, 200. */
+static char *rq_query_comma_covered(const hostile *h, size_t *len) {
+    return auth_query(h, "ability=orders:read&ability=invoices:x,tokend:admin", len);
+}
+
+static char *rq_query_space_ability(const hostile *h, size_t *len) {
+    return auth_query(h, "ability=invoices:x+tokend:admin", len);
+}
+
 static char *rq_text_plain(const hostile *h, size_t *len) {
     const char *body = "{\"owner\":\"" VICTIM_OWNER "\",\"name\":\"n\","
                        "\"abilities\":[\"orders:read\"]}";
@@ -1410,6 +1437,14 @@ static const rest_row rest_rows[] = {
      NULL},
     {"expires_in 1e300", rq_json_expiry_huge_real, SEND_WHOLE, 400, "BAD_REQUEST", false,
      NULL},
+    {"an ability with commas in a create", rq_json_comma_ability, SEND_WHOLE, 400,
+     "INVALID_ARGUMENT", false, NULL},
+    {"?ability=orders:read,invoices:write", rq_query_comma_ability, SEND_WHOLE, 400,
+     "INVALID_ARGUMENT", false, NULL},
+    {"?ability=invoices:x,tokend:admin (within invoices:*)", rq_query_comma_covered,
+     SEND_WHOLE, 400, "INVALID_ARGUMENT", false, NULL},
+    {"?ability=invoices:x+tokend:admin (a space)", rq_query_space_ability, SEND_WHOLE,
+     400, "INVALID_ARGUMENT", false, NULL},
     {"Content-Type: text/plain", rq_text_plain, SEND_WHOLE, 415, "UNSUPPORTED_MEDIA_TYPE",
      false, NULL},
     {"no Content-Type", rq_no_content_type, SEND_WHOLE, 415, "UNSUPPORTED_MEDIA_TYPE",
