@@ -1274,8 +1274,9 @@ static char *rq_query_comma_covered(const hostile *h, size_t *len) {
     return auth_query(h, "ability=orders:read&ability=invoices:x,tokend:admin", len);
 }
 
-static char *rq_query_space_ability(const hostile *h, size_t *len) {
-    return auth_query(h, "ability=invoices:x+tokend:admin", len);
+/* A '*' that is not a whole last segment: invoices:* covered it too. */
+static char *rq_query_star_inside(const hostile *h, size_t *len) {
+    return auth_query(h, "ability=invoices:*:x", len);
 }
 
 static char *rq_text_plain(const hostile *h, size_t *len) {
@@ -1443,8 +1444,8 @@ static const rest_row rest_rows[] = {
      "INVALID_ARGUMENT", false, NULL},
     {"?ability=invoices:x,tokend:admin (within invoices:*)", rq_query_comma_covered,
      SEND_WHOLE, 400, "INVALID_ARGUMENT", false, NULL},
-    {"?ability=invoices:x+tokend:admin (a space)", rq_query_space_ability, SEND_WHOLE,
-     400, "INVALID_ARGUMENT", false, NULL},
+    {"?ability=invoices:*:x (within invoices:*)", rq_query_star_inside, SEND_WHOLE, 400,
+     "INVALID_ARGUMENT", false, NULL},
     {"Content-Type: text/plain", rq_text_plain, SEND_WHOLE, 415, "UNSUPPORTED_MEDIA_TYPE",
      false, NULL},
     {"no Content-Type", rq_no_content_type, SEND_WHOLE, 415, "UNSUPPORTED_MEDIA_TYPE",
