@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "log.h"
 #include "rpc.h"
 #include "token.h"
 #include "tokend.h"
@@ -237,6 +238,22 @@ static void reply_failure(http_request *req, const api_req *st, int status,
             http_reply_problem(req, 500, code, message);
             return;
     }
+}
+
+/* True if each of abilities[0..n) is an ability (token.h); otherwise
+ * replies 400 INVALID_ARGUMENT, the answer tokend would give, naming the
+ * first that is not as `field`[index]. Checked here so that a bad one
+ * never costs an RPC; tokend checks them again. */
+static bool abilities_ok(http_request *req, const char *field, char *const *abilities,
+                         size_t n) {
+    char msg[TOKEN_ABILITY_MESSAGE_MAX];
+    for (size_t i = 0; i < n; i++) {
+        if (!token_ability_check(abilities[i], field, i, msg, sizeof(msg))) {
+            http_reply_problem(req, 400, "INVALID_ARGUMENT", msg);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------------------
@@ -565,7 +582,8 @@ static const char *shown(const char *s, char *buf, size_t size) {
  * Fills `out` from the create body `doc` (an object), pointing into doc.
  * `abilities` and the metadata arrays are allocated here (freed by
  * create_free). Replies 400 and returns false on a field of the wrong
- * type or an unknown field; values themselves are the service's to judge.
+ * type, an unknown field or an ability that is not one; other values are
+ * the service's to judge.
  */
 typedef struct create_parts {
     char **abilities;
@@ -614,6 +632,9 @@ static bool create_from_json(http_request *req, json_t *doc,
                     return false;
                 }
                 parts->abilities[i] = (char *)json_string_value(item);
+            }
+            if (!abilities_ok(req, "abilities", parts->abilities, n)) {
+                return false;
             }
             out->abilities = parts->abilities;
             out->n_abilities = n;
@@ -787,7 +808,8 @@ void api_handle(void *cls, http_request *req) {
     }
     switch (r) {
         case ROUTE_AUTH:
-            if (parse_query(req, st, r)) {
+            if (parse_query(req, st, r) &&
+                abilities_ok(req, "ability", st->abilities, st->n_abilities)) {
                 start_verify(a, req, st, CALL_AUTH, bearer);
             }
             return;
@@ -895,24 +917,13 @@ static void reply_token(http_request *req, int status, json_t *doc) {
     http_reply_json(req, status, TYPE_JSON, doc);
 }
 
-/* Abilities joined with commas, for X-Token-Abilities. */
-static void join_abilities(const Tokend__V1__TokenInfo *info, char *out, size_t size) {
-    size_t k = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < info->n_abilities && k + 1 < size; i++) {
-        int n = snprintf(out + k, size - k, "%s%s", i > 0 ? "," : "", info->abilities[i]);
-        if (n < 0) {
-            break;
-        }
-        k += (size_t)n;
-    }
-}
-
 static void reply_verified(http_request *req, const api_req *st,
                            const Tokend__V1__VerifyResponse *resp) {
     const Tokend__V1__TokenInfo *info = resp->info;
     int reason = rpc_status_from_wire(resp->reason);
-    if (info != NULL && info->id != NULL && token_id_ok(info->id, strlen(info->id))) {
+    bool id_ok =
+        info != NULL && info->id != NULL && token_id_ok(info->id, strlen(info->id));
+    if (id_ok) {
         http_log_note(req, "id=%s", info->id);
     }
     switch (reason) {
@@ -924,8 +935,16 @@ static void reply_verified(http_request *req, const api_req *st,
             }
             reply_token(req, 200, token_json(info, NULL));
             if (st->kind == CALL_AUTH) {
-                char abilities[4096];
-                join_abilities(info, abilities, sizeof(abilities));
+                /* Whole abilities only: one stored before the grammar
+                 * that is not an ability, or one past the bound, is left
+                 * out (docs/gateway.md). */
+                char abilities[TOKEN_ABILITIES_JOINED_MAX + 1];
+                size_t left_out =
+                    token_abilities_join(info->abilities, info->n_abilities, abilities);
+                if (left_out > 0) {
+                    LOG(LOG_WARN, "auth.abilities_left_out", "id=%s left_out=%zu",
+                        id_ok ? info->id : "-", left_out);
+                }
                 http_reply_header(req, "X-Token-Id", info->id);
                 http_reply_header(req, "X-Token-Owner", info->owner);
                 http_reply_header(req, "X-Token-Abilities", abilities);

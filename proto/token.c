@@ -5,6 +5,8 @@
 #include "token.h"
 
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,12 +35,17 @@ static bool is_base62(unsigned char c) {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
+/* The characters of a token: those of a prefix (base62 and '_'). */
+static bool token_char(unsigned char c) {
+    return is_base62(c) || c == '_';
+}
+
 static bool prefix_ok(const char *s, size_t len) {
     if (len == 0 || len > TOKEN_PREFIX_MAX) {
         return false;
     }
     for (size_t i = 0; i < len; i++) {
-        if (!is_base62((unsigned char)s[i]) && s[i] != '_') {
+        if (!token_char((unsigned char)s[i])) {
             return false;
         }
     }
@@ -151,6 +158,193 @@ bool token_id_ok(const char *s, size_t len) {
         }
     }
     return true;
+}
+
+/* ------------------------------------------------------------------------
+ * The ability grammar (token.h). */
+
+/* What is wrong with an ability, and where. */
+typedef enum ability_fault {
+    ABILITY_OK,
+    ABILITY_EMPTY,
+    ABILITY_LONG,
+    ABILITY_CHAR,    /* a byte no segment may hold */
+    ABILITY_SEGMENT, /* an empty segment */
+    ABILITY_STAR,    /* '*' other than a whole last segment */
+} ability_fault;
+
+static bool segment_char(unsigned char c) {
+    return token_char(c) || c == '.' || c == '-';
+}
+
+/* The first fault of `s`, with *at its byte offset. */
+static ability_fault ability_fault_of(const char *s, size_t *at) {
+    *at = 0;
+    size_t len = strnlen(s, TOKEN_ABILITY_MAX + 1);
+    if (len == 0) {
+        return ABILITY_EMPTY;
+    }
+    if (len > TOKEN_ABILITY_MAX) {
+        return ABILITY_LONG;
+    }
+    size_t i = 0;
+    for (;;) {
+        size_t start = i;
+        while (i < len && segment_char((unsigned char)s[i])) {
+            i++;
+        }
+        *at = i;
+        if (i == start) {
+            /* No segment here: "*" as the whole ability or after the last
+             * ':' is the wildcard; anything else is a fault. */
+            if (s[i] == '*') {
+                return i + 1 == len ? ABILITY_OK : ABILITY_STAR;
+            }
+            return i == len || s[i] == ':' ? ABILITY_SEGMENT : ABILITY_CHAR;
+        }
+        if (i == len) {
+            return ABILITY_OK;
+        }
+        if (s[i] != ':') {
+            return s[i] == '*' ? ABILITY_STAR : ABILITY_CHAR;
+        }
+        i++;
+    }
+}
+
+bool token_ability_ok(const char *s) {
+    size_t at;
+    return s != NULL && ability_fault_of(s, &at) == ABILITY_OK;
+}
+
+/* Appends printf output to out[*k..size), never past the end. */
+static void append(char *out, size_t size, size_t *k, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void append(char *out, size_t size, size_t *k, const char *fmt, ...) {
+    if (*k + 1 >= size) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + *k, size - *k, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        *k = *k + (size_t)n < size ? *k + (size_t)n : size - 1;
+    }
+}
+
+/* Characters of `s` shown in a message at most (then "..."). */
+#define ABILITY_SHOWN_MAX 48
+
+/* Appends `s` as token_ability_check shows it: printable ASCII as is,
+ * other bytes and '"', '\\' as \xHH, cut after ABILITY_SHOWN_MAX
+ * characters, and a run of [A-Za-z0-9_] that could hold a token shown as
+ * {redacted}. A token is such a run of at least 39 characters; the
+ * threshold is three fewer, so that the "xHH" of an escape just before a
+ * shorter run cannot make a run of 39 in the message either. */
+static void append_shown(char *out, size_t size, size_t *k, const char *s) {
+    const size_t redact_at = 1 + TOKEN_SECRET_LEN + TOKEN_CHECKSUM_LEN - 3;
+    size_t shown = 0;
+    for (size_t i = 0; s[i] != '\0';) {
+        unsigned char c = (unsigned char)s[i];
+        char piece[16];
+        size_t run = 0;
+        if (i == 0 || !token_char((unsigned char)s[i - 1])) {
+            while (token_char((unsigned char)s[i + run])) {
+                run++;
+            }
+        }
+        if (run >= redact_at) {
+            snprintf(piece, sizeof(piece), "{redacted}");
+            i += run;
+        } else {
+            if (c >= 0x20 && c <= 0x7E && c != '"' && c != '\\') {
+                snprintf(piece, sizeof(piece), "%c", c);
+            } else {
+                snprintf(piece, sizeof(piece), "\\x%02X", c);
+            }
+            i++;
+        }
+        shown += strlen(piece);
+        if (shown > ABILITY_SHOWN_MAX) {
+            append(out, size, k, "...");
+            return;
+        }
+        append(out, size, k, "%s", piece);
+    }
+}
+
+bool token_ability_check(const char *s, const char *field, size_t index, char *msg,
+                         size_t size) {
+    if (s == NULL) {
+        s = "";
+    }
+    size_t at;
+    ability_fault fault = ability_fault_of(s, &at);
+    if (fault == ABILITY_OK) {
+        return true;
+    }
+    size_t k = 0;
+    msg[0] = '\0';
+    append(msg, size, &k, "%s[%zu]: \"", field, index);
+    append_shown(msg, size, &k, s);
+    append(msg, size, &k, "\" is not an ability: ");
+    unsigned char c = (unsigned char)s[at];
+    switch (fault) {
+        case ABILITY_EMPTY:
+            append(msg, size, &k, "it is empty");
+            break;
+        case ABILITY_LONG:
+            append(msg, size, &k, "it is longer than %d bytes", TOKEN_ABILITY_MAX);
+            break;
+        case ABILITY_CHAR:
+            if (c >= 0x20 && c <= 0x7E) {
+                append(msg, size, &k, "'%c' at offset %zu is not allowed", c, at);
+            } else {
+                append(msg, size, &k, "byte 0x%02X at offset %zu is not allowed", c, at);
+            }
+            break;
+        case ABILITY_SEGMENT:
+            append(msg, size, &k, "empty segment at offset %zu", at);
+            break;
+        default:
+            append(msg, size, &k, "'*' at offset %zu is not a whole last segment", at);
+            break;
+    }
+    append(msg, size, &k,
+           " (an ability is segments of A-Z a-z 0-9 _ . - joined by ':', the last may "
+           "be '*')");
+    return false;
+}
+
+size_t token_abilities_joined_len(char *const *abilities, size_t n) {
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        len += strlen(abilities[i]) + (i > 0 ? 1 : 0);
+    }
+    return len;
+}
+
+size_t token_abilities_join(char *const *abilities, size_t n,
+                            char out[TOKEN_ABILITIES_JOINED_MAX + 1]) {
+    size_t k = 0, left_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *a = abilities[i];
+        size_t len = a != NULL ? strlen(a) : 0;
+        size_t sep = k > 0 ? 1 : 0;
+        if (!token_ability_ok(a) || k + sep + len > TOKEN_ABILITIES_JOINED_MAX) {
+            left_out++;
+            continue;
+        }
+        if (sep) {
+            out[k++] = ',';
+        }
+        memcpy(out + k, a, len);
+        k += len;
+    }
+    out[k] = '\0';
+    return left_out;
 }
 
 /* Abilities under "tokend:" are the service's own rights (tokend:admin);

@@ -11,6 +11,15 @@
  *   secret    32 base62 chars drawn uniformly (190.5 bits)
  *   checksum  6 base62 chars: CRC32 (IEEE) of prefix+secret, big-endian
  *             base62, zero-padded
+ *
+ * Abilities: one grammar, checked wherever an ability comes in (CreateToken,
+ * Verify, the gateway's query and body):
+ *   ability  = "*" | segment *(":" segment) [":*"]
+ *   segment  = 1*( A-Z / a-z / 0-9 / "_" / "." / "-" )
+ * 1..128 bytes, e.g. "orders:read", "orders:*", "a.b-c_d:e", "*". So an
+ * ability never holds a comma, a space or anything a header or a list
+ * separator could be confused by, and abilities joined with commas split
+ * back into exactly those abilities.
  */
 #ifndef TOKEND_TOKEN_H
 #define TOKEND_TOKEN_H
@@ -36,6 +45,13 @@
 #define TOKEN_METADATA_MAX 16
 #define TOKEN_META_KEY_MAX 64
 #define TOKEN_META_VALUE_MAX 1024
+
+/* The abilities of one token joined with commas (the gateway's
+ * X-Token-Abilities header) are at most this many bytes: CreateToken
+ * refuses more. 64 abilities of 128 bytes would be 8255. */
+#define TOKEN_ABILITIES_JOINED_MAX 4095
+/* Room for the message of token_abilities_check, NUL included. */
+#define TOKEN_ABILITY_MESSAGE_MAX 256
 
 /* Abilities with this prefix are tokend's own rights and are granted only
  * by exact match, never by "*" or "tokend:*". */
@@ -92,6 +108,30 @@ bool token_id_ok(const char *s, size_t len);
 
 /* CRC32 (IEEE 802.3, as zlib's crc32) of data[0..len). */
 uint32_t token_crc32(const void *data, size_t len);
+
+/* True if `s` is an ability by the grammar above (NULL is not). */
+bool token_ability_ok(const char *s);
+
+/* True if `s` is an ability. Otherwise false, with msg (`size` bytes;
+ * TOKEN_ABILITY_MESSAGE_MAX holds any) set to
+ *   <field>[<index>]: "<s>" is not an ability: <why> (<the grammar>)
+ * `s` is shown cut to a few dozen characters, bytes other than printable
+ * ASCII (and '"', '\\') as \xHH, and any run of token characters long
+ * enough to be a token as {redacted}: the message is ASCII and never holds
+ * a token, whatever the input. */
+bool token_ability_check(const char *s, const char *field, size_t index, char *msg,
+                         size_t size);
+
+/* Bytes of abilities[0..n) joined with commas (0 for none). */
+size_t token_abilities_joined_len(char *const *abilities, size_t n);
+
+/* Writes into out those of abilities[0..n) that are abilities, joined with
+ * commas, whole ones only and at most TOKEN_ABILITIES_JOINED_MAX bytes in
+ * all: an ability that is not well-formed (a record stored before the
+ * grammar), or that would not fit, is left out. Returns how many were
+ * left out. */
+size_t token_abilities_join(char *const *abilities, size_t n,
+                            char out[TOKEN_ABILITIES_JOINED_MAX + 1]);
 
 /* True if `granted` (a token's abilities) covers the single ability `want`:
  * an exact match, "*", or "x:*" for any ability starting with "x:".

@@ -68,6 +68,9 @@ static bool check_count(void *call, size_t n, int max, const char *what) {
     return true;
 }
 
+/* Abilities of a CreateToken (`required`: at least one, and within the
+ * bound on their joined length) or of a Verify (any number up to the
+ * maximum), each by the grammar of token.h. */
 static bool check_abilities(void *call, char *const *abilities, size_t n, bool required) {
     if (required && n == 0) {
         server_call_fail(call, TOKEND_INVALID_ARGUMENT,
@@ -80,14 +83,22 @@ static bool check_abilities(void *call, char *const *abilities, size_t n, bool r
     for (size_t i = 0; i < n; i++) {
         char field[32];
         snprintf(field, sizeof(field), "abilities[%zu]", i);
+        char msg[TOKEN_ABILITY_MESSAGE_MAX];
         if (!check_text(call, field, abilities[i], TOKEN_ABILITY_MAX)) {
             return false;
         }
-        if (strchr(abilities[i], ' ') != NULL) {
-            server_call_fail(call, TOKEND_INVALID_ARGUMENT, "%s must not contain spaces",
-                             field);
+        if (!token_ability_check(abilities[i], "abilities", i, msg, sizeof(msg))) {
+            server_call_fail(call, TOKEND_INVALID_ARGUMENT, "%s", msg);
             return false;
         }
+    }
+    size_t joined = token_abilities_joined_len(abilities, n);
+    if (required && joined > TOKEN_ABILITIES_JOINED_MAX) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "abilities joined with commas are %zu bytes; at most %d are "
+                         "allowed",
+                         joined, TOKEN_ABILITIES_JOINED_MAX);
+        return false;
     }
     return true;
 }

@@ -18,6 +18,9 @@
     X(token_abilities_all_and_any)                               \
     X(token_pattern_within_caller)                               \
     X(token_expiry_rules)                                        \
+    X(token_ability_grammar)                                     \
+    X(token_ability_messages_name_the_ability_by_index)          \
+    X(token_abilities_join_sends_whole_abilities_only)           \
     X(rpc_envelope_round_trip)                                   \
     X(rpc_methods_come_from_the_descriptor)                      \
     X(rpc_malformed_bytes_do_not_decode)                         \
@@ -86,6 +89,7 @@
     X(gateway_create_auth_list_revoke_over_http)                 \
     X(gateway_401_missing_malformed_unknown_expired_revoked)     \
     X(gateway_403_scope_and_permission)                          \
+    X(gateway_abilities_stored_before_the_grammar)               \
     X(gateway_400_bad_json_types_and_query)                      \
     X(gateway_404_405_routes)                                    \
     X(gateway_413_415_bodies)                                    \
@@ -102,4 +106,5 @@
     X(hostile_rpc_table)                                         \
     X(hostile_rest_table)                                        \
     X(authz_matrix_rpc_and_rest)                                 \
+    X(authz_ability_injection_is_refused)                        \
     X(crash_smoke_five_kills)

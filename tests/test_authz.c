@@ -283,10 +283,10 @@ static void run_rpc(tokend_client *cl, const authz_cell *c, const authz_case *k)
     }
 }
 
-/* The problem code of r's body, or "". */
-static void problem_code(const http_res *r, char *out, size_t size) {
+/* The string member `key` of r's problem body ("code", "detail"), or "". */
+static void problem_string(const http_res *r, const char *key, char *out, size_t size) {
     json_t *doc = json_loads(r->body, 0, NULL);
-    json_t *v = doc != NULL ? json_object_get(doc, "code") : NULL;
+    json_t *v = doc != NULL ? json_object_get(doc, key) : NULL;
     snprintf(out, size, "%s", json_is_string(v) ? json_string_value(v) : "");
     json_decref(doc);
 }
@@ -336,7 +336,7 @@ static void run_rest(const char *base, const authz_cell *c, const authz_case *k)
     http_res r = {0};
     int got = curl_call(&r, args);
     char code[64];
-    problem_code(&r, code, sizeof(code));
+    problem_string(&r, "code", code, sizeof(code));
     if (got != c->want_http) {
         CELL_FAIL(c, VIA_REST, "got HTTP %d %s, want %d", got, code, c->want_http);
     } else if (got >= 400) {
@@ -373,15 +373,20 @@ static void check_target(tokend_client *admin, const authz_cell *c, int path,
     }
 }
 
+/* Starts tokend and a gateway in front of it; returns an admin client. */
+static tokend_client *start_both(tokend_proc *p, gateway_proc *g) {
+    memset(p, 0, sizeof(*p));
+    memset(g, 0, sizeof(*g));
+    harness_init(p);
+    REQUIRE(harness_start(p));
+    REQUIRE(harness_gateway_start(g, p->url, 0));
+    return harness_client(p, p->admin);
+}
+
 TEST(authz_matrix_rpc_and_rest) {
     tokend_proc p;
     gateway_proc g;
-    memset(&p, 0, sizeof(p));
-    memset(&g, 0, sizeof(g));
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
-    REQUIRE(harness_gateway_start(&g, p.url, 0));
-    tokend_client *admin = harness_client(&p, p.admin);
+    tokend_client *admin = start_both(&p, &g);
     tokend_client *anon = harness_client(&p, NULL);
 
     static authz_case cases[N_CELLS][2];
@@ -408,6 +413,96 @@ TEST(authz_matrix_rpc_and_rest) {
     }
 
     tokend_close(anon);
+    tokend_close(admin);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    harness_stop(&p);
+}
+
+/* Ability injection. A partner token with orders:* and the rights to
+ * create and list asks for one "ability" that is a comma-separated list:
+ * orders:* covers it by prefix, and X-Token-Abilities of the new token
+ * would have read as abilities nobody granted (tokend:admin among them).
+ * Refused through the gateway (before any RPC: tokend's log shows no
+ * call) and through libtokend, nothing created; a requested ability with
+ * a comma is refused on both paths too. */
+TEST(authz_ability_injection_is_refused) {
+    tokend_proc p;
+    gateway_proc g;
+    tokend_client *admin = start_both(&p, &g);
+    static const char *const partner_abilities[] = {"orders:*", "tokens:write",
+                                                    "tokens:read"};
+    char partner[TOK], partner_id[TOK];
+    harness_create(admin, "partner:acme", "partner", partner_abilities, 3, 0, partner,
+                   sizeof(partner), partner_id, sizeof(partner_id));
+    static const char injected[] = "orders:x,invoices:write,billing:*,tokend:admin";
+    static const char create_detail[] =
+        "abilities[0]: \"orders:x,invoices:write,billing:*,tokend:admin\" is not an "
+        "ability: ',' at offset 8 is not allowed";
+
+    char auth[TOK + 32], url[512], body[256], code[64], detail[512];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", partner);
+    snprintf(url, sizeof(url), "%s/v1/tokens", g.base);
+    snprintf(body, sizeof(body), "{\"name\":\"c\",\"abilities\":[\"%s\"]}", injected);
+    http_res r = {0};
+    CHECK_INT(CURL(&r, "-X", "POST", "-H", auth, "-H", "Content-Type: application/json",
+                   "--data", body, url),
+              400);
+    problem_string(&r, "code", code, sizeof(code));
+    problem_string(&r, "detail", detail, sizeof(detail));
+    CHECK_STR(code, "INVALID_ARGUMENT");
+    CHECK(test_contains(detail, create_detail));
+    snprintf(url, sizeof(url), "%s/v1/auth?ability=orders:read,invoices:write", g.base);
+    CHECK_INT(CURL(&r, "-H", auth, url), 400);
+    problem_string(&r, "code", code, sizeof(code));
+    problem_string(&r, "detail", detail, sizeof(detail));
+    CHECK_STR(code, "INVALID_ARGUMENT");
+    CHECK(test_contains(detail,
+                        "ability[0]: \"orders:read,invoices:write\" is not an ability"));
+    CHECK(!test_contains(r.headers, "X-Token-Abilities"));
+    char *log = harness_read_file(p.log_path);
+    CHECK(log != NULL && !test_contains(log, "is not an ability"));
+    free(log);
+
+    tokend_client *as_partner = harness_client(&p, partner);
+    const char *create_abilities[] = {injected};
+    tokend_create_params params = {
+        .name = "c", .abilities = create_abilities, .n_abilities = 1};
+    tokend_created created;
+    tokend_error err = {0};
+    CHECK_INT(tokend_create(as_partner, NULL, &params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
+    CHECK(test_contains(err.message, create_detail));
+    const char *asked[] = {"orders:read,invoices:write"};
+    CHECK_INT(tokend_verify(as_partner, NULL, partner, asked, 1, TOKEND_ABILITIES_ALL,
+                            NULL, &err),
+              TOKEND_INVALID_ARGUMENT);
+    CHECK(test_contains(
+        err.message, "abilities[0]: \"orders:read,invoices:write\" is not an ability"));
+
+    /* Nothing created: the owner has the partner token alone. */
+    tokend_token_page page;
+    REQUIRE(tokend_list(admin, NULL, "partner:acme", 0, NULL, &page, NULL) == TOKEND_OK);
+    CHECK_INT(page.n_tokens, 1);
+    CHECK(page.n_tokens < 1 || strcmp(page.tokens[0].id, partner_id) == 0);
+    tokend_token_page_free(&page);
+
+    /* The honest request still works, and its header is its abilities. */
+    snprintf(url, sizeof(url), "%s/v1/tokens", g.base);
+    CHECK_INT(CURL(&r, "-X", "POST", "-H", auth, "-H", "Content-Type: application/json",
+                   "--data", "{\"name\":\"c\",\"abilities\":[\"orders:x\",\"orders:y\"]}",
+                   url),
+              201);
+    json_t *doc = json_loads(r.body, 0, NULL);
+    const char *made = json_string_value(json_object_get(doc, "token"));
+    REQUIRE(made != NULL);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", made);
+    json_decref(doc);
+    snprintf(url, sizeof(url), "%s/v1/auth?ability=orders:x", g.base);
+    CHECK_INT(CURL(&r, "-H", auth, url), 200);
+    CHECK(test_contains(r.headers, "X-Token-Abilities: orders:x,orders:y\r\n"));
+    res_free(&r);
+
+    tokend_close(as_partner);
     tokend_close(admin);
     CHECK_INT(harness_gateway_stop(&g), 0);
     harness_stop(&p);

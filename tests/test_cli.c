@@ -232,6 +232,22 @@ TEST(cli_refusals_and_usage_errors) {
     CHECK(test_contains(err, "expires-in"));
     free(out);
     free(err);
+    /* An ability that is not one: tokend says which and why (exit 1). */
+    CHECK_INT(CTL(&p, p.admin, NULL, &out, &err, "create", "--owner", "o", "--name", "n",
+                  "--ability", "orders:read", "--ability", "orders:x,invoices:write"),
+              1);
+    CHECK(test_contains(err,
+                        "INVALID_ARGUMENT: abilities[1]: \"orders:x,invoices:write\" "
+                        "is not an ability: ',' at offset 8 is not allowed"));
+    CHECK_STR(out, "");
+    free(out);
+    free(err);
+    CHECK_INT(CTL(&p, p.admin, NULL, &out, &err, "verify", p.admin, "--ability", "a b"),
+              1);
+    CHECK(
+        test_contains(err, "INVALID_ARGUMENT: abilities[0]: \"a b\" is not an ability"));
+    free(out);
+    free(err);
     /* --help on every command, exit 0. */
     const char *cmds[] = {"create", "verify", "list", "revoke"};
     for (size_t i = 0; i < 4; i++) {

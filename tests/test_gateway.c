@@ -21,7 +21,10 @@
 
 #include <jansson.h>
 
+#include "crypto.h"
 #include "harness.h"
+#include "rpc.h"
+#include "store.h"
 #include "test.h"
 #include "token.h"
 
@@ -538,6 +541,143 @@ TEST(gateway_403_scope_and_permission) {
     CHECK_PROBLEM(&r, 403, "PERMISSION_DENIED");
     res_free(&r);
     fixture_stop(&f);
+}
+
+/* Writes a token of `owner` with `abilities` exactly as given straight
+ * into p's store (tokend stopped): a record from before the ability
+ * grammar, which CreateToken would refuse now. */
+static void store_token_as_is(const tokend_proc *p, const char *owner,
+                              const char *const *abilities, size_t n, char *token,
+                              char *id) {
+    REQUIRE(crypto_init(NULL) == TOKEND_OK);
+    uint8_t random[TOKEN_RANDOM_BYTES];
+    REQUIRE(crypto_random(random, sizeof(random)) == 0);
+    REQUIRE(token_generate("tkd_", random, sizeof(random), token) > 0);
+    REQUIRE(crypto_random(random, sizeof(random)) == 0);
+    token_record rec = {0};
+    REQUIRE(token_new_id(random, sizeof(random), rec.id));
+    snprintf(id, TOK, "%s", rec.id);
+    rec.owner = strdup(owner);
+    rec.name = strdup("stored as is");
+    rec.abilities = calloc(n, sizeof(char *));
+    REQUIRE(rec.owner != NULL && rec.name != NULL && rec.abilities != NULL);
+    for (size_t i = 0; i < n; i++) {
+        REQUIRE((rec.abilities[i] = strdup(abilities[i])) != NULL);
+        rec.n_abilities = i + 1;
+    }
+    rec.created_ms = rpc_now_ms();
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    REQUIRE(crypto_sha256(token, strlen(token), digest) == 0);
+    store *st = NULL;
+    tokend_error err;
+    REQUIRE(store_open(p->data_dir, NULL, &st, &err) == TOKEND_OK);
+    store_batch *b = store_batch_new();
+    REQUIRE(b != NULL);
+    REQUIRE(store_batch_put_token(b, digest, &rec, &err) == TOKEND_OK);
+    REQUIRE(store_batch_commit(st, b, true, &err) == TOKEND_OK);
+    store_batch_free(b);
+    store_close(st);
+    token_record_free(&rec);
+    crypto_shutdown();
+}
+
+/* The raw value of header `name` in r (no length limit, malloc'd), or
+ * NULL. */
+static char *header_raw(const http_res *r, const char *name) {
+    size_t name_len = strlen(name);
+    for (const char *line = r->headers; line != NULL && *line != '\0';) {
+        const char *end = strstr(line, "\r\n");
+        size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+        if (len > name_len + 1 && strncasecmp(line, name, name_len) == 0 &&
+            line[name_len] == ':') {
+            return strndup(line + name_len + 2, len - name_len - 2);
+        }
+        line = end != NULL ? end + 2 : NULL;
+    }
+    return NULL;
+}
+
+/* Tokens stored before the ability grammar keep working: Verify answers
+ * for them with their abilities as stored, but an ability asked for must
+ * be one. X-Token-Abilities carries whole abilities only: a stored one
+ * that is not well-formed is left out (and logged with the token's id),
+ * and so are those past 4095 bytes. */
+TEST(gateway_abilities_stored_before_the_grammar) {
+    fixture f;
+    memset(&f, 0, sizeof(f));
+    harness_init(&f.p);
+    static const char *const legacy[] = {
+        "orders:read", "orders:x,invoices:write,tokend:admin", "billing:*", "repo/read"};
+    char token[TOK], id[TOK];
+    store_token_as_is(&f.p, "partner:old", legacy, 4, token, id);
+    /* 64 abilities of 128 bytes: 8255 bytes joined. */
+    static char big[TOKEN_ABILITIES_MAX][TOKEN_ABILITY_MAX + 1];
+    const char *bigs[TOKEN_ABILITIES_MAX];
+    for (size_t i = 0; i < TOKEN_ABILITIES_MAX; i++) {
+        memset(big[i], 'a' + (int)(i % 26), TOKEN_ABILITY_MAX);
+        bigs[i] = big[i];
+    }
+    char big_token[TOK], big_id[TOK];
+    store_token_as_is(&f.p, "partner:old", bigs, TOKEN_ABILITIES_MAX, big_token, big_id);
+    REQUIRE(harness_start(&f.p));
+    REQUIRE(harness_gateway_start(&f.g, f.p.url, 0));
+    f.admin = harness_client(&f.p, f.p.admin);
+
+    /* Over RPC: valid, abilities as stored; asking for a stored ability
+     * that is not one is INVALID_ARGUMENT, the others work. */
+    tokend_verdict v;
+    tokend_error err = {0};
+    const char *asked[] = {"orders:read", "billing:pdf"};
+    REQUIRE(tokend_verify(f.admin, NULL, token, asked, 2, TOKEND_ABILITIES_ALL, &v,
+                          &err) == TOKEND_OK);
+    CHECK_INT(v.info.n_abilities, 4);
+    for (size_t i = 0; i < v.info.n_abilities && i < 4; i++) {
+        CHECK_STR(v.info.abilities[i], legacy[i]);
+    }
+    tokend_verdict_free(&v);
+    const char *injected[] = {legacy[1]};
+    CHECK_INT(tokend_verify(f.admin, NULL, token, injected, 1, TOKEND_ABILITIES_ALL, NULL,
+                            &err),
+              TOKEND_INVALID_ARGUMENT);
+    CHECK(test_contains(err.message,
+                        "abilities[0]: \"orders:x,invoices:write,tokend:admin\" "
+                        "is not an ability"));
+
+    /* Through the gateway: the body lists them as stored, the header only
+     * the well-formed ones. */
+    http_res r = {0};
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth?ability=orders:read"), "-H", bearer(token)),
+              200);
+    CHECK_STR(header(&r, "X-Token-Abilities"), "orders:read,billing:*");
+    json_t *doc = json_loads(r.body, 0, NULL);
+    CHECK_INT(json_array_size(json_object_get(doc, "abilities")), 4);
+    CHECK_STR(json_string_value(json_array_get(json_object_get(doc, "abilities"), 1)),
+              legacy[1]);
+    json_decref(doc);
+
+    CHECK_INT(CURL(&r, url(&f, "/v1/auth"), "-H", bearer(big_token)), 200);
+    char *joined = header_raw(&r, "X-Token-Abilities");
+    REQUIRE(joined != NULL);
+    size_t whole = (TOKEN_ABILITIES_JOINED_MAX + 1) / (TOKEN_ABILITY_MAX + 1);
+    CHECK_INT(strlen(joined), whole * (TOKEN_ABILITY_MAX + 1) - 1);
+    size_t n = 0;
+    for (char *save = NULL, *a = strtok_r(joined, ",", &save); a != NULL;
+         a = strtok_r(NULL, ",", &save), n++) {
+        CHECK(n < TOKEN_ABILITIES_MAX && strcmp(a, big[n]) == 0);
+    }
+    CHECK_INT(n, whole);
+    free(joined);
+    res_free(&r);
+
+    fixture_stop(&f);
+    CHECK_INT(count_in_file(f.g.log_path, fmt("event=auth.abilities_left_out id=%s "
+                                              "left_out=2",
+                                              id)),
+              1);
+    CHECK_INT(count_in_file(f.g.log_path, fmt("event=auth.abilities_left_out id=%s "
+                                              "left_out=%zu",
+                                              big_id, TOKEN_ABILITIES_MAX - whole)),
+              1);
 }
 
 TEST(gateway_400_bad_json_types_and_query) {

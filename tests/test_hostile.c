@@ -622,6 +622,39 @@ static uint8_t *in_mode_unknown(const hostile *h, size_t *len) {
     return verify_env(h->v[0].token, NULL, 0, 7, 0, len);
 }
 
+/* -- abilities that are not abilities (token.h's grammar) -- */
+
+/* One "ability" that is a comma-separated list: orders:* would cover it by
+ * prefix, and X-Token-Abilities would carry abilities nobody granted. */
+#define COMMA_ABILITY "orders:x,invoices:write,billing:*,tokend:admin"
+
+static uint8_t *in_create_comma_ability(const hostile *h, size_t *len) {
+    char *abilities[] = {COMMA_ABILITY};
+    return create_env(h, NULL, "n", abilities, 1, 0, 0, len);
+}
+
+static uint8_t *in_verify_comma_ability(const hostile *h, size_t *len) {
+    char *abilities[] = {"orders:read,invoices:write"};
+    return verify_env(h->v[0].token, abilities, 1, 0, 0, len);
+}
+
+static uint8_t *in_verify_empty_segment(const hostile *h, size_t *len) {
+    char *abilities[] = {"orders:read", "orders::read"};
+    return verify_env(h->v[0].token, abilities, 2, 0, 0, len);
+}
+
+/* 64 abilities of 128 bytes: 8255 bytes joined with commas, more than
+ * X-Token-Abilities carries. */
+static uint8_t *in_create_joined_8255(const hostile *h, size_t *len) {
+    static char ability[TOKEN_ABILITIES_MAX][TOKEN_ABILITY_MAX + 1];
+    char *abilities[TOKEN_ABILITIES_MAX];
+    for (size_t i = 0; i < TOKEN_ABILITIES_MAX; i++) {
+        memset(ability[i], 'a' + (int)(i % 26), TOKEN_ABILITY_MAX);
+        abilities[i] = ability[i];
+    }
+    return create_env(h, NULL, "n", abilities, TOKEN_ABILITIES_MAX, 0, 0, len);
+}
+
 /* -- revocations aimed at the victims -- */
 
 static uint8_t *in_revoke_no_target(const hostile *h, size_t *len) {
@@ -714,6 +747,14 @@ static const rpc_row rpc_rows[] = {
     {"deadline passed (create)", in_deadline_passed, LATE, -1, "deadline passed"},
     {"deadline INT64_MIN", in_deadline_negative, LATE, -1, "deadline passed"},
     {"ability mode 7", in_mode_unknown, INVALID, -1, "mode must be ALL or ANY"},
+    {"CreateToken of an ability with commas", in_create_comma_ability, INVALID, -1,
+     "abilities[0]: \"" COMMA_ABILITY "\" is not an ability: ',' at offset 8"},
+    {"Verify of an ability with a comma", in_verify_comma_ability, INVALID, -1,
+     "abilities[0]: \"orders:read,invoices:write\" is not an ability"},
+    {"Verify of an ability with an empty segment", in_verify_empty_segment, INVALID, -1,
+     "abilities[1]: \"orders::read\" is not an ability: empty segment at offset 7"},
+    {"CreateToken of abilities 8255 bytes joined", in_create_joined_8255, INVALID, -1,
+     "abilities joined with commas are 8255 bytes; at most 4095"},
     {"Revoke without a target", in_revoke_no_target, INVALID, -1,
      "one of id, token or owner"},
     {"Revoke of id ../../etc/passwd", in_revoke_path_id, INVALID, -1,
@@ -1217,6 +1258,34 @@ static char *rq_json_expiry_huge_real(const hostile *h, size_t *len) {
                      len);
 }
 
+static char *rq_json_comma_ability(const hostile *h, size_t *len) {
+    return post_json(h,
+                     "{\"owner\":\"" VICTIM_OWNER "\",\"name\":\"n\","
+                     "\"abilities\":[\"orders:read\",\"" COMMA_ABILITY "\"]}",
+                     len);
+}
+
+/* GET /v1/auth?`query` with the first victim (orders:read, invoices:*). */
+static char *auth_query(const hostile *h, const char *query, size_t *len) {
+    return reqf(len,
+                "GET /v1/auth?%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
+                query, h->v[0].token);
+}
+
+static char *rq_query_comma_ability(const hostile *h, size_t *len) {
+    return auth_query(h, "ability=orders:read,invoices:write", len);
+}
+
+/* invoices:* covers it by prefix: before the grammar, 200. */
+static char *rq_query_comma_covered(const hostile *h, size_t *len) {
+    return auth_query(h, "ability=orders:read&ability=invoices:x,tokend:admin", len);
+}
+
+/* A '*' that is not a whole last segment: invoices:* covered it too. */
+static char *rq_query_star_inside(const hostile *h, size_t *len) {
+    return auth_query(h, "ability=invoices:*:x", len);
+}
+
 static char *rq_text_plain(const hostile *h, size_t *len) {
     const char *body = "{\"owner\":\"" VICTIM_OWNER "\",\"name\":\"n\","
                        "\"abilities\":[\"orders:read\"]}";
@@ -1376,6 +1445,14 @@ static const rest_row rest_rows[] = {
      NULL},
     {"expires_in 1e300", rq_json_expiry_huge_real, SEND_WHOLE, 400, "BAD_REQUEST", false,
      NULL},
+    {"an ability with commas in a create", rq_json_comma_ability, SEND_WHOLE, 400,
+     "INVALID_ARGUMENT", false, NULL},
+    {"?ability=orders:read,invoices:write", rq_query_comma_ability, SEND_WHOLE, 400,
+     "INVALID_ARGUMENT", false, NULL},
+    {"?ability=invoices:x,tokend:admin (within invoices:*)", rq_query_comma_covered,
+     SEND_WHOLE, 400, "INVALID_ARGUMENT", false, NULL},
+    {"?ability=invoices:*:x (within invoices:*)", rq_query_star_inside, SEND_WHOLE, 400,
+     "INVALID_ARGUMENT", false, NULL},
     {"Content-Type: text/plain", rq_text_plain, SEND_WHOLE, 415, "UNSUPPORTED_MEDIA_TYPE",
      false, NULL},
     {"no Content-Type", rq_no_content_type, SEND_WHOLE, 415, "UNSUPPORTED_MEDIA_TYPE",

@@ -204,3 +204,155 @@ TEST(token_expiry_rules) {
     CHECK(token_expired(now, now));
     CHECK(token_expired(now - 1, now));
 }
+
+TEST(token_ability_grammar) {
+    static const char *const accepted[] = {
+        "*", "orders:*",     "orders:read",  "a.b-c_d:e",
+        "a", "orders:pdf:*", "tokend:admin", "A-Z.0_9:x",
+    };
+    for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+        if (!token_ability_ok(accepted[i])) {
+            test_fail(__FILE__, __LINE__, "\"%s\" refused", accepted[i]);
+        }
+    }
+    static const char *const refused[] = {
+        "",
+        ":",
+        "a:",
+        ":a",
+        "a::b",
+        "a,b",
+        "a b",
+        "*a",
+        "a:*:b",
+        "a*",
+        "**",
+        "a:**",
+        "orders:x,invoices:write,billing:*,tokend:admin",
+        "ord\xc3\xa9rs:read", /* unicode */
+        "\xe2\x80\x8b",       /* a zero-width space alone */
+        "orders:\tread",
+        "orders:read\n",
+        "a\x7f",
+        "a/b",
+        "a;b",
+        "a=b",
+        "\"a\"",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        if (token_ability_ok(refused[i])) {
+            test_fail(__FILE__, __LINE__, "refused[%zu] accepted", i);
+        }
+    }
+    CHECK(!token_ability_ok(NULL));
+    char at_max[TOKEN_ABILITY_MAX + 2];
+    memset(at_max, 'a', sizeof(at_max));
+    at_max[TOKEN_ABILITY_MAX] = '\0';
+    CHECK(token_ability_ok(at_max));
+    at_max[TOKEN_ABILITY_MAX] = 'a';
+    at_max[TOKEN_ABILITY_MAX + 1] = '\0';
+    CHECK(!token_ability_ok(at_max)); /* over-length */
+}
+
+TEST(token_ability_messages_name_the_ability_by_index) {
+    char msg[TOKEN_ABILITY_MESSAGE_MAX];
+    CHECK(token_ability_check("orders:read", "abilities", 0, msg, sizeof(msg)));
+    CHECK(token_ability_check("*", "abilities", 0, msg, sizeof(msg)));
+
+    CHECK(!token_ability_check("orders:x,invoices:write", "abilities", 1, msg,
+                               sizeof(msg)));
+    CHECK(test_contains(msg, "abilities[1]: \"orders:x,invoices:write\" is not an "
+                             "ability: ',' at offset 8 is not allowed"));
+    CHECK(!token_ability_check("", "ability", 0, msg, sizeof(msg)));
+    CHECK(test_contains(msg, "ability[0]: \"\" is not an ability: it is empty"));
+    CHECK(!token_ability_check(NULL, "ability", 3, msg, sizeof(msg)));
+    CHECK(test_contains(msg, "ability[3]: \"\" is not an ability: it is empty"));
+    CHECK(!token_ability_check("a::b", "abilities", 0, msg, sizeof(msg)));
+    CHECK(test_contains(msg, "empty segment at offset 2"));
+    CHECK(!token_ability_check("a:*:b", "abilities", 0, msg, sizeof(msg)));
+    CHECK(test_contains(msg, "'*' at offset 2 is not a whole last segment"));
+    char long_one[TOKEN_ABILITY_MAX + 2];
+    memset(long_one, 'a', sizeof(long_one) - 1);
+    long_one[sizeof(long_one) - 1] = '\0';
+    CHECK(!token_ability_check(long_one, "abilities", 0, msg, sizeof(msg)));
+    CHECK(test_contains(msg, "it is longer than 128 bytes"));
+
+    /* Whatever the input, the message is printable ASCII: control bytes,
+     * UTF-8, quotes and backslashes are escaped. */
+    CHECK(!token_ability_check("a\n\"\\\xc3\xa9", "abilities", 0, msg, sizeof(msg)));
+    CHECK(test_contains(msg, "\"a\\x0A\\x22\\x5C\\xC3\\xA9\" is not an ability: "
+                             "byte 0x0A at offset 1"));
+    for (const char *c = msg; *c != '\0'; c++) {
+        CHECK(*c >= 0x20 && *c <= 0x7E);
+    }
+
+    /* A long one is cut, and a token pasted in is never shown. */
+    CHECK(!token_ability_check(
+        "orders:read,orders:write,invoices:read,invoices:write,billing:*", "abilities", 0,
+        msg, sizeof(msg)));
+    CHECK(test_contains(msg, "\"orders:read,orders:write,invoices:read,invoices:...\""));
+    char t[TOKEN_MAX_LEN + 1];
+    REQUIRE(make_token("tkd_", 5, t) > 0);
+    char pasted[TOKEN_ABILITY_MAX + 1];
+    snprintf(pasted, sizeof(pasted), "Bearer %s", t);
+    CHECK(!token_ability_check(pasted, "abilities", 0, msg, sizeof(msg)));
+    CHECK(test_contains(msg, "\"Bearer {redacted}\" is not an ability: ' ' at offset 6"));
+    CHECK(!test_contains(msg, t + 4));
+    snprintf(pasted, sizeof(pasted), "x:%s,y", t);
+    CHECK(!token_ability_check(pasted, "abilities", 0, msg, sizeof(msg)));
+    CHECK(test_contains(msg, "\"x:{redacted},y\""));
+
+    /* Nor a run of token characters as long as a token made of an
+     * escape's "xHH" and what follows (found by fuzz_token). */
+    char after_escape[64] = "\x05";
+    memset(after_escape + 1, '0', 36);
+    after_escape[37] = '*';
+    CHECK(!token_ability_check(after_escape, "abilities", 0, msg, sizeof(msg)));
+    CHECK(test_contains(msg, "\"\\x05{redacted}*\""));
+    size_t run = 0, longest = 0;
+    for (const char *c = msg; *c != '\0'; c++) {
+        bool token_char = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                          (*c >= '0' && *c <= '9') || *c == '_';
+        run = token_char ? run + 1 : 0;
+        longest = run > longest ? run : longest;
+    }
+    CHECK(longest < 1 + TOKEN_SECRET_LEN + TOKEN_CHECKSUM_LEN);
+
+    /* A small buffer is cut, never overrun. */
+    char tiny[16];
+    CHECK(!token_ability_check("a,b", "abilities", 0, tiny, sizeof(tiny)));
+    CHECK_INT(strlen(tiny), sizeof(tiny) - 1);
+}
+
+TEST(token_abilities_join_sends_whole_abilities_only) {
+    char out[TOKEN_ABILITIES_JOINED_MAX + 1];
+    char *plain[] = {"orders:read", "invoices:*"};
+    CHECK_INT(token_abilities_join(plain, 2, out), 0);
+    CHECK_STR(out, "orders:read,invoices:*");
+    CHECK_INT(token_abilities_joined_len(plain, 2), strlen("orders:read,invoices:*"));
+    CHECK_INT(token_abilities_joined_len(NULL, 0), 0);
+
+    /* Stored before the grammar: left out, the rest kept in order. */
+    char *stored[] = {"orders:x,invoices:write", "orders:read", "a b", "*"};
+    CHECK_INT(token_abilities_join(stored, 4, out), 2);
+    CHECK_STR(out, "orders:read,*");
+    CHECK_INT(token_abilities_join(stored, 1, out), 1);
+    CHECK_STR(out, "");
+
+    /* 64 of 128 bytes (8255 joined) never end mid-ability. */
+    static char big[TOKEN_ABILITIES_MAX][TOKEN_ABILITY_MAX + 1];
+    char *bigs[TOKEN_ABILITIES_MAX];
+    for (size_t i = 0; i < TOKEN_ABILITIES_MAX; i++) {
+        memset(big[i], 'a' + (int)(i % 26), TOKEN_ABILITY_MAX);
+        big[i][TOKEN_ABILITY_MAX] = '\0';
+        bigs[i] = big[i];
+    }
+    CHECK_INT(token_abilities_joined_len(bigs, TOKEN_ABILITIES_MAX),
+              TOKEN_ABILITIES_MAX * (TOKEN_ABILITY_MAX + 1) - 1);
+    size_t whole = (TOKEN_ABILITIES_JOINED_MAX + 1) / (TOKEN_ABILITY_MAX + 1);
+    CHECK_INT(token_abilities_join(bigs, TOKEN_ABILITIES_MAX, out),
+              TOKEN_ABILITIES_MAX - whole);
+    CHECK_INT(strlen(out), whole * (TOKEN_ABILITY_MAX + 1) - 1);
+    CHECK(strlen(out) <= TOKEN_ABILITIES_JOINED_MAX);
+    CHECK(out[strlen(out) - 1] == big[whole - 1][0]);
+}
