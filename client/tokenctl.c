@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "opt.h"
+#include "secret.h"
 
 /* Exit codes; documented in usage_main. */
 enum {
@@ -212,20 +213,6 @@ static char *xstrdup(const char *s) {
     return copy;
 }
 
-static void wipe(void *ptr, size_t len) {
-    if (ptr != NULL && len > 0) {
-        explicit_bzero(ptr, len);
-    }
-}
-
-/* Wipes and frees a secret copy. */
-static void secret_free(char *s) {
-    if (s != NULL) {
-        wipe(s, strlen(s));
-        free(s);
-    }
-}
-
 /* Copies a secret given in argv and blanks it there, so that `ps` shows
  * it no longer. Returns the copy; free it with secret_free(). */
 static char *secret_from_argv(char *arg) {
@@ -267,7 +254,7 @@ static char *secret_read(FILE *in, const char **why) {
             *why = "it is empty";
         } else {
             char *secret = strndup(buf + start, len - start);
-            wipe(buf, SECRET_MAX + 2);
+            secret_wipe(buf, SECRET_MAX + 2);
             free(buf);
             if (secret == NULL) {
                 oom();
@@ -275,7 +262,7 @@ static char *secret_read(FILE *in, const char **why) {
             return secret;
         }
     }
-    wipe(buf, SECRET_MAX + 2);
+    secret_wipe(buf, SECRET_MAX + 2);
     free(buf);
     return NULL;
 }

@@ -22,6 +22,7 @@
 #include "error.h"
 #include "rpc.h"
 #include "rpc_client.h"
+#include "secret.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -61,20 +62,6 @@ static tokend_client *client_of(ProtobufCService *service) {
     return (tokend_client *)((char *)service - offsetof(tokend_client, service));
 }
 
-/* Zeroes memory in a way the compiler may not drop as a dead store. */
-static void wipe(void *ptr, size_t len) {
-    if (ptr != NULL && len > 0) {
-        explicit_bzero(ptr, len);
-    }
-}
-
-static void wipe_free_string(char *s) {
-    if (s != NULL) {
-        wipe(s, strlen(s));
-        free(s);
-    }
-}
-
 /* Hands the call's outcome to the caller's err (if given). */
 static int finish_call(const client_call *call, tokend_error *err) {
     if (err != NULL) {
@@ -88,7 +75,7 @@ static int finish_call(const client_call *call, tokend_error *err) {
 
 /* Frees what tokend_connect() built; the engine's client is freed already. */
 static void client_free(tokend_client *client) {
-    wipe_free_string(client->credential);
+    secret_free(client->credential);
     pthread_cond_destroy(&client->idle);
     pthread_mutex_destroy(&client->mtx);
     free(client);
@@ -323,14 +310,14 @@ static void create_done(const Tokend__V1__CreateTokenResponse *response, void *d
                   "CreateToken reply lacks the token or its info");
     } else if ((out->token = strdup(response->token)) == NULL ||
                info_from_wire(response->info, &out->info) != 0) {
-        wipe_free_string(out->token);
+        secret_free(out->token);
         out->token = NULL;
         error_set(&call->err, TOKEND_INTERNAL, "out of memory");
     }
     /* The decoded reply is ours until we return (client_invoke frees it):
      * wipe its copy of the plain text now. */
     if (response->token != NULL) {
-        wipe(response->token, strlen(response->token));
+        secret_wipe(response->token, strlen(response->token));
     }
 }
 
@@ -423,7 +410,7 @@ void tokend_created_free(tokend_created *created) {
     if (created == NULL) {
         return;
     }
-    wipe_free_string(created->token);
+    secret_free(created->token);
     tokend_token_info_free(&created->info);
     memset(created, 0, sizeof *created);
 }

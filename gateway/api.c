@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "rpc.h"
+#include "secret.h"
 #include "token.h"
 #include "tokend.h"
 
@@ -97,10 +98,7 @@ void api_free(api *a) {
     if (a == NULL) {
         return;
     }
-    if (a->verify_credential != NULL) {
-        explicit_bzero(a->verify_credential, strlen(a->verify_credential));
-        free(a->verify_credential);
-    }
+    secret_free(a->verify_credential);
     free(a);
 }
 

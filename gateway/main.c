@@ -19,6 +19,7 @@
 #include "log.h"
 #include "openapi.h"
 #include "opt.h"
+#include "secret.h"
 #include "options.h"
 #include "tokend.h"
 #include "upstream.h"
@@ -79,13 +80,6 @@ static int read_pem(const char *option, const char *path, char **out, tokend_err
     buf[n] = '\0';
     *out = buf;
     return TOKEND_OK;
-}
-
-static void wipe_free(char *s) {
-    if (s != NULL) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
 }
 
 int main(int argc, char **argv) {
@@ -219,8 +213,8 @@ int main(int argc, char **argv) {
 out:
     api_free(a);
     upstream_free(up);
-    wipe_free(key);
-    wipe_free(cert);
+    secret_free(key);
+    secret_free(cert);
     opt_free(&options_table, &opts);
     return exit_code;
 }

@@ -27,7 +27,7 @@ extern "C" {
  * every program's --version prints it. */
 #define TOKEND_VERSION "0.1.0"
 
-/* The release this library was built as ("0.1.0"), for a program linked
+/* The release this library was built as (its TOKEND_VERSION), for a program linked
  * against the shared library to compare with the TOKEND_VERSION it was
  * compiled with. Static. */
 const char *tokend_version(void);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "secret.h"
 
 /* Room for PREFIX_NAME. */
 #define ENV_NAME_MAX 96
@@ -193,10 +194,11 @@ static void env_name(const opt_table *t, const opt_def *d, char *env, size_t siz
 }
 
 static void text_free(const opt_def *d, char *s) {
-    if (s != NULL && (d->flags & OPT_SECRET)) {
-        explicit_bzero(s, strlen(s));
+    if (d->flags & OPT_SECRET) {
+        secret_free(s);
+    } else {
+        free(s);
     }
-    free(s);
 }
 
 static void list_clear(const opt_def *d, opt_list *list) {

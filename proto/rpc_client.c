@@ -25,6 +25,7 @@
 
 #include "error.h"
 #include "rpc.h"
+#include "secret.h"
 
 /* Ceiling on a reply; a page of 1000 tokens with metadata stays well below. */
 #define RPC_CLIENT_RECV_MAX ((size_t)RPC_MAX_MESSAGE_CEILING)
@@ -66,14 +67,11 @@ struct rpc_call {
 };
 
 /* Frees a request or a reply, wiping it first: either may carry a
- * credential or a token. (explicit_bzero: a store the compiler may not
- * drop as dead.) */
+ * credential or a token. (An empty message may have no body at all:
+ * secret_wipe does nothing for length 0.) */
 static void wipe_free_msg(nng_msg *msg) {
     if (msg != NULL) {
-        /* An empty message may have no body at all. */
-        if (nng_msg_len(msg) > 0) {
-            explicit_bzero(nng_msg_body(msg), nng_msg_len(msg));
-        }
+        secret_wipe(nng_msg_body(msg), nng_msg_len(msg));
         nng_msg_free(msg);
     }
 }
@@ -346,7 +344,7 @@ static int call_pack(const rpc_call *c, const ProtobufCMessage *input,
     if (nrv == 0) {
         protobuf_c_message_pack(&request.base, nng_msg_body(msg));
     }
-    explicit_bzero(payload, payload_len);
+    secret_wipe(payload, payload_len);
     if (payload != stack_payload) {
         free(payload);
     }
@@ -437,7 +435,7 @@ static void call_decode(rpc_call *c) {
     }
     /* The payload may carry a plain-text token (CreateToken). */
     if (reply->payload.data != NULL) {
-        explicit_bzero(reply->payload.data, reply->payload.len);
+        secret_wipe(reply->payload.data, reply->payload.len);
     }
     tokend__v1__reply__free_unpacked(reply, &arena.base);
 }
