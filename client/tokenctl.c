@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "error.h"
 #include "opt.h"
 #include "secret.h"
 
@@ -222,9 +223,12 @@ static char *secret_from_argv(char *arg) {
 }
 
 /* Reads the first line of `in` as a secret (token or credential): at most
- * SECRET_MAX bytes, surrounding whitespace dropped. Returns a copy to free
- * with secret_free(), or NULL with *why set. */
-static char *secret_read(FILE *in, const char **why) {
+ * SECRET_MAX bytes, surrounding whitespace dropped. Returns TOKEND_OK with
+ * *out a copy to free with secret_free(), or TOKEND_INVALID_ARGUMENT with
+ * why in *err. */
+static int secret_read(FILE *in, char **out, tokend_error *err) {
+    int rv = TOKEND_OK;
+    *out = NULL;
     char *buf = calloc(1, SECRET_MAX + 2);
     if (buf == NULL) {
         oom();
@@ -238,9 +242,9 @@ static char *secret_read(FILE *in, const char **why) {
         buf[len++] = (char)c;
     }
     if (ferror(in)) {
-        *why = "cannot read it";
+        rv = error_set(err, TOKEND_INVALID_ARGUMENT, "cannot read it");
     } else if (len > SECRET_MAX) {
-        *why = "it is too long";
+        rv = error_set(err, TOKEND_INVALID_ARGUMENT, "it is too long");
     } else {
         size_t start = 0;
         while (len > 0 &&
@@ -251,20 +255,14 @@ static char *secret_read(FILE *in, const char **why) {
             start++;
         }
         if (start == len) {
-            *why = "it is empty";
-        } else {
-            char *secret = strndup(buf + start, len - start);
-            secret_wipe(buf, SECRET_MAX + 2);
-            free(buf);
-            if (secret == NULL) {
-                oom();
-            }
-            return secret;
+            rv = error_set(err, TOKEND_INVALID_ARGUMENT, "it is empty");
+        } else if ((*out = strndup(buf + start, len - start)) == NULL) {
+            oom();
         }
     }
     secret_wipe(buf, SECRET_MAX + 2);
     free(buf);
-    return NULL;
+    return rv;
 }
 
 /* Number of code points in a UTF-8 string (for table column widths). */
@@ -758,11 +756,11 @@ static int setup(cli *c) {
         if (f == NULL) {
             return usage_error(c, "--credential-file %s: %s", path, strerror(errno));
         }
-        const char *why = NULL;
-        c->credential = secret_read(f, &why);
+        tokend_error why;
+        int rv = secret_read(f, &c->credential, &why);
         fclose(f);
-        if (c->credential == NULL) {
-            return usage_error(c, "--credential-file %s: %s", path, why);
+        if (rv != TOKEND_OK) {
+            return usage_error(c, "--credential-file %s: %s", path, why.message);
         }
     }
     if (c->credential == NULL) {
@@ -800,10 +798,10 @@ static int setup(cli *c) {
  * a usage error. */
 static char *token_argument(const cli *c, char *arg, bool from_argv, const char *what) {
     if (strcmp(arg, "-") == 0) {
-        const char *why = NULL;
-        char *token = secret_read(stdin, &why);
-        if (token == NULL) {
-            usage_error(c, "%s from stdin: %s", what, why);
+        char *token = NULL;
+        tokend_error why;
+        if (secret_read(stdin, &token, &why) != TOKEND_OK) {
+            usage_error(c, "%s from stdin: %s", what, why.message);
         }
         return token;
     }
