@@ -52,7 +52,7 @@ PROTO_GEN := $(GEN)/tokend.pb-c.c $(GEN)/tokend.pb-c.h
 # include/ is the public header; proto/ (with the code generated from
 # tokend.proto) is the layer every side shares; client/, service/ and
 # gateway/ see only it and themselves, never one another. tests/, bench/
-# and fuzz/ may use every folder. tests/layers.sh checks the same rule on
+# and fuzz/ may use every folder. tests/structure.sh checks the same rule on
 # the sources (make test runs it), so a relative path cannot get round it.
 INC_proto   := -Iinclude -Iproto -I$(GEN)
 INC_client  := $(INC_proto) -Iclient
