@@ -50,6 +50,8 @@
 typedef struct http_conn {
     struct http_conn *prev, *next;
     int fd;
+    /* The peer's address as text, for the log (client=). */
+    char client[INET6_ADDRSTRLEN];
     /* Monotonic ms since which a request has been arriving; 0 while none
      * is (idle between requests, or the request is whole); -1 once the
      * watchdog has shut the connection down. */
@@ -180,6 +182,22 @@ bool http_listen_ok(const char *listen) {
 /* ------------------------------------------------------------------------
  * Connections and the arrival watchdog. */
 
+/* The peer address of `conn` as text ("127.0.0.1", "::1"), or "-". */
+static void client_text(struct MHD_Connection *conn, char *out, size_t size) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = info != NULL ? info->client_addr : NULL;
+    const void *bytes = NULL;
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        bytes = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        bytes = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    }
+    if (bytes == NULL || inet_ntop(sa->sa_family, bytes, out, (socklen_t)size) == NULL) {
+        snprintf(out, size, "-");
+    }
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
     http_server *srv = cls;
@@ -192,6 +210,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             return;
         }
         hc->fd = info->connect_fd;
+        client_text(conn, hc->client, sizeof(hc->client));
         /* The first request is timed from the connection's start, so a
          * client that connects and sends nothing is closed too. */
         atomic_init(&hc->arriving_since_ms, mono_ms());
@@ -291,8 +310,10 @@ static void refuse_query(struct MHD_Connection *conn, http_conn *hc, const char 
     char path[300], shown[300], qpath[340];
     snprintf(path, sizeof(path), "%.*s", (int)(path_len < 299 ? path_len : 299), uri);
     log_path(path, shown, sizeof(shown));
-    LOG(LOG_INFO, "request", "path=%s status=414 code=TOO_MANY_PARAMETERS params=%zu%s",
-        log_quote(qpath, sizeof(qpath), shown), params, sent < 0 ? " error=send" : "");
+    LOG(LOG_INFO, "request",
+        "path=%s status=414 client=%s code=TOO_MANY_PARAMETERS params=%zu%s",
+        log_quote(qpath, sizeof(qpath), shown), hc != NULL ? hc->client : "-", params,
+        sent < 0 ? " error=send" : "");
 }
 
 /* MHD calls this when a request line has arrived: a later request on a
@@ -720,6 +741,20 @@ static const char *termination_name(enum MHD_RequestTerminationCode toe) {
     }
 }
 
+/* The method for the log: one of RFC 9110's (and PATCH) as sent, any
+ * other as OTHER. A method is free text the client chose, and `curl -X`
+ * puts whatever it is given there: a token, say. */
+static const char *log_method(const char *method) {
+    static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                        "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(method, known[i]) == 0) {
+            return known[i];
+        }
+    }
+    return "OTHER";
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)conn;
@@ -738,11 +773,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                            (now.tv_nsec - req->started.tv_nsec) / 1000;
         char path[300], qpath[340], qmethod[48];
         log_path(req->path, path, sizeof(path));
-        log_write(level, "request", "method=%s path=%s status=%d dur_us=%lld%s%s%s%s",
-                  log_quote(qmethod, sizeof(qmethod), req->method),
+        log_write(level, "request",
+                  "method=%s path=%s status=%d dur_us=%lld client=%s%s%s%s%s",
+                  log_quote(qmethod, sizeof(qmethod), log_method(req->method)),
                   log_quote(qpath, sizeof(qpath), path), status, dur_us,
-                  req->note_len > 0 ? " " : "", req->note, failure ? " error=" : "",
-                  failure ? failure : "");
+                  req->hc != NULL ? req->hc->client : "-", req->note_len > 0 ? " " : "",
+                  req->note, failure ? " error=" : "", failure ? failure : "");
     }
     if (req->data != NULL) {
         srv->h.release(srv->h.cls, req->data);

@@ -9,9 +9,10 @@
  * http_start() (api.c) decide every answer. A handler either replies at
  * once or suspends the request (http_suspend) and has it resumed later from
  * any thread (http_resume), so no worker thread ever waits on anything.
- * Every finished request is logged as one logfmt line (method, path without
- * the query, status, duration, notes the handler added); header values are
- * never logged.
+ * Every finished request is logged as one logfmt line (method if it is a
+ * standard one, else OTHER; path without the query; status, duration,
+ * client address, notes the handler added); header values are never
+ * logged.
  */
 #ifndef GATEWAY_HTTP_H
 #define GATEWAY_HTTP_H

@@ -1239,6 +1239,16 @@ TEST(gateway_log_never_holds_a_token) {
     CHECK_INT(CURL(&r, url(&f, fmt("/x/%s/y", token))), 404);
     CHECK_INT(CURL(&r, url(&f, fmt("/v1/tokens?cursor=%s", token)), "-H", bearer(token)),
               403);
+    /* A token as the method (curl -X "$TOKEN"): not a method this API
+     * takes, and not one the log may show. */
+    CHECK_INT(CURL(&r, "-X", token, url(&f, "/v1/auth"), "-H", bearer(token)), 405);
+    CHECK_INT(CURL(&r, "-X", token, url(&f, "/healthz")), 405);
+    /* A request refused before it is parsed (414) is logged too. */
+    char many[400] = "/v1/auth?";
+    for (int i = 0; i < 129; i++) {
+        strcat(many, i > 0 ? "&a" : "a");
+    }
+    CHECK_INT(CURL(&r, url(&f, many)), 414);
     res_free(&r);
     CHECK_INT(harness_gateway_stop(&f.g), 0);
     char *log = harness_read_file(f.g.log_path);
@@ -1257,6 +1267,21 @@ TEST(gateway_log_never_holds_a_token) {
     CHECK(test_contains(log, fmt("status=200 ")));
     CHECK(test_contains(log, fmt("id=%s", id)));
     CHECK(test_contains(log, "path=\"/v1/tokens/{redacted}\""));
+    CHECK(test_contains(log, "method=\"OTHER\" path=\"/v1/auth\" status=405"));
+    CHECK(test_contains(log, "method=\"OTHER\" path=\"/healthz\" status=405"));
+    /* Every request line names the client. */
+    int lines = 0;
+    for (const char *line = strstr(log, "event=request "); line != NULL;
+         line = strstr(line + 1, "event=request ")) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol != NULL ? (size_t)(eol - line) : strlen(line);
+        if (memmem(line, len, " client=127.0.0.1", 17) == NULL) {
+            test_fail(__FILE__, __LINE__, "a request line without client=: %.*s",
+                      (int)len, line);
+        }
+        lines++;
+    }
+    CHECK_INT(lines, 12);
     free(log);
     fixture_stop(&f);
 }
