@@ -35,6 +35,14 @@
  * abilities of a check) plus a few. */
 #define HTTP_MAX_QUERY_PARAMS 128
 #define HTTP_QUERY_PARAM_POOL_BYTES 64
+/* GnuTLS's priorities for HTTPS: TLS 1.3 (its suites are all AEAD with
+ * ephemeral key exchange), and on TLS 1.2 only ECDHE key exchange (forward
+ * secrecy; no static RSA, no finite-field DHE) with AES-GCM or
+ * ChaCha20-Poly1305 (no CBC, no SHA-1 MAC). The server's order wins. */
+#define HTTP_TLS_PRIORITIES                                                  \
+    "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:" \
+    "+ECDHE-ECDSA:+ECDHE-RSA:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"         \
+    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD"
 /* How often the watchdog looks for requests that take too long to arrive. */
 #define HTTP_WATCHDOG_PERIOD_MS 100
 /* A path segment this long or longer could be a token (a token is a prefix
@@ -99,6 +107,7 @@ struct http_server {
     size_t max_header;
     int64_t request_timeout_ms;
     int port;
+    const char *hsts; /* Strict-Transport-Security, over HTTPS only */
     atomic_bool starting;
     atomic_bool quiescing;
     atomic_int active; /* requests begun and not yet over */
@@ -171,6 +180,37 @@ static bool parse_listen(const char *listen, struct sockaddr_storage *ss, bool *
     a->sin_family = AF_INET;
     a->sin_port = htons((uint16_t)port);
     return inet_pton(AF_INET, host, &a->sin_addr) == 1;
+}
+
+bool http_hsts_ok(const char *value) {
+    if (value == NULL || strncmp(value, "max-age=", 8) != 0) {
+        return false;
+    }
+    const char *p = value + 8;
+    size_t digits = strspn(p, "0123456789");
+    if (digits == 0 || digits > 10) {
+        return false;
+    }
+    p += digits;
+    bool sub = false, preload = false;
+    while (*p != '\0') {
+        p += strspn(p, " \t");
+        if (*p++ != ';') {
+            return false;
+        }
+        p += strspn(p, " \t");
+        if (!sub && strncasecmp(p, "includeSubDomains", 17) == 0) {
+            sub = true;
+            p += 17;
+        } else if (!preload && strncasecmp(p, "preload", 7) == 0) {
+            preload = true;
+            p += 7;
+        } else {
+            return false;
+        }
+        p += strspn(p, " \t");
+    }
+    return true;
 }
 
 bool http_listen_ok(const char *listen) {
@@ -521,6 +561,10 @@ static enum MHD_Result queue_reply(http_request *req) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (req->srv->hsts != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_STRICT_TRANSPORT_SECURITY,
+                                req->srv->hsts);
+    }
     for (size_t i = 0; i < req->n_headers; i++) {
         /* MHD refuses values with CR or LF: such a header is dropped. */
         MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
@@ -979,7 +1023,8 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
         flags |= MHD_USE_TLS;
         OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem);
         OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls_key_pem);
-        OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
+        OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, HTTP_TLS_PRIORITIES);
+        srv->hsts = cfg->hsts;
     }
     OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT

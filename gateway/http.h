@@ -52,6 +52,10 @@ typedef struct http_config {
      * server keeps the pointers until http_stop(). */
     const char *tls_cert_pem;
     const char *tls_key_pem;
+    /* The Strict-Transport-Security value sent with every reply over
+     * HTTPS (checked with http_hsts_ok), or NULL to send none. Never sent
+     * over plain HTTP (RFC 6797 §7.2). Kept until http_stop(). */
+    const char *hsts;
 } http_config;
 
 /* Makes jansson allocate through a wiping allocator, so that every JSON
@@ -59,6 +63,11 @@ typedef struct http_config {
  * buffers jansson outgrew on the way — is zeroed before it is freed: a
  * reply may carry a new token. Call once, before any other jansson use. */
 void http_json_init(void);
+
+/* True if `value` is a Strict-Transport-Security value the gateway
+ * sends: "max-age=SECONDS", optionally followed by "; includeSubDomains"
+ * and "; preload" (RFC 6797 §6.1; directive names in any case). */
+bool http_hsts_ok(const char *value);
 
 /* Parses "HOST:PORT"/"[IPv6]:PORT" with a numeric host. Returns false if
  * it is not one (used to check --listen before anything starts). */

@@ -121,6 +121,14 @@ int main(int argc, char **argv) {
                 opts.listen);
         goto out;
     }
+    if (strcmp(opts.hsts, "off") != 0 && !http_hsts_ok(opts.hsts)) {
+        char q[300];
+        fprintf(stderr,
+                "tokend-gateway: --hsts must be off or max-age=SECONDS "
+                "[; includeSubDomains] [; preload], not %s\n",
+                log_quote(q, sizeof(q), opts.hsts));
+        goto out;
+    }
     if ((opts.tls_cert == NULL) != (opts.tls_key == NULL)) {
         fprintf(stderr, "tokend-gateway: --tls-cert and --tls-key go together\n");
         goto out;
@@ -176,6 +184,7 @@ int main(int argc, char **argv) {
         .idle_timeout_s = (int)opts.idle_timeout_s,
         .tls_cert_pem = cert,
         .tls_key_pem = key,
+        .hsts = strcmp(opts.hsts, "off") != 0 ? opts.hsts : NULL,
     };
     http_server *srv = NULL;
     if (http_start(&hc, &handlers, &srv, &err) != TOKEND_OK) {

@@ -21,6 +21,10 @@ static const opt_def options[] = {
      "--tls-key"},
     {"tls-key", OPT_STRING, NULL, FIELD(tls_key), 0, 0, 0, 0, "PEM",
      "private key file of --tls-cert"},
+    {"hsts", OPT_STRING, "max-age=31536000", FIELD(hsts), 0, 0, 0, 0, "VALUE",
+     "Strict-Transport-Security sent with every HTTPS reply: max-age=SECONDS, optionally "
+     "with '; includeSubDomains' and '; preload'; off sends none. Never sent over plain "
+     "HTTP"},
     {"rpc-timeout-ms", OPT_INT, "2000", FIELD(rpc_timeout_ms), 1, 600000, 0, 0, "MS",
      "time limit of each call to tokend; no reply in time: 504, tokend unreachable for "
      "that long: 503"},

@@ -18,6 +18,7 @@ typedef struct gw_options {
     opt_list services; /* tokend URLs */
     char *tls_cert;    /* PEM file or NULL */
     char *tls_key;     /* PEM file or NULL */
+    char *hsts;        /* Strict-Transport-Security value, or "off" */
     int64_t rpc_timeout_ms;
     int64_t max_inflight;
     int64_t max_body;

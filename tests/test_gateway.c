@@ -962,21 +962,17 @@ TEST(gateway_503_overloaded_past_max_inflight) {
 /* ------------------------------------------------------------------------
  * Transport: TLS, shared port, hostile bytes, shutdown. */
 
-TEST(gateway_https_tls13_and_tls12) {
-    tokend_proc p;
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
+/* A self-signed certificate for 127.0.0.1 and localhost in a new scratch
+ * dir: cert.pem and key.pem (paths into cert and key, 400 bytes each), the
+ * key `newkey` as openssl req takes it ("ec", "rsa:2048") with `pkeyopt`
+ * (or NULL). */
+static void make_cert(const char *newkey, const char *pkeyopt, char *cert, char *key) {
     const char *dir = test_tmpdir();
-    char cert[400], key[400];
-    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(cert, 400, "%s/cert.pem", dir);
+    snprintf(key, 400, "%s/key.pem", dir);
     const char *openssl[] = {"openssl",
                              "req",
                              "-x509",
-                             "-newkey",
-                             "ec",
-                             "-pkeyopt",
-                             "ec_paramgen_curve:P-256",
                              "-nodes",
                              "-keyout",
                              key,
@@ -988,6 +984,10 @@ TEST(gateway_https_tls13_and_tls12) {
                              "/CN=localhost",
                              "-addext",
                              "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                             "-newkey",
+                             newkey,
+                             pkeyopt != NULL ? "-pkeyopt" : NULL,
+                             pkeyopt,
                              NULL};
     char *out = NULL, *err = NULL;
     int rc = harness_exec(openssl, NULL, NULL, &out, &err);
@@ -997,6 +997,15 @@ TEST(gateway_https_tls13_and_tls12) {
     REQUIRE(rc == 0);
     free(out);
     free(err);
+}
+
+TEST(gateway_https_tls13_and_tls12) {
+    tokend_proc p;
+    harness_init(&p);
+    REQUIRE(harness_start(&p));
+    char cert[400], key[400];
+    make_cert("ec", "ec_paramgen_curve:P-256", cert, key);
+    char *out = NULL, *err = NULL;
     gateway_proc g;
     memset(&g, 0, sizeof(g));
     g.extra[0] = "--tls-cert";
@@ -1037,6 +1046,106 @@ TEST(gateway_https_tls13_and_tls12) {
     CHECK(CURL(&r, fmt("http://127.0.0.1:%d/healthz", g.port)) != 200);
     res_free(&r);
     CHECK_INT(harness_gateway_stop(&g), 0);
+    harness_stop(&p);
+}
+
+/* Runs openssl s_client against the gateway with `args` (a TLS version
+ * flag and a cipher choice); returns the cipher it agreed on, or "" if the
+ * handshake failed (static, overwritten by the next call). */
+static const char *s_client(int port, const char *const *args) {
+    static char cipher[128];
+    const char *argv[16] = {"openssl", "s_client", "-connect", fmt("127.0.0.1:%d", port)};
+    size_t n = 4;
+    for (size_t i = 0; args[i] != NULL && n < 15; i++) {
+        argv[n++] = args[i];
+    }
+    char *out = NULL, *err = NULL;
+    int rc = harness_exec(argv, NULL, NULL, &out, &err);
+    const char *is = out != NULL ? strstr(out, "Cipher is ") : NULL;
+    cipher[0] = '\0';
+    if (rc == 0 && is != NULL) {
+        snprintf(cipher, sizeof(cipher), "%.*s", (int)strcspn(is + 10, " \r\n"), is + 10);
+    }
+    free(out);
+    free(err);
+    return cipher;
+}
+
+TEST(gateway_https_forward_secret_aead_only_and_hsts) {
+    tokend_proc p;
+    harness_init(&p);
+    REQUIRE(harness_start(&p));
+    /* An RSA key, which static-RSA key exchange could use. */
+    char cert[400], key[400];
+    make_cert("rsa:2048", NULL, cert, key);
+    gateway_proc g;
+    memset(&g, 0, sizeof(g));
+    g.extra[0] = "--tls-cert";
+    g.extra[1] = cert;
+    g.extra[2] = "--tls-key";
+    g.extra[3] = key;
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    /* TLS 1.2 without forward secrecy (static RSA, or finite-field DHE)
+     * or with CBC and SHA-1: refused. */
+    static const char *const refused[] = {
+        "AES256-GCM-SHA384",
+        "AES128-GCM-SHA256",
+        "AES128-SHA",
+        "AES256-SHA256",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-RSA-AES256-SHA384",
+        "DHE-RSA-AES128-GCM-SHA256",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        const char *got = s_client(g.port, FLAGS("-tls1_2", "-cipher", refused[i]));
+        if (got[0] != '\0') {
+            test_fail(__FILE__, __LINE__, "TLS 1.2 with %s: agreed on %s", refused[i],
+                      got);
+        }
+    }
+    /* ECDHE with AEAD on TLS 1.2, and TLS 1.3: agreed. */
+    static const char *const allowed[] = {
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    };
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+        CHECK_STR(s_client(g.port, FLAGS("-tls1_2", "-cipher", allowed[i])), allowed[i]);
+    }
+    CHECK_STR(
+        s_client(g.port, FLAGS("-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256")),
+        "TLS_AES_128_GCM_SHA256");
+    CHECK_STR(s_client(g.port, FLAGS("-tls1_3")), "TLS_AES_256_GCM_SHA384");
+    /* Older protocols: refused. */
+    CHECK_STR(s_client(g.port, FLAGS("-tls1_1", "-cipher", "ALL:@SECLEVEL=0")), "");
+
+    /* HSTS on every HTTPS reply, by default for a year. */
+    http_res r = {0};
+    CHECK_INT(CURL(&r, "--cacert", cert, fmt("%s/healthz", g.base)), 200);
+    CHECK_STR(header(&r, "Strict-Transport-Security"), "max-age=31536000");
+    CHECK_INT(CURL(&r, "--cacert", cert, fmt("%s/v1/auth", g.base)), 401);
+    CHECK_STR(header(&r, "Strict-Transport-Security"), "max-age=31536000");
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    /* Configurable through the environment, and off by a flag. */
+    static char env_hsts[] = "TOKEND_GATEWAY_HSTS=max-age=600; includeSubDomains";
+    putenv(env_hsts);
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    CHECK_INT(CURL(&r, "--cacert", cert, fmt("%s/healthz", g.base)), 200);
+    CHECK_STR(header(&r, "Strict-Transport-Security"), "max-age=600; includeSubDomains");
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    g.extra[4] = "--hsts";
+    g.extra[5] = "off";
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    CHECK_INT(CURL(&r, "--cacert", cert, fmt("%s/healthz", g.base)), 200);
+    CHECK(header(&r, "Strict-Transport-Security") == NULL);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    /* Never over plain HTTP, whatever --hsts says. */
+    memset(&g, 0, sizeof(g));
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    CHECK_INT(CURL(&r, fmt("%s/healthz", g.base)), 200);
+    CHECK(header(&r, "Strict-Transport-Security") == NULL);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    res_free(&r);
     harness_stop(&p);
 }
 
@@ -1334,6 +1443,7 @@ TEST(gateway_command_line_and_environment) {
                                    "--service",
                                    "--tls-cert",
                                    "--tls-key",
+                                   "--hsts",
                                    "--rpc-timeout-ms",
                                    "--max-inflight",
                                    "--max-body",
@@ -1367,6 +1477,9 @@ TEST(gateway_command_line_and_environment) {
         {"--listen", "[::1]8080", NULL},
         {"--tls-cert", "cert.pem", NULL},
         {"--log-level", "loud", NULL},
+        {"--hsts", "forever", NULL},
+        {"--hsts", "max-age=1; preload; preload", NULL},
+        {"--hsts", "max-age=1\r\nSet-Cookie: x=y", NULL},
         {"--service", "bogus://x", NULL},
         {"--rpc-timeout-ms", NULL},
         {"stray", NULL},
