@@ -606,6 +606,153 @@ static size_t header_block_size(struct MHD_Connection *conn, const char *method,
 }
 
 /*
+ * Framing (RFC 9112). libmicrohttpd 0.9.75 takes the first of two
+ * Content-Length headers, reads a chunked body when Transfer-Encoding
+ * comes with a Content-Length, keeps a header value only up to a NUL byte,
+ * ends a line at a bare LF, joins folded lines, and keeps whitespace
+ * before a colon as part of the name ("Content-Length :" frames nothing).
+ * A proxy in front may read each of these differently, and what it takes
+ * for one request's body the gateway would take for the next request
+ * (request smuggling). So the head of every request is checked before
+ * anything else looks at it, and any of these is a 400 and a closed
+ * connection.
+ *
+ * What the API reports (names, values, how many) covers the headers'
+ * count and characters. NUL bytes, bare LFs and folding are gone from
+ * what it reports, so for those the head itself is read: libmicrohttpd
+ * parses it in place in its read buffer, ending each line with a NUL in
+ * place of CR and one in place of LF, and one in place of each header's
+ * colon, and reports keys and values pointing into that buffer. A head
+ * made of CRLF lines without NULs or folding is therefore exactly the
+ * request line, then for each header "name\0", blanks, "value\0\0", then
+ * "\0\0", with the keys in the order the API reports them; anything
+ * else had one of those. A NUL right before an LF reads the same as a CR
+ * and is not seen (the value is then cut at it). This relies on how
+ * 0.9.75 parses, so it is done only with that version (http_start).
+ */
+static bool head_layout_known;
+
+typedef struct head_walk {
+    const char *start, *end; /* the head, in libmicrohttpd's read buffer */
+    const char *next;        /* where the next header line must start */
+    bool layout;             /* read the head itself */
+    int content_lengths, transfer_encodings;
+    const char *transfer_encoding; /* the first one's value */
+    const char *fault;             /* why it is refused, or NULL */
+    const char *fault_name;        /* the header it is about, or NULL */
+    size_t fault_name_len;
+} head_walk;
+
+/* A token character of RFC 9110 §5.6.2 (header names, methods). */
+static bool is_tchar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* True if [p, p + n) lies within the head. */
+static bool in_head(const head_walk *w, const char *p, size_t n) {
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)w->start, hi = (uintptr_t)w->end;
+    return a >= lo && a <= hi && n <= hi - a;
+}
+
+/* True if a CRLF line end, as libmicrohttpd leaves it ("\0\0"), is at p. */
+static bool crlf_at(const head_walk *w, const char *p) {
+    return in_head(w, p, 2) && p[0] == '\0' && p[1] == '\0';
+}
+
+static enum MHD_Result walk_head(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 size_t key_size, const char *value, size_t value_size) {
+    (void)kind;
+    head_walk *w = cls;
+    bool name_ok = key_size > 0;
+    for (size_t i = 0; name_ok && i < key_size; i++) {
+        name_ok = is_tchar(key[i]);
+    }
+    if (!name_ok) {
+        w->fault = "a header name that is not a token (whitespace before its colon?)";
+        return MHD_NO;
+    }
+    for (size_t i = 0; i < value_size; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            w->fault = "a control character in a header value";
+            w->fault_name = key;
+            w->fault_name_len = key_size;
+            return MHD_NO;
+        }
+    }
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        w->content_lengths++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        if (w->transfer_encodings++ == 0) {
+            w->transfer_encoding = value;
+        }
+    }
+    if (w->layout) {
+        /* "name\0", blanks, "value\0\0", right where the last line ended. */
+        const char *p = key + key_size;
+        bool ok = key == w->next && in_head(w, p, 1) && *p == '\0';
+        for (p++; ok && p != value; p++) {
+            ok = in_head(w, p, 1) && (*p == ' ' || *p == '\t');
+        }
+        ok = ok && crlf_at(w, value + value_size);
+        if (!ok) {
+            w->fault =
+                "a line not ended by CRLF, a NUL byte, or a folded line in the head";
+            return MHD_NO;
+        }
+        w->next = value + value_size + 2;
+    }
+    return MHD_YES;
+}
+
+/* Why the head of the request is refused for its framing, or NULL. The
+ * name of the header concerned, if any, goes to *name (not terminated). */
+static const char *framing_fault(struct MHD_Connection *conn, const char *method,
+                                 const char *version, const char **name,
+                                 size_t *name_len) {
+    head_walk w = {0};
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (head_layout_known && info != NULL) {
+        w.start = method;
+        w.end = method + info->header_size;
+        /* The request line ends after the version (libmicrohttpd checked
+         * it is HTTP/1.x): the first header line, or the blank line,
+         * starts right after its CRLF. */
+        const char *line_end = version + strlen(version);
+        w.layout = in_head(&w, version, 1);
+        if (w.layout && !crlf_at(&w, line_end)) {
+            return "a line not ended by CRLF, a NUL byte, or a folded line in the head";
+        }
+        w.next = line_end + 2;
+    }
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, walk_head, &w);
+    *name = w.fault_name;
+    *name_len = w.fault_name_len;
+    if (w.fault != NULL) {
+        return w.fault;
+    }
+    if (w.layout && !(crlf_at(&w, w.next) && w.next + 2 == w.end)) {
+        return "a line not ended by CRLF, a NUL byte, or a folded line in the head";
+    }
+    if (w.content_lengths > 1) {
+        return "more than one Content-Length header";
+    }
+    if (w.transfer_encodings > 0 && w.content_lengths > 0) {
+        return "both Content-Length and Transfer-Encoding";
+    }
+    if (w.transfer_encodings > 1 ||
+        (w.transfer_encodings == 1 && strcasecmp(w.transfer_encoding, "chunked") != 0)) {
+        return "a Transfer-Encoding other than chunked";
+    }
+    if (w.transfer_encodings > 0 && strcmp(version, MHD_HTTP_VERSION_1_0) == 0) {
+        return "Transfer-Encoding in an HTTP/1.0 request";
+    }
+    return NULL;
+}
+
+/*
  * Limits answered on MHD's first call, before any body is read. Everywhere
  * else the gateway replies on a later call (replying on the first call
  * makes libmicrohttpd close the connection after the reply); for a request
@@ -620,6 +767,17 @@ static bool refuse_early(http_request *req, const char *version) {
                  "request line and headers exceed the limit of %zu bytes",
                  srv->max_header);
         http_reply_problem(req, 431, "HEADERS_TOO_LARGE", detail);
+        req->close = true;
+        return true;
+    }
+    const char *name = NULL;
+    size_t name_len = 0;
+    const char *fault = framing_fault(req->conn, req->method, version, &name, &name_len);
+    if (fault != NULL) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "%s%s%.*s", fault, name != NULL ? ": " : "",
+                 (int)(name_len < 48 ? name_len : 48), name != NULL ? name : "");
+        http_reply_problem(req, 400, "BAD_REQUEST", detail);
         req->close = true;
         return true;
     }
@@ -1040,6 +1198,14 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
         return error_set(err, TOKEND_UNAVAILABLE, "cannot serve on %s%s%s", cfg->listen,
                          e != 0 ? ": " : " (see the log above)",
                          e != 0 ? strerror(e) : "");
+    }
+    /* framing_fault reads the head as libmicrohttpd 0.9.75 leaves it. */
+    head_layout_known = strcmp(MHD_get_version(), "0.9.75") == 0;
+    if (!head_layout_known) {
+        LOG(LOG_WARN, "framing",
+            "msg=\"libmicrohttpd %s, not 0.9.75: bare LF line ends, NUL bytes and folded "
+            "lines in a request head are not refused\"",
+            MHD_get_version());
     }
     atomic_store(&srv->starting, false);
     const union MHD_DaemonInfo *info =

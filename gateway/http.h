@@ -2,8 +2,9 @@
  * http.h — the gateway's HTTP/1.1 server: libmicrohttpd with a pool of
  * epoll worker threads, keep-alive, optional TLS (GnuTLS, 1.2 and 1.3),
  * SO_REUSEPORT, and every limit of docs/gateway.md enforced before a
- * handler sees a request: header size (431), body size (413, counted while
- * reading), request arrival time, idle time.
+ * handler sees a request: unambiguous framing (400), header size (431),
+ * body size (413, counted while reading), request arrival time, idle
+ * time.
  *
  * It owns connections and requests, not meaning: the handlers given to
  * http_start() (api.c) decide every answer. A handler either replies at
