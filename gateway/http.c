@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,20 +51,52 @@
  * of 1..32 characters and 38 more): the access log shows it as {redacted}. */
 #define HTTP_LOG_SEGMENT_MAX 38
 
+/* How often, at most, the watchdog logs what the connection limits did. */
+#define HTTP_LIMIT_REPORT_MS 1000
+/* libmicrohttpd's own connection limit is --max-connections plus this
+ * much: room for the connections that the gateway has refused or closed
+ * to make room but libmicrohttpd has not closed yet (it does on its next
+ * turn of the loop). libmicrohttpd, at its limit, stops accepting until
+ * one closes; the gateway's own limit is always reached first. */
+#define HTTP_CONN_RESERVE(max) (64 + (max) / 8)
+/* File descriptors the server needs besides connections: the listening
+ * socket, and per worker thread an epoll fd and a wake-up pipe. */
+#define HTTP_FDS_PER_THREAD 4
+#define HTTP_FDS_FIXED 16
+
+/* Connections counted for one client address: an IPv4 address, or an
+ * IPv6 client's /64 (a host usually has a whole /64 to pick from). */
+typedef struct http_addr {
+    struct http_addr *next; /* in its bucket */
+    uint64_t key;           /* addr_key */
+    bool v6;
+    int open; /* counted connections */
+} http_addr;
+
 /*
- * One per TCP connection (MHD's socket context), listed so that the
- * watchdog can close connections whose request takes too long to arrive:
- * libmicrohttpd's own timeout is an idle timeout, which a client sending a
- * byte now and then never trips.
+ * One per TCP connection (MHD's socket context). All connections are
+ * listed so that the watchdog can close those whose request takes too
+ * long to arrive (libmicrohttpd's own timeout is an idle timeout, which a
+ * client sending a byte now and then never trips); they are counted, in
+ * all and per address, for --max-connections and --max-connections-per-ip;
+ * and those with no request in progress are on the idle list, longest
+ * idle first, to be closed first when a limit is reached. Everything but
+ * arriving_since_ms is under the server's conns_mtx.
  */
 typedef struct http_conn {
-    struct http_conn *prev, *next;
+    struct http_conn *prev, *next;           /* every connection */
+    struct http_conn *idle_prev, *idle_next; /* the idle list */
+    /* Its address's record while it is counted; NULL once it was refused,
+     * or shut, or is closing. */
+    http_addr *addr;
     int fd;
+    bool idle; /* on the idle list: no request begun (or all answered) */
+    bool shut; /* shut down by the gateway: none of its requests is served */
     /* The peer's address as text, for the log (client=). */
     char client[INET6_ADDRSTRLEN];
     /* Monotonic ms since which a request has been arriving; 0 while none
      * is (idle between requests, or the request is whole); -1 once the
-     * watchdog has shut the connection down. */
+     * connection has been shut down. */
     _Atomic int64_t arriving_since_ms;
 } http_conn;
 
@@ -112,10 +146,22 @@ struct http_server {
     atomic_bool quiescing;
     atomic_int active; /* requests begun and not yet over */
     atomic_uint_fast64_t served;
-    /* The connection list and the watchdog that walks it. */
+    bool tls;
+    /* The connection list and the watchdog that walks it; the counts, the
+     * per-address table and the idle list. All under conns_mtx. */
     pthread_mutex_t conns_mtx;
     pthread_cond_t watchdog_cv;
     http_conn *conns;
+    int max_conns, max_conns_per_addr;
+    int open; /* counted connections */
+    http_addr **addrs;
+    size_t addr_mask;
+    uint64_t addr_seed;
+    http_conn *idle_head, *idle_tail;
+    /* What the limits did since the watchdog last logged it. */
+    uint64_t refused, closed_idle;
+    int64_t limits_reported_ms;
+    char refused_client[INET6_ADDRSTRLEN]; /* the last refused */
     bool watchdog_stop;
     bool watchdog_running;
     pthread_t watchdog;
@@ -222,11 +268,15 @@ bool http_listen_ok(const char *listen) {
 /* ------------------------------------------------------------------------
  * Connections and the arrival watchdog. */
 
-/* The peer address of `conn` as text ("127.0.0.1", "::1"), or "-". */
-static void client_text(struct MHD_Connection *conn, char *out, size_t size) {
+/* The peer address of `conn` (NULL if unknown). */
+static const struct sockaddr *peer_of(struct MHD_Connection *conn) {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = info != NULL ? info->client_addr : NULL;
+    return info != NULL ? info->client_addr : NULL;
+}
+
+/* `sa` as text ("127.0.0.1", "::1"), or "-". */
+static void client_text(const struct sockaddr *sa, char *out, size_t size) {
     const void *bytes = NULL;
     if (sa != NULL && sa->sa_family == AF_INET) {
         bytes = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
@@ -238,6 +288,192 @@ static void client_text(struct MHD_Connection *conn, char *out, size_t size) {
     }
 }
 
+/* The per-address key of `sa`: an IPv4 address (also written as
+ * ::ffff:a.b.c.d), or an IPv6 address's first 64 bits. */
+static void addr_key(const struct sockaddr *sa, uint64_t *key, bool *v6) {
+    *key = 0;
+    *v6 = false;
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        *key = ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr);
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a =
+            &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        const uint8_t *b = a->s6_addr;
+        bool mapped = IN6_IS_ADDR_V4MAPPED(a);
+        for (int i = mapped ? 12 : 0; i < (mapped ? 16 : 8); i++) {
+            *key = *key << 8 | b[i];
+        }
+        *v6 = !mapped;
+    }
+}
+
+/* The bucket of a key: a keyed mix (the key is the client's choice, the
+ * seed is not), so that no one can aim many addresses at one bucket. */
+static size_t addr_bucket(const http_server *srv, uint64_t key, bool v6) {
+    uint64_t h = key ^ srv->addr_seed ^ (v6 ? UINT64_C(0x9e3779b97f4a7c15) : 0);
+    h ^= h >> 30;
+    h *= UINT64_C(0xbf58476d1ce4e5b9);
+    h ^= h >> 27;
+    h *= UINT64_C(0x94d049bb133111eb);
+    h ^= h >> 31;
+    return (size_t)h & srv->addr_mask;
+}
+
+/* The record of an address, made (with no connection) if it has none;
+ * NULL when out of memory. Under conns_mtx, as everything below. */
+static http_addr *addr_get(http_server *srv, uint64_t key, bool v6) {
+    http_addr **slot = &srv->addrs[addr_bucket(srv, key, v6)];
+    for (http_addr *a = *slot; a != NULL; a = a->next) {
+        if (a->key == key && a->v6 == v6) {
+            return a;
+        }
+    }
+    http_addr *a = calloc(1, sizeof(*a));
+    if (a != NULL) {
+        a->key = key;
+        a->v6 = v6;
+        a->next = *slot;
+        *slot = a;
+    }
+    return a;
+}
+
+/* Frees the record of an address once it has no connection left. */
+static void addr_put(http_server *srv, http_addr *a) {
+    if (a->open > 0) {
+        return;
+    }
+    for (http_addr **p = &srv->addrs[addr_bucket(srv, a->key, a->v6)]; *p != NULL;
+         p = &(*p)->next) {
+        if (*p == a) {
+            *p = a->next;
+            free(a);
+            return;
+        }
+    }
+}
+
+/* Puts a counted connection at the end of the idle list (the longest
+ * idle are at its head). */
+static void idle_push(http_server *srv, http_conn *hc) {
+    if (hc->idle || hc->addr == NULL) {
+        return;
+    }
+    hc->idle = true;
+    hc->idle_next = NULL;
+    hc->idle_prev = srv->idle_tail;
+    if (srv->idle_tail != NULL) {
+        srv->idle_tail->idle_next = hc;
+    } else {
+        srv->idle_head = hc;
+    }
+    srv->idle_tail = hc;
+}
+
+static void idle_pop(http_server *srv, http_conn *hc) {
+    if (!hc->idle) {
+        return;
+    }
+    if (hc->idle_prev != NULL) {
+        hc->idle_prev->idle_next = hc->idle_next;
+    } else {
+        srv->idle_head = hc->idle_next;
+    }
+    if (hc->idle_next != NULL) {
+        hc->idle_next->idle_prev = hc->idle_prev;
+    } else {
+        srv->idle_tail = hc->idle_prev;
+    }
+    hc->idle = false;
+    hc->idle_prev = hc->idle_next = NULL;
+}
+
+/* Stops counting a connection (it is closing). */
+static void conn_uncount(http_server *srv, http_conn *hc) {
+    idle_pop(srv, hc);
+    if (hc->addr != NULL) {
+        hc->addr->open--;
+        srv->open--;
+        addr_put(srv, hc->addr);
+        hc->addr = NULL;
+    }
+}
+
+/* Shuts a connection down: libmicrohttpd's next read on it fails and it
+ * closes it on its own thread. Called only under conns_mtx, and CLOSED
+ * takes the lock before libmicrohttpd closes the socket, so the fd is
+ * never one that a newer connection has been given. No request of the
+ * connection is served from here on (on_request_line). */
+static void conn_shut(http_server *srv, http_conn *hc) {
+    shutdown(hc->fd, SHUT_RDWR);
+    hc->shut = true;
+    atomic_store(&hc->arriving_since_ms, -1);
+    conn_uncount(srv, hc);
+}
+
+/* The idle connection that has been idle longest, from `a` or (NULL)
+ * from anywhere; NULL if there is none. */
+static http_conn *longest_idle(const http_server *srv, const http_addr *a) {
+    for (http_conn *hc = srv->idle_head; hc != NULL; hc = hc->idle_next) {
+        if (a == NULL || hc->addr == a) {
+            return hc;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Counts a new connection from (key, v6) against --max-connections-per-ip
+ * and --max-connections. At either limit the longest-idle connection it
+ * competes with (from the same address, or from any) is closed to make
+ * room: an idle connection costs its client nothing to open again, and
+ * holding idle connections open is how one client would lock the others
+ * out. Returns NULL when hc is counted (and idle: no request yet), or
+ * which limit refuses it, with no idle connection to close.
+ */
+static const char *conn_admit(http_server *srv, http_conn *hc, uint64_t key, bool v6) {
+    http_addr *a = addr_get(srv, key, v6);
+    if (a == NULL) {
+        return "out_of_memory";
+    }
+    /* Counted first, so that `a` stays while its idle connections go. */
+    a->open++;
+    srv->open++;
+    const char *refused = NULL;
+    if (a->open > srv->max_conns_per_addr) {
+        http_conn *victim = longest_idle(srv, a);
+        if (victim == NULL) {
+            refused = "per_ip";
+        } else {
+            conn_shut(srv, victim);
+            srv->closed_idle++;
+        }
+    }
+    if (refused == NULL && srv->open > srv->max_conns) {
+        http_conn *victim = longest_idle(srv, NULL);
+        if (victim == NULL) {
+            refused = "total";
+        } else {
+            conn_shut(srv, victim);
+            srv->closed_idle++;
+        }
+    }
+    if (refused != NULL) {
+        a->open--;
+        srv->open--;
+        addr_put(srv, a);
+        srv->refused++;
+        memcpy(srv->refused_client, hc->client, sizeof(hc->client));
+        return refused;
+    }
+    hc->addr = a;
+    idle_push(srv, hc);
+    return NULL;
+}
+
+static bool send_raw(http_server *srv, int fd, int status, const char *reason,
+                     const char *code, const char *detail, const char *headers);
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
     http_server *srv = cls;
@@ -246,11 +482,20 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *info =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (hc == NULL || info == NULL) {
-            free(hc); /* this connection goes without the watchdog */
+            /* Without its record a connection can be neither counted nor
+             * timed: it is not served (on_request_line). */
+            free(hc);
+            if (info != NULL) {
+                shutdown(info->connect_fd, SHUT_RDWR);
+            }
             return;
         }
         hc->fd = info->connect_fd;
-        client_text(conn, hc->client, sizeof(hc->client));
+        const struct sockaddr *peer = peer_of(conn);
+        client_text(peer, hc->client, sizeof(hc->client));
+        uint64_t key;
+        bool v6;
+        addr_key(peer, &key, &v6);
         /* The first request is timed from the connection's start, so a
          * client that connects and sends nothing is closed too. */
         atomic_init(&hc->arriving_since_ms, mono_ms());
@@ -260,13 +505,28 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             srv->conns->prev = hc;
         }
         srv->conns = hc;
+        const char *refused = conn_admit(srv, hc, key, v6);
+        if (refused != NULL) {
+            hc->shut = true;
+            atomic_store(&hc->arriving_since_ms, -1);
+        }
         pthread_mutex_unlock(&srv->conns_mtx);
         *socket_context = hc;
+        if (refused != NULL) {
+            /* This is the connection's own thread and nothing has been
+             * read or written: the reply goes straight out. */
+            send_raw(srv, hc->fd, 503, "Service Unavailable", "OVERLOADED",
+                     strcmp(refused, "per_ip") == 0
+                         ? "too many connections from this address"
+                         : "too many connections",
+                     "Retry-After: 1\r\n");
+        }
         return;
     }
-    /* CLOSED comes before MHD closes the socket, and the watchdog touches
-     * the socket only under the same lock: it never shuts down an fd
-     * number that a newer connection has been given. */
+    /* CLOSED comes before MHD closes the socket, and the gateway touches
+     * the socket of another thread's connection only under the same lock
+     * (conn_shut): it never shuts down an fd number that a newer
+     * connection has been given. */
     http_conn *hc = *socket_context;
     if (hc == NULL) {
         return;
@@ -280,6 +540,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (hc->next != NULL) {
         hc->next->prev = hc->prev;
     }
+    conn_uncount(srv, hc);
     pthread_mutex_unlock(&srv->conns_mtx);
     free(hc);
     *socket_context = NULL;
@@ -313,64 +574,114 @@ static json_t *problem_doc(int status, const char *code, const char *detail);
 static void log_path(const char *path, char *out, size_t size);
 static void json_block_free(void *ptr);
 
-/* Answers 414 on the connection's socket itself and shuts it down, for a
- * request line with more than HTTP_MAX_QUERY_PARAMS parameters. This runs
- * on the connection's own thread inside MHD's callback, before MHD parses
- * the parameters and before any reply could be queued, so nothing else
- * writes to the socket; after the shutdown MHD's next read fails and it
- * closes the connection. */
-static void refuse_query(struct MHD_Connection *conn, http_conn *hc, const char *uri,
-                         size_t params) {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (info == NULL) {
-        return;
+/*
+ * Writes a whole reply, a problem document with Connection: close and
+ * `headers` (whole "Name: value\r\n" lines, or ""), straight on the
+ * socket of a connection for which no reply can be queued, and shuts the
+ * connection down; libmicrohttpd's next read on it then fails and it
+ * closes it. Only on the connection's own thread, inside libmicrohttpd's
+ * callback, before a reply could be queued: nothing else writes to the
+ * socket. Over HTTPS nothing is written (plain bytes are no TLS record):
+ * the connection is just closed. Returns false if a reply was due and
+ * could not be sent whole.
+ */
+static bool send_raw(http_server *srv, int fd, int status, const char *reason,
+                     const char *code, const char *detail, const char *headers) {
+    ssize_t sent = -1;
+    size_t want = 0;
+    if (!srv->tls) {
+        json_t *doc = problem_doc(status, code, detail);
+        char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+        size_t body_len = body != NULL ? strlen(body) : 0;
+        char head[320];
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.1 %d %s\r\nConnection: close\r\n%s"
+                         "Content-Type: application/problem+json\r\n"
+                         "Content-Length: %zu\r\n\r\n",
+                         status, reason, headers, body_len);
+        struct iovec iov[2] = {{head, (size_t)n}, {body, body_len}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+        want = (size_t)n + body_len;
+        sent = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        json_block_free(body); /* json_dumps allocates through http_json_init's */
     }
+    /* What the client sent already is read and dropped, so that closing
+     * with it unread does not reset the connection (which could take the
+     * reply with it) in the common case of a request sent whole. */
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++) {
+    }
+    shutdown(fd, SHUT_RDWR);
+    return srv->tls || (sent >= 0 && (size_t)sent == want);
+}
+
+/* Answers 414 on the connection's socket itself and shuts it down, for a
+ * request line with more than HTTP_MAX_QUERY_PARAMS parameters: this runs
+ * before MHD parses the parameters and before any reply could be queued. */
+static void refuse_query(http_server *srv, http_conn *hc, const char *uri,
+                         size_t params) {
     char detail[96];
     snprintf(detail, sizeof(detail), "the query has more than %d parameters",
              HTTP_MAX_QUERY_PARAMS);
-    json_t *doc = problem_doc(414, "TOO_MANY_PARAMETERS", detail);
-    char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    char head[192];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 414 URI Too Long\r\nConnection: close\r\n"
-                     "Content-Type: application/problem+json\r\n"
-                     "Content-Length: %zu\r\n\r\n",
-                     body != NULL ? strlen(body) : 0);
-    struct iovec iov[2] = {{head, (size_t)n}, {body, body != NULL ? strlen(body) : 0}};
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
-    ssize_t sent = sendmsg(info->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    json_block_free(body); /* json_dumps allocates through http_json_init's allocator */
-    shutdown(info->connect_fd, SHUT_RDWR);
-    if (hc != NULL) {
-        atomic_store(&hc->arriving_since_ms, -1);
-    }
+    bool sent =
+        send_raw(srv, hc->fd, 414, "URI Too Long", "TOO_MANY_PARAMETERS", detail, "");
+    pthread_mutex_lock(&srv->conns_mtx);
+    conn_shut(srv, hc);
+    pthread_mutex_unlock(&srv->conns_mtx);
     size_t path_len = strcspn(uri, "?");
     char path[300], shown[300], qpath[340];
     snprintf(path, sizeof(path), "%.*s", (int)(path_len < 299 ? path_len : 299), uri);
     log_path(path, shown, sizeof(shown));
     LOG(LOG_INFO, "request",
         "path=%s status=414 client=%s code=TOO_MANY_PARAMETERS params=%zu%s",
-        log_quote(qpath, sizeof(qpath), shown), hc != NULL ? hc->client : "-", params,
-        sent < 0 ? " error=send" : "");
+        log_quote(qpath, sizeof(qpath), shown), hc->client, params,
+        sent ? "" : " error=send");
 }
 
-/* MHD calls this when a request line has arrived: a later request on a
- * kept-alive connection starts its clock here. */
+/* MHD calls this when a request line has arrived: the connection is busy
+ * from here until the request is over (on_completed), and a later request
+ * on a kept-alive connection starts its clock here. */
 static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn) {
-    (void)cls;
+    http_server *srv = cls;
     http_conn *hc = conn_of(conn);
-    size_t params = query_params(uri); /* the query is never logged */
-    if (params > HTTP_MAX_QUERY_PARAMS) {
-        refuse_query(conn, hc, uri, params);
+    bool shut = true;
+    if (hc != NULL) {
+        pthread_mutex_lock(&srv->conns_mtx);
+        shut = hc->shut;
+        idle_pop(srv, hc);
+        pthread_mutex_unlock(&srv->conns_mtx);
+    }
+    if (shut) {
+        /* Refused, closed to make room or timed out, with the request's
+         * bytes already read: it is not served (it might create a token
+         * whose reply no one reads). */
         return &request_refused;
     }
-    if (hc != NULL) {
-        int64_t idle = 0;
-        atomic_compare_exchange_strong(&hc->arriving_since_ms, &idle, mono_ms());
+    size_t params = query_params(uri); /* the query is never logged */
+    if (params > HTTP_MAX_QUERY_PARAMS) {
+        refuse_query(srv, hc, uri, params);
+        return &request_refused;
     }
+    int64_t idle = 0;
+    atomic_compare_exchange_strong(&hc->arriving_since_ms, &idle, mono_ms());
     return NULL;
+}
+
+/* Logs, at most once a second, what the connection limits did since the
+ * last time. Under conns_mtx. */
+static void report_limits(http_server *srv, int64_t now) {
+    if ((srv->refused == 0 && srv->closed_idle == 0) ||
+        now - srv->limits_reported_ms < HTTP_LIMIT_REPORT_MS) {
+        return;
+    }
+    LOG(LOG_WARN, "connections.limit",
+        "refused=%llu closed_idle=%llu open=%d max=%d max_per_ip=%d%s%s",
+        (unsigned long long)srv->refused, (unsigned long long)srv->closed_idle, srv->open,
+        srv->max_conns, srv->max_conns_per_addr, srv->refused > 0 ? " last_refused=" : "",
+        srv->refused > 0 ? srv->refused_client : "");
+    srv->refused = srv->closed_idle = 0;
+    srv->limits_reported_ms = now;
 }
 
 static void *watchdog_main(void *arg) {
@@ -389,14 +700,13 @@ static void *watchdog_main(void *arg) {
         for (http_conn *hc = srv->conns; hc != NULL; hc = hc->next) {
             int64_t since = atomic_load(&hc->arriving_since_ms);
             if (since > 0 && now - since > srv->request_timeout_ms) {
-                /* MHD sees the connection fail on its next read and closes
-                 * it on its own thread; no 408 can be sent from here. */
-                shutdown(hc->fd, SHUT_RDWR);
-                atomic_store(&hc->arriving_since_ms, -1);
-                LOG(LOG_DEBUG, "request.timeout", "after_ms=%lld",
-                    (long long)(now - since));
+                /* No 408 can be sent from here. */
+                conn_shut(srv, hc);
+                LOG(LOG_DEBUG, "request.timeout", "after_ms=%lld client=%s",
+                    (long long)(now - since), hc->client);
             }
         }
+        report_limits(srv, now);
     }
     pthread_mutex_unlock(&srv->conns_mtx);
     return NULL;
@@ -959,8 +1269,15 @@ static const char *log_method(const char *method) {
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)conn;
     http_server *srv = cls;
+    http_conn *hc = conn_of(conn);
+    if (hc != NULL && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        /* Answered: idle until its next request line (a shut connection
+         * is no longer counted, and stays off the list). */
+        pthread_mutex_lock(&srv->conns_mtx);
+        idle_push(srv, hc);
+        pthread_mutex_unlock(&srv->conns_mtx);
+    }
     http_request *req = *req_cls;
     if (req == NULL || req == (void *)&request_refused) {
         return;
@@ -1119,9 +1436,18 @@ void http_log_note(http_request *req, const char *fmt, ...) {
 /* ------------------------------------------------------------------------
  * Starting and stopping. */
 
+size_t http_fds_needed(const http_config *cfg) {
+    size_t conns = (size_t)cfg->max_connections + HTTP_CONN_RESERVE(cfg->max_connections);
+    return conns + HTTP_FDS_FIXED + HTTP_FDS_PER_THREAD * (size_t)cfg->threads;
+}
+
 int http_start(const http_config *cfg, const http_handlers *handlers, http_server **out,
                tokend_error *err) {
     *out = NULL;
+    if (cfg->max_connections < 1 || cfg->max_connections_per_ip < 1) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "the connection limits must be at least 1");
+    }
     struct sockaddr_storage addr;
     bool v6 = false;
     if (!parse_listen(cfg->listen, &addr, &v6)) {
@@ -1137,6 +1463,22 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
     srv->max_body = cfg->max_body;
     srv->max_header = cfg->max_header;
     srv->request_timeout_ms = (int64_t)cfg->request_timeout_s * 1000;
+    srv->tls = cfg->tls_cert_pem != NULL;
+    srv->max_conns = cfg->max_connections;
+    srv->max_conns_per_addr = cfg->max_connections_per_ip;
+    /* A bucket per connection at most, a power of two. */
+    size_t buckets = 64;
+    while (buckets < (size_t)cfg->max_connections && buckets < ((size_t)1 << 20)) {
+        buckets *= 2;
+    }
+    srv->addr_mask = buckets - 1;
+    srv->addrs = calloc(buckets, sizeof(*srv->addrs));
+    if (srv->addrs == NULL || getrandom(&srv->addr_seed, sizeof(srv->addr_seed), 0) !=
+                                  (ssize_t)sizeof(srv->addr_seed)) {
+        free(srv->addrs);
+        free(srv);
+        return error_set(err, TOKEND_INTERNAL, "cannot set up the connection table");
+    }
     atomic_init(&srv->starting, true);
     pthread_condattr_t cattr;
     pthread_condattr_init(&cattr);
@@ -1171,6 +1513,13 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
         OPT(MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL);
     }
     OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL);
+    /* Not MHD_OPTION_PER_IP_CONNECTION_LIMIT: past it libmicrohttpd closes
+     * a new connection without a word, and past its own connection limit
+     * it stops accepting, so new clients wait unanswered in the backlog.
+     * The gateway's limits (conn_admit) are lower, close idle connections
+     * first, and answer 503. */
+    OPT(MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(cfg->max_connections + HTTP_CONN_RESERVE(cfg->max_connections)), NULL);
     OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, NULL);
     OPT(MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL);
     OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv);
@@ -1194,6 +1543,7 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
         int e = errno;
         pthread_cond_destroy(&srv->watchdog_cv);
         pthread_mutex_destroy(&srv->conns_mtx);
+        free(srv->addrs);
         free(srv);
         return error_set(err, TOKEND_UNAVAILABLE, "cannot serve on %s%s%s", cfg->listen,
                          e != 0 ? ": " : " (see the log above)",
@@ -1257,6 +1607,7 @@ uint64_t http_stop(http_server *srv) {
     uint64_t served = atomic_load(&srv->served);
     pthread_cond_destroy(&srv->watchdog_cv);
     pthread_mutex_destroy(&srv->conns_mtx);
+    free(srv->addrs); /* every record went with its last connection */
     free(srv);
     return served;
 }

@@ -49,6 +49,14 @@ typedef struct http_config {
     size_t max_header;
     int request_timeout_s;
     int idle_timeout_s;
+    /* Connections open at once, in all and from one client address (an
+     * IPv4 address, an IPv6 client's /64); both at least 1. A new
+     * connection past either limit closes the connection that has been
+     * idle longest among those it competes with (from its address, or
+     * from any); with none idle it is answered 503 OVERLOADED and closed
+     * before a byte is read (over HTTPS: closed). */
+    int max_connections;
+    int max_connections_per_ip;
     /* PEM texts (not file names) for HTTPS, or NULL for plain HTTP. The
      * server keeps the pointers until http_stop(). */
     const char *tls_cert_pem;
@@ -73,6 +81,13 @@ bool http_hsts_ok(const char *value);
 /* Parses "HOST:PORT"/"[IPv6]:PORT" with a numeric host. Returns false if
  * it is not one (used to check --listen before anything starts). */
 bool http_listen_ok(const char *listen);
+
+/* File descriptors a server started with cfg may hold at once: its
+ * connections (a few more than max_connections, while refused ones
+ * close), the listening socket and its threads' own. The process's limit
+ * (RLIMIT_NOFILE) must allow this many besides its others, or past it new
+ * connections would wait unanswered. */
+size_t http_fds_needed(const http_config *cfg);
 
 /* Starts serving. Returns TOKEND_OK and *out (stop it with http_stop), or
  * INVALID_ARGUMENT (a --listen that is not HOST:PORT), UNAVAILABLE (the

@@ -26,6 +26,8 @@ typedef struct gw_options {
     int64_t request_timeout_s;
     int64_t idle_timeout_s;
     int64_t threads;
+    int64_t max_connections;
+    int64_t max_connections_per_ip;
     char *verify_credential; /* a tokend token or NULL; wiped on free */
     char *log_level;
 } gw_options;

@@ -14,7 +14,9 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1207,6 +1209,223 @@ TEST(gateway_two_gateways_share_one_port) {
     fixture_stop(&f);
 }
 
+/* ------------------------------------------------------------------------
+ * Connection limits. */
+
+/* Raises this process's soft limit on open files to at least n. */
+static void want_open_files(rlim_t n) {
+    struct rlimit rl;
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < n) {
+        REQUIRE(rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= n);
+        rl.rlim_cur = n;
+        REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    }
+}
+
+/* A TCP connection to 127.0.0.1:port from the loopback address `from`
+ * (connect gives up after 2 s); -1 if it failed. */
+static int connect_from(const char *from, int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    REQUIRE(inet_pton(AF_INET, from, &src.sin_addr) == 1);
+    REQUIRE(bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0);
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* True once the gateway has closed fd (waits up to wait_ms). */
+static bool closed_by_peer(int fd, int wait_ms) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&pfd, 1, wait_ms) <= 0) {
+        return false;
+    }
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+    return n == 0 || (n < 0 && errno != EAGAIN);
+}
+
+/* GET /healthz from `from` on a new connection (kept open into *keep if
+ * keep is not NULL, else closed). Returns what came back within 3 s
+ * (malloc'd) and the seconds it took. */
+static char *healthz_from(const char *from, int port, int *keep, double *took) {
+    double t0 = now_s();
+    int fd = connect_from(from, port);
+    char *reply = NULL;
+    if (fd >= 0) {
+        const char *req = keep != NULL ? "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       : "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                         "Connection: close\r\n\r\n";
+        raw_send(fd, req, strlen(req));
+        bool closed = false;
+        reply = raw_read(fd, keep != NULL ? 300 : 3000, &closed);
+    }
+    *took = now_s() - t0;
+    if (keep != NULL) {
+        *keep = fd;
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    return reply != NULL ? reply : strdup("");
+}
+
+#define FLOOD 2000
+
+TEST(gateway_idle_connection_flood_from_one_address) {
+    want_open_files(FLOOD + 256);
+    fixture f;
+    fixture_start(&f, NULL); /* the default limits */
+    /* 2,000 idle connections from 127.0.0.1: more than libmicrohttpd took
+     * before it stopped accepting (about 1,020), until the request timeout
+     * closed them 10 s later. */
+    static int flood[FLOOD];
+    for (int i = 0; i < FLOOD; i++) {
+        flood[i] = connect_from("127.0.0.1", f.g.port);
+        REQUIRE(flood[i] >= 0);
+    }
+    /* A new client is answered at once, from another address and from the
+     * same one: the flood's longest-idle connections make room. */
+    static const char *const from[] = {"127.0.0.2", "127.0.0.1"};
+    for (size_t i = 0; i < 2; i++) {
+        double took = 0;
+        char *reply = healthz_from(from[i], f.g.port, NULL, &took);
+        if (strncmp(reply, "HTTP/1.1 200", 12) != 0 || took > 1.0) {
+            test_fail(__FILE__, __LINE__, "from %s: %.1f s, \"%.40s\"", from[i], took,
+                      reply);
+        }
+        free(reply);
+    }
+    /* At most --max-connections-per-ip (256) of the flood stay open: the
+     * newest; the oldest were closed first. */
+    int open = FLOOD;
+    for (int wait = 0; wait < 30 && open > 256; wait++) {
+        open = 0;
+        for (int i = 0; i < FLOOD; i++) {
+            open += !closed_by_peer(flood[i], 0);
+        }
+        if (open > 256) {
+            usleep(100 * 1000);
+        }
+    }
+    CHECK(open <= 256);
+    CHECK(open >= 200);
+    for (int i = 0; i < FLOOD; i++) {
+        if (i < 1000 && !closed_by_peer(flood[i], 0)) {
+            test_fail(__FILE__, __LINE__, "flood connection %d (of the oldest) is open",
+                      i);
+            break;
+        }
+        if (i >= FLOOD - 100 && closed_by_peer(flood[i], 0)) {
+            test_fail(__FILE__, __LINE__,
+                      "flood connection %d (of the newest) was closed", i);
+            break;
+        }
+    }
+    for (int i = 0; i < FLOOD; i++) {
+        close(flood[i]);
+    }
+    check_healthy(&f);
+    CHECK_INT(harness_gateway_stop(&f.g), 0);
+    CHECK(count_in_file(f.g.log_path, "event=connections.limit refused=0 closed_idle=") >=
+          1);
+    fixture_stop(&f);
+}
+
+/* A connection whose request has begun (the request line and part of the
+ * headers): busy until it ends. */
+static int busy_from(const char *from, int port) {
+    int fd = connect_from(from, port);
+    REQUIRE(fd >= 0);
+    const char *part = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    raw_send(fd, part, strlen(part));
+    return fd;
+}
+
+TEST(gateway_connection_limits_close_idle_first_then_503) {
+    tokend_proc p;
+    harness_init(&p);
+    REQUIRE(harness_start(&p));
+    /* 12 in all through the environment, 4 per address by a flag. */
+    static char env_max[] = "TOKEND_GATEWAY_MAX_CONNECTIONS=12";
+    putenv(env_max);
+    gateway_proc g;
+    memset(&g, 0, sizeof(g));
+    g.extra[0] = "--max-connections-per-ip";
+    g.extra[1] = "4";
+    g.extra[2] = "--request-timeout-s";
+    g.extra[3] = "60";
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    int busy[12];
+    for (int i = 0; i < 4; i++) {
+        busy[i] = busy_from("127.0.0.1", g.port);
+    }
+    usleep(300 * 1000); /* for the gateway to read their request lines */
+    /* A fifth from the same address, with all four busy: 503 at once, and
+     * closed. */
+    double took = 0;
+    char *reply = healthz_from("127.0.0.1", g.port, NULL, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 503", 12) == 0);
+    CHECK(test_contains(reply, "\"code\":\"OVERLOADED\""));
+    CHECK(test_contains(reply, "too many connections from this address"));
+    CHECK(test_contains(reply, "Connection: close\r\n"));
+    CHECK(test_contains(reply, "Retry-After: 1\r\n"));
+    CHECK(took < 1.0);
+    free(reply);
+    /* Another address is served. */
+    reply = healthz_from("127.0.0.2", g.port, NULL, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
+    free(reply);
+    /* All 12 busy: a new address gets 503 too. */
+    for (int i = 4; i < 12; i++) {
+        busy[i] = busy_from(i < 8 ? "127.0.0.2" : "127.0.0.3", g.port);
+    }
+    usleep(300 * 1000);
+    reply = healthz_from("127.0.0.4", g.port, NULL, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 503", 12) == 0);
+    CHECK(test_contains(reply, "\"detail\":\"too many connections\""));
+    CHECK(took < 1.0);
+    free(reply);
+    /* One busy goes; an idle kept-alive connection takes its place. At the
+     * limit again, a new client closes that idle one, not a busy one. */
+    close(busy[11]);
+    usleep(300 * 1000);
+    int kept = -1;
+    reply = healthz_from("127.0.0.4", g.port, &kept, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
+    free(reply);
+    CHECK(!closed_by_peer(kept, 100));
+    reply = healthz_from("127.0.0.5", g.port, NULL, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
+    CHECK(took < 1.0);
+    free(reply);
+    CHECK(closed_by_peer(kept, 1000));
+    close(kept);
+    /* The busy ones were left alone: each finishes its request. */
+    for (int i = 0; i < 11; i++) {
+        const char *rest = "Connection: close\r\n\r\n";
+        raw_send(busy[i], rest, strlen(rest));
+        bool closed = false;
+        char *got = raw_read(busy[i], 2000, &closed);
+        if (strncmp(got, "HTTP/1.1 200", 12) != 0) {
+            test_fail(__FILE__, __LINE__, "busy connection %d: \"%.40s\"", i, got);
+        }
+        free(got);
+        close(busy[i]);
+    }
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    CHECK(count_in_file(g.log_path, "event=connections.limit refused=") >= 1);
+    CHECK(count_in_file(g.log_path, "last_refused=127.0.0.") >= 1);
+    harness_stop(&p);
+}
+
 TEST(gateway_garbage_and_oversized_requests) {
     fixture f;
     fixture_start(&f, FLAGS("--max-header", "2048", "--request-timeout-s", "1",
@@ -1451,6 +1670,8 @@ TEST(gateway_command_line_and_environment) {
                                    "--request-timeout-s",
                                    "--idle-timeout-s",
                                    "--threads",
+                                   "--max-connections",
+                                   "--max-connections-per-ip",
                                    "--verify-credential",
                                    "--log-level",
                                    "TOKEND_GATEWAY_LISTEN",
@@ -1477,6 +1698,8 @@ TEST(gateway_command_line_and_environment) {
         {"--listen", "[::1]8080", NULL},
         {"--tls-cert", "cert.pem", NULL},
         {"--log-level", "loud", NULL},
+        {"--max-connections", "0", NULL},
+        {"--max-connections-per-ip", "lots", NULL},
         {"--hsts", "forever", NULL},
         {"--hsts", "max-age=1; preload; preload", NULL},
         {"--hsts", "max-age=1\r\nSet-Cookie: x=y", NULL},
@@ -1505,6 +1728,14 @@ TEST(gateway_command_line_and_environment) {
     const char *plain[] = {bin, NULL};
     CHECK_INT(harness_exec(plain, NULL, env, &out, &err), 2);
     CHECK(test_contains(err, "TOKEND_GATEWAY_MAX_INFLIGHT"));
+    free(out);
+    free(err);
+    /* More connections than the open-file limit can hold: a runtime
+     * failure (1), before it listens. */
+    const char *too_many[] = {bin,       "--listen", "127.0.0.1:0", "--max-connections",
+                              "1000000", NULL};
+    CHECK_INT(harness_exec(too_many, NULL, NULL, &out, &err), 1);
+    CHECK(test_contains(err, "--max-connections 1000000 needs "));
     free(out);
     free(err);
     /* Unreadable TLS files are a runtime failure (1), not a usage error. */
