@@ -83,9 +83,20 @@ typedef struct http_addr {
  * idle first, to be closed first when a limit is reached. Everything but
  * arriving_since_ms is under the server's conns_mtx.
  */
-typedef struct http_conn {
-    struct http_conn *prev, *next;           /* every connection */
-    struct http_conn *idle_prev, *idle_next; /* the idle list */
+typedef struct http_conn http_conn;
+
+/* A connection's place in one of the server's lists, and a list. */
+typedef struct conn_link {
+    http_conn *prev, *next;
+} conn_link;
+
+typedef struct conn_list {
+    http_conn *head, *tail;
+} conn_list;
+
+struct http_conn {
+    conn_link in_all;  /* in the list of every connection */
+    conn_link in_idle; /* in the idle list, while idle */
     /* Its address's record while it is counted; NULL once it was refused,
      * or shut, or is closing. */
     http_addr *addr;
@@ -98,7 +109,7 @@ typedef struct http_conn {
      * is (idle between requests, or the request is whole); -1 once the
      * connection has been shut down. */
     _Atomic int64_t arriving_since_ms;
-} http_conn;
+};
 
 typedef enum req_state { REQ_READING, REQ_SUSPENDED, REQ_REPLIED } req_state;
 
@@ -151,13 +162,13 @@ struct http_server {
      * per-address table and the idle list. All under conns_mtx. */
     pthread_mutex_t conns_mtx;
     pthread_cond_t watchdog_cv;
-    http_conn *conns;
+    conn_list conns;
     int max_conns, max_conns_per_addr;
     int open; /* counted connections */
     http_addr **addrs;
     size_t addr_mask;
     uint64_t addr_seed;
-    http_conn *idle_head, *idle_tail;
+    conn_list idle; /* longest idle first */
     /* What the limits did since the watchdog last logged it. */
     uint64_t refused, closed_idle;
     int64_t limits_reported_ms;
@@ -353,39 +364,52 @@ static void addr_put(http_server *srv, http_addr *a) {
     }
 }
 
+/* The link of `hc` at `offset` (offsetof http_conn, in_all or in_idle). */
+static conn_link *link_of(http_conn *hc, size_t offset) {
+    return (conn_link *)(void *)((char *)hc + offset);
+}
+
+static void list_append(conn_list *list, http_conn *hc, size_t offset) {
+    conn_link *link = link_of(hc, offset);
+    link->prev = list->tail;
+    link->next = NULL;
+    if (list->tail != NULL) {
+        link_of(list->tail, offset)->next = hc;
+    } else {
+        list->head = hc;
+    }
+    list->tail = hc;
+}
+
+static void list_remove(conn_list *list, http_conn *hc, size_t offset) {
+    conn_link *link = link_of(hc, offset);
+    if (link->prev != NULL) {
+        link_of(link->prev, offset)->next = link->next;
+    } else {
+        list->head = link->next;
+    }
+    if (link->next != NULL) {
+        link_of(link->next, offset)->prev = link->prev;
+    } else {
+        list->tail = link->prev;
+    }
+    link->prev = link->next = NULL;
+}
+
 /* Puts a counted connection at the end of the idle list (the longest
  * idle are at its head). */
 static void idle_push(http_server *srv, http_conn *hc) {
-    if (hc->idle || hc->addr == NULL) {
-        return;
+    if (!hc->idle && hc->addr != NULL) {
+        list_append(&srv->idle, hc, offsetof(http_conn, in_idle));
+        hc->idle = true;
     }
-    hc->idle = true;
-    hc->idle_next = NULL;
-    hc->idle_prev = srv->idle_tail;
-    if (srv->idle_tail != NULL) {
-        srv->idle_tail->idle_next = hc;
-    } else {
-        srv->idle_head = hc;
-    }
-    srv->idle_tail = hc;
 }
 
 static void idle_pop(http_server *srv, http_conn *hc) {
-    if (!hc->idle) {
-        return;
+    if (hc->idle) {
+        list_remove(&srv->idle, hc, offsetof(http_conn, in_idle));
+        hc->idle = false;
     }
-    if (hc->idle_prev != NULL) {
-        hc->idle_prev->idle_next = hc->idle_next;
-    } else {
-        srv->idle_head = hc->idle_next;
-    }
-    if (hc->idle_next != NULL) {
-        hc->idle_next->idle_prev = hc->idle_prev;
-    } else {
-        srv->idle_tail = hc->idle_prev;
-    }
-    hc->idle = false;
-    hc->idle_prev = hc->idle_next = NULL;
 }
 
 /* Stops counting a connection (it is closing). */
@@ -411,15 +435,17 @@ static void conn_shut(http_server *srv, http_conn *hc) {
     conn_uncount(srv, hc);
 }
 
-/* The idle connection that has been idle longest, from `a` or (NULL)
- * from anywhere; NULL if there is none. */
-static http_conn *longest_idle(const http_server *srv, const http_addr *a) {
-    for (http_conn *hc = srv->idle_head; hc != NULL; hc = hc->idle_next) {
+/* Closes the connection that has been idle longest, from `a` or (NULL)
+ * from anywhere, to make room. False if none is idle. */
+static bool close_longest_idle(http_server *srv, const http_addr *a) {
+    for (http_conn *hc = srv->idle.head; hc != NULL; hc = hc->in_idle.next) {
         if (a == NULL || hc->addr == a) {
-            return hc;
+            conn_shut(srv, hc);
+            srv->closed_idle++;
+            return true;
         }
     }
-    return NULL;
+    return false;
 }
 
 /*
@@ -440,23 +466,10 @@ static const char *conn_admit(http_server *srv, http_conn *hc, uint64_t key, boo
     a->open++;
     srv->open++;
     const char *refused = NULL;
-    if (a->open > srv->max_conns_per_addr) {
-        http_conn *victim = longest_idle(srv, a);
-        if (victim == NULL) {
-            refused = "per_ip";
-        } else {
-            conn_shut(srv, victim);
-            srv->closed_idle++;
-        }
-    }
-    if (refused == NULL && srv->open > srv->max_conns) {
-        http_conn *victim = longest_idle(srv, NULL);
-        if (victim == NULL) {
-            refused = "total";
-        } else {
-            conn_shut(srv, victim);
-            srv->closed_idle++;
-        }
+    if (a->open > srv->max_conns_per_addr && !close_longest_idle(srv, a)) {
+        refused = "per_ip";
+    } else if (srv->open > srv->max_conns && !close_longest_idle(srv, NULL)) {
+        refused = "total";
     }
     if (refused != NULL) {
         a->open--;
@@ -500,11 +513,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
          * client that connects and sends nothing is closed too. */
         atomic_init(&hc->arriving_since_ms, mono_ms());
         pthread_mutex_lock(&srv->conns_mtx);
-        hc->next = srv->conns;
-        if (srv->conns != NULL) {
-            srv->conns->prev = hc;
-        }
-        srv->conns = hc;
+        list_append(&srv->conns, hc, offsetof(http_conn, in_all));
         const char *refused = conn_admit(srv, hc, key, v6);
         if (refused != NULL) {
             hc->shut = true;
@@ -532,14 +541,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         return;
     }
     pthread_mutex_lock(&srv->conns_mtx);
-    if (hc->prev != NULL) {
-        hc->prev->next = hc->next;
-    } else {
-        srv->conns = hc->next;
-    }
-    if (hc->next != NULL) {
-        hc->next->prev = hc->prev;
-    }
+    list_remove(&srv->conns, hc, offsetof(http_conn, in_all));
     conn_uncount(srv, hc);
     pthread_mutex_unlock(&srv->conns_mtx);
     free(hc);
@@ -697,7 +699,7 @@ static void *watchdog_main(void *arg) {
         }
         pthread_cond_timedwait(&srv->watchdog_cv, &srv->conns_mtx, &until);
         int64_t now = mono_ms();
-        for (http_conn *hc = srv->conns; hc != NULL; hc = hc->next) {
+        for (http_conn *hc = srv->conns.head; hc != NULL; hc = hc->in_all.next) {
             int64_t since = atomic_load(&hc->arriving_since_ms);
             if (since > 0 && now - since > srv->request_timeout_ms) {
                 /* No 408 can be sent from here. */

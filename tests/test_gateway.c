@@ -222,17 +222,31 @@ static void stop_process(pid_t pid) {
     REQUIRE(!"the process did not stop");
 }
 
-/* Raw TCP: for requests curl will not send. */
-static int raw_connect(int port) {
+/* A TCP connection to 127.0.0.1:port from the loopback address `from`
+ * (NULL: the system's choice); connecting and each send give up after
+ * 2 s. -1 if it failed. */
+static int connect_from(const char *from, int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd >= 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (from != NULL) {
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        REQUIRE(inet_pton(AF_INET, from, &src.sin_addr) == 1);
+        REQUIRE(bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0);
+    }
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) != 0) {
         close(fd);
         return -1;
     }
     return fd;
+}
+
+/* Raw TCP: for requests curl will not send. */
+static int raw_connect(int port) {
+    return connect_from(NULL, port);
 }
 
 static void raw_send(int fd, const void *data, size_t len) {
@@ -1001,21 +1015,29 @@ static void make_cert(const char *newkey, const char *pkeyopt, char *cert, char 
     free(err);
 }
 
+/* Starts tokend, and a gateway in front of it serving HTTPS with a new
+ * certificate of make_cert(newkey, pkeyopt, cert, key); g->extra[0..3]
+ * are the TLS flags. */
+static void start_https(tokend_proc *p, gateway_proc *g, const char *newkey,
+                        const char *pkeyopt, char *cert, char *key) {
+    harness_init(p);
+    REQUIRE(harness_start(p));
+    make_cert(newkey, pkeyopt, cert, key);
+    memset(g, 0, sizeof(*g));
+    g->extra[0] = "--tls-cert";
+    g->extra[1] = cert;
+    g->extra[2] = "--tls-key";
+    g->extra[3] = key;
+    REQUIRE(harness_gateway_start(g, p->url, 0));
+    CHECK(strncmp(g->base, "https://", 8) == 0);
+}
+
 TEST(gateway_https_tls13_and_tls12) {
     tokend_proc p;
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
-    char cert[400], key[400];
-    make_cert("ec", "ec_paramgen_curve:P-256", cert, key);
-    char *out = NULL, *err = NULL;
     gateway_proc g;
-    memset(&g, 0, sizeof(g));
-    g.extra[0] = "--tls-cert";
-    g.extra[1] = cert;
-    g.extra[2] = "--tls-key";
-    g.extra[3] = key;
-    REQUIRE(harness_gateway_start(&g, p.url, 0));
-    CHECK(strncmp(g.base, "https://", 8) == 0);
+    char cert[400], key[400];
+    start_https(&p, &g, "ec", "ec_paramgen_curve:P-256", cert, key);
+    char *out = NULL, *err = NULL;
     tokend_client *admin = harness_client(&p, p.admin);
     char token[TOK];
     harness_create(admin, "user:tls", "t", orders_read, 1, 0, token, TOK, NULL, 0);
@@ -1074,19 +1096,11 @@ static const char *s_client(int port, const char *const *args) {
 }
 
 TEST(gateway_https_forward_secret_aead_only_and_hsts) {
-    tokend_proc p;
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
     /* An RSA key, which static-RSA key exchange could use. */
-    char cert[400], key[400];
-    make_cert("rsa:2048", NULL, cert, key);
+    tokend_proc p;
     gateway_proc g;
-    memset(&g, 0, sizeof(g));
-    g.extra[0] = "--tls-cert";
-    g.extra[1] = cert;
-    g.extra[2] = "--tls-key";
-    g.extra[3] = key;
-    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    char cert[400], key[400];
+    start_https(&p, &g, "rsa:2048", NULL, cert, key);
     /* TLS 1.2 without forward secrecy (static RSA, or finite-field DHE)
      * or with CBC and SHA-1: refused. */
     static const char *const refused[] = {
@@ -1223,25 +1237,6 @@ static void want_open_files(rlim_t n) {
     }
 }
 
-/* A TCP connection to 127.0.0.1:port from the loopback address `from`
- * (connect gives up after 2 s); -1 if it failed. */
-static int connect_from(const char *from, int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    struct timeval tv = {.tv_sec = 2};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in src = {.sin_family = AF_INET};
-    REQUIRE(inet_pton(AF_INET, from, &src.sin_addr) == 1);
-    REQUIRE(bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0);
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* True once the gateway has closed fd (waits up to wait_ms). */
 static bool closed_by_peer(int fd, int wait_ms) {
     struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
@@ -1350,19 +1345,14 @@ static int busy_from(const char *from, int port) {
 }
 
 TEST(gateway_connection_limits_close_idle_first_then_503) {
-    tokend_proc p;
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
-    /* 12 in all through the environment, 4 per address by a flag. */
+    /* 12 in all through the environment (tokend reads no TOKEND_GATEWAY_
+     * variable), 4 per address by a flag. */
     static char env_max[] = "TOKEND_GATEWAY_MAX_CONNECTIONS=12";
     putenv(env_max);
-    gateway_proc g;
-    memset(&g, 0, sizeof(g));
-    g.extra[0] = "--max-connections-per-ip";
-    g.extra[1] = "4";
-    g.extra[2] = "--request-timeout-s";
-    g.extra[3] = "60";
-    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    fixture f;
+    fixture_start(&f,
+                  FLAGS("--max-connections-per-ip", "4", "--request-timeout-s", "60"));
+    const gateway_proc g = f.g;
     int busy[12];
     for (int i = 0; i < 4; i++) {
         busy[i] = busy_from("127.0.0.1", g.port);
@@ -1420,10 +1410,10 @@ TEST(gateway_connection_limits_close_idle_first_then_503) {
         free(got);
         close(busy[i]);
     }
-    CHECK_INT(harness_gateway_stop(&g), 0);
+    CHECK_INT(harness_gateway_stop(&f.g), 0);
     CHECK(count_in_file(g.log_path, "event=connections.limit refused=") >= 1);
     CHECK(count_in_file(g.log_path, "last_refused=127.0.0.") >= 1);
-    harness_stop(&p);
+    fixture_stop(&f);
 }
 
 TEST(gateway_garbage_and_oversized_requests) {
