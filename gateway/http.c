@@ -64,15 +64,6 @@
 #define HTTP_FDS_PER_THREAD 4
 #define HTTP_FDS_FIXED 16
 
-/* Connections counted for one client address: an IPv4 address, or an
- * IPv6 client's /64 (a host usually has a whole /64 to pick from). */
-typedef struct http_addr {
-    struct http_addr *next; /* in its bucket */
-    uint64_t key;           /* addr_key */
-    bool v6;
-    int open; /* counted connections */
-} http_addr;
-
 /*
  * One per TCP connection (MHD's socket context). All connections are
  * listed so that the watchdog can close those whose request takes too
@@ -94,9 +85,20 @@ typedef struct conn_list {
     http_conn *head, *tail;
 } conn_list;
 
+/* Connections counted for one client address: an IPv4 address, or an
+ * IPv6 client's /64 (a host usually has a whole /64 to pick from). */
+typedef struct http_addr {
+    struct http_addr *next; /* in its bucket */
+    uint64_t key;           /* addr_key */
+    bool v6;
+    int open;       /* counted connections */
+    conn_list idle; /* its idle ones, longest idle first */
+} http_addr;
+
 struct http_conn {
-    conn_link in_all;  /* in the list of every connection */
-    conn_link in_idle; /* in the idle list, while idle */
+    conn_link in_all;       /* in the list of every connection */
+    conn_link in_idle;      /* in the idle list, while idle */
+    conn_link in_addr_idle; /* and in its address's */
     /* Its address's record while it is counted; NULL once it was refused,
      * or shut, or is closing. */
     http_addr *addr;
@@ -401,6 +403,7 @@ static void list_remove(conn_list *list, http_conn *hc, size_t offset) {
 static void idle_push(http_server *srv, http_conn *hc) {
     if (!hc->idle && hc->addr != NULL) {
         list_append(&srv->idle, hc, offsetof(http_conn, in_idle));
+        list_append(&hc->addr->idle, hc, offsetof(http_conn, in_addr_idle));
         hc->idle = true;
     }
 }
@@ -408,6 +411,7 @@ static void idle_push(http_server *srv, http_conn *hc) {
 static void idle_pop(http_server *srv, http_conn *hc) {
     if (hc->idle) {
         list_remove(&srv->idle, hc, offsetof(http_conn, in_idle));
+        list_remove(&hc->addr->idle, hc, offsetof(http_conn, in_addr_idle));
         hc->idle = false;
     }
 }
@@ -438,14 +442,13 @@ static void conn_shut(http_server *srv, http_conn *hc) {
 /* Closes the connection that has been idle longest, from `a` or (NULL)
  * from anywhere, to make room. False if none is idle. */
 static bool close_longest_idle(http_server *srv, const http_addr *a) {
-    for (http_conn *hc = srv->idle.head; hc != NULL; hc = hc->in_idle.next) {
-        if (a == NULL || hc->addr == a) {
-            conn_shut(srv, hc);
-            srv->closed_idle++;
-            return true;
-        }
+    http_conn *hc = a != NULL ? a->idle.head : srv->idle.head;
+    if (hc == NULL) {
+        return false;
     }
-    return false;
+    conn_shut(srv, hc);
+    srv->closed_idle++;
+    return true;
 }
 
 /*
