@@ -64,16 +64,6 @@
 #define HTTP_FDS_PER_THREAD 4
 #define HTTP_FDS_FIXED 16
 
-/*
- * One per TCP connection (MHD's socket context). All connections are
- * listed so that the watchdog can close those whose request takes too
- * long to arrive (libmicrohttpd's own timeout is an idle timeout, which a
- * client sending a byte now and then never trips); they are counted, in
- * all and per address, for --max-connections and --max-connections-per-ip;
- * and those with no request in progress are on the idle list, longest
- * idle first, to be closed first when a limit is reached. Everything but
- * arriving_since_ms is under the server's conns_mtx.
- */
 typedef struct http_conn http_conn;
 
 /* A connection's place in one of the server's lists, and a list. */
@@ -95,6 +85,16 @@ typedef struct http_addr {
     conn_list idle; /* its idle ones, longest idle first */
 } http_addr;
 
+/*
+ * One per TCP connection (MHD's socket context). All connections are
+ * listed so that the watchdog can close those whose request takes too
+ * long to arrive (libmicrohttpd's own timeout is an idle timeout, which a
+ * client sending a byte now and then never trips); they are counted, in
+ * all and per address, for --max-connections and --max-connections-per-ip;
+ * and those with no request in progress are on the idle list, longest
+ * idle first, to be closed first when a limit is reached. Everything but
+ * arriving_since_ms is under the server's conns_mtx.
+ */
 struct http_conn {
     conn_link in_all;       /* in the list of every connection */
     conn_link in_idle;      /* in the idle list, while idle */

@@ -90,9 +90,9 @@ bool http_listen_ok(const char *listen);
 size_t http_fds_needed(const http_config *cfg);
 
 /* Starts serving. Returns TOKEND_OK and *out (stop it with http_stop), or
- * INVALID_ARGUMENT (a --listen that is not HOST:PORT), UNAVAILABLE (the
- * address cannot be served: in use, not ours, bad TLS files) or INTERNAL,
- * with err filled. */
+ * INVALID_ARGUMENT (a --listen that is not HOST:PORT, a connection limit
+ * below 1), UNAVAILABLE (the address cannot be served: in use, not ours,
+ * bad TLS files) or INTERNAL, with err filled. */
 int http_start(const http_config *cfg, const http_handlers *handlers, http_server **out,
                tokend_error *err);
 
