@@ -148,6 +148,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         .max_header = 2048,
         .request_timeout_s = 10,
         .idle_timeout_s = 30,
+        .max_connections = 2048,
+        .max_connections_per_ip = 256,
     };
     if (http_start(&hc, &handlers, &srv, &gerr) != TOKEND_OK) {
         fuzz_die(gerr.message);

@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,26 +37,81 @@
  * abilities of a check) plus a few. */
 #define HTTP_MAX_QUERY_PARAMS 128
 #define HTTP_QUERY_PARAM_POOL_BYTES 64
+/* GnuTLS's priorities for HTTPS: TLS 1.3 (its suites are all AEAD with
+ * ephemeral key exchange), and on TLS 1.2 only ECDHE key exchange (forward
+ * secrecy; no static RSA, no finite-field DHE) with AES-GCM or
+ * ChaCha20-Poly1305 (no CBC, no SHA-1 MAC). The server's order wins. */
+#define HTTP_TLS_PRIORITIES                                                  \
+    "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:" \
+    "+ECDHE-ECDSA:+ECDHE-RSA:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"         \
+    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD"
 /* How often the watchdog looks for requests that take too long to arrive. */
 #define HTTP_WATCHDOG_PERIOD_MS 100
 /* A path segment this long or longer could be a token (a token is a prefix
  * of 1..32 characters and 38 more): the access log shows it as {redacted}. */
 #define HTTP_LOG_SEGMENT_MAX 38
 
+/* How often, at most, the watchdog logs what the connection limits did. */
+#define HTTP_LIMIT_REPORT_MS 1000
+/* libmicrohttpd's own connection limit is --max-connections plus this
+ * much: room for the connections that the gateway has refused or closed
+ * to make room but libmicrohttpd has not closed yet (it does on its next
+ * turn of the loop). libmicrohttpd, at its limit, stops accepting until
+ * one closes; the gateway's own limit is always reached first. */
+#define HTTP_CONN_RESERVE(max) (64 + (max) / 8)
+/* File descriptors the server needs besides connections: the listening
+ * socket, and per worker thread an epoll fd and a wake-up pipe. */
+#define HTTP_FDS_PER_THREAD 4
+#define HTTP_FDS_FIXED 16
+
+typedef struct http_conn http_conn;
+
+/* A connection's place in one of the server's lists, and a list. */
+typedef struct conn_link {
+    http_conn *prev, *next;
+} conn_link;
+
+typedef struct conn_list {
+    http_conn *head, *tail;
+} conn_list;
+
+/* Connections counted for one client address: an IPv4 address, or an
+ * IPv6 client's /64 (a host usually has a whole /64 to pick from). */
+typedef struct http_addr {
+    struct http_addr *next; /* in its bucket */
+    uint64_t key;           /* addr_key */
+    bool v6;
+    int open;       /* counted connections */
+    conn_list idle; /* its idle ones, longest idle first */
+} http_addr;
+
 /*
- * One per TCP connection (MHD's socket context), listed so that the
- * watchdog can close connections whose request takes too long to arrive:
- * libmicrohttpd's own timeout is an idle timeout, which a client sending a
- * byte now and then never trips.
+ * One per TCP connection (MHD's socket context). All connections are
+ * listed so that the watchdog can close those whose request takes too
+ * long to arrive (libmicrohttpd's own timeout is an idle timeout, which a
+ * client sending a byte now and then never trips); they are counted, in
+ * all and per address, for --max-connections and --max-connections-per-ip;
+ * and those with no request in progress are on the idle list, longest
+ * idle first, to be closed first when a limit is reached. Everything but
+ * arriving_since_ms is under the server's conns_mtx.
  */
-typedef struct http_conn {
-    struct http_conn *prev, *next;
+struct http_conn {
+    conn_link in_all;       /* in the list of every connection */
+    conn_link in_idle;      /* in the idle list, while idle */
+    conn_link in_addr_idle; /* and in its address's */
+    /* Its address's record while it is counted; NULL once it was refused,
+     * or shut, or is closing. */
+    http_addr *addr;
     int fd;
+    bool idle; /* on the idle list: no request begun (or all answered) */
+    bool shut; /* shut down by the gateway: none of its requests is served */
+    /* The peer's address as text, for the log (client=). */
+    char client[INET6_ADDRSTRLEN];
     /* Monotonic ms since which a request has been arriving; 0 while none
      * is (idle between requests, or the request is whole); -1 once the
-     * watchdog has shut the connection down. */
+     * connection has been shut down. */
     _Atomic int64_t arriving_since_ms;
-} http_conn;
+};
 
 typedef enum req_state { REQ_READING, REQ_SUSPENDED, REQ_REPLIED } req_state;
 
@@ -97,14 +154,27 @@ struct http_server {
     size_t max_header;
     int64_t request_timeout_ms;
     int port;
+    const char *hsts; /* Strict-Transport-Security, over HTTPS only */
     atomic_bool starting;
     atomic_bool quiescing;
     atomic_int active; /* requests begun and not yet over */
     atomic_uint_fast64_t served;
-    /* The connection list and the watchdog that walks it. */
+    bool tls;
+    /* The connection list and the watchdog that walks it; the counts, the
+     * per-address table and the idle list. All under conns_mtx. */
     pthread_mutex_t conns_mtx;
     pthread_cond_t watchdog_cv;
-    http_conn *conns;
+    conn_list conns;
+    int max_conns, max_conns_per_addr;
+    int open; /* counted connections */
+    http_addr **addrs;
+    size_t addr_mask;
+    uint64_t addr_seed;
+    conn_list idle; /* longest idle first */
+    /* What the limits did since the watchdog last logged it. */
+    uint64_t refused, closed_idle;
+    int64_t limits_reported_ms;
+    char refused_client[INET6_ADDRSTRLEN]; /* the last refused */
     bool watchdog_stop;
     bool watchdog_running;
     pthread_t watchdog;
@@ -171,6 +241,37 @@ static bool parse_listen(const char *listen, struct sockaddr_storage *ss, bool *
     return inet_pton(AF_INET, host, &a->sin_addr) == 1;
 }
 
+bool http_hsts_ok(const char *value) {
+    if (value == NULL || strncmp(value, "max-age=", 8) != 0) {
+        return false;
+    }
+    const char *p = value + 8;
+    size_t digits = strspn(p, "0123456789");
+    if (digits == 0 || digits > 10) {
+        return false;
+    }
+    p += digits;
+    bool sub = false, preload = false;
+    while (*p != '\0') {
+        p += strspn(p, " \t");
+        if (*p++ != ';') {
+            return false;
+        }
+        p += strspn(p, " \t");
+        if (!sub && strncasecmp(p, "includeSubDomains", 17) == 0) {
+            sub = true;
+            p += 17;
+        } else if (!preload && strncasecmp(p, "preload", 7) == 0) {
+            preload = true;
+            p += 7;
+        } else {
+            return false;
+        }
+        p += strspn(p, " \t");
+    }
+    return true;
+}
+
 bool http_listen_ok(const char *listen) {
     struct sockaddr_storage ss;
     bool v6;
@@ -180,6 +281,215 @@ bool http_listen_ok(const char *listen) {
 /* ------------------------------------------------------------------------
  * Connections and the arrival watchdog. */
 
+/* The peer address of `conn` (NULL if unknown). */
+static const struct sockaddr *peer_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return info != NULL ? info->client_addr : NULL;
+}
+
+/* `sa` as text ("127.0.0.1", "::1"), or "-". */
+static void client_text(const struct sockaddr *sa, char *out, size_t size) {
+    const void *bytes = NULL;
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        bytes = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        bytes = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    }
+    if (bytes == NULL || inet_ntop(sa->sa_family, bytes, out, (socklen_t)size) == NULL) {
+        snprintf(out, size, "-");
+    }
+}
+
+/* The per-address key of `sa`: an IPv4 address (also written as
+ * ::ffff:a.b.c.d), or an IPv6 address's first 64 bits. */
+static void addr_key(const struct sockaddr *sa, uint64_t *key, bool *v6) {
+    *key = 0;
+    *v6 = false;
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        *key = ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr);
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a =
+            &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        const uint8_t *b = a->s6_addr;
+        bool mapped = IN6_IS_ADDR_V4MAPPED(a);
+        for (int i = mapped ? 12 : 0; i < (mapped ? 16 : 8); i++) {
+            *key = *key << 8 | b[i];
+        }
+        *v6 = !mapped;
+    }
+}
+
+/* The bucket of a key: a keyed mix (the key is the client's choice, the
+ * seed is not), so that no one can aim many addresses at one bucket. */
+static size_t addr_bucket(const http_server *srv, uint64_t key, bool v6) {
+    uint64_t h = key ^ srv->addr_seed ^ (v6 ? UINT64_C(0x9e3779b97f4a7c15) : 0);
+    h ^= h >> 30;
+    h *= UINT64_C(0xbf58476d1ce4e5b9);
+    h ^= h >> 27;
+    h *= UINT64_C(0x94d049bb133111eb);
+    h ^= h >> 31;
+    return (size_t)h & srv->addr_mask;
+}
+
+/* The record of an address, made (with no connection) if it has none;
+ * NULL when out of memory. Under conns_mtx, as everything below. */
+static http_addr *addr_get(http_server *srv, uint64_t key, bool v6) {
+    http_addr **slot = &srv->addrs[addr_bucket(srv, key, v6)];
+    for (http_addr *a = *slot; a != NULL; a = a->next) {
+        if (a->key == key && a->v6 == v6) {
+            return a;
+        }
+    }
+    http_addr *a = calloc(1, sizeof(*a));
+    if (a != NULL) {
+        a->key = key;
+        a->v6 = v6;
+        a->next = *slot;
+        *slot = a;
+    }
+    return a;
+}
+
+/* Frees the record of an address once it has no connection left. */
+static void addr_put(http_server *srv, http_addr *a) {
+    if (a->open > 0) {
+        return;
+    }
+    for (http_addr **p = &srv->addrs[addr_bucket(srv, a->key, a->v6)]; *p != NULL;
+         p = &(*p)->next) {
+        if (*p == a) {
+            *p = a->next;
+            free(a);
+            return;
+        }
+    }
+}
+
+/* The link of `hc` at `offset` (offsetof http_conn, in_all or in_idle). */
+static conn_link *link_of(http_conn *hc, size_t offset) {
+    return (conn_link *)(void *)((char *)hc + offset);
+}
+
+static void list_append(conn_list *list, http_conn *hc, size_t offset) {
+    conn_link *link = link_of(hc, offset);
+    link->prev = list->tail;
+    link->next = NULL;
+    if (list->tail != NULL) {
+        link_of(list->tail, offset)->next = hc;
+    } else {
+        list->head = hc;
+    }
+    list->tail = hc;
+}
+
+static void list_remove(conn_list *list, http_conn *hc, size_t offset) {
+    conn_link *link = link_of(hc, offset);
+    if (link->prev != NULL) {
+        link_of(link->prev, offset)->next = link->next;
+    } else {
+        list->head = link->next;
+    }
+    if (link->next != NULL) {
+        link_of(link->next, offset)->prev = link->prev;
+    } else {
+        list->tail = link->prev;
+    }
+    link->prev = link->next = NULL;
+}
+
+/* Puts a counted connection at the end of the idle list (the longest
+ * idle are at its head). */
+static void idle_push(http_server *srv, http_conn *hc) {
+    if (!hc->idle && hc->addr != NULL) {
+        list_append(&srv->idle, hc, offsetof(http_conn, in_idle));
+        list_append(&hc->addr->idle, hc, offsetof(http_conn, in_addr_idle));
+        hc->idle = true;
+    }
+}
+
+static void idle_pop(http_server *srv, http_conn *hc) {
+    if (hc->idle) {
+        list_remove(&srv->idle, hc, offsetof(http_conn, in_idle));
+        list_remove(&hc->addr->idle, hc, offsetof(http_conn, in_addr_idle));
+        hc->idle = false;
+    }
+}
+
+/* Stops counting a connection (it is closing). */
+static void conn_uncount(http_server *srv, http_conn *hc) {
+    idle_pop(srv, hc);
+    if (hc->addr != NULL) {
+        hc->addr->open--;
+        srv->open--;
+        addr_put(srv, hc->addr);
+        hc->addr = NULL;
+    }
+}
+
+/* Shuts a connection down: libmicrohttpd's next read on it fails and it
+ * closes it on its own thread. Called only under conns_mtx, and CLOSED
+ * takes the lock before libmicrohttpd closes the socket, so the fd is
+ * never one that a newer connection has been given. No request of the
+ * connection is served from here on (on_request_line). */
+static void conn_shut(http_server *srv, http_conn *hc) {
+    shutdown(hc->fd, SHUT_RDWR);
+    hc->shut = true;
+    atomic_store(&hc->arriving_since_ms, -1);
+    conn_uncount(srv, hc);
+}
+
+/* Closes the connection that has been idle longest, from `a` or (NULL)
+ * from anywhere, to make room. False if none is idle. */
+static bool close_longest_idle(http_server *srv, const http_addr *a) {
+    http_conn *hc = a != NULL ? a->idle.head : srv->idle.head;
+    if (hc == NULL) {
+        return false;
+    }
+    conn_shut(srv, hc);
+    srv->closed_idle++;
+    return true;
+}
+
+/*
+ * Counts a new connection from (key, v6) against --max-connections-per-ip
+ * and --max-connections. At either limit the longest-idle connection it
+ * competes with (from the same address, or from any) is closed to make
+ * room: an idle connection costs its client nothing to open again, and
+ * holding idle connections open is how one client would lock the others
+ * out. Returns NULL when hc is counted (and idle: no request yet), or
+ * which limit refuses it, with no idle connection to close.
+ */
+static const char *conn_admit(http_server *srv, http_conn *hc, uint64_t key, bool v6) {
+    http_addr *a = addr_get(srv, key, v6);
+    if (a == NULL) {
+        return "out_of_memory";
+    }
+    /* Counted first, so that `a` stays while its idle connections go. */
+    a->open++;
+    srv->open++;
+    const char *refused = NULL;
+    if (a->open > srv->max_conns_per_addr && !close_longest_idle(srv, a)) {
+        refused = "per_ip";
+    } else if (srv->open > srv->max_conns && !close_longest_idle(srv, NULL)) {
+        refused = "total";
+    }
+    if (refused != NULL) {
+        a->open--;
+        srv->open--;
+        addr_put(srv, a);
+        srv->refused++;
+        memcpy(srv->refused_client, hc->client, sizeof(hc->client));
+        return refused;
+    }
+    hc->addr = a;
+    idle_push(srv, hc);
+    return NULL;
+}
+
+static bool send_raw(http_server *srv, int fd, int status, const char *reason,
+                     const char *code, const char *detail, const char *headers);
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
     http_server *srv = cls;
@@ -188,39 +498,54 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *info =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (hc == NULL || info == NULL) {
-            free(hc); /* this connection goes without the watchdog */
+            /* Without its record a connection can be neither counted nor
+             * timed: it is not served (on_request_line). */
+            free(hc);
+            if (info != NULL) {
+                shutdown(info->connect_fd, SHUT_RDWR);
+            }
             return;
         }
         hc->fd = info->connect_fd;
+        const struct sockaddr *peer = peer_of(conn);
+        client_text(peer, hc->client, sizeof(hc->client));
+        uint64_t key;
+        bool v6;
+        addr_key(peer, &key, &v6);
         /* The first request is timed from the connection's start, so a
          * client that connects and sends nothing is closed too. */
         atomic_init(&hc->arriving_since_ms, mono_ms());
         pthread_mutex_lock(&srv->conns_mtx);
-        hc->next = srv->conns;
-        if (srv->conns != NULL) {
-            srv->conns->prev = hc;
+        list_append(&srv->conns, hc, offsetof(http_conn, in_all));
+        const char *refused = conn_admit(srv, hc, key, v6);
+        if (refused != NULL) {
+            hc->shut = true;
+            atomic_store(&hc->arriving_since_ms, -1);
         }
-        srv->conns = hc;
         pthread_mutex_unlock(&srv->conns_mtx);
         *socket_context = hc;
+        if (refused != NULL) {
+            /* This is the connection's own thread and nothing has been
+             * read or written: the reply goes straight out. */
+            send_raw(srv, hc->fd, 503, "Service Unavailable", "OVERLOADED",
+                     strcmp(refused, "per_ip") == 0
+                         ? "too many connections from this address"
+                         : "too many connections",
+                     "Retry-After: 1\r\n");
+        }
         return;
     }
-    /* CLOSED comes before MHD closes the socket, and the watchdog touches
-     * the socket only under the same lock: it never shuts down an fd
-     * number that a newer connection has been given. */
+    /* CLOSED comes before MHD closes the socket, and the gateway touches
+     * the socket of another thread's connection only under the same lock
+     * (conn_shut): it never shuts down an fd number that a newer
+     * connection has been given. */
     http_conn *hc = *socket_context;
     if (hc == NULL) {
         return;
     }
     pthread_mutex_lock(&srv->conns_mtx);
-    if (hc->prev != NULL) {
-        hc->prev->next = hc->next;
-    } else {
-        srv->conns = hc->next;
-    }
-    if (hc->next != NULL) {
-        hc->next->prev = hc->prev;
-    }
+    list_remove(&srv->conns, hc, offsetof(http_conn, in_all));
+    conn_uncount(srv, hc);
     pthread_mutex_unlock(&srv->conns_mtx);
     free(hc);
     *socket_context = NULL;
@@ -254,62 +579,114 @@ static json_t *problem_doc(int status, const char *code, const char *detail);
 static void log_path(const char *path, char *out, size_t size);
 static void json_block_free(void *ptr);
 
-/* Answers 414 on the connection's socket itself and shuts it down, for a
- * request line with more than HTTP_MAX_QUERY_PARAMS parameters. This runs
- * on the connection's own thread inside MHD's callback, before MHD parses
- * the parameters and before any reply could be queued, so nothing else
- * writes to the socket; after the shutdown MHD's next read fails and it
- * closes the connection. */
-static void refuse_query(struct MHD_Connection *conn, http_conn *hc, const char *uri,
-                         size_t params) {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (info == NULL) {
-        return;
+/*
+ * Writes a whole reply, a problem document with Connection: close and
+ * `headers` (whole "Name: value\r\n" lines, or ""), straight on the
+ * socket of a connection for which no reply can be queued, and shuts the
+ * connection down; libmicrohttpd's next read on it then fails and it
+ * closes it. Only on the connection's own thread, inside libmicrohttpd's
+ * callback, before a reply could be queued: nothing else writes to the
+ * socket. Over HTTPS nothing is written (plain bytes are no TLS record):
+ * the connection is just closed. Returns false if a reply was due and
+ * could not be sent whole.
+ */
+static bool send_raw(http_server *srv, int fd, int status, const char *reason,
+                     const char *code, const char *detail, const char *headers) {
+    ssize_t sent = -1;
+    size_t want = 0;
+    if (!srv->tls) {
+        json_t *doc = problem_doc(status, code, detail);
+        char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+        size_t body_len = body != NULL ? strlen(body) : 0;
+        char head[320];
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.1 %d %s\r\nConnection: close\r\n%s"
+                         "Content-Type: application/problem+json\r\n"
+                         "Content-Length: %zu\r\n\r\n",
+                         status, reason, headers, body_len);
+        struct iovec iov[2] = {{head, (size_t)n}, {body, body_len}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+        want = (size_t)n + body_len;
+        sent = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        json_block_free(body); /* json_dumps allocates through http_json_init's */
     }
+    /* What the client sent already is read and dropped, so that closing
+     * with it unread does not reset the connection (which could take the
+     * reply with it) in the common case of a request sent whole. */
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++) {
+    }
+    shutdown(fd, SHUT_RDWR);
+    return srv->tls || (sent >= 0 && (size_t)sent == want);
+}
+
+/* Answers 414 on the connection's socket itself and shuts it down, for a
+ * request line with more than HTTP_MAX_QUERY_PARAMS parameters: this runs
+ * before MHD parses the parameters and before any reply could be queued. */
+static void refuse_query(http_server *srv, http_conn *hc, const char *uri,
+                         size_t params) {
     char detail[96];
     snprintf(detail, sizeof(detail), "the query has more than %d parameters",
              HTTP_MAX_QUERY_PARAMS);
-    json_t *doc = problem_doc(414, "TOO_MANY_PARAMETERS", detail);
-    char *body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    char head[192];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 414 URI Too Long\r\nConnection: close\r\n"
-                     "Content-Type: application/problem+json\r\n"
-                     "Content-Length: %zu\r\n\r\n",
-                     body != NULL ? strlen(body) : 0);
-    struct iovec iov[2] = {{head, (size_t)n}, {body, body != NULL ? strlen(body) : 0}};
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
-    ssize_t sent = sendmsg(info->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    json_block_free(body); /* json_dumps allocates through http_json_init's allocator */
-    shutdown(info->connect_fd, SHUT_RDWR);
-    if (hc != NULL) {
-        atomic_store(&hc->arriving_since_ms, -1);
-    }
+    bool sent =
+        send_raw(srv, hc->fd, 414, "URI Too Long", "TOO_MANY_PARAMETERS", detail, "");
+    pthread_mutex_lock(&srv->conns_mtx);
+    conn_shut(srv, hc);
+    pthread_mutex_unlock(&srv->conns_mtx);
     size_t path_len = strcspn(uri, "?");
     char path[300], shown[300], qpath[340];
     snprintf(path, sizeof(path), "%.*s", (int)(path_len < 299 ? path_len : 299), uri);
     log_path(path, shown, sizeof(shown));
-    LOG(LOG_INFO, "request", "path=%s status=414 code=TOO_MANY_PARAMETERS params=%zu%s",
-        log_quote(qpath, sizeof(qpath), shown), params, sent < 0 ? " error=send" : "");
+    LOG(LOG_INFO, "request",
+        "path=%s status=414 client=%s code=TOO_MANY_PARAMETERS params=%zu%s",
+        log_quote(qpath, sizeof(qpath), shown), hc->client, params,
+        sent ? "" : " error=send");
 }
 
-/* MHD calls this when a request line has arrived: a later request on a
- * kept-alive connection starts its clock here. */
+/* MHD calls this when a request line has arrived: the connection is busy
+ * from here until the request is over (on_completed), and a later request
+ * on a kept-alive connection starts its clock here. */
 static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn) {
-    (void)cls;
+    http_server *srv = cls;
     http_conn *hc = conn_of(conn);
-    size_t params = query_params(uri); /* the query is never logged */
-    if (params > HTTP_MAX_QUERY_PARAMS) {
-        refuse_query(conn, hc, uri, params);
+    bool shut = true;
+    if (hc != NULL) {
+        pthread_mutex_lock(&srv->conns_mtx);
+        shut = hc->shut;
+        idle_pop(srv, hc);
+        pthread_mutex_unlock(&srv->conns_mtx);
+    }
+    if (shut) {
+        /* Refused, closed to make room or timed out, with the request's
+         * bytes already read: it is not served (it might create a token
+         * whose reply no one reads). */
         return &request_refused;
     }
-    if (hc != NULL) {
-        int64_t idle = 0;
-        atomic_compare_exchange_strong(&hc->arriving_since_ms, &idle, mono_ms());
+    size_t params = query_params(uri); /* the query is never logged */
+    if (params > HTTP_MAX_QUERY_PARAMS) {
+        refuse_query(srv, hc, uri, params);
+        return &request_refused;
     }
+    int64_t idle = 0;
+    atomic_compare_exchange_strong(&hc->arriving_since_ms, &idle, mono_ms());
     return NULL;
+}
+
+/* Logs, at most once a second, what the connection limits did since the
+ * last time. Under conns_mtx. */
+static void report_limits(http_server *srv, int64_t now) {
+    if ((srv->refused == 0 && srv->closed_idle == 0) ||
+        now - srv->limits_reported_ms < HTTP_LIMIT_REPORT_MS) {
+        return;
+    }
+    LOG(LOG_WARN, "connections.limit",
+        "refused=%llu closed_idle=%llu open=%d max=%d max_per_ip=%d%s%s",
+        (unsigned long long)srv->refused, (unsigned long long)srv->closed_idle, srv->open,
+        srv->max_conns, srv->max_conns_per_addr, srv->refused > 0 ? " last_refused=" : "",
+        srv->refused > 0 ? srv->refused_client : "");
+    srv->refused = srv->closed_idle = 0;
+    srv->limits_reported_ms = now;
 }
 
 static void *watchdog_main(void *arg) {
@@ -325,17 +702,16 @@ static void *watchdog_main(void *arg) {
         }
         pthread_cond_timedwait(&srv->watchdog_cv, &srv->conns_mtx, &until);
         int64_t now = mono_ms();
-        for (http_conn *hc = srv->conns; hc != NULL; hc = hc->next) {
+        for (http_conn *hc = srv->conns.head; hc != NULL; hc = hc->in_all.next) {
             int64_t since = atomic_load(&hc->arriving_since_ms);
             if (since > 0 && now - since > srv->request_timeout_ms) {
-                /* MHD sees the connection fail on its next read and closes
-                 * it on its own thread; no 408 can be sent from here. */
-                shutdown(hc->fd, SHUT_RDWR);
-                atomic_store(&hc->arriving_since_ms, -1);
-                LOG(LOG_DEBUG, "request.timeout", "after_ms=%lld",
-                    (long long)(now - since));
+                /* No 408 can be sent from here. */
+                conn_shut(srv, hc);
+                LOG(LOG_DEBUG, "request.timeout", "after_ms=%lld client=%s",
+                    (long long)(now - since), hc->client);
             }
         }
+        report_limits(srv, now);
     }
     pthread_mutex_unlock(&srv->conns_mtx);
     return NULL;
@@ -500,6 +876,10 @@ static enum MHD_Result queue_reply(http_request *req) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (req->srv->hsts != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_STRICT_TRANSPORT_SECURITY,
+                                req->srv->hsts);
+    }
     for (size_t i = 0; i < req->n_headers; i++) {
         /* MHD refuses values with CR or LF: such a header is dropped. */
         MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
@@ -541,6 +921,153 @@ static size_t header_block_size(struct MHD_Connection *conn, const char *method,
 }
 
 /*
+ * Framing (RFC 9112). libmicrohttpd 0.9.75 takes the first of two
+ * Content-Length headers, reads a chunked body when Transfer-Encoding
+ * comes with a Content-Length, keeps a header value only up to a NUL byte,
+ * ends a line at a bare LF, joins folded lines, and keeps whitespace
+ * before a colon as part of the name ("Content-Length :" frames nothing).
+ * A proxy in front may read each of these differently, and what it takes
+ * for one request's body the gateway would take for the next request
+ * (request smuggling). So the head of every request is checked before
+ * anything else looks at it, and any of these is a 400 and a closed
+ * connection.
+ *
+ * What the API reports (names, values, how many) covers the headers'
+ * count and characters. NUL bytes, bare LFs and folding are gone from
+ * what it reports, so for those the head itself is read: libmicrohttpd
+ * parses it in place in its read buffer, ending each line with a NUL in
+ * place of CR and one in place of LF, and one in place of each header's
+ * colon, and reports keys and values pointing into that buffer. A head
+ * made of CRLF lines without NULs or folding is therefore exactly the
+ * request line, then for each header "name\0", blanks, "value\0\0", then
+ * "\0\0", with the keys in the order the API reports them; anything
+ * else had one of those. A NUL right before an LF reads the same as a CR
+ * and is not seen (the value is then cut at it). This relies on how
+ * 0.9.75 parses, so it is done only with that version (http_start).
+ */
+static bool head_layout_known;
+
+typedef struct head_walk {
+    const char *start, *end; /* the head, in libmicrohttpd's read buffer */
+    const char *next;        /* where the next header line must start */
+    bool layout;             /* read the head itself */
+    int content_lengths, transfer_encodings;
+    const char *transfer_encoding; /* the first one's value */
+    const char *fault;             /* why it is refused, or NULL */
+    const char *fault_name;        /* the header it is about, or NULL */
+    size_t fault_name_len;
+} head_walk;
+
+/* A token character of RFC 9110 §5.6.2 (header names, methods). */
+static bool is_tchar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* True if [p, p + n) lies within the head. */
+static bool in_head(const head_walk *w, const char *p, size_t n) {
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)w->start, hi = (uintptr_t)w->end;
+    return a >= lo && a <= hi && n <= hi - a;
+}
+
+/* True if a CRLF line end, as libmicrohttpd leaves it ("\0\0"), is at p. */
+static bool crlf_at(const head_walk *w, const char *p) {
+    return in_head(w, p, 2) && p[0] == '\0' && p[1] == '\0';
+}
+
+static enum MHD_Result walk_head(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 size_t key_size, const char *value, size_t value_size) {
+    (void)kind;
+    head_walk *w = cls;
+    bool name_ok = key_size > 0;
+    for (size_t i = 0; name_ok && i < key_size; i++) {
+        name_ok = is_tchar(key[i]);
+    }
+    if (!name_ok) {
+        w->fault = "a header name that is not a token (whitespace before its colon?)";
+        return MHD_NO;
+    }
+    for (size_t i = 0; i < value_size; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            w->fault = "a control character in a header value";
+            w->fault_name = key;
+            w->fault_name_len = key_size;
+            return MHD_NO;
+        }
+    }
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        w->content_lengths++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        if (w->transfer_encodings++ == 0) {
+            w->transfer_encoding = value;
+        }
+    }
+    if (w->layout) {
+        /* "name\0", blanks, "value\0\0", right where the last line ended. */
+        const char *p = key + key_size;
+        bool ok = key == w->next && in_head(w, p, 1) && *p == '\0';
+        for (p++; ok && p != value; p++) {
+            ok = in_head(w, p, 1) && (*p == ' ' || *p == '\t');
+        }
+        ok = ok && crlf_at(w, value + value_size);
+        if (!ok) {
+            w->fault =
+                "a line not ended by CRLF, a NUL byte, or a folded line in the head";
+            return MHD_NO;
+        }
+        w->next = value + value_size + 2;
+    }
+    return MHD_YES;
+}
+
+/* Why the head of the request is refused for its framing, or NULL. The
+ * name of the header concerned, if any, goes to *name (not terminated). */
+static const char *framing_fault(struct MHD_Connection *conn, const char *method,
+                                 const char *version, const char **name,
+                                 size_t *name_len) {
+    head_walk w = {0};
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (head_layout_known && info != NULL) {
+        w.start = method;
+        w.end = method + info->header_size;
+        /* The request line ends after the version (libmicrohttpd checked
+         * it is HTTP/1.x): the first header line, or the blank line,
+         * starts right after its CRLF. */
+        const char *line_end = version + strlen(version);
+        w.layout = in_head(&w, version, 1);
+        if (w.layout && !crlf_at(&w, line_end)) {
+            return "a line not ended by CRLF, a NUL byte, or a folded line in the head";
+        }
+        w.next = line_end + 2;
+    }
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, walk_head, &w);
+    *name = w.fault_name;
+    *name_len = w.fault_name_len;
+    if (w.fault != NULL) {
+        return w.fault;
+    }
+    if (w.layout && !(crlf_at(&w, w.next) && w.next + 2 == w.end)) {
+        return "a line not ended by CRLF, a NUL byte, or a folded line in the head";
+    }
+    if (w.content_lengths > 1) {
+        return "more than one Content-Length header";
+    }
+    if (w.transfer_encodings > 0 && w.content_lengths > 0) {
+        return "both Content-Length and Transfer-Encoding";
+    }
+    if (w.transfer_encodings > 1 ||
+        (w.transfer_encodings == 1 && strcasecmp(w.transfer_encoding, "chunked") != 0)) {
+        return "a Transfer-Encoding other than chunked";
+    }
+    if (w.transfer_encodings > 0 && strcmp(version, MHD_HTTP_VERSION_1_0) == 0) {
+        return "Transfer-Encoding in an HTTP/1.0 request";
+    }
+    return NULL;
+}
+
+/*
  * Limits answered on MHD's first call, before any body is read. Everywhere
  * else the gateway replies on a later call (replying on the first call
  * makes libmicrohttpd close the connection after the reply); for a request
@@ -555,6 +1082,17 @@ static bool refuse_early(http_request *req, const char *version) {
                  "request line and headers exceed the limit of %zu bytes",
                  srv->max_header);
         http_reply_problem(req, 431, "HEADERS_TOO_LARGE", detail);
+        req->close = true;
+        return true;
+    }
+    const char *name = NULL;
+    size_t name_len = 0;
+    const char *fault = framing_fault(req->conn, req->method, version, &name, &name_len);
+    if (fault != NULL) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "%s%s%.*s", fault, name != NULL ? ": " : "",
+                 (int)(name_len < 48 ? name_len : 48), name != NULL ? name : "");
+        http_reply_problem(req, 400, "BAD_REQUEST", detail);
         req->close = true;
         return true;
     }
@@ -720,10 +1258,31 @@ static const char *termination_name(enum MHD_RequestTerminationCode toe) {
     }
 }
 
+/* The method for the log: one of RFC 9110's (and PATCH) as sent, any
+ * other as OTHER. A method is free text the client chose, and `curl -X`
+ * puts whatever it is given there: a token, say. */
+static const char *log_method(const char *method) {
+    static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                        "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(method, known[i]) == 0) {
+            return known[i];
+        }
+    }
+    return "OTHER";
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)conn;
     http_server *srv = cls;
+    http_conn *hc = conn_of(conn);
+    if (hc != NULL && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        /* Answered: idle until its next request line (a shut connection
+         * is no longer counted, and stays off the list). */
+        pthread_mutex_lock(&srv->conns_mtx);
+        idle_push(srv, hc);
+        pthread_mutex_unlock(&srv->conns_mtx);
+    }
     http_request *req = *req_cls;
     if (req == NULL || req == (void *)&request_refused) {
         return;
@@ -738,11 +1297,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                            (now.tv_nsec - req->started.tv_nsec) / 1000;
         char path[300], qpath[340], qmethod[48];
         log_path(req->path, path, sizeof(path));
-        log_write(level, "request", "method=%s path=%s status=%d dur_us=%lld%s%s%s%s",
-                  log_quote(qmethod, sizeof(qmethod), req->method),
+        log_write(level, "request",
+                  "method=%s path=%s status=%d dur_us=%lld client=%s%s%s%s%s",
+                  log_quote(qmethod, sizeof(qmethod), log_method(req->method)),
                   log_quote(qpath, sizeof(qpath), path), status, dur_us,
-                  req->note_len > 0 ? " " : "", req->note, failure ? " error=" : "",
-                  failure ? failure : "");
+                  req->hc != NULL ? req->hc->client : "-", req->note_len > 0 ? " " : "",
+                  req->note, failure ? " error=" : "", failure ? failure : "");
     }
     if (req->data != NULL) {
         srv->h.release(srv->h.cls, req->data);
@@ -881,9 +1441,18 @@ void http_log_note(http_request *req, const char *fmt, ...) {
 /* ------------------------------------------------------------------------
  * Starting and stopping. */
 
+size_t http_fds_needed(const http_config *cfg) {
+    size_t conns = (size_t)cfg->max_connections + HTTP_CONN_RESERVE(cfg->max_connections);
+    return conns + HTTP_FDS_FIXED + HTTP_FDS_PER_THREAD * (size_t)cfg->threads;
+}
+
 int http_start(const http_config *cfg, const http_handlers *handlers, http_server **out,
                tokend_error *err) {
     *out = NULL;
+    if (cfg->max_connections < 1 || cfg->max_connections_per_ip < 1) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "the connection limits must be at least 1");
+    }
     struct sockaddr_storage addr;
     bool v6 = false;
     if (!parse_listen(cfg->listen, &addr, &v6)) {
@@ -899,6 +1468,22 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
     srv->max_body = cfg->max_body;
     srv->max_header = cfg->max_header;
     srv->request_timeout_ms = (int64_t)cfg->request_timeout_s * 1000;
+    srv->tls = cfg->tls_cert_pem != NULL;
+    srv->max_conns = cfg->max_connections;
+    srv->max_conns_per_addr = cfg->max_connections_per_ip;
+    /* A bucket per connection at most, a power of two. */
+    size_t buckets = 64;
+    while (buckets < (size_t)cfg->max_connections && buckets < ((size_t)1 << 20)) {
+        buckets *= 2;
+    }
+    srv->addr_mask = buckets - 1;
+    srv->addrs = calloc(buckets, sizeof(*srv->addrs));
+    if (srv->addrs == NULL || getrandom(&srv->addr_seed, sizeof(srv->addr_seed), 0) !=
+                                  (ssize_t)sizeof(srv->addr_seed)) {
+        free(srv->addrs);
+        free(srv);
+        return error_set(err, TOKEND_INTERNAL, "cannot set up the connection table");
+    }
     atomic_init(&srv->starting, true);
     pthread_condattr_t cattr;
     pthread_condattr_init(&cattr);
@@ -933,6 +1518,13 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
         OPT(MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL);
     }
     OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL);
+    /* Not MHD_OPTION_PER_IP_CONNECTION_LIMIT: past it libmicrohttpd closes
+     * a new connection without a word, and past its own connection limit
+     * it stops accepting, so new clients wait unanswered in the backlog.
+     * The gateway's limits (conn_admit) are lower, close idle connections
+     * first, and answer 503. */
+    OPT(MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(cfg->max_connections + HTTP_CONN_RESERVE(cfg->max_connections)), NULL);
     OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, NULL);
     OPT(MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL);
     OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv);
@@ -943,7 +1535,8 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
         flags |= MHD_USE_TLS;
         OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem);
         OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls_key_pem);
-        OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
+        OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, HTTP_TLS_PRIORITIES);
+        srv->hsts = cfg->hsts;
     }
     OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
@@ -955,10 +1548,19 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
         int e = errno;
         pthread_cond_destroy(&srv->watchdog_cv);
         pthread_mutex_destroy(&srv->conns_mtx);
+        free(srv->addrs);
         free(srv);
         return error_set(err, TOKEND_UNAVAILABLE, "cannot serve on %s%s%s", cfg->listen,
                          e != 0 ? ": " : " (see the log above)",
                          e != 0 ? strerror(e) : "");
+    }
+    /* framing_fault reads the head as libmicrohttpd 0.9.75 leaves it. */
+    head_layout_known = strcmp(MHD_get_version(), "0.9.75") == 0;
+    if (!head_layout_known) {
+        LOG(LOG_WARN, "framing",
+            "msg=\"libmicrohttpd %s, not 0.9.75: bare LF line ends, NUL bytes and folded "
+            "lines in a request head are not refused\"",
+            MHD_get_version());
     }
     atomic_store(&srv->starting, false);
     const union MHD_DaemonInfo *info =
@@ -1010,6 +1612,7 @@ uint64_t http_stop(http_server *srv) {
     uint64_t served = atomic_load(&srv->served);
     pthread_cond_destroy(&srv->watchdog_cv);
     pthread_mutex_destroy(&srv->conns_mtx);
+    free(srv->addrs); /* every record went with its last connection */
     free(srv);
     return served;
 }

@@ -2,16 +2,18 @@
  * http.h — the gateway's HTTP/1.1 server: libmicrohttpd with a pool of
  * epoll worker threads, keep-alive, optional TLS (GnuTLS, 1.2 and 1.3),
  * SO_REUSEPORT, and every limit of docs/gateway.md enforced before a
- * handler sees a request: header size (431), body size (413, counted while
- * reading), request arrival time, idle time.
+ * handler sees a request: unambiguous framing (400), header size (431),
+ * body size (413, counted while reading), request arrival time, idle
+ * time.
  *
  * It owns connections and requests, not meaning: the handlers given to
  * http_start() (api.c) decide every answer. A handler either replies at
  * once or suspends the request (http_suspend) and has it resumed later from
  * any thread (http_resume), so no worker thread ever waits on anything.
- * Every finished request is logged as one logfmt line (method, path without
- * the query, status, duration, notes the handler added); header values are
- * never logged.
+ * Every finished request is logged as one logfmt line (method if it is a
+ * standard one, else OTHER; path without the query; status, duration,
+ * client address, notes the handler added); header values are never
+ * logged.
  */
 #ifndef GATEWAY_HTTP_H
 #define GATEWAY_HTTP_H
@@ -47,10 +49,22 @@ typedef struct http_config {
     size_t max_header;
     int request_timeout_s;
     int idle_timeout_s;
+    /* Connections open at once, in all and from one client address (an
+     * IPv4 address, an IPv6 client's /64); both at least 1. A new
+     * connection past either limit closes the connection that has been
+     * idle longest among those it competes with (from its address, or
+     * from any); with none idle it is answered 503 OVERLOADED and closed
+     * before a byte is read (over HTTPS: closed). */
+    int max_connections;
+    int max_connections_per_ip;
     /* PEM texts (not file names) for HTTPS, or NULL for plain HTTP. The
      * server keeps the pointers until http_stop(). */
     const char *tls_cert_pem;
     const char *tls_key_pem;
+    /* The Strict-Transport-Security value sent with every reply over
+     * HTTPS (checked with http_hsts_ok), or NULL to send none. Never sent
+     * over plain HTTP (RFC 6797 §7.2). Kept until http_stop(). */
+    const char *hsts;
 } http_config;
 
 /* Makes jansson allocate through a wiping allocator, so that every JSON
@@ -59,14 +73,26 @@ typedef struct http_config {
  * reply may carry a new token. Call once, before any other jansson use. */
 void http_json_init(void);
 
+/* True if `value` is a Strict-Transport-Security value the gateway
+ * sends: "max-age=SECONDS", optionally followed by "; includeSubDomains"
+ * and "; preload" (RFC 6797 §6.1; directive names in any case). */
+bool http_hsts_ok(const char *value);
+
 /* Parses "HOST:PORT"/"[IPv6]:PORT" with a numeric host. Returns false if
  * it is not one (used to check --listen before anything starts). */
 bool http_listen_ok(const char *listen);
 
+/* File descriptors a server started with cfg may hold at once: its
+ * connections (a few more than max_connections, while refused ones
+ * close), the listening socket and its threads' own. The process's limit
+ * (RLIMIT_NOFILE) must allow this many besides its others, or past it new
+ * connections would wait unanswered. */
+size_t http_fds_needed(const http_config *cfg);
+
 /* Starts serving. Returns TOKEND_OK and *out (stop it with http_stop), or
- * INVALID_ARGUMENT (a --listen that is not HOST:PORT), UNAVAILABLE (the
- * address cannot be served: in use, not ours, bad TLS files) or INTERNAL,
- * with err filled. */
+ * INVALID_ARGUMENT (a --listen that is not HOST:PORT, a connection limit
+ * below 1), UNAVAILABLE (the address cannot be served: in use, not ours,
+ * bad TLS files) or INTERNAL, with err filled. */
 int http_start(const http_config *cfg, const http_handlers *handlers, http_server **out,
                tokend_error *err);
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "api.h"
 #include "error.h"
@@ -26,6 +27,9 @@
 
 /* PEM files larger than this are surely not a certificate chain or key. */
 #define GATEWAY_PEM_MAX (1024 * 1024)
+/* Open files the gateway needs besides the HTTP server's: standard
+ * streams, the PEM files while read, tokend connections and NNG's own. */
+#define GATEWAY_FDS_OTHER 128
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -82,6 +86,30 @@ static int read_pem(const char *option, const char *path, char **out, tokend_err
     return TOKEND_OK;
 }
 
+/* Raises the soft limit on open files to `need` if it is lower. Returns
+ * TOKEND_OK, or UNAVAILABLE (the hard limit is lower still) with err
+ * filled: past the limit, new connections would wait unanswered. */
+static int fit_fd_limit(rlim_t need, long long max_connections, tokend_error *err) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return error_set(err, TOKEND_UNAVAILABLE, "cannot read the open-file limit: %s",
+                         strerror(errno));
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        bool fits = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need;
+        rl.rlim_cur = need;
+        if (!fits || setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            return error_set(err, TOKEND_UNAVAILABLE,
+                             "--max-connections %lld needs %llu open files, more than "
+                             "the limit allows (%s): lower --max-connections or raise "
+                             "the limit",
+                             max_connections, (unsigned long long)need,
+                             fits ? strerror(errno) : "ulimit -Hn is lower");
+        }
+    }
+    return TOKEND_OK;
+}
+
 int main(int argc, char **argv) {
     gw_options opts;
     opt_outcome outcome;
@@ -119,6 +147,14 @@ int main(int argc, char **argv) {
         fprintf(stderr,
                 "tokend-gateway: --listen must be IPv4:PORT or [IPv6]:PORT, not \"%s\"\n",
                 opts.listen);
+        goto out;
+    }
+    if (strcmp(opts.hsts, "off") != 0 && !http_hsts_ok(opts.hsts)) {
+        char q[300];
+        fprintf(stderr,
+                "tokend-gateway: --hsts must be off or max-age=SECONDS "
+                "[; includeSubDomains] [; preload], not %s\n",
+                log_quote(q, sizeof(q), opts.hsts));
         goto out;
     }
     if ((opts.tls_cert == NULL) != (opts.tls_key == NULL)) {
@@ -174,9 +210,17 @@ int main(int argc, char **argv) {
         .max_header = (size_t)opts.max_header,
         .request_timeout_s = (int)opts.request_timeout_s,
         .idle_timeout_s = (int)opts.idle_timeout_s,
+        .max_connections = (int)opts.max_connections,
+        .max_connections_per_ip = (int)opts.max_connections_per_ip,
         .tls_cert_pem = cert,
         .tls_key_pem = key,
+        .hsts = strcmp(opts.hsts, "off") != 0 ? opts.hsts : NULL,
     };
+    if (fit_fd_limit((rlim_t)(http_fds_needed(&hc) + GATEWAY_FDS_OTHER),
+                     (long long)opts.max_connections, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend-gateway: %s\n", err.message);
+        goto out;
+    }
     http_server *srv = NULL;
     if (http_start(&hc, &handlers, &srv, &err) != TOKEND_OK) {
         fprintf(stderr, "tokend-gateway: %s\n", err.message);

@@ -21,6 +21,10 @@ static const opt_def options[] = {
      "--tls-key"},
     {"tls-key", OPT_STRING, NULL, FIELD(tls_key), 0, 0, 0, 0, "PEM",
      "private key file of --tls-cert"},
+    {"hsts", OPT_STRING, "max-age=31536000", FIELD(hsts), 0, 0, 0, 0, "VALUE",
+     "Strict-Transport-Security sent with every HTTPS reply: max-age=SECONDS, optionally "
+     "with '; includeSubDomains' and '; preload'; off sends none. Never sent over plain "
+     "HTTP"},
     {"rpc-timeout-ms", OPT_INT, "2000", FIELD(rpc_timeout_ms), 1, 600000, 0, 0, "MS",
      "time limit of each call to tokend; no reply in time: 504, tokend unreachable for "
      "that long: 503"},
@@ -36,6 +40,15 @@ static const opt_def options[] = {
      "ones; past it the connection is closed"},
     {"idle-timeout-s", OPT_INT, "30", FIELD(idle_timeout_s), 1, 86400, 0, 0, "S",
      "a connection with nothing to read or write for this long is closed"},
+    {"max-connections", OPT_INT, "2048", FIELD(max_connections), 1, 1000000, 0, 0, "N",
+     "connections open at once; past it a new one closes the longest-idle connection, "
+     "or with none idle is answered 503 and closed. The gateway raises its open-file "
+     "limit to fit, or does not start"},
+    {"max-connections-per-ip", OPT_INT, "256", FIELD(max_connections_per_ip), 1, 1000000,
+     0, 0, "N",
+     "connections open at once from one client address (IPv6: one /64); past it as "
+     "--max-connections, among that address's. Behind a proxy every client has its "
+     "address: raise it to --max-connections"},
     {"threads", OPT_INT, "2", FIELD(threads), 1, 256, 0, 0, "N",
      "HTTP worker threads, each an epoll event loop; no thread ever waits for tokend"},
     {"verify-credential", OPT_STRING, NULL, FIELD(verify_credential), 0, 0, OPT_SECRET, 0,

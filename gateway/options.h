@@ -18,6 +18,7 @@ typedef struct gw_options {
     opt_list services; /* tokend URLs */
     char *tls_cert;    /* PEM file or NULL */
     char *tls_key;     /* PEM file or NULL */
+    char *hsts;        /* Strict-Transport-Security value, or "off" */
     int64_t rpc_timeout_ms;
     int64_t max_inflight;
     int64_t max_body;
@@ -25,6 +26,8 @@ typedef struct gw_options {
     int64_t request_timeout_s;
     int64_t idle_timeout_s;
     int64_t threads;
+    int64_t max_connections;
+    int64_t max_connections_per_ip;
     char *verify_credential; /* a tokend token or NULL; wiped on free */
     char *log_level;
 } gw_options;

@@ -97,7 +97,10 @@
     X(gateway_504_when_tokend_stalls)                            \
     X(gateway_503_overloaded_past_max_inflight)                  \
     X(gateway_https_tls13_and_tls12)                             \
+    X(gateway_https_forward_secret_aead_only_and_hsts)           \
     X(gateway_two_gateways_share_one_port)                       \
+    X(gateway_idle_connection_flood_from_one_address)            \
+    X(gateway_connection_limits_close_idle_first_then_503)       \
     X(gateway_garbage_and_oversized_requests)                    \
     X(gateway_log_never_holds_a_token)                           \
     X(gateway_sigterm_lets_inflight_finish)                      \

@@ -14,7 +14,9 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -220,17 +222,31 @@ static void stop_process(pid_t pid) {
     REQUIRE(!"the process did not stop");
 }
 
-/* Raw TCP: for requests curl will not send. */
-static int raw_connect(int port) {
+/* A TCP connection to 127.0.0.1:port from the loopback address `from`
+ * (NULL: the system's choice); connecting and each send give up after
+ * 2 s. -1 if it failed. */
+static int connect_from(const char *from, int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd >= 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (from != NULL) {
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        REQUIRE(inet_pton(AF_INET, from, &src.sin_addr) == 1);
+        REQUIRE(bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0);
+    }
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) != 0) {
         close(fd);
         return -1;
     }
     return fd;
+}
+
+/* Raw TCP: for requests curl will not send. */
+static int raw_connect(int port) {
+    return connect_from(NULL, port);
 }
 
 static void raw_send(int fd, const void *data, size_t len) {
@@ -962,21 +978,17 @@ TEST(gateway_503_overloaded_past_max_inflight) {
 /* ------------------------------------------------------------------------
  * Transport: TLS, shared port, hostile bytes, shutdown. */
 
-TEST(gateway_https_tls13_and_tls12) {
-    tokend_proc p;
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
+/* A self-signed certificate for 127.0.0.1 and localhost in a new scratch
+ * dir: cert.pem and key.pem (paths into cert and key, 400 bytes each), the
+ * key `newkey` as openssl req takes it ("ec", "rsa:2048") with `pkeyopt`
+ * (or NULL). */
+static void make_cert(const char *newkey, const char *pkeyopt, char *cert, char *key) {
     const char *dir = test_tmpdir();
-    char cert[400], key[400];
-    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(cert, 400, "%s/cert.pem", dir);
+    snprintf(key, 400, "%s/key.pem", dir);
     const char *openssl[] = {"openssl",
                              "req",
                              "-x509",
-                             "-newkey",
-                             "ec",
-                             "-pkeyopt",
-                             "ec_paramgen_curve:P-256",
                              "-nodes",
                              "-keyout",
                              key,
@@ -988,6 +1000,10 @@ TEST(gateway_https_tls13_and_tls12) {
                              "/CN=localhost",
                              "-addext",
                              "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                             "-newkey",
+                             newkey,
+                             pkeyopt != NULL ? "-pkeyopt" : NULL,
+                             pkeyopt,
                              NULL};
     char *out = NULL, *err = NULL;
     int rc = harness_exec(openssl, NULL, NULL, &out, &err);
@@ -997,14 +1013,31 @@ TEST(gateway_https_tls13_and_tls12) {
     REQUIRE(rc == 0);
     free(out);
     free(err);
+}
+
+/* Starts tokend, and a gateway in front of it serving HTTPS with a new
+ * certificate of make_cert(newkey, pkeyopt, cert, key); g->extra[0..3]
+ * are the TLS flags. */
+static void start_https(tokend_proc *p, gateway_proc *g, const char *newkey,
+                        const char *pkeyopt, char *cert, char *key) {
+    harness_init(p);
+    REQUIRE(harness_start(p));
+    make_cert(newkey, pkeyopt, cert, key);
+    memset(g, 0, sizeof(*g));
+    g->extra[0] = "--tls-cert";
+    g->extra[1] = cert;
+    g->extra[2] = "--tls-key";
+    g->extra[3] = key;
+    REQUIRE(harness_gateway_start(g, p->url, 0));
+    CHECK(strncmp(g->base, "https://", 8) == 0);
+}
+
+TEST(gateway_https_tls13_and_tls12) {
+    tokend_proc p;
     gateway_proc g;
-    memset(&g, 0, sizeof(g));
-    g.extra[0] = "--tls-cert";
-    g.extra[1] = cert;
-    g.extra[2] = "--tls-key";
-    g.extra[3] = key;
-    REQUIRE(harness_gateway_start(&g, p.url, 0));
-    CHECK(strncmp(g.base, "https://", 8) == 0);
+    char cert[400], key[400];
+    start_https(&p, &g, "ec", "ec_paramgen_curve:P-256", cert, key);
+    char *out = NULL, *err = NULL;
     tokend_client *admin = harness_client(&p, p.admin);
     char token[TOK];
     harness_create(admin, "user:tls", "t", orders_read, 1, 0, token, TOK, NULL, 0);
@@ -1037,6 +1070,98 @@ TEST(gateway_https_tls13_and_tls12) {
     CHECK(CURL(&r, fmt("http://127.0.0.1:%d/healthz", g.port)) != 200);
     res_free(&r);
     CHECK_INT(harness_gateway_stop(&g), 0);
+    harness_stop(&p);
+}
+
+/* Runs openssl s_client against the gateway with `args` (a TLS version
+ * flag and a cipher choice); returns the cipher it agreed on, or "" if the
+ * handshake failed (static, overwritten by the next call). */
+static const char *s_client(int port, const char *const *args) {
+    static char cipher[128];
+    const char *argv[16] = {"openssl", "s_client", "-connect", fmt("127.0.0.1:%d", port)};
+    size_t n = 4;
+    for (size_t i = 0; args[i] != NULL && n < 15; i++) {
+        argv[n++] = args[i];
+    }
+    char *out = NULL, *err = NULL;
+    int rc = harness_exec(argv, NULL, NULL, &out, &err);
+    const char *is = out != NULL ? strstr(out, "Cipher is ") : NULL;
+    cipher[0] = '\0';
+    if (rc == 0 && is != NULL) {
+        snprintf(cipher, sizeof(cipher), "%.*s", (int)strcspn(is + 10, " \r\n"), is + 10);
+    }
+    free(out);
+    free(err);
+    return cipher;
+}
+
+TEST(gateway_https_forward_secret_aead_only_and_hsts) {
+    /* An RSA key, which static-RSA key exchange could use. */
+    tokend_proc p;
+    gateway_proc g;
+    char cert[400], key[400];
+    start_https(&p, &g, "rsa:2048", NULL, cert, key);
+    /* TLS 1.2 without forward secrecy (static RSA, or finite-field DHE)
+     * or with CBC and SHA-1: refused. */
+    static const char *const refused[] = {
+        "AES256-GCM-SHA384",
+        "AES128-GCM-SHA256",
+        "AES128-SHA",
+        "AES256-SHA256",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-RSA-AES256-SHA384",
+        "DHE-RSA-AES128-GCM-SHA256",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        const char *got = s_client(g.port, FLAGS("-tls1_2", "-cipher", refused[i]));
+        if (got[0] != '\0') {
+            test_fail(__FILE__, __LINE__, "TLS 1.2 with %s: agreed on %s", refused[i],
+                      got);
+        }
+    }
+    /* ECDHE with AEAD on TLS 1.2, and TLS 1.3: agreed. */
+    static const char *const allowed[] = {
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    };
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+        CHECK_STR(s_client(g.port, FLAGS("-tls1_2", "-cipher", allowed[i])), allowed[i]);
+    }
+    CHECK_STR(
+        s_client(g.port, FLAGS("-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256")),
+        "TLS_AES_128_GCM_SHA256");
+    CHECK_STR(s_client(g.port, FLAGS("-tls1_3")), "TLS_AES_256_GCM_SHA384");
+    /* Older protocols: refused. */
+    CHECK_STR(s_client(g.port, FLAGS("-tls1_1", "-cipher", "ALL:@SECLEVEL=0")), "");
+
+    /* HSTS on every HTTPS reply, by default for a year. */
+    http_res r = {0};
+    CHECK_INT(CURL(&r, "--cacert", cert, fmt("%s/healthz", g.base)), 200);
+    CHECK_STR(header(&r, "Strict-Transport-Security"), "max-age=31536000");
+    CHECK_INT(CURL(&r, "--cacert", cert, fmt("%s/v1/auth", g.base)), 401);
+    CHECK_STR(header(&r, "Strict-Transport-Security"), "max-age=31536000");
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    /* Configurable through the environment, and off by a flag. */
+    static char env_hsts[] = "TOKEND_GATEWAY_HSTS=max-age=600; includeSubDomains";
+    putenv(env_hsts);
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    CHECK_INT(CURL(&r, "--cacert", cert, fmt("%s/healthz", g.base)), 200);
+    CHECK_STR(header(&r, "Strict-Transport-Security"), "max-age=600; includeSubDomains");
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    g.extra[4] = "--hsts";
+    g.extra[5] = "off";
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    CHECK_INT(CURL(&r, "--cacert", cert, fmt("%s/healthz", g.base)), 200);
+    CHECK(header(&r, "Strict-Transport-Security") == NULL);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    /* Never over plain HTTP, whatever --hsts says. */
+    memset(&g, 0, sizeof(g));
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    CHECK_INT(CURL(&r, fmt("%s/healthz", g.base)), 200);
+    CHECK(header(&r, "Strict-Transport-Security") == NULL);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    res_free(&r);
     harness_stop(&p);
 }
 
@@ -1095,6 +1220,199 @@ TEST(gateway_two_gateways_share_one_port) {
         CHECK_INT(CURL(&r, url(&f, "/healthz")), 200);
     }
     res_free(&r);
+    fixture_stop(&f);
+}
+
+/* ------------------------------------------------------------------------
+ * Connection limits. */
+
+/* Raises this process's soft limit on open files to at least n. */
+static void want_open_files(rlim_t n) {
+    struct rlimit rl;
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < n) {
+        REQUIRE(rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= n);
+        rl.rlim_cur = n;
+        REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    }
+}
+
+/* True once the gateway has closed fd (waits up to wait_ms). */
+static bool closed_by_peer(int fd, int wait_ms) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&pfd, 1, wait_ms) <= 0) {
+        return false;
+    }
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+    return n == 0 || (n < 0 && errno != EAGAIN);
+}
+
+/* GET /healthz from `from` on a new connection (kept open into *keep if
+ * keep is not NULL, else closed). Returns what came back within 3 s
+ * (malloc'd) and the seconds it took. */
+static char *healthz_from(const char *from, int port, int *keep, double *took) {
+    double t0 = now_s();
+    int fd = connect_from(from, port);
+    char *reply = NULL;
+    if (fd >= 0) {
+        const char *req = keep != NULL ? "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       : "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                         "Connection: close\r\n\r\n";
+        raw_send(fd, req, strlen(req));
+        bool closed = false;
+        reply = raw_read(fd, keep != NULL ? 300 : 3000, &closed);
+    }
+    *took = now_s() - t0;
+    if (keep != NULL) {
+        *keep = fd;
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    return reply != NULL ? reply : strdup("");
+}
+
+#define FLOOD 2000
+
+TEST(gateway_idle_connection_flood_from_one_address) {
+    want_open_files(FLOOD + 256);
+    fixture f;
+    fixture_start(&f, NULL); /* the default limits */
+    /* 2,000 idle connections from 127.0.0.1: more than libmicrohttpd took
+     * before it stopped accepting (about 1,020), until the request timeout
+     * closed them 10 s later. */
+    static int flood[FLOOD];
+    for (int i = 0; i < FLOOD; i++) {
+        flood[i] = connect_from("127.0.0.1", f.g.port);
+        REQUIRE(flood[i] >= 0);
+    }
+    /* A new client is answered at once, from another address and from the
+     * same one: the flood's longest-idle connections make room. */
+    static const char *const from[] = {"127.0.0.2", "127.0.0.1"};
+    for (size_t i = 0; i < 2; i++) {
+        double took = 0;
+        char *reply = healthz_from(from[i], f.g.port, NULL, &took);
+        if (strncmp(reply, "HTTP/1.1 200", 12) != 0 || took > 1.0) {
+            test_fail(__FILE__, __LINE__, "from %s: %.1f s, \"%.40s\"", from[i], took,
+                      reply);
+        }
+        free(reply);
+    }
+    /* At most --max-connections-per-ip (256) of the flood stay open: the
+     * newest; the oldest were closed first. */
+    int open = FLOOD;
+    for (int wait = 0; wait < 30 && open > 256; wait++) {
+        open = 0;
+        for (int i = 0; i < FLOOD; i++) {
+            open += !closed_by_peer(flood[i], 0);
+        }
+        if (open > 256) {
+            usleep(100 * 1000);
+        }
+    }
+    CHECK(open <= 256);
+    CHECK(open >= 200);
+    for (int i = 0; i < FLOOD; i++) {
+        if (i < 1000 && !closed_by_peer(flood[i], 0)) {
+            test_fail(__FILE__, __LINE__, "flood connection %d (of the oldest) is open",
+                      i);
+            break;
+        }
+        if (i >= FLOOD - 100 && closed_by_peer(flood[i], 0)) {
+            test_fail(__FILE__, __LINE__,
+                      "flood connection %d (of the newest) was closed", i);
+            break;
+        }
+    }
+    for (int i = 0; i < FLOOD; i++) {
+        close(flood[i]);
+    }
+    check_healthy(&f);
+    CHECK_INT(harness_gateway_stop(&f.g), 0);
+    CHECK(count_in_file(f.g.log_path, "event=connections.limit refused=0 closed_idle=") >=
+          1);
+    fixture_stop(&f);
+}
+
+/* A connection whose request has begun (the request line and part of the
+ * headers): busy until it ends. */
+static int busy_from(const char *from, int port) {
+    int fd = connect_from(from, port);
+    REQUIRE(fd >= 0);
+    const char *part = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    raw_send(fd, part, strlen(part));
+    return fd;
+}
+
+TEST(gateway_connection_limits_close_idle_first_then_503) {
+    /* 12 in all through the environment (tokend reads no TOKEND_GATEWAY_
+     * variable), 4 per address by a flag. */
+    static char env_max[] = "TOKEND_GATEWAY_MAX_CONNECTIONS=12";
+    putenv(env_max);
+    fixture f;
+    fixture_start(&f,
+                  FLAGS("--max-connections-per-ip", "4", "--request-timeout-s", "60"));
+    const gateway_proc g = f.g;
+    int busy[12];
+    for (int i = 0; i < 4; i++) {
+        busy[i] = busy_from("127.0.0.1", g.port);
+    }
+    usleep(300 * 1000); /* for the gateway to read their request lines */
+    /* A fifth from the same address, with all four busy: 503 at once, and
+     * closed. */
+    double took = 0;
+    char *reply = healthz_from("127.0.0.1", g.port, NULL, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 503", 12) == 0);
+    CHECK(test_contains(reply, "\"code\":\"OVERLOADED\""));
+    CHECK(test_contains(reply, "too many connections from this address"));
+    CHECK(test_contains(reply, "Connection: close\r\n"));
+    CHECK(test_contains(reply, "Retry-After: 1\r\n"));
+    CHECK(took < 1.0);
+    free(reply);
+    /* Another address is served. */
+    reply = healthz_from("127.0.0.2", g.port, NULL, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
+    free(reply);
+    /* All 12 busy: a new address gets 503 too. */
+    for (int i = 4; i < 12; i++) {
+        busy[i] = busy_from(i < 8 ? "127.0.0.2" : "127.0.0.3", g.port);
+    }
+    usleep(300 * 1000);
+    reply = healthz_from("127.0.0.4", g.port, NULL, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 503", 12) == 0);
+    CHECK(test_contains(reply, "\"detail\":\"too many connections\""));
+    CHECK(took < 1.0);
+    free(reply);
+    /* One busy goes; an idle kept-alive connection takes its place. At the
+     * limit again, a new client closes that idle one, not a busy one. */
+    close(busy[11]);
+    usleep(300 * 1000);
+    int kept = -1;
+    reply = healthz_from("127.0.0.4", g.port, &kept, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
+    free(reply);
+    CHECK(!closed_by_peer(kept, 100));
+    reply = healthz_from("127.0.0.5", g.port, NULL, &took);
+    CHECK(strncmp(reply, "HTTP/1.1 200", 12) == 0);
+    CHECK(took < 1.0);
+    free(reply);
+    CHECK(closed_by_peer(kept, 1000));
+    close(kept);
+    /* The busy ones were left alone: each finishes its request. */
+    for (int i = 0; i < 11; i++) {
+        const char *rest = "Connection: close\r\n\r\n";
+        raw_send(busy[i], rest, strlen(rest));
+        bool closed = false;
+        char *got = raw_read(busy[i], 2000, &closed);
+        if (strncmp(got, "HTTP/1.1 200", 12) != 0) {
+            test_fail(__FILE__, __LINE__, "busy connection %d: \"%.40s\"", i, got);
+        }
+        free(got);
+        close(busy[i]);
+    }
+    CHECK_INT(harness_gateway_stop(&f.g), 0);
+    CHECK(count_in_file(g.log_path, "event=connections.limit refused=") >= 1);
+    CHECK(count_in_file(g.log_path, "last_refused=127.0.0.") >= 1);
     fixture_stop(&f);
 }
 
@@ -1239,6 +1557,16 @@ TEST(gateway_log_never_holds_a_token) {
     CHECK_INT(CURL(&r, url(&f, fmt("/x/%s/y", token))), 404);
     CHECK_INT(CURL(&r, url(&f, fmt("/v1/tokens?cursor=%s", token)), "-H", bearer(token)),
               403);
+    /* A token as the method (curl -X "$TOKEN"): not a method this API
+     * takes, and not one the log may show. */
+    CHECK_INT(CURL(&r, "-X", token, url(&f, "/v1/auth"), "-H", bearer(token)), 405);
+    CHECK_INT(CURL(&r, "-X", token, url(&f, "/healthz")), 405);
+    /* A request refused before it is parsed (414) is logged too. */
+    char many[400] = "/v1/auth?";
+    for (int i = 0; i < 129; i++) {
+        strcat(many, i > 0 ? "&a" : "a");
+    }
+    CHECK_INT(CURL(&r, url(&f, many)), 414);
     res_free(&r);
     CHECK_INT(harness_gateway_stop(&f.g), 0);
     char *log = harness_read_file(f.g.log_path);
@@ -1257,6 +1585,21 @@ TEST(gateway_log_never_holds_a_token) {
     CHECK(test_contains(log, fmt("status=200 ")));
     CHECK(test_contains(log, fmt("id=%s", id)));
     CHECK(test_contains(log, "path=\"/v1/tokens/{redacted}\""));
+    CHECK(test_contains(log, "method=\"OTHER\" path=\"/v1/auth\" status=405"));
+    CHECK(test_contains(log, "method=\"OTHER\" path=\"/healthz\" status=405"));
+    /* Every request line names the client. */
+    int lines = 0;
+    for (const char *line = strstr(log, "event=request "); line != NULL;
+         line = strstr(line + 1, "event=request ")) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol != NULL ? (size_t)(eol - line) : strlen(line);
+        if (memmem(line, len, " client=127.0.0.1", 17) == NULL) {
+            test_fail(__FILE__, __LINE__, "a request line without client=: %.*s",
+                      (int)len, line);
+        }
+        lines++;
+    }
+    CHECK_INT(lines, 12);
     free(log);
     fixture_stop(&f);
 }
@@ -1309,6 +1652,7 @@ TEST(gateway_command_line_and_environment) {
                                    "--service",
                                    "--tls-cert",
                                    "--tls-key",
+                                   "--hsts",
                                    "--rpc-timeout-ms",
                                    "--max-inflight",
                                    "--max-body",
@@ -1316,6 +1660,8 @@ TEST(gateway_command_line_and_environment) {
                                    "--request-timeout-s",
                                    "--idle-timeout-s",
                                    "--threads",
+                                   "--max-connections",
+                                   "--max-connections-per-ip",
                                    "--verify-credential",
                                    "--log-level",
                                    "TOKEND_GATEWAY_LISTEN",
@@ -1342,6 +1688,11 @@ TEST(gateway_command_line_and_environment) {
         {"--listen", "[::1]8080", NULL},
         {"--tls-cert", "cert.pem", NULL},
         {"--log-level", "loud", NULL},
+        {"--max-connections", "0", NULL},
+        {"--max-connections-per-ip", "lots", NULL},
+        {"--hsts", "forever", NULL},
+        {"--hsts", "max-age=1; preload; preload", NULL},
+        {"--hsts", "max-age=1\r\nSet-Cookie: x=y", NULL},
         {"--service", "bogus://x", NULL},
         {"--rpc-timeout-ms", NULL},
         {"stray", NULL},
@@ -1367,6 +1718,14 @@ TEST(gateway_command_line_and_environment) {
     const char *plain[] = {bin, NULL};
     CHECK_INT(harness_exec(plain, NULL, env, &out, &err), 2);
     CHECK(test_contains(err, "TOKEND_GATEWAY_MAX_INFLIGHT"));
+    free(out);
+    free(err);
+    /* More connections than the open-file limit can hold: a runtime
+     * failure (1), before it listens. */
+    const char *too_many[] = {bin,       "--listen", "127.0.0.1:0", "--max-connections",
+                              "1000000", NULL};
+    CHECK_INT(harness_exec(too_many, NULL, NULL, &out, &err), 1);
+    CHECK(test_contains(err, "--max-connections 1000000 needs "));
     free(out);
     free(err);
     /* Unreadable TLS files are a runtime failure (1), not a usage error. */

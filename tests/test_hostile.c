@@ -1166,6 +1166,85 @@ static char *rq_body_announced(const hostile *h, size_t *len) {
                 h->p.admin, MIB);
 }
 
+/* -- framing (RFC 9112): what a proxy in front may read differently -- */
+
+/* Content-Length twice, alike: which one frames the body is a guess. */
+static char *rq_content_length_twice(const hostile *h, size_t *len) {
+    (void)h;
+    return reqf(len, "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                     "Content-Length: 0\r\n\r\n");
+}
+
+/* Content-Length 0 and 5: a proxy that takes the last reads "hello" as
+ * this request's body; libmicrohttpd took the first, and "hello" for the
+ * start of the next request. */
+static char *rq_content_length_conflict(const hostile *h, size_t *len) {
+    (void)h;
+    return reqf(len, "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                     "Content-Length: 5\r\n\r\nhello");
+}
+
+/* Both framings: libmicrohttpd took the chunked one. */
+static char *rq_length_and_chunked(const hostile *h, size_t *len) {
+    return reqf(len,
+                "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nContent-Length: 5\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                h->p.admin);
+}
+
+/* Chunked not the final coding: the body has no length at all. */
+static char *rq_gzip_chunked(const hostile *h, size_t *len) {
+    return reqf(len,
+                "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\n"
+                "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+                h->p.admin);
+}
+
+/* "Content-Length :" named a header "Content-Length ": the body framed
+ * nothing, and went for the next request. */
+static char *rq_space_before_colon(const hostile *h, size_t *len) {
+    (void)h;
+    return reqf(len, "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n"
+                     "hello");
+}
+
+/* A victim's token, a NUL, then junk: libmicrohttpd kept the value up to
+ * the NUL, so the token passed. */
+static char *rq_nul_in_authorization(const hostile *h, size_t *len) {
+    char *req = reqf(len,
+                     "GET /v1/auth HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s#junk"
+                     "\r\n\r\n",
+                     h->v[0].token);
+    *strchr(req, '#') = '\0';
+    return req;
+}
+
+static char *rq_control_in_value(const hostile *h, size_t *len) {
+    (void)h;
+    return reqf(len, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\x01b\r\n\r\n");
+}
+
+static char *rq_bare_lf(const hostile *h, size_t *len) {
+    (void)h;
+    return reqf(len, "GET /healthz HTTP/1.1\nHost: x\n\n");
+}
+
+/* One header line ended by LF alone: a proxy that ends lines at CRLF
+ * only sees one header, "Authorization: Bearer ...\nX-Forwarded-For: ...". */
+static char *rq_bare_lf_in_one_header(const hostile *h, size_t *len) {
+    return reqf(len,
+                "GET /v1/auth HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\n"
+                "X-Forwarded-For: 10.0.0.1\r\n\r\n",
+                h->v[0].token);
+}
+
+static char *rq_folded_header(const hostile *h, size_t *len) {
+    (void)h;
+    return reqf(len, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\r\n b\r\n\r\n");
+}
+
 /* 128 KiB of chunked body: counted while it is read. */
 static char *rq_body_chunked(const hostile *h, size_t *len) {
     char *chunk = repeat(' ', 8192);
@@ -1432,6 +1511,26 @@ static const rest_row rest_rows[] = {
      true, "Connection: close"},
     {"128 KiB chunked body", rq_body_chunked, SEND_WHOLE, 413, "BODY_TOO_LARGE", false,
      NULL},
+    {"Content-Length twice, alike", rq_content_length_twice, SEND_WHOLE, 400,
+     "BAD_REQUEST", true, "Connection: close"},
+    {"Content-Length 0 and 5", rq_content_length_conflict, SEND_WHOLE, 400, "BAD_REQUEST",
+     true, "Connection: close"},
+    {"Content-Length with Transfer-Encoding: chunked", rq_length_and_chunked, SEND_WHOLE,
+     400, "BAD_REQUEST", true, "Connection: close"},
+    {"Transfer-Encoding: chunked, gzip", rq_gzip_chunked, SEND_WHOLE, 400, "BAD_REQUEST",
+     true, "Connection: close"},
+    {"Content-Length : 5 (space before the colon)", rq_space_before_colon, SEND_WHOLE,
+     400, "BAD_REQUEST", true, "Connection: close"},
+    {"a NUL inside Authorization", rq_nul_in_authorization, SEND_WHOLE, 400,
+     "BAD_REQUEST", true, "Connection: close"},
+    {"a control character in a header value", rq_control_in_value, SEND_WHOLE, 400,
+     "BAD_REQUEST", true, "Connection: close"},
+    {"bare LF line ends", rq_bare_lf, SEND_WHOLE, 400, "BAD_REQUEST", true,
+     "Connection: close"},
+    {"one header line ended by a bare LF", rq_bare_lf_in_one_header, SEND_WHOLE, 400,
+     "BAD_REQUEST", true, "Connection: close"},
+    {"a folded header line", rq_folded_header, SEND_WHOLE, 400, "BAD_REQUEST", true,
+     "Connection: close"},
     {"bad JSON", rq_bad_json, SEND_WHOLE, 400, "BAD_REQUEST", false, NULL},
     {"JSON not UTF-8", rq_json_not_utf8, SEND_WHOLE, 400, "BAD_REQUEST", false, NULL},
     {"JSON nested 10,000 deep", rq_json_deep, SEND_WHOLE, 400, "BAD_REQUEST", false,
