@@ -20,12 +20,10 @@
 #include "openapi.h"
 #include "opt.h"
 #include "secret.h"
+#include "tls.h"
 #include "options.h"
 #include "tokend.h"
 #include "upstream.h"
-
-/* PEM files larger than this are surely not a certificate chain or key. */
-#define GATEWAY_PEM_MAX (1024 * 1024)
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -51,35 +49,6 @@ static void usage(FILE *out) {
                  "tcp://127.0.0.1:7450\n"
                  "  curl -H \"Authorization: Bearer $TOKEN\" "
                  "'http://127.0.0.1:8080/v1/auth?ability=orders:read'\n");
-}
-
-/* Reads the PEM file `path` given as `option` into *out (malloc'd,
- * NUL-terminated). Returns TOKEND_OK, or INVALID_ARGUMENT (cannot be read,
- * empty, too large) or INTERNAL with err filled. */
-static int read_pem(const char *option, const char *path, char **out, tokend_error *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return error_set(err, TOKEND_INVALID_ARGUMENT, "cannot read %s %s: %s", option,
-                         path, strerror(errno));
-    }
-    char *buf = malloc(GATEWAY_PEM_MAX + 1);
-    if (buf == NULL) {
-        fclose(f);
-        return error_set(err, TOKEND_INTERNAL, "cannot read %s %s: out of memory", option,
-                         path);
-    }
-    size_t n = fread(buf, 1, GATEWAY_PEM_MAX + 1, f);
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed || n == 0 || n > GATEWAY_PEM_MAX) {
-        free(buf);
-        return error_set(err, TOKEND_INVALID_ARGUMENT, "cannot read %s %s: %s", option,
-                         path, n == 0 ? "empty or unreadable" : "too large");
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return TOKEND_OK;
 }
 
 int main(int argc, char **argv) {
@@ -127,8 +96,8 @@ int main(int argc, char **argv) {
     }
     exit_code = 1;
     if (opts.tls_cert != NULL &&
-        (read_pem("--tls-cert", opts.tls_cert, &cert, &err) != TOKEND_OK ||
-         read_pem("--tls-key", opts.tls_key, &key, &err) != TOKEND_OK)) {
+        (tls_read_pem("--tls-cert", opts.tls_cert, &cert, &err) != TOKEND_OK ||
+         tls_read_pem("--tls-key", opts.tls_key, &key, &err) != TOKEND_OK)) {
         fprintf(stderr, "tokend-gateway: %s\n", err.message);
         goto out;
     }
