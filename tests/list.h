@@ -85,6 +85,10 @@
     X(cli_revoke_token_and_list_all_pages)                       \
     X(cli_refusals_and_usage_errors)                             \
     X(cli_unavailable_service_exits_3)                           \
+    X(cli_tls_create_verify_list)                                \
+    X(cli_tls_wrong_ca_or_name_is_refused)                       \
+    X(cli_tls_mutual_refuses_clients_without_a_certificate)      \
+    X(service_tls_listener_needs_a_certificate)                  \
     X(gateway_health_ready_and_openapi)                          \
     X(gateway_create_auth_list_revoke_over_http)                 \
     X(gateway_401_missing_malformed_unknown_expired_revoked)     \
