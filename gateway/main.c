@@ -117,6 +117,10 @@ int main(int argc, char **argv) {
         .n_urls = opts.services.n,
         .timeout_ms = (int)opts.rpc_timeout_ms,
         .max_inflight = (int)opts.max_inflight,
+        .tls_ca_file = opts.service_tls_ca,
+        .tls_cert_file = opts.service_tls_cert,
+        .tls_key_file = opts.service_tls_key,
+        .tls_server_name = opts.service_tls_server_name,
     };
     int rv = upstream_open(&uc, &up, &err);
     if (rv != TOKEND_OK) {

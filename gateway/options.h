@@ -27,6 +27,11 @@ typedef struct gw_options {
     int64_t threads;
     char *verify_credential; /* a tokend token or NULL; wiped on free */
     char *log_level;
+    /* TLS to a tls+tcp:// --service: PEM files (NULL: none) and a name */
+    char *service_tls_ca;
+    char *service_tls_cert;
+    char *service_tls_key;
+    char *service_tls_server_name;
 } gw_options;
 
 /* The gateway's options over struct gw_options, for opt_load (command 0;

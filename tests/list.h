@@ -106,6 +106,7 @@
     X(gateway_log_never_holds_a_token)                           \
     X(gateway_sigterm_lets_inflight_finish)                      \
     X(gateway_command_line_and_environment)                      \
+    X(gateway_tls_upstream_to_a_tls_tokend)                      \
     X(gateway_nginx_auth_request)                                \
     X(hostile_rpc_table)                                         \
     X(hostile_rest_table)                                        \

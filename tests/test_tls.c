@@ -369,3 +369,70 @@ TEST(service_tls_listener_needs_a_certificate) {
     free(out);
     free(err);
 }
+
+TEST(gateway_tls_upstream_to_a_tls_tokend) {
+    tls_fixture f;
+    fixture_start(&f, true);
+    gateway_proc g;
+    memset(&g, 0, sizeof(g));
+    const char *flags[] = {"--service-tls-ca",
+                           f.k.ca,
+                           "--service-tls-cert",
+                           f.k.client,
+                           "--service-tls-key",
+                           f.k.client_key,
+                           "--service-tls-server-name",
+                           "localhost",
+                           NULL};
+    for (size_t i = 0; flags[i] != NULL; i++) {
+        g.extra[i] = flags[i];
+    }
+    REQUIRE(harness_gateway_start(&g, f.url, 0));
+    http_res r = {0};
+    char ready[128];
+    snprintf(ready, sizeof(ready), "%s/readyz", g.base);
+    CHECK_INT(CURL(&r, ready), 200);
+    /* A token made over HTTP, through TLS to tokend, then checked. */
+    char post[128], bearer[200];
+    snprintf(post, sizeof(post), "%s/v1/tokens", g.base);
+    snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", f.p.admin);
+    CHECK_INT(CURL(&r, "-X", "POST", post, "-H", bearer, "-H",
+                   "Content-Type: application/json", "--data-binary",
+                   "{\"owner\":\"partner:gw\",\"name\":\"via gateway\","
+                   "\"abilities\":[\"orders:read\"]}"),
+              201);
+    const char *t = strstr(r.body, "\"token\":\"");
+    REQUIRE(t != NULL);
+    char token[128];
+    snprintf(token, sizeof(token), "%.*s", (int)strcspn(t + 9, "\""), t + 9);
+    char auth[160];
+    snprintf(auth, sizeof(auth), "%s/v1/auth?ability=orders:read", g.base);
+    snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", token);
+    CHECK_INT(CURL(&r, auth, "-H", bearer), 200);
+    res_free(&r);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+
+    /* Without its client certificate the gateway gets no connection:
+     * not ready (503). */
+    g.extra[2] = NULL;
+    REQUIRE(harness_gateway_start(&g, f.url, 0));
+    snprintf(ready, sizeof(ready), "%s/readyz", g.base);
+    CHECK_INT(CURL(&r, ready), 503);
+    res_free(&r);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+
+    /* A TLS --service without a CA is a usage error. */
+    const char *argv[] = {harness_bin("tokend-gateway"),
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--service",
+                          f.url,
+                          NULL};
+    char *out = NULL, *err = NULL;
+    CHECK_INT(harness_exec(argv, NULL, NULL, &out, &err), 2);
+    CHECK(test_contains(err, "tokend-gateway: "));
+    CHECK(test_contains(err, "needs a TLS CA file"));
+    free(out);
+    free(err);
+    harness_stop(&f.p);
+}
