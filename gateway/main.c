@@ -69,6 +69,11 @@ int main(int argc, char **argv) {
         opt_free(&options_table, &opts);
         return 0;
     }
+    if (secret_core_dumps(opts.allow_core_dumps, &bad) != TOKEND_OK) {
+        fprintf(stderr, "tokend-gateway: %s\n", bad.message);
+        opt_free(&options_table, &opts);
+        return 1;
+    }
     int exit_code = 2;
     char *cert = NULL, *key = NULL;
     upstream *up = NULL;

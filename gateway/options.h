@@ -9,6 +9,7 @@
 #ifndef GATEWAY_OPTIONS_H
 #define GATEWAY_OPTIONS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "opt.h"
@@ -32,6 +33,7 @@ typedef struct gw_options {
     char *service_tls_cert;
     char *service_tls_key;
     char *service_tls_server_name;
+    bool allow_core_dumps;
 } gw_options;
 
 /* The gateway's options over struct gw_options, for opt_load (command 0;

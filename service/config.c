@@ -52,6 +52,10 @@ static const opt_def options[] = {
      "mutual TLS: only clients with a certificate signed by a CA of this PEM file may "
      "connect to the tls+tcp:// listeners (default: any client may, and the caller "
      "credential alone decides what it may do)"},
+    {"allow-core-dumps", OPT_BOOL, "false", FIELD(allow_core_dumps), 0, 0, 0, BOTH, NULL,
+     "let the process dump core, for debugging (by default it cannot, and other "
+     "processes of the same user cannot read its memory, which holds credentials and "
+     "new tokens)"},
 };
 
 const opt_table config_table = {OPT_TABLE_OF(options, config), .env_prefix = "TOKEND_"};

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "opt.h"
 #include "rpc.h"
+#include "secret.h"
 #include "server.h"
 #include "store.h"
 #include "tls.h"
@@ -344,6 +345,11 @@ int main(int argc, char **argv) {
         usage_command(stdout, cmd);
         opt_free(&config_table, &cfg);
         return 0;
+    }
+    if (secret_core_dumps(cfg.allow_core_dumps, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
+        opt_free(&config_table, &cfg);
+        return 1;
     }
     int rv = 2;
     if (apply_common(&cfg)) {

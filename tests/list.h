@@ -108,6 +108,8 @@
     X(gateway_command_line_and_environment)                      \
     X(gateway_tls_upstream_to_a_tls_tokend)                      \
     X(gateway_nginx_auth_request)                                \
+    X(secrets_tokend_core_dumps_off_unless_allowed)              \
+    X(secrets_gateway_core_dumps_off_unless_allowed)             \
     X(hostile_rpc_table)                                         \
     X(hostile_rest_table)                                        \
     X(authz_matrix_rpc_and_rest)                                 \
