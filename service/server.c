@@ -69,6 +69,15 @@ static int64_t elapsed_us(const struct timespec *since) {
            (now.tv_nsec - since->tv_nsec) / 1000;
 }
 
+/* Frees a request or a reply NNG gave back, wiping it first: either may
+ * hold a credential or a token. NULL is ignored. */
+static void server_msg_free(nng_msg *msg) {
+    if (msg != NULL) {
+        secret_wipe(nng_msg_body(msg), nng_msg_len(msg));
+        nng_msg_free(msg);
+    }
+}
+
 static void ctx_recv(server_ctx *c) {
     c->state = CTX_RECV;
     nng_ctx_recv(c->ctx, c->aio);
@@ -128,11 +137,19 @@ static void ctx_reply(server_ctx *c, const ProtobufCMessage *output) {
     reply.message = c->status == TOKEND_OK ? "" : c->message;
 
     size_t len = protobuf_c_message_get_packed_size(&reply.base);
+    /* The request's bytes (a credential, a token) go before its buffer is
+     * reused or grown for the reply, and so does the packed output (a new
+     * token). The reply itself is freed by NNG once sent, which offers no
+     * hook to wipe it. */
+    secret_wipe(nng_msg_body(c->msg), nng_msg_len(c->msg));
     nng_msg_clear(c->msg);
     if (nng_msg_realloc(c->msg, len) == 0) {
         protobuf_c_message_pack(&reply.base, nng_msg_body(c->msg));
     } else {
         nng_msg_clear(c->msg); /* an empty reply reads as BAD_MESSAGE */
+    }
+    if (payload != NULL) {
+        secret_wipe(payload, reply.payload.len);
     }
     if (payload != stack_buf) {
         free(payload);
@@ -265,7 +282,7 @@ static void ctx_callback(void *arg) {
             return;
         case CTX_SEND:
             if (rv != 0) {
-                nng_msg_free(nng_aio_get_msg(c->aio));
+                server_msg_free(nng_aio_get_msg(c->aio));
             }
             atomic_fetch_sub(&srv->in_flight, 1);
             if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
@@ -483,9 +500,7 @@ void server_close(server *srv) {
             nng_aio_stop(c->aio);
             nng_aio_free(c->aio);
         }
-        if (c->msg != NULL) {
-            nng_msg_free(c->msg);
-        }
+        server_msg_free(c->msg);
         ctx_release(c);
     }
     free(srv->ctxs);

@@ -110,6 +110,7 @@
     X(gateway_nginx_auth_request)                                \
     X(secrets_tokend_core_dumps_off_unless_allowed)              \
     X(secrets_gateway_core_dumps_off_unless_allowed)             \
+    X(secrets_tokend_memory_holds_no_credential_after_calls)     \
     X(hostile_rpc_table)                                         \
     X(hostile_rest_table)                                        \
     X(authz_matrix_rpc_and_rest)                                 \
