@@ -74,6 +74,14 @@ static const char usage_main[] =
     "  --credential-file FILE  read the credential from the first line of FILE\n"
     "  --timeout MS            time limit of each call, in milliseconds\n"
     "                          (1..3600000; default 5000)\n"
+    "  --tls-ca FILE           for a tls+tcp://HOST:PORT URL (required with one):\n"
+    "                          the CA certificate(s), PEM, that the service's\n"
+    "                          certificate must be signed by\n"
+    "  --tls-cert FILE         client certificate, PEM, for a service that asks\n"
+    "                          for one (tokend --tls-client-ca); with --tls-key\n"
+    "  --tls-key FILE          private key, PEM, of --tls-cert\n"
+    "  --tls-server-name NAME  name the service's certificate must be issued for\n"
+    "                          (default: the URL's host; DNS names only)\n"
     "  --json                  print JSON instead of text (times as Unix ms)\n"
     "  -h, --help              show help; after a command, that command's help\n"
     "  --version               print the version and exit\n"
@@ -81,6 +89,8 @@ static const char usage_main[] =
     "Environment:\n"
     "  TOKEND_URL              default service URL(s), comma-separated\n"
     "  TOKEND_CREDENTIAL       default caller credential\n"
+    "  TOKEND_TLS_CA, TOKEND_TLS_CERT, TOKEND_TLS_KEY, TOKEND_TLS_SERVER_NAME\n"
+    "                          defaults of the --tls-* flags\n"
     "  Flags win over the environment.\n"
     "\n"
     "Exit codes:\n"
@@ -88,7 +98,8 @@ static const char usage_main[] =
     "  1  verify: the token is not valid; or the service refused the call\n"
     "     (stderr: \"tokenctl: STATUS: message\", e.g. PERMISSION_DENIED)\n"
     "  2  usage error: unknown command or flag, bad or missing argument\n"
-    "  3  service unavailable, or no answer within the timeout\n"
+    "  3  service unavailable, or no answer within the timeout (also when TLS\n"
+    "     handshakes fail: the message says whose certificate was refused)\n"
     "\n"
     "Results go to stdout, errors to stderr.\n";
 
@@ -437,6 +448,10 @@ typedef enum flag_id {
     FLAG_CREDENTIAL,
     FLAG_CREDENTIAL_FILE,
     FLAG_TIMEOUT,
+    FLAG_TLS_CA,
+    FLAG_TLS_CERT,
+    FLAG_TLS_KEY,
+    FLAG_TLS_SERVER_NAME,
     FLAG_JSON,
     FLAG_HELP,
     FLAG_VERSION,
@@ -465,6 +480,10 @@ static const flag_spec global_flags[] = {
     {"--credential", FLAG_CREDENTIAL, true, false},
     {"--credential-file", FLAG_CREDENTIAL_FILE, true, false},
     {"--timeout", FLAG_TIMEOUT, true, false},
+    {"--tls-ca", FLAG_TLS_CA, true, false},
+    {"--tls-cert", FLAG_TLS_CERT, true, false},
+    {"--tls-key", FLAG_TLS_KEY, true, false},
+    {"--tls-server-name", FLAG_TLS_SERVER_NAME, true, false},
     {"--json", FLAG_JSON, false, true},
     {"--help", FLAG_HELP, false, true},
     {"-h", FLAG_HELP, false, true},
@@ -775,12 +794,29 @@ static int setup(cli *c) {
             add_urls(c, env);
         }
     }
+    static const struct {
+        flag_id flag;
+        const char *env;
+    } tls_env[] = {{FLAG_TLS_CA, "TOKEND_TLS_CA"},
+                   {FLAG_TLS_CERT, "TOKEND_TLS_CERT"},
+                   {FLAG_TLS_KEY, "TOKEND_TLS_KEY"},
+                   {FLAG_TLS_SERVER_NAME, "TOKEND_TLS_SERVER_NAME"}};
+    for (size_t i = 0; i < sizeof tls_env / sizeof tls_env[0]; i++) {
+        const char *env = getenv(tls_env[i].env);
+        if (c->values[tls_env[i].flag] == NULL && env != NULL && env[0] != '\0') {
+            c->values[tls_env[i].flag] = env;
+        }
+    }
 
     tokend_options opts = {
         .urls = (const char *const *)c->urls.items,
         .n_urls = c->urls.n,
         .timeout_ms = c->timeout_ms,
         .credential = c->credential,
+        .tls_ca_file = c->values[FLAG_TLS_CA],
+        .tls_cert_file = c->values[FLAG_TLS_CERT],
+        .tls_key_file = c->values[FLAG_TLS_KEY],
+        .tls_server_name = c->values[FLAG_TLS_SERVER_NAME],
     };
     tokend_error err;
     int rv = tokend_connect(&opts, &c->client, &err);

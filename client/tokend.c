@@ -96,7 +96,14 @@ int tokend_connect(const tokend_options *opts, tokend_client **out, tokend_error
     if (opts == NULL) {
         opts = &defaults;
     }
-    rpc_client_config cfg = {.urls = opts->urls, .n_urls = opts->n_urls};
+    rpc_client_config cfg = {
+        .urls = opts->urls,
+        .n_urls = opts->n_urls,
+        .tls_ca_file = opts->tls_ca_file,
+        .tls_cert_file = opts->tls_cert_file,
+        .tls_key_file = opts->tls_key_file,
+        .tls_server_name = opts->tls_server_name,
+    };
     if (cfg.urls == NULL || cfg.n_urls == 0) {
         cfg.urls = default_urls;
         cfg.n_urls = 1;

@@ -21,12 +21,11 @@
 #include "openapi.h"
 #include "opt.h"
 #include "secret.h"
+#include "tls.h"
 #include "options.h"
 #include "tokend.h"
 #include "upstream.h"
 
-/* PEM files larger than this are surely not a certificate chain or key. */
-#define GATEWAY_PEM_MAX (1024 * 1024)
 /* Open files the gateway needs besides the HTTP server's: standard
  * streams, the PEM files while read, tokend connections and NNG's own. */
 #define GATEWAY_FDS_OTHER 128
@@ -55,35 +54,6 @@ static void usage(FILE *out) {
                  "tcp://127.0.0.1:7450\n"
                  "  curl -H \"Authorization: Bearer $TOKEN\" "
                  "'http://127.0.0.1:8080/v1/auth?ability=orders:read'\n");
-}
-
-/* Reads the PEM file `path` given as `option` into *out (malloc'd,
- * NUL-terminated). Returns TOKEND_OK, or INVALID_ARGUMENT (cannot be read,
- * empty, too large) or INTERNAL with err filled. */
-static int read_pem(const char *option, const char *path, char **out, tokend_error *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return error_set(err, TOKEND_INVALID_ARGUMENT, "cannot read %s %s: %s", option,
-                         path, strerror(errno));
-    }
-    char *buf = malloc(GATEWAY_PEM_MAX + 1);
-    if (buf == NULL) {
-        fclose(f);
-        return error_set(err, TOKEND_INTERNAL, "cannot read %s %s: out of memory", option,
-                         path);
-    }
-    size_t n = fread(buf, 1, GATEWAY_PEM_MAX + 1, f);
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed || n == 0 || n > GATEWAY_PEM_MAX) {
-        free(buf);
-        return error_set(err, TOKEND_INVALID_ARGUMENT, "cannot read %s %s: %s", option,
-                         path, n == 0 ? "empty or unreadable" : "too large");
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return TOKEND_OK;
 }
 
 /* Raises the soft limit on open files to `need` if it is lower. Returns
@@ -128,6 +98,11 @@ int main(int argc, char **argv) {
         opt_free(&options_table, &opts);
         return 0;
     }
+    if (secret_core_dumps(opts.allow_core_dumps, &bad) != TOKEND_OK) {
+        fprintf(stderr, "tokend-gateway: %s\n", bad.message);
+        opt_free(&options_table, &opts);
+        return 1;
+    }
     int exit_code = 2;
     char *cert = NULL, *key = NULL;
     upstream *up = NULL;
@@ -163,8 +138,8 @@ int main(int argc, char **argv) {
     }
     exit_code = 1;
     if (opts.tls_cert != NULL &&
-        (read_pem("--tls-cert", opts.tls_cert, &cert, &err) != TOKEND_OK ||
-         read_pem("--tls-key", opts.tls_key, &key, &err) != TOKEND_OK)) {
+        (tls_read_pem("--tls-cert", opts.tls_cert, &cert, &err) != TOKEND_OK ||
+         tls_read_pem("--tls-key", opts.tls_key, &key, &err) != TOKEND_OK)) {
         fprintf(stderr, "tokend-gateway: %s\n", err.message);
         goto out;
     }
@@ -184,6 +159,10 @@ int main(int argc, char **argv) {
         .n_urls = opts.services.n,
         .timeout_ms = (int)opts.rpc_timeout_ms,
         .max_inflight = (int)opts.max_inflight,
+        .tls_ca_file = opts.service_tls_ca,
+        .tls_cert_file = opts.service_tls_cert,
+        .tls_key_file = opts.service_tls_key,
+        .tls_server_name = opts.service_tls_server_name,
     };
     int rv = upstream_open(&uc, &up, &err);
     if (rv != TOKEND_OK) {

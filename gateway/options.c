@@ -14,8 +14,9 @@ static const opt_def options[] = {
      "address and port to serve on: IPv4 (0.0.0.0:8080) or [IPv6]:PORT; port 0 picks a "
      "free one (logged). Gateways on one host may share a port (SO_REUSEPORT)"},
     {"service", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(services), 0, 0, 0, 0, "URL",
-     "tokend URL (tcp://HOST:PORT, ipc:///PATH); repeat for several (comma-separated "
-     "in the environment); calls are spread over the connected ones"},
+     "tokend URL (tcp://HOST:PORT, tls+tcp://HOST:PORT, ipc:///PATH); repeat for "
+     "several (comma-separated in the environment); calls are spread over the "
+     "connected ones"},
     {"tls-cert", OPT_STRING, NULL, FIELD(tls_cert), 0, 0, 0, 0, "PEM",
      "certificate chain file: serve HTTPS (TLS 1.2 and 1.3) instead of HTTP; needs "
      "--tls-key"},
@@ -57,6 +58,21 @@ static const opt_def options[] = {
      "--verify-requires-credential (prefer the environment: flags show in ps)"},
     {"log-level", OPT_STRING, "info", FIELD(log_level), 0, 0, 0, 0, "LEVEL",
      "debug, info, warn or error; info logs one line per request"},
+    {"service-tls-ca", OPT_STRING, NULL, FIELD(service_tls_ca), 0, 0, 0, 0, "PEM",
+     "for a tls+tcp://HOST:PORT --service (required with one): the CA certificate(s) "
+     "tokend's certificate must be signed by"},
+    {"service-tls-cert", OPT_STRING, NULL, FIELD(service_tls_cert), 0, 0, 0, 0, "PEM",
+     "the gateway's client certificate, for a tokend run with --tls-client-ca; needs "
+     "--service-tls-key"},
+    {"service-tls-key", OPT_STRING, NULL, FIELD(service_tls_key), 0, 0, 0, 0, "PEM",
+     "private key (unencrypted PEM file) of --service-tls-cert"},
+    {"service-tls-server-name", OPT_STRING, NULL, FIELD(service_tls_server_name), 0, 0, 0,
+     0, "NAME",
+     "name tokend's certificate must be issued for (default: the --service URL's "
+     "host; DNS names only, so give one for a URL by IP address)"},
+    {"allow-core-dumps", OPT_BOOL, "false", FIELD(allow_core_dumps), 0, 0, 0, 0, NULL,
+     "let the process dump core, for debugging (by default it cannot, and other "
+     "processes of the same user cannot read its memory, which holds tokens)"},
 };
 
 const opt_table options_table = {

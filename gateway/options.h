@@ -9,6 +9,7 @@
 #ifndef GATEWAY_OPTIONS_H
 #define GATEWAY_OPTIONS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "opt.h"
@@ -30,6 +31,12 @@ typedef struct gw_options {
     int64_t max_connections_per_ip;
     char *verify_credential; /* a tokend token or NULL; wiped on free */
     char *log_level;
+    /* TLS to a tls+tcp:// --service: PEM files (NULL: none) and a name */
+    char *service_tls_ca;
+    char *service_tls_cert;
+    char *service_tls_key;
+    char *service_tls_server_name;
+    bool allow_core_dumps;
 } gw_options;
 
 /* The gateway's options over struct gw_options, for opt_load (command 0;

@@ -53,7 +53,15 @@ int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err)
     up->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : UPSTREAM_DEFAULT_TIMEOUT_MS;
     up->max_inflight =
         cfg->max_inflight > 0 ? cfg->max_inflight : UPSTREAM_DEFAULT_MAX_INFLIGHT;
-    rpc_client_config rc = {.urls = cfg->urls, .n_urls = cfg->n_urls, .where = "tokend"};
+    rpc_client_config rc = {
+        .urls = cfg->urls,
+        .n_urls = cfg->n_urls,
+        .where = "tokend",
+        .tls_ca_file = cfg->tls_ca_file,
+        .tls_cert_file = cfg->tls_cert_file,
+        .tls_key_file = cfg->tls_key_file,
+        .tls_server_name = cfg->tls_server_name,
+    };
     int rv = rpc_client_open(&rc, &up->rpc, err);
     if (rv != TOKEND_OK) {
         free(up);

@@ -33,6 +33,12 @@ typedef struct upstream_config {
     size_t n_urls;
     int timeout_ms;   /* limit of each call, send and reply together */
     int max_inflight; /* calls in flight at once */
+    /* TLS of tls+tcp:// URLs, as rpc_client_config's: PEM file paths (read
+     * by upstream_open, not kept) and the server name; NULL: none. */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_server_name;
 } upstream_config;
 
 /* upstream_start() refused the call: max_inflight calls are in flight. */
@@ -41,7 +47,8 @@ typedef struct upstream_config {
 /* Opens the engine's client and starts dialling every URL in the
  * background (a tokend that is not up yet is retried every 10..500 ms).
  * Returns TOKEND_OK and *out, or a tokend status with err filled:
- * INVALID_ARGUMENT for a URL that cannot be dialled at all. */
+ * INVALID_ARGUMENT for a URL that cannot be dialled at all, or TLS
+ * settings that do not fit the URLs or cannot be read (rpc_client_open). */
 int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err);
 
 /*

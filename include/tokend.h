@@ -102,15 +102,36 @@ typedef struct tokend_options {
     /* Default caller credential (a tokend token) sent with every call;
      * NULL for none. The library keeps its own copy, wiped on close. */
     const char *credential;
+    /* TLS, for "tls+tcp://HOST:PORT" URLs (NNG's mbedTLS 2.28: TLS 1.2).
+     * All NULL (the zeroed default) for other transports; set with no TLS
+     * URL, they are refused (TOKEND_INVALID_ARGUMENT). Paths of PEM files,
+     * read by tokend_connect and not kept, nor are the strings. */
+    /* The CA certificate(s) the service's certificate must chain to.
+     * Required with a TLS URL: the service is always verified, there is
+     * no unverified TLS. */
+    const char *tls_ca_file;
+    /* The client's certificate chain and its (unencrypted) private key,
+     * both or neither: for a service that admits only clients with a
+     * certificate from its CA (tokend --tls-client-ca). */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    /* The name the service's certificate must be issued for; NULL or "":
+     * each URL's host. mbedTLS 2.28 matches DNS names only (not IP
+     * addresses): for a URL by address, give the certificate's DNS name. */
+    const char *tls_server_name;
 } tokend_options;
 
 #define TOKEND_DEFAULT_URL "tcp://127.0.0.1:7450"
 
 /* Creates a client and starts dialling. Dialling goes on in the background
  * (a service that is not up yet is retried), so this fails only for bad
- * options (TOKEND_INVALID_ARGUMENT, e.g. an unparsable URL) or lack of
+ * options (TOKEND_INVALID_ARGUMENT, e.g. an unparsable URL, a TLS URL
+ * without tls_ca_file, a TLS file that cannot be read) or lack of
  * resources. On success *out is a client to free with tokend_close(); it
- * may be used from any number of threads at once. */
+ * may be used from any number of threads at once. A TLS handshake that
+ * fails (the service's certificate not accepted, or ours refused) is
+ * retried like a service that is not up: calls fail with
+ * TOKEND_UNAVAILABLE, and the message says the handshakes failed. */
 int tokend_connect(const tokend_options *opts, tokend_client **out, tokend_error *err);
 
 /* Closes the client. Calls still running in other threads fail with

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "secret.h"
+
 /* The wire Status and tokend_status are one list: prove it at build time. */
 #define RPC_X_ASSERT(name, num, desc)                                     \
     _Static_assert((int)TOKEND__V1__STATUS__##name == (int)TOKEND_##name, \
@@ -42,6 +44,9 @@ static void *arena_alloc(void *data, size_t size) {
     return (char *)hdr + offsetof(arena_hdr, align);
 }
 
+/* Every block is wiped before it is freed: the decoded strings of an
+ * envelope are credentials and tokens as often as not, and the arena is
+ * the one place that knows each block's size. */
 static void arena_free(void *data, void *ptr) {
     rpc_arena *arena = data;
     if (ptr == NULL) {
@@ -49,6 +54,7 @@ static void arena_free(void *data, void *ptr) {
     }
     arena_hdr *hdr = (arena_hdr *)((char *)ptr - offsetof(arena_hdr, align));
     arena->used -= hdr->size;
+    secret_wipe(ptr, hdr->size);
     free(hdr);
 }
 

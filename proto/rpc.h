@@ -29,7 +29,9 @@
  * own: a small message of many empty repeated fields can make it allocate
  * tens of times its size. Unpacking through an rpc_arena fails (returns
  * NULL, as for malformed bytes) once `cap` bytes are in use, and `used`
- * tells how much was. Caller-allocated; not thread-safe (one per decode).
+ * tells how much was. Every block is wiped when it is freed (decoded
+ * messages hold credentials and tokens). Caller-allocated; not thread-safe
+ * (one per decode).
  */
 typedef struct rpc_arena {
     ProtobufCAllocator base;

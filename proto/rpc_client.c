@@ -21,11 +21,13 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 #include <nng/supplemental/util/platform.h>
 
 #include "error.h"
 #include "rpc.h"
 #include "secret.h"
+#include "tls.h"
 
 /* Ceiling on a reply; a page of 1000 tokens with metadata stays well below. */
 #define RPC_CLIENT_RECV_MAX ((size_t)RPC_MAX_MESSAGE_CEILING)
@@ -37,12 +39,29 @@
 /* Request payloads up to this size are packed on the stack. */
 #define RPC_CLIENT_STACK_PAYLOAD 512
 
+/* A TLS dialer, whose failed handshakes a message may explain. */
+typedef struct client_tls_dialer {
+    nng_dialer dialer;
+    char *server_name; /* what the service's certificate must be issued for */
+} client_tls_dialer;
+
 struct rpc_client {
     nng_socket socket;
-    char *where; /* what messages call the service */
+    char *where;        /* what messages call the service */
+    bool network_shown; /* messages may speak of the network (no cfg->where) */
+    client_tls_dialer *tls_dialers;
+    size_t n_tls_dialers;
     _Atomic uint64_t next_request_id;
     atomic_bool closed;
 };
+
+/* The TLS files of a client, read once for all its TLS dialers. */
+typedef struct client_tls_pem {
+    const rpc_client_config *cfg; /* their paths, for messages */
+    char *ca;
+    char *cert; /* NULL: no client certificate */
+    char *key;  /* with cert; wiped when freed */
+} client_tls_pem;
 
 typedef enum call_stage { CALL_IDLE, CALL_SENDING, CALL_RECEIVING, CALL_OVER } call_stage;
 
@@ -59,7 +78,10 @@ struct rpc_call {
     int timeout_ms;
     nng_time deadline; /* nng_clock() ms, for send and reply together */
     /* The outcome: the reply until rpc_call_result decodes it, then the
-     * output; err says how the call ended (TOKEND_OK until it fails). */
+     * output; err says how the call ended (TOKEND_OK until it fails), and
+     * `unreached` that no connection came up in time (rpc_call_result may
+     * then say why, if TLS handshakes failed). */
+    bool unreached;
     nng_msg *reply_msg;
     rpc_arena output_arena;
     ProtobufCMessage *output;
@@ -126,10 +148,114 @@ static char *join_urls(const char *const *urls, size_t n_urls) {
     return where;
 }
 
-/* Adds a dialer for `url` with the client's limits and starts it in the
- * background. The options are the dialer's own, so they hold for exactly
- * the connections it makes. */
-static int client_dial(rpc_client *client, const char *url, tokend_error *err) {
+/* Checks that the TLS settings of cfg fit its URLs, and reads the files
+ * into *pem when some URL needs them (fields NULL otherwise). */
+static int client_tls_read(const rpc_client_config *cfg, client_tls_pem *pem,
+                           tokend_error *err) {
+    memset(pem, 0, sizeof *pem);
+    pem->cfg = cfg;
+    const char *tls = NULL;
+    for (size_t i = 0; i < cfg->n_urls && tls == NULL; i++) {
+        tls = tls_url(cfg->urls[i]) ? cfg->urls[i] : NULL;
+    }
+    bool server_name = cfg->tls_server_name != NULL && cfg->tls_server_name[0] != '\0';
+    if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "a TLS client certificate and its key go together");
+    }
+    if (tls == NULL &&
+        (cfg->tls_ca_file != NULL || cfg->tls_cert_file != NULL || server_name)) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "TLS options are set but no service URL is tls+tcp://: the "
+                         "connection would not be encrypted");
+    }
+    if (tls == NULL) {
+        return TOKEND_OK;
+    }
+    if (cfg->tls_ca_file == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "service URL \"%s\" is a TLS one: it needs a TLS CA file, to "
+                         "verify the service's certificate against",
+                         tls);
+    }
+    int rv = tls_read_pem("the TLS CA file", cfg->tls_ca_file, &pem->ca, err);
+    if (rv == TOKEND_OK && cfg->tls_cert_file != NULL) {
+        rv = tls_read_pem("the TLS client certificate", cfg->tls_cert_file, &pem->cert,
+                          err);
+    }
+    if (rv == TOKEND_OK && cfg->tls_cert_file != NULL) {
+        rv = tls_read_pem("the TLS client key", cfg->tls_key_file, &pem->key, err);
+    }
+    return rv;
+}
+
+static void client_tls_pem_free(client_tls_pem *pem) {
+    free(pem->ca);
+    free(pem->cert);
+    secret_free(pem->key);
+}
+
+/* Gives the TLS dialer for `url` a configuration of its own (the server
+ * name is per URL): the service's certificate must chain to the CA file
+ * and be issued for the server name, and the client shows its own
+ * certificate if it has one. Records the dialer for rpc_call_result's
+ * messages. */
+static int client_dial_tls(rpc_client *client, nng_dialer dialer, const char *url,
+                           const client_tls_pem *pem, tokend_error *err) {
+    const rpc_client_config *cfg = pem->cfg;
+    nng_url *parsed = NULL;
+    int nrv = nng_url_parse(&parsed, url);
+    if (nrv != 0) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "bad service URL \"%s\": %s", url,
+                         nng_strerror(nrv));
+    }
+    const char *name = cfg->tls_server_name != NULL && cfg->tls_server_name[0] != '\0'
+                           ? cfg->tls_server_name
+                           : parsed->u_hostname;
+    client_tls_dialer *d = &client->tls_dialers[client->n_tls_dialers];
+    d->dialer = dialer;
+    d->server_name = strdup(name != NULL ? name : "");
+    nng_url_free(parsed);
+    if (d->server_name == NULL) {
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
+    }
+    client->n_tls_dialers++;
+    if (d->server_name[0] == '\0') {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "service URL \"%s\" names no host to check the service's "
+                         "certificate against: give a TLS server name",
+                         url);
+    }
+    nng_tls_config *tls = NULL;
+    int rv = TOKEND_OK;
+    if ((nrv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT)) != 0) {
+        return error_set(err, TOKEND_INTERNAL, "cannot make a TLS configuration: %s",
+                         nng_strerror(nrv));
+    }
+    if ((nrv = nng_tls_config_ca_chain(tls, pem->ca, NULL)) != 0) {
+        rv = error_set(err, TOKEND_INVALID_ARGUMENT,
+                       "cannot use the TLS CA file %s (PEM CA certificates expected): %s",
+                       cfg->tls_ca_file, nng_strerror(nrv));
+    } else if (pem->cert != NULL &&
+               (nrv = nng_tls_config_own_cert(tls, pem->cert, pem->key, NULL)) != 0) {
+        rv = error_set(err, TOKEND_INVALID_ARGUMENT,
+                       "cannot use the TLS client certificate %s with the key %s: %s",
+                       cfg->tls_cert_file, cfg->tls_key_file, nng_strerror(nrv));
+    } else if ((nrv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+               (nrv = nng_tls_config_server_name(tls, d->server_name)) != 0 ||
+               (nrv = nng_dialer_set_ptr(dialer, NNG_OPT_TLS_CONFIG, tls)) != 0) {
+        rv = error_set(err, status_of_nng(nrv, false), "cannot set up TLS for \"%s\": %s",
+                       url, nng_strerror(nrv));
+    }
+    nng_tls_config_free(tls); /* the dialer holds its own reference */
+    return rv;
+}
+
+/* Adds a dialer for `url` with the client's limits (and TLS files, for a
+ * TLS URL) and starts it in the background. The options are the dialer's
+ * own, so they hold for exactly the connections it makes. */
+static int client_dial(rpc_client *client, const char *url, const client_tls_pem *pem,
+                       tokend_error *err) {
     nng_dialer dialer;
     int nrv = nng_dialer_create(&dialer, client->socket, url);
     if (nrv != 0) {
@@ -137,6 +263,13 @@ static int client_dial(rpc_client *client, const char *url, tokend_error *err) {
         int code = status_of_nng(nrv, false);
         return error_set(err, code == TOKEND_UNAVAILABLE ? TOKEND_INVALID_ARGUMENT : code,
                          "bad service URL \"%s\": %s", url, nng_strerror(nrv));
+    }
+    if (tls_url(url)) {
+        int rv = client_dial_tls(client, dialer, url, pem, err);
+        if (rv != TOKEND_OK) {
+            nng_dialer_close(dialer);
+            return rv;
+        }
     }
     /* Transports without a size option (inproc) have no limit to set. */
     nrv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, RPC_CLIENT_RECV_MAX);
@@ -173,31 +306,39 @@ int rpc_client_open(const rpc_client_config *cfg, rpc_client **out, tokend_error
     atomic_init(&client->closed, false);
     client->where =
         cfg->where != NULL ? strdup(cfg->where) : join_urls(cfg->urls, cfg->n_urls);
-    if (client->where == NULL) {
+    client->network_shown = cfg->where == NULL;
+    client->tls_dialers = calloc(cfg->n_urls, sizeof *client->tls_dialers);
+    if (client->where == NULL || client->tls_dialers == NULL) {
         rpc_client_free(client);
         return error_set(err, TOKEND_INTERNAL, "out of memory");
     }
+    client_tls_pem pem;
+    int rv = client_tls_read(cfg, &pem, err);
+    if (rv != TOKEND_OK) {
+        client_tls_pem_free(&pem);
+        rpc_client_free(client);
+        return rv;
+    }
     int nrv = nng_req0_open(&client->socket);
     if (nrv != 0) {
-        rpc_client_free(client);
-        return error_set(err, status_of_nng(nrv, false),
-                         "cannot open an NNG REQ socket: %s", nng_strerror(nrv));
+        rv = error_set(err, status_of_nng(nrv, false),
+                       "cannot open an NNG REQ socket: %s", nng_strerror(nrv));
     }
     /* No blind resends: CreateToken is not idempotent, and every call has
      * its own deadline anyway. */
-    nrv =
-        nng_socket_set_ms(client->socket, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    if (nrv != 0) {
-        rpc_client_free(client);
-        return error_set(err, status_of_nng(nrv, false),
-                         "cannot configure the NNG socket: %s", nng_strerror(nrv));
+    if (rv == TOKEND_OK &&
+        (nrv = nng_socket_set_ms(client->socket, NNG_OPT_REQ_RESENDTIME,
+                                 NNG_DURATION_INFINITE)) != 0) {
+        rv = error_set(err, status_of_nng(nrv, false),
+                       "cannot configure the NNG socket: %s", nng_strerror(nrv));
     }
-    for (size_t i = 0; i < cfg->n_urls; i++) {
-        int rv = client_dial(client, cfg->urls[i], err);
-        if (rv != TOKEND_OK) {
-            rpc_client_free(client);
-            return rv;
-        }
+    for (size_t i = 0; i < cfg->n_urls && rv == TOKEND_OK; i++) {
+        rv = client_dial(client, cfg->urls[i], &pem, err);
+    }
+    client_tls_pem_free(&pem);
+    if (rv != TOKEND_OK) {
+        rpc_client_free(client);
+        return rv;
     }
     *out = client;
     return error_set(err, TOKEND_OK, NULL);
@@ -217,8 +358,56 @@ void rpc_client_free(rpc_client *client) {
         return;
     }
     rpc_client_close(client);
+    for (size_t i = 0; i < client->n_tls_dialers; i++) {
+        free(client->tls_dialers[i].server_name);
+    }
+    free(client->tls_dialers);
     free(client->where);
     free(client);
+}
+
+/* The value of counter `name` of a dialer's statistics, 0 if NNG keeps
+ * none. */
+static uint64_t dialer_counter(nng_stat *dialer, const char *name) {
+    nng_stat *stat = dialer != NULL ? nng_stat_find(dialer, name) : NULL;
+    return stat != NULL ? nng_stat_value(stat) : 0;
+}
+
+/* Why the TLS dialers of `client` found no service, from NNG's dialer
+ * statistics (its only record of failed handshakes: the dialer retries
+ * them quietly): into buf, or false when none of them failed a
+ * handshake. mbedTLS counts a certificate it did not accept as an "auth"
+ * error; a service that ends the handshake (one that wants a client
+ * certificate, or does not speak TLS) shows as an "other" one. */
+static bool client_tls_failures(const rpc_client *client, char *buf, size_t size) {
+    nng_stat *root = NULL;
+    if (client->n_tls_dialers == 0 || nng_stats_get(&root) != 0) {
+        return false;
+    }
+    uint64_t refused = 0, ended = 0;
+    const char *name = NULL;
+    for (size_t i = 0; i < client->n_tls_dialers; i++) {
+        nng_stat *dialer = nng_stat_find_dialer(root, client->tls_dialers[i].dialer);
+        uint64_t auth = dialer_counter(dialer, "auth");
+        if (auth > 0 && name == NULL) {
+            name = client->tls_dialers[i].server_name;
+        }
+        refused += auth;
+        ended += dialer_counter(dialer, "other");
+    }
+    nng_stats_free(root);
+    if (refused > 0) {
+        snprintf(buf, size,
+                 "TLS handshake failed %llu times, certificate not accepted (not "
+                 "signed by the TLS CA file, or not issued for \"%s\")",
+                 (unsigned long long)refused, name);
+    } else if (ended > 0) {
+        snprintf(buf, size,
+                 "the service ended %llu TLS handshakes (it may want a client "
+                 "certificate from its client CA, or not speak TLS)",
+                 (unsigned long long)ended);
+    }
+    return refused > 0 || ended > 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -240,6 +429,7 @@ static void call_failed(rpc_call *c, int nrv) {
     } else if (nrv == NNG_ETIMEDOUT && !sent) {
         error_set(&c->err, status, "could not reach %s within %d ms", where,
                   c->timeout_ms);
+        c->unreached = true;
     } else if (nrv == NNG_ETIMEDOUT) {
         error_set(&c->err, status, "no reply from %s within %d ms", where, c->timeout_ms);
     } else if (!sent) {
@@ -444,6 +634,16 @@ int rpc_call_result(rpc_call *c, const ProtobufCMessage **output, tokend_error *
     if (c->reply_msg != NULL) {
         call_decode(c);
     }
+    /* Said here, on the owner's thread, not in the NNG callback: reading
+     * the statistics takes NNG's locks and allocates. */
+    char why[200];
+    if (c->unreached && c->client->network_shown &&
+        client_tls_failures(c->client, why, sizeof why)) {
+        char said[sizeof c->err.message];
+        memcpy(said, c->err.message, sizeof said);
+        error_set(&c->err, c->err.code, "%s: %s", said, why);
+    }
+    c->unreached = false;
     *output = c->output;
     if (err != NULL) {
         *err = c->err;
@@ -462,6 +662,7 @@ void rpc_call_reset(rpc_call *c) {
     wipe_free_msg(c->reply_msg);
     c->reply_msg = NULL;
     error_set(&c->err, TOKEND_OK, NULL);
+    c->unreached = false;
     c->stage = CALL_IDLE;
 }
 

@@ -41,6 +41,18 @@ typedef struct rpc_client_config {
      * gateway says "tokend": its messages reach HTTP clients, which have
      * no business with its network. Copied. */
     const char *where;
+    /* TLS of the URLs that tls_url() (tls.h) names, as PEM file paths,
+     * read by rpc_client_open and not kept. tls_ca_file, the CA(s) the
+     * service's certificate must chain to, is required when a URL is a TLS
+     * one: the service is always verified. tls_cert_file and tls_key_file,
+     * a pair, are the client's certificate, for a service that asks for
+     * one. tls_server_name is the name the service's certificate must be
+     * issued for; NULL or "": each URL's host. All NULL without TLS; set
+     * with no TLS URL, they are refused. */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_server_name;
 } rpc_client_config;
 
 /*
@@ -48,9 +60,14 @@ typedef struct rpc_client_config {
  * service that is not up yet is dialled again every 10..500 ms, and calls
  * meanwhile wait for a connection until their deadline. A request is never
  * resent blindly (CreateToken is not idempotent). Replies are refused above
- * RPC_MAX_MESSAGE_CEILING bytes. Returns TOKEND_OK and *out (free it with
- * rpc_client_free), or INVALID_ARGUMENT (no URL, an empty one, one NNG
- * cannot dial) or INTERNAL, with err filled.
+ * RPC_MAX_MESSAGE_CEILING bytes. A TLS URL is dialled with the TLS files of
+ * cfg, the service's certificate verified against the CA file and the
+ * server name (a failed handshake is retried like a service that is not
+ * up). Returns TOKEND_OK and *out (free it with rpc_client_free), or
+ * INVALID_ARGUMENT (no URL, an empty one, one NNG cannot dial; a TLS URL
+ * without a CA file, TLS files without a TLS URL, a certificate without
+ * its key or the reverse, TLS files that cannot be read or used) or
+ * INTERNAL, with err filled.
  */
 int rpc_client_open(const rpc_client_config *cfg, rpc_client **out, tokend_error *err);
 
@@ -108,7 +125,9 @@ void rpc_call_wait(rpc_call *call);
  * Returns the status and fills err (if not NULL) with it and a message:
  * TOKEND_OK with *output the method's response message; the service's own
  * status and message; or the transport's — UNAVAILABLE (no connection
- * within the time limit, connection lost before the reply, client closed),
+ * within the time limit — for a TLS URL whose handshakes failed, the
+ * message says so, unless the config's `where` hides the network —,
+ * connection lost before the reply, client closed),
  * DEADLINE_EXCEEDED (no reply in time), BAD_MESSAGE (an undecodable reply,
  * or one to another request), RESOURCE_EXHAUSTED (a reply too large to
  * decode) — with *output NULL. *output stays valid until the call is reset

@@ -14,8 +14,9 @@ static const opt_def options[] = {
     {"data-dir", OPT_STRING, "./data", FIELD(data_dir), 0, 0, 0, BOTH, "DIR",
      "directory of the token store (created by init)"},
     {"listen", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(listen), 0, 0, 0, CMD_SERVE, "URL",
-     "URL to serve on: tcp://HOST:PORT or ipc:///PATH; repeat for several "
-     "(comma-separated in the environment or file)"},
+     "URL to serve on: tcp://HOST:PORT, tls+tcp://HOST:PORT (with --tls-cert and "
+     "--tls-key) or ipc:///PATH; repeat for several (comma-separated in the "
+     "environment or file)"},
     {"token-prefix", OPT_STRING, "tkd_", FIELD(token_prefix), 0, 0, 0, BOTH, "PREFIX",
      "prefix of new tokens, 1-32 of [A-Za-z0-9_], e.g. acme_live_ (old tokens "
      "keep verifying when it changes)"},
@@ -42,6 +43,19 @@ static const opt_def options[] = {
      "owner of the admin token that init prints"},
     {"config", OPT_STRING, NULL, FIELD(config_file), 0, 0, OPT_FILE, BOTH, "FILE",
      "read options from FILE (\"name = value\" lines, # comments)"},
+    {"tls-cert", OPT_STRING, NULL, FIELD(tls_cert), 0, 0, 0, CMD_SERVE, "PEM",
+     "certificate chain (PEM file) of the tls+tcp:// listeners, which speak TLS 1.2 "
+     "(NNG's mbedTLS 2.28); needs --tls-key"},
+    {"tls-key", OPT_STRING, NULL, FIELD(tls_key), 0, 0, 0, CMD_SERVE, "PEM",
+     "private key (unencrypted PEM file) of --tls-cert"},
+    {"tls-client-ca", OPT_STRING, NULL, FIELD(tls_client_ca), 0, 0, 0, CMD_SERVE, "PEM",
+     "mutual TLS: only clients with a certificate signed by a CA of this PEM file may "
+     "connect to the tls+tcp:// listeners (default: any client may, and the caller "
+     "credential alone decides what it may do)"},
+    {"allow-core-dumps", OPT_BOOL, "false", FIELD(allow_core_dumps), 0, 0, 0, BOTH, NULL,
+     "let the process dump core, for debugging (by default it cannot, and other "
+     "processes of the same user cannot read its memory, which holds credentials and "
+     "new tokens)"},
 };
 
 const opt_table config_table = {OPT_TABLE_OF(options, config), .env_prefix = "TOKEND_"};

@@ -31,6 +31,10 @@ typedef struct config {
     bool verify_requires_credential;
     char *admin_owner;
     char *config_file;
+    char *tls_cert;      /* PEM file: the certificate chain of TLS listeners */
+    char *tls_key;       /* PEM file: its private key */
+    char *tls_client_ca; /* PEM file: CA(s) a client's certificate must chain to */
+    bool allow_core_dumps;
 } config;
 
 /* tokend's options over struct config, for opt_load (with a config_command

@@ -1,5 +1,6 @@
 /*
- * crypto.c — CSPRNG, SHA-256 and wiping on OpenSSL 3, behind crypto.h.
+ * crypto.c — CSPRNG, SHA-256, wiping and the TLS key-pair check on
+ * OpenSSL 3, behind crypto.h.
  *
  * The only file that includes OpenSSL: it owns the fetched digest and the
  * per-thread hashing contexts, and it turns OpenSSL's error queue into
@@ -14,7 +15,9 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "error.h"
 
@@ -103,6 +106,40 @@ int crypto_sha256(const void *data, size_t len, uint8_t out[32]) {
         return TOKEND_INTERNAL;
     }
     return TOKEND_OK;
+}
+
+/* PEM's password callback: there is no password, and no terminal to ask
+ * one from (OpenSSL's default would prompt). */
+static int no_password(char *buf, int size, int rwflag, void *arg) {
+    (void)buf, (void)size, (void)rwflag, (void)arg;
+    return 0;
+}
+
+int crypto_key_pair_ok(const char *cert_pem, const char *key_pem, tokend_error *err) {
+    BIO *cert_bio = BIO_new_mem_buf(cert_pem, -1);
+    BIO *key_bio = BIO_new_mem_buf(key_pem, -1);
+    X509 *cert =
+        cert_bio != NULL ? PEM_read_bio_X509(cert_bio, NULL, no_password, NULL) : NULL;
+    EVP_PKEY *key = key_bio != NULL
+                        ? PEM_read_bio_PrivateKey(key_bio, NULL, no_password, NULL)
+                        : NULL;
+    int status = TOKEND_OK;
+    if (cert == NULL) {
+        status = error_set(err, TOKEND_INVALID_ARGUMENT,
+                           "no PEM certificate in the certificate file");
+    } else if (key == NULL) {
+        status = error_set(err, TOKEND_INVALID_ARGUMENT,
+                           "no unencrypted PEM private key in the key file");
+    } else if (X509_check_private_key(cert, key) != 1) {
+        status = error_set(err, TOKEND_INVALID_ARGUMENT,
+                           "the key does not belong to the certificate");
+    }
+    ERR_clear_error();
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    BIO_free(key_bio);
+    BIO_free(cert_bio);
+    return status;
 }
 
 void crypto_wipe(void *buf, size_t n) {

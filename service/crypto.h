@@ -1,6 +1,6 @@
 /*
- * crypto.h — randomness and hashing for tokend. The only service module
- * that includes OpenSSL.
+ * crypto.h — randomness and hashing for tokend, and the check that a TLS
+ * key fits its certificate. The only service module that includes OpenSSL.
  *
  * Tokens and ids come from OpenSSL's CSPRNG (RAND_bytes); tokens are stored
  * only as SHA-256 digests. The digest uses a per-thread EVP_MD_CTX with the
@@ -32,6 +32,13 @@ int crypto_random(void *buf, size_t n);
  * on an OpenSSL error. Both leave OpenSSL's error queue empty; their only
  * callers answer with a fixed message, so they take no tokend_error. */
 int crypto_sha256(const void *data, size_t len, uint8_t out[32]);
+
+/* Checks that key_pem (an unencrypted PEM private key) belongs to the
+ * first certificate of cert_pem (a PEM chain), which NNG's mbedTLS does
+ * not: a mismatch would otherwise fail every TLS handshake, long after
+ * the start. Returns TOKEND_OK, or TOKEND_INVALID_ARGUMENT with why in
+ * *err (no certificate, no key or an encrypted one, not a pair). */
+int crypto_key_pair_ok(const char *cert_pem, const char *key_pem, tokend_error *err);
 
 /* Overwrites buf[0..n) with zeros in a way the compiler keeps. */
 void crypto_wipe(void *buf, size_t n);

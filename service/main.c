@@ -4,7 +4,8 @@
  * SIGTERM, then drains requests in flight, flushes usage and closes the
  * store.
  *
- * Exit codes: 0 ok; 1 runtime failure (store, listen); 2 usage error;
+ * Exit codes: 0 ok; 1 runtime failure (store, listen, TLS files); 2 usage
+ * error (options, among them TLS options that do not fit the listeners);
  * 3 `init` on a store that is already initialised.
  */
 #include <pthread.h>
@@ -21,8 +22,10 @@
 #include "log.h"
 #include "opt.h"
 #include "rpc.h"
+#include "secret.h"
 #include "server.h"
 #include "store.h"
+#include "tls.h"
 #include "tokend.h"
 #include "methods.h"
 #include "usage.h"
@@ -166,7 +169,42 @@ static void *close_watchdog(void *arg) {
     _exit(1);
 }
 
+/* The TLS options make sense together: a TLS listener needs the
+ * service's certificate and key, and TLS files with no TLS listener would
+ * leave the operator believing the RPC is encrypted. Prints the refusal
+ * and returns false on a usage error. */
+static bool tls_options_ok(const config *cfg) {
+    const char *tls_listener = NULL;
+    for (size_t i = 0; i < cfg->listen.n && tls_listener == NULL; i++) {
+        if (tls_url(cfg->listen.items[i])) {
+            tls_listener = cfg->listen.items[i];
+        }
+    }
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        fprintf(stderr, "tokend: --tls-cert and --tls-key go together\n");
+        return false;
+    }
+    if (tls_listener != NULL && cfg->tls_cert == NULL) {
+        fprintf(stderr,
+                "tokend: --listen %s is a TLS URL: it needs --tls-cert PEM and "
+                "--tls-key PEM (the service's certificate chain and private key)\n",
+                tls_listener);
+        return false;
+    }
+    if (tls_listener == NULL && (cfg->tls_cert != NULL || cfg->tls_client_ca != NULL)) {
+        fprintf(stderr,
+                "tokend: --%s is set but no --listen URL is tls+tcp://: "
+                "nothing would be served over TLS\n",
+                cfg->tls_cert != NULL ? "tls-cert" : "tls-client-ca");
+        return false;
+    }
+    return true;
+}
+
 static int cmd_serve(const config *cfg) {
+    if (!tls_options_ok(cfg)) {
+        return 2;
+    }
     tokend_error err;
     store *st = NULL;
     usage *u = NULL;
@@ -220,6 +258,9 @@ static int cmd_serve(const config *cfg) {
         .n_listen = cfg->listen.n,
         .max_message = (size_t)cfg->max_message,
         .contexts = (int)cfg->contexts,
+        .tls_cert_file = cfg->tls_cert,
+        .tls_key_file = cfg->tls_key,
+        .tls_client_ca_file = cfg->tls_client_ca,
     };
     if (server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
         fprintf(stderr, "tokend: %s\n", err.message);
@@ -227,8 +268,11 @@ static int cmd_serve(const config *cfg) {
     }
     for (size_t i = 0; i < cfg->listen.n; i++) {
         char q[300];
-        LOG(LOG_INFO, "listening", "url=%s",
-            log_quote(q, sizeof(q), cfg->listen.items[i]));
+        const char *url = cfg->listen.items[i];
+        LOG(LOG_INFO, "listening", "url=%s%s", log_quote(q, sizeof(q), url),
+            !tls_url(url)                ? ""
+            : cfg->tls_client_ca != NULL ? " tls=mutual"
+                                         : " tls=server");
     }
     {
         char q[600];
@@ -301,6 +345,11 @@ int main(int argc, char **argv) {
         usage_command(stdout, cmd);
         opt_free(&config_table, &cfg);
         return 0;
+    }
+    if (secret_core_dumps(cfg.allow_core_dumps, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
+        opt_free(&config_table, &cfg);
+        return 1;
     }
     int rv = 2;
     if (apply_common(&cfg)) {

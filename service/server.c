@@ -15,11 +15,15 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
 #include <nng/supplemental/util/platform.h>
 
+#include "crypto.h"
 #include "error.h"
 #include "log.h"
 #include "rpc.h"
+#include "secret.h"
+#include "tls.h"
 #include "tokend.h"
 
 typedef enum ctx_state { CTX_RECV, CTX_WORK, CTX_SEND } ctx_state;
@@ -63,6 +67,15 @@ static int64_t elapsed_us(const struct timespec *since) {
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (int64_t)(now.tv_sec - since->tv_sec) * 1000000 +
            (now.tv_nsec - since->tv_nsec) / 1000;
+}
+
+/* Frees a request or a reply NNG gave back, wiping it first: either may
+ * hold a credential or a token. NULL is ignored. */
+static void server_msg_free(nng_msg *msg) {
+    if (msg != NULL) {
+        secret_wipe(nng_msg_body(msg), nng_msg_len(msg));
+        nng_msg_free(msg);
+    }
 }
 
 static void ctx_recv(server_ctx *c) {
@@ -124,11 +137,19 @@ static void ctx_reply(server_ctx *c, const ProtobufCMessage *output) {
     reply.message = c->status == TOKEND_OK ? "" : c->message;
 
     size_t len = protobuf_c_message_get_packed_size(&reply.base);
+    /* The request's bytes (a credential, a token) go before its buffer is
+     * reused or grown for the reply, and so does the packed output (a new
+     * token). The reply itself is freed by NNG once sent, which offers no
+     * hook to wipe it. */
+    secret_wipe(nng_msg_body(c->msg), nng_msg_len(c->msg));
     nng_msg_clear(c->msg);
     if (nng_msg_realloc(c->msg, len) == 0) {
         protobuf_c_message_pack(&reply.base, nng_msg_body(c->msg));
     } else {
         nng_msg_clear(c->msg); /* an empty reply reads as BAD_MESSAGE */
+    }
+    if (payload != NULL) {
+        secret_wipe(payload, reply.payload.len);
     }
     if (payload != stack_buf) {
         free(payload);
@@ -261,7 +282,7 @@ static void ctx_callback(void *arg) {
             return;
         case CTX_SEND:
             if (rv != 0) {
-                nng_msg_free(nng_aio_get_msg(c->aio));
+                server_msg_free(nng_aio_get_msg(c->aio));
             }
             atomic_fetch_sub(&srv->in_flight, 1);
             if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
@@ -309,6 +330,83 @@ void server_call_note(void *closure_data, const char *fmt, ...) {
     }
 }
 
+/* The one TLS configuration of every TLS listener: the service's
+ * certificate and key and, for mutual TLS, the CAs a client's certificate
+ * must chain to (a client without one is refused in the handshake). The
+ * PEM texts are not kept: NNG parses them here. */
+static int server_tls_config(const server_config *cfg, nng_tls_config **out,
+                             tokend_error *err) {
+    *out = NULL;
+    if (cfg->tls_cert_file == NULL || cfg->tls_key_file == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "a tls+tcp:// listener needs --tls-cert and --tls-key");
+    }
+    char *cert = NULL, *key = NULL, *ca = NULL;
+    nng_tls_config *tls = NULL;
+    int status = tls_read_pem("--tls-cert", cfg->tls_cert_file, &cert, err);
+    if (status == TOKEND_OK) {
+        status = tls_read_pem("--tls-key", cfg->tls_key_file, &key, err);
+    }
+    if (status == TOKEND_OK && cfg->tls_client_ca_file != NULL) {
+        status = tls_read_pem("--tls-client-ca", cfg->tls_client_ca_file, &ca, err);
+    }
+    if (status == TOKEND_OK && crypto_key_pair_ok(cert, key, err) != TOKEND_OK) {
+        status = error_prefix(err, "cannot use --tls-cert %s with --tls-key %s: ",
+                              cfg->tls_cert_file, cfg->tls_key_file);
+    }
+    int rv = 0;
+    if (status == TOKEND_OK &&
+        (rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_SERVER)) != 0) {
+        status = error_set(err, TOKEND_INTERNAL, "cannot make a TLS configuration: %s",
+                           nng_strerror(rv));
+    }
+    if (status == TOKEND_OK &&
+        (rv = nng_tls_config_own_cert(tls, cert, key, NULL)) != 0) {
+        status = error_set(err, TOKEND_INVALID_ARGUMENT,
+                           "cannot use --tls-cert %s with --tls-key %s: %s",
+                           cfg->tls_cert_file, cfg->tls_key_file, nng_strerror(rv));
+    }
+    if (status == TOKEND_OK && ca != NULL &&
+        ((rv = nng_tls_config_ca_chain(tls, ca, NULL)) != 0 ||
+         (rv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_REQUIRED)) != 0)) {
+        status =
+            error_set(err, TOKEND_INVALID_ARGUMENT,
+                      "cannot use --tls-client-ca %s (PEM CA certificates expected): %s",
+                      cfg->tls_client_ca_file, nng_strerror(rv));
+    }
+    secret_free(key);
+    free(cert);
+    free(ca);
+    if (status != TOKEND_OK) {
+        if (tls != NULL) {
+            nng_tls_config_free(tls);
+        }
+        return status;
+    }
+    *out = tls;
+    return TOKEND_OK;
+}
+
+/* Listens on `url`, a TLS one with `tls`, and records the listener. */
+static int server_listen(server *srv, const char *url, nng_tls_config *tls,
+                         tokend_error *err) {
+    nng_listener l;
+    int rv = nng_listener_create(&l, srv->sock, url);
+    if (rv == 0 && tls_url(url)) {
+        /* The listener takes a hold of its own on the configuration. */
+        rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, tls);
+    }
+    if (rv == 0 && (rv = nng_listener_start(l, 0)) != 0) {
+        nng_listener_close(l);
+    }
+    if (rv != 0) {
+        return error_set(err, TOKEND_UNAVAILABLE, "cannot listen on %s: %s", url,
+                         nng_strerror(rv));
+    }
+    srv->listeners[srv->n_listeners++] = l;
+    return TOKEND_OK;
+}
+
 /* NNG's rv is turned into a status here, where it arises, with
  * nng_strerror's text in *err. */
 int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
@@ -342,14 +440,21 @@ int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
         status = error_set(err, TOKEND_INTERNAL, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < cfg->n_listen; i++) {
-        rv = nng_listen(srv->sock, cfg->listen[i], &srv->listeners[i], 0);
-        if (rv != 0) {
-            status = error_set(err, TOKEND_UNAVAILABLE, "cannot listen on %s: %s",
-                               cfg->listen[i], nng_strerror(rv));
+    nng_tls_config *tls = NULL;
+    for (size_t i = 0; i < cfg->n_listen && tls == NULL; i++) {
+        if (tls_url(cfg->listen[i]) &&
+            (status = server_tls_config(cfg, &tls, err)) != TOKEND_OK) {
             goto fail;
         }
-        srv->n_listeners++;
+    }
+    for (size_t i = 0; i < cfg->n_listen && status == TOKEND_OK; i++) {
+        status = server_listen(srv, cfg->listen[i], tls, err);
+    }
+    if (tls != NULL) {
+        nng_tls_config_free(tls); /* the listeners hold it */
+    }
+    if (status != TOKEND_OK) {
+        goto fail;
     }
     for (int i = 0; i < srv->n_ctxs; i++) {
         server_ctx *c = &srv->ctxs[i];
@@ -395,9 +500,7 @@ void server_close(server *srv) {
             nng_aio_stop(c->aio);
             nng_aio_free(c->aio);
         }
-        if (c->msg != NULL) {
-            nng_msg_free(c->msg);
-        }
+        server_msg_free(c->msg);
         ctx_release(c);
     }
     free(srv->ctxs);

@@ -11,7 +11,9 @@
  * handler answers through its closure (now, or later from the writer
  * thread); the closure packs the output into the reply envelope and sends.
  * Callbacks never block: reads of the store are microseconds, writes are
- * handed to the writer thread.
+ * handed to the writer thread. TLS listeners (tls+tcp://) share one NNG TLS
+ * configuration: the service's certificate and, for mutual TLS, the CAs a
+ * client's certificate must chain to.
  */
 #ifndef TOKEND_SERVER_H
 #define TOKEND_SERVER_H
@@ -30,12 +32,22 @@ typedef struct server_config {
     size_t n_listen;
     size_t max_message; /* bytes; larger requests are refused unread */
     int contexts;       /* requests served at once */
+    /* PEM files for the TLS listeners (tls_url() of tls.h), read during
+     * server_start and not kept: the certificate chain and its private key,
+     * needed when there is such a listener, and optionally the CA(s) a
+     * client's certificate must chain to (NULL: no client certificate is
+     * asked for). */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_client_ca_file;
 } server_config;
 
 /* Listens on every URL and starts serving `svc` (which must outlive the
  * server); on TOKEND_OK *out is the server, to drain and close. A URL that
  * cannot be listened on is TOKEND_UNAVAILABLE, with the URL and NNG's
- * reason in *err; lack of memory or of NNG resources TOKEND_INTERNAL. */
+ * reason in *err; a TLS listener without a certificate and key, or TLS
+ * files that cannot be read or used, TOKEND_INVALID_ARGUMENT; lack of
+ * memory or of NNG resources TOKEND_INTERNAL. */
 int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
                  tokend_error *err);
 

@@ -85,6 +85,10 @@
     X(cli_revoke_token_and_list_all_pages)                       \
     X(cli_refusals_and_usage_errors)                             \
     X(cli_unavailable_service_exits_3)                           \
+    X(cli_tls_create_verify_list)                                \
+    X(cli_tls_wrong_ca_or_name_is_refused)                       \
+    X(cli_tls_mutual_refuses_clients_without_a_certificate)      \
+    X(service_tls_listener_needs_a_certificate)                  \
     X(gateway_health_ready_and_openapi)                          \
     X(gateway_create_auth_list_revoke_over_http)                 \
     X(gateway_401_missing_malformed_unknown_expired_revoked)     \
@@ -105,7 +109,11 @@
     X(gateway_log_never_holds_a_token)                           \
     X(gateway_sigterm_lets_inflight_finish)                      \
     X(gateway_command_line_and_environment)                      \
+    X(gateway_tls_upstream_to_a_tls_tokend)                      \
     X(gateway_nginx_auth_request)                                \
+    X(secrets_tokend_core_dumps_off_unless_allowed)              \
+    X(secrets_gateway_core_dumps_off_unless_allowed)             \
+    X(secrets_tokend_memory_holds_no_credential_after_calls)     \
     X(hostile_rpc_table)                                         \
     X(hostile_rest_table)                                        \
     X(authz_matrix_rpc_and_rest)                                 \
