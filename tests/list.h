@@ -54,6 +54,9 @@
     X(store_initialised_survives_reopen)                         \
     X(store_data_survives_reopen)                                \
     X(store_owner_ids_all)                                       \
+    X(store_batch_reads_see_the_batch)                           \
+    X(store_owner_count_follows_batches_and_commits)             \
+    X(store_list_pages_bounded_by_bytes)                         \
     X(store_concurrent_reads)                                    \
     X(record_codec_roundtrip)                                    \
     X(record_codec_truncated)                                    \
