@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "error.h"
 #include "rpc.h"
 #include "server.h"
 #include "tokend.h"
@@ -140,10 +141,12 @@ static bool has_ability(const token_record *rec, const char *ability) {
     return token_ability_granted(rec->abilities, rec->n_abilities, ability);
 }
 
-/* Loads the token behind the call's credential into *caller. On failure
- * answers the call (UNAUTHENTICATED, or why the record could not be read)
- * and returns false. */
-static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *caller) {
+/* Loads the token behind the call's credential into *caller, and its
+ * digest into `digest` (if not NULL). On failure answers the call
+ * (UNAUTHENTICATED, or why the record could not be read) and returns
+ * false. */
+static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *caller,
+                         uint8_t *digest_out) {
     const char *cred = server_call_credential(call);
     size_t len = strlen(cred);
     if (len == 0) {
@@ -165,6 +168,9 @@ static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *
         server_call_fail(call, TOKEND_UNAUTHENTICATED,
                          "caller credential is not a valid token (unknown or revoked)");
         return false;
+    }
+    if (digest_out != NULL) {
+        memcpy(digest_out, digest, TOKEN_DIGEST_LEN);
     }
     if (rv != TOKEND_OK) {
         server_call_fail(call, rv, "could not read the caller credential's record");
@@ -200,6 +206,63 @@ static bool may_manage(void *call, const token_record *caller, const char *owner
         return false;
     }
     return true;
+}
+
+/* The caller credential of a write, as its job carries it to the writer:
+ * the handler authenticated it, but a job may wait behind others, and one
+ * of those may revoke it (by id, by plain text, or with all of its owner's
+ * tokens). Tokens are never changed, only created and deleted, so the
+ * same digest still stored is the same record with the same rights: the
+ * authorization the handler decided on stands as long as it exists and is
+ * unexpired. */
+typedef struct job_caller {
+    bool present; /* false: a revoke by plain text, which needs none */
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    int64_t expires_ms;
+} job_caller;
+
+static void job_caller_set(job_caller *jc, const token_record *caller,
+                           const uint8_t digest[TOKEN_DIGEST_LEN]) {
+    jc->present = true;
+    memcpy(jc->digest, digest, TOKEN_DIGEST_LEN);
+    jc->expires_ms = caller->expires_ms;
+}
+
+/* Run by a job's apply: TOKEND_OK if the caller credential is still valid
+ * in the writer's order, read through `batch` (so a revocation earlier in
+ * the same group counts); else UNAUTHENTICATED, why in *why. */
+static int job_caller_check(const job_caller *jc, store *st, const store_batch *batch,
+                            tokend_error *why) {
+    if (!jc->present) {
+        return TOKEND_OK;
+    }
+    token_record rec;
+    int rv = store_batch_get_token(st, batch, jc->digest, &rec, NULL);
+    if (rv == TOKEND_NOT_FOUND) {
+        return error_set(why, TOKEND_UNAUTHENTICATED,
+                         "caller credential was revoked before this write was applied");
+    }
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    token_record_free(&rec);
+    if (token_expired(jc->expires_ms, rpc_now_ms())) {
+        return error_set(why, TOKEND_UNAUTHENTICATED,
+                         "caller credential expired before this write was applied");
+    }
+    return TOKEND_OK;
+}
+
+/* Answers a write the writer settled with an error: with the job's own
+ * reason when its apply gave one (`why`, for this status), else with
+ * `otherwise`. */
+static void fail_settled(void *call, int status, const tokend_error *why,
+                         const char *otherwise) {
+    if (why->code == status) {
+        server_call_fail(call, status, "%s", why->message);
+    } else {
+        server_call_fail(call, status, "%s", otherwise);
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -275,17 +338,25 @@ typedef struct create_job {
     writer_job base; /* first */
     Tokend__V1__CreateTokenResponse_Closure closure;
     void *call;
+    job_caller caller;
+    tokend_error why; /* apply's reason for a refusal */
     char token[TOKEN_MAX_LEN + 1];
     uint8_t digest[TOKEN_DIGEST_LEN];
     token_record rec;
 } create_job;
 
+/* In the writer's order: the caller credential still valid, the id new
+ * (as the batch sees it), then the put. */
 static int create_apply(writer_job *wj, store *st, store_batch *batch) {
     create_job *job = (create_job *)wj;
+    int rv = job_caller_check(&job->caller, st, batch, &job->why);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
     uint8_t existing[TOKEN_DIGEST_LEN];
     /* 95 random bits make an id collision absurdly unlikely; refusing one
      * costs a bloom-filtered point read. */
-    int rv = store_get_digest(st, job->rec.id, existing, NULL);
+    rv = store_batch_get_digest(st, batch, job->rec.id, existing, NULL);
     if (rv != TOKEND_NOT_FOUND) {
         return rv == TOKEND_OK ? TOKEND_INTERNAL : rv;
     }
@@ -308,7 +379,7 @@ static void create_done(writer_job *wj, int status) {
         server_call_fail(job->call, status,
                          "the token could not be written durably and was not created");
     } else {
-        server_call_fail(job->call, status, "the token was not created");
+        fail_settled(job->call, status, &job->why, "the token was not created");
     }
     crypto_wipe(job->token, sizeof(job->token));
     token_record_free(&job->rec);
@@ -345,7 +416,8 @@ static void handle_create_token(service_base *svc,
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller;
-    if (!authenticate(ms, call, now, &caller)) {
+    uint8_t caller_digest[TOKEN_DIGEST_LEN];
+    if (!authenticate(ms, call, now, &caller, caller_digest)) {
         return;
     }
     bool admin = has_ability(&caller, METHODS_ABILITY_ADMIN);
@@ -406,6 +478,7 @@ static void handle_create_token(service_base *svc,
     job->base.done = create_done;
     job->closure = closure;
     job->call = call;
+    job_caller_set(&job->caller, &caller, caller_digest);
     if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
         server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
         goto done;
@@ -430,7 +503,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     int64_t now = rpc_now_ms();
     if (ms->verify_requires_credential) {
         token_record caller;
-        if (!authenticate(ms, call, now, &caller)) {
+        if (!authenticate(ms, call, now, &caller, NULL)) {
             return;
         }
         bool allowed = has_ability(&caller, METHODS_ABILITY_VERIFY) ||
@@ -505,48 +578,75 @@ typedef struct revoke_job {
     Tokend__V1__RevokeResponse_Closure closure;
     void *call;
     revoke_kind kind;
+    job_caller caller;
+    /* A revoke by id from a non-admin: the caller's owner, the only one
+     * whose tokens it may revoke. NULL otherwise. */
+    char *scope;
+    tokend_error why; /* apply's reason for a refusal */
     char id[TOKEN_ID_LEN + 1];
     uint8_t digest[TOKEN_DIGEST_LEN];
     char *owner;
     uint64_t revoked;
 } revoke_job;
 
-/* Adds the deletion of the token with `digest` to the batch. */
-static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest) {
+static void revoke_job_free(revoke_job *job) {
+    free(job->owner);
+    free(job->scope);
+    free(job);
+}
+
+/* Adds the deletion of the token with `digest`, as read through the
+ * batch, to the batch. A token of another owner than `scope` (when not
+ * NULL) is NOT_FOUND, as if it did not exist. */
+static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest,
+                         const char *scope) {
     token_record rec;
-    int rv = store_get_token(st, digest, &rec, NULL);
+    int rv = store_batch_get_token(st, batch, digest, &rec, NULL);
     if (rv != TOKEND_OK) {
         return rv;
     }
-    store_batch_delete_token(batch, digest, &rec);
+    if (scope != NULL && strcmp(rec.owner, scope) != 0) {
+        rv = TOKEND_NOT_FOUND;
+    } else {
+        store_batch_delete_token(batch, digest, &rec);
+    }
     token_record_free(&rec);
-    return TOKEND_OK;
+    return rv;
 }
 
+/* In the writer's order: the caller credential still valid, then the
+ * target as the batch sees it. A revoke-all takes the owner's tokens
+ * through the batch too, so the creates queued before it in the same
+ * group go with the rest; the creates after it find their credential
+ * gone if it was one of them. */
 static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
     revoke_job *job = (revoke_job *)wj;
-    int rv;
+    int rv = job_caller_check(&job->caller, st, batch, &job->why);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
     switch (job->kind) {
         case REVOKE_ID:
-            rv = store_get_digest(st, job->id, job->digest, NULL);
+            rv = store_batch_get_digest(st, batch, job->id, job->digest, NULL);
             if (rv != TOKEND_OK) {
                 return rv;
             }
             /* now we know the digest */
             __attribute__((fallthrough));
         case REVOKE_TOKEN:
-            rv = revoke_digest(st, batch, job->digest);
+            rv = revoke_digest(st, batch, job->digest, job->scope);
             job->revoked = rv == TOKEND_OK ? 1 : 0;
             return rv;
         case REVOKE_OWNER: {
             char **ids = NULL;
             size_t n = 0;
-            rv = store_owner_ids(st, job->owner, &ids, &n, NULL);
+            rv = store_batch_owner_ids(st, batch, job->owner, &ids, &n, NULL);
             for (size_t i = 0; i < n; i++) {
                 uint8_t digest[TOKEN_DIGEST_LEN];
                 if (rv == TOKEND_OK &&
-                    store_get_digest(st, ids[i], digest, NULL) == TOKEND_OK &&
-                    revoke_digest(st, batch, digest) == TOKEND_OK) {
+                    store_batch_get_digest(st, batch, ids[i], digest, NULL) ==
+                        TOKEND_OK &&
+                    revoke_digest(st, batch, digest, NULL) == TOKEND_OK) {
                     job->revoked++;
                 }
                 free(ids[i]);
@@ -568,21 +668,22 @@ static void revoke_done(writer_job *wj, int status) {
     } else if (status == TOKEND_NOT_FOUND) {
         server_call_fail(job->call, status, "no such token (never issued, or revoked)");
     } else {
-        server_call_fail(job->call, status, "nothing was revoked");
+        fail_settled(job->call, status, &job->why, "nothing was revoked");
     }
-    free(job->owner);
-    free(job);
+    revoke_job_free(job);
 }
 
 /* Checks the target and the caller's right, then queues the deletion.
  * Another owner's token id is answered NOT_FOUND, as if it did not exist:
  * ids are not secret, but which exist for whom is not the caller's to
- * learn. */
+ * learn. The writer checks the target's owner again when it applies the
+ * revoke, against the token as it then stands. */
 static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in,
                           Tokend__V1__RevokeResponse_Closure closure, void *call) {
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller = {0};
+    uint8_t caller_digest[TOKEN_DIGEST_LEN];
     bool have_caller = false;
     revoke_job *job = calloc(1, sizeof(*job));
     if (job == NULL) {
@@ -610,7 +711,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                                  "id must be %d base62 characters", TOKEN_ID_LEN);
                 goto fail;
             }
-            if (!(have_caller = authenticate(ms, call, now, &caller))) {
+            if (!(have_caller = authenticate(ms, call, now, &caller, caller_digest))) {
                 goto fail;
             }
             if (!has_ability(&caller, METHODS_ABILITY_ADMIN)) {
@@ -638,6 +739,10 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                                 "revoke")) {
                     goto fail;
                 }
+                if ((job->scope = strdup(caller.owner)) == NULL) {
+                    server_call_fail(call, TOKEND_INTERNAL, "out of memory");
+                    goto fail;
+                }
             }
             memcpy(job->id, in->id, TOKEN_ID_LEN + 1);
             job->kind = REVOKE_ID;
@@ -645,7 +750,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             break;
         }
         case TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER: {
-            if (!(have_caller = authenticate(ms, call, now, &caller))) {
+            if (!(have_caller = authenticate(ms, call, now, &caller, caller_digest))) {
                 goto fail;
             }
             const char *owner = in->owner[0] != '\0' ? in->owner : caller.owner;
@@ -669,6 +774,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             goto fail;
     }
     if (have_caller) {
+        job_caller_set(&job->caller, &caller, caller_digest);
         token_record_free(&caller);
     }
     job->base.apply = revoke_apply;
@@ -677,16 +783,14 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
     job->call = call;
     if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
         server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
-        free(job->owner);
-        free(job);
+        revoke_job_free(job);
     }
     return;
 fail:
     if (have_caller) {
         token_record_free(&caller);
     }
-    free(job->owner);
-    free(job);
+    revoke_job_free(job);
 }
 
 /* ------------------------------------------------------------------------
@@ -698,7 +802,7 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller;
-    if (!authenticate(ms, call, now, &caller)) {
+    if (!authenticate(ms, call, now, &caller, NULL)) {
         return;
     }
     token_record *recs = NULL;

@@ -10,7 +10,11 @@
  * The server hands each decoded request to these handlers through
  * protoc-c's ProtobufCService; reads happen in the handler (on an NNG
  * callback thread), writes are queued to the writer and answered from
- * there once durable.
+ * there once durable. A write is checked twice: in the handler (so that
+ * most refusals cost no queueing) and again when the writer applies it,
+ * in the writer's serial order, against the store as every earlier write
+ * left it: the caller credential must still exist and be unexpired, and
+ * the target still be there.
  *
  * Rights (abilities of the caller credential):
  *   tokend:admin   anything, for any owner
