@@ -15,6 +15,7 @@
 
 #include "crypto.h"
 #include "error.h"
+#include "record.h"
 #include "rpc.h"
 #include "server.h"
 #include "tokend.h"
@@ -36,6 +37,10 @@ typedef Tokend__V1__TokenInfo__MetadataEntry info_meta;
 #define METHODS_LIST_DEFAULT 100
 #define METHODS_LIST_MAX 1000
 #define METHODS_CURSOR_MAX 256
+/* A ListTokens page's tokens, packed, at most: with the cursor and the
+ * Reply envelope around them the reply stays within 1 MiB, far below a
+ * client's receive limit (16 MiB), whatever the tokens hold. */
+#define METHODS_LIST_BYTES ((1u << 20) - 4096)
 
 /* ------------------------------------------------------------------------
  * Checking input. Each check answers the call itself and returns false. */
@@ -796,6 +801,22 @@ fail:
 /* ------------------------------------------------------------------------
  * ListTokens. */
 
+/* Bytes a field of `len` packed bytes takes in its message: tag, length
+ * varint, the bytes. */
+static size_t packed_field_len(size_t len) {
+    size_t n = 2;
+    for (size_t v = len; v >= 0x80; v >>= 7) {
+        n++;
+    }
+    return n + len;
+}
+
+/* A page is cut twice by size: the store stops reading once the records
+ * pass METHODS_LIST_BYTES (so a call never holds much more than a page in
+ * memory), then the page ends before the token whose TokenInfo would take
+ * the packed tokens past it (a TokenInfo packs a little larger than its
+ * record). Either way next_cursor continues right after the page's last
+ * token; a page holds at least one. */
 static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRequest *in,
                                Tokend__V1__ListTokensResponse_Closure closure,
                                void *call) {
@@ -832,7 +853,8 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
     if (!may_manage(call, &caller, owner, METHODS_ABILITY_READ, "list")) {
         goto done;
     }
-    int rv = store_list_owner(ms->st, owner, cursor, limit, &recs, &n, &next, NULL);
+    int rv = store_list_owner_within(ms->st, owner, cursor, limit, METHODS_LIST_BYTES,
+                                     &recs, &n, &next, NULL);
     if (rv != TOKEND_OK) {
         server_call_fail(call, rv,
                          rv == TOKEND_INVALID_ARGUMENT ? "cursor is not valid"
@@ -851,7 +873,7 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
         server_call_fail(call, TOKEND_INTERNAL, "out of memory");
         goto done;
     }
-    size_t m = 0;
+    size_t m = 0, bytes = 0, kept = n;
     for (size_t i = 0; i < n; i++) {
         info_fill(&infos[i], &recs[i], meta + m, meta_ptrs + m);
         m += recs[i].n_metadata;
@@ -861,13 +883,27 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
             infos[i].last_used_unix_ms = last;
             infos[i].use_count = count;
         }
+        size_t one = packed_field_len(tokend__v1__token_info__get_packed_size(&infos[i]));
+        if (i > 0 && one > METHODS_LIST_BYTES - bytes) {
+            kept = i;
+            break;
+        }
+        bytes += one;
         info_ptrs[i] = &infos[i];
+    }
+    if (kept < n) {
+        free(next);
+        next = malloc(RECORD_CURSOR_LEN + 1);
+        if (next == NULL || !record_cursor_of(&recs[kept - 1], next)) {
+            server_call_fail(call, TOKEND_INTERNAL, "could not make the page's cursor");
+            goto done;
+        }
     }
     Tokend__V1__ListTokensResponse resp = TOKEND__V1__LIST_TOKENS_RESPONSE__INIT;
     resp.tokens = info_ptrs;
-    resp.n_tokens = n;
+    resp.n_tokens = kept;
     resp.next_cursor = next != NULL ? next : "";
-    server_call_note(call, "count=%zu", n);
+    server_call_note(call, "count=%zu", kept);
     closure(&resp, call);
 done:
     for (size_t i = 0; i < n; i++) {

@@ -1,0 +1,237 @@
+/*
+ * test_limits.c — what one owner may cost the service, against the real
+ * tokend (through libtokend and a raw REQ socket) and tokend-gateway:
+ * ListTokens pages bounded in bytes as well as in count.
+ *
+ * Before these, 700 tokens of 64 abilities and 16 KiB of metadata made one
+ * page of `GET /v1/tokens?limit=1000` larger than a client's 16 MiB
+ * receive limit: the gateway lost its connection to tokend, and every
+ * partner's calls through it with it.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "harness.h"
+#include "rpc.h"
+#include "test.h"
+#include "token.h"
+#include "tokend.pb-c.h"
+
+#define TOK 128
+#define MIB (1024 * 1024)
+/* The bound tokend.proto gives a ListTokens reply. */
+#define PAGE_BYTES_MAX MIB
+
+/* A token's fields, made to a given size of text (owner, name, abilities,
+ * metadata keys and values together), with 31 abilities of 128 bytes and
+ * as many metadata entries of 1 KiB as that takes. */
+typedef struct big_token {
+    char name[TOKEN_NAME_MAX + 1];
+    char ability[31][TOKEN_ABILITY_MAX + 1];
+    const char *abilities[31];
+    char key[TOKEN_METADATA_MAX][TOKEN_META_KEY_MAX + 1];
+    char value[TOKEN_METADATA_MAX][TOKEN_META_VALUE_MAX + 1];
+    tokend_kv metadata[TOKEN_METADATA_MAX];
+    tokend_create_params params;
+} big_token;
+
+static void big_token_make(big_token *b, const char *owner, int index, size_t text) {
+    memset(b, 0, sizeof(*b));
+    size_t total = strlen(owner);
+    snprintf(b->name, sizeof(b->name), "big %d ", index);
+    memset(b->name + strlen(b->name), 'n', 200 - strlen(b->name));
+    total += strlen(b->name);
+    for (int i = 0; i < 31; i++) {
+        snprintf(b->ability[i], sizeof(b->ability[i]), "a%02d:", i);
+        memset(b->ability[i] + 4, 'x', TOKEN_ABILITY_MAX - 4);
+        b->abilities[i] = b->ability[i];
+        total += TOKEN_ABILITY_MAX;
+    }
+    size_t n = 0;
+    while (total < text && n < TOKEN_METADATA_MAX) {
+        snprintf(b->key[n], sizeof(b->key[n]), "k%02zu", n);
+        memset(b->key[n] + 3, 'k', TOKEN_META_KEY_MAX - 3);
+        total += TOKEN_META_KEY_MAX;
+        size_t len =
+            text - total < TOKEN_META_VALUE_MAX ? text - total : TOKEN_META_VALUE_MAX;
+        memset(b->value[n], 'v', len);
+        total += len;
+        b->metadata[n] = (tokend_kv){b->key[n], b->value[n]};
+        n++;
+    }
+    REQUIRE(total == text);
+    b->params = (tokend_create_params){.owner = owner,
+                                       .name = b->name,
+                                       .abilities = b->abilities,
+                                       .n_abilities = 31,
+                                       .metadata = b->metadata,
+                                       .n_metadata = n};
+}
+
+/* One ListTokens over a raw REQ socket, to see the size of the reply
+ * itself: *reply_len gets it; the page is returned (NULL if the call did
+ * not answer OK). Free it with
+ * tokend__v1__list_tokens_response__free_unpacked. */
+static Tokend__V1__ListTokensResponse *raw_list(const char *url, const char *credential,
+                                                const char *owner, const char *cursor,
+                                                size_t *reply_len) {
+    Tokend__V1__ListTokensRequest lr = TOKEND__V1__LIST_TOKENS_REQUEST__INIT;
+    lr.owner = (char *)owner;
+    lr.page_size = 1000;
+    lr.cursor = (char *)(cursor != NULL ? cursor : "");
+    Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+    req.method = "ListTokens";
+    req.request_id = 1;
+    req.credential = (char *)credential;
+    REQUIRE(rpc_pack(&lr.base, &req.payload.data, &req.payload.len) == TOKEND_OK);
+    uint8_t *msg = NULL;
+    size_t len = 0;
+    REQUIRE(rpc_pack(&req.base, &msg, &len) == TOKEND_OK);
+    free(req.payload.data);
+
+    nng_socket s;
+    REQUIRE(nng_req0_open(&s) == 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000);
+    nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 0); /* see whatever comes */
+    REQUIRE(nng_dial(s, url, NULL, 0) == 0);
+    REQUIRE(nng_send(s, msg, len, 0) == 0);
+    free(msg);
+    void *buf = NULL;
+    size_t blen = 0;
+    int rv = nng_recv(s, &buf, &blen, NNG_FLAG_ALLOC);
+    nng_close(s);
+    REQUIRE(rv == 0);
+    *reply_len = blen;
+    Tokend__V1__Reply *reply = tokend__v1__reply__unpack(NULL, blen, buf);
+    nng_free(buf, blen);
+    REQUIRE(reply != NULL);
+    Tokend__V1__ListTokensResponse *page = NULL;
+    if (reply->status == TOKEND__V1__STATUS__OK) {
+        page = tokend__v1__list_tokens_response__unpack(NULL, reply->payload.len,
+                                                        reply->payload.data);
+    } else {
+        test_fail(__FILE__, __LINE__, "ListTokens: status %d: %s", reply->status,
+                  reply->message);
+    }
+    tokend__v1__reply__free_unpacked(reply, NULL);
+    return page;
+}
+
+#define N_BIG 150
+#define BIG_OWNER "big:one"
+
+/* 150 tokens of about 16 KiB each (2.4 MB): every page answers, over raw
+ * RPC within 1 MiB, and following next_cursor walks all 150 in creation
+ * order, raw, through libtokend and through the gateway; a partner's
+ * /v1/auth through the same gateway still answers after. */
+TEST(limits_list_pages_are_byte_bounded_and_walk_every_token) {
+    tokend_proc p = {0};
+    gateway_proc g = {0};
+    harness_init(&p);
+    REQUIRE(harness_start(&p));
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    tokend_client *admin = harness_client(&p, p.admin);
+    static char ids[N_BIG][TOK];
+    static big_token b;
+    for (int i = 0; i < N_BIG; i++) {
+        big_token_make(&b, BIG_OWNER, i, 16000);
+        tokend_created created;
+        tokend_error err;
+        REQUIRE(tokend_create(admin, NULL, &b.params, &created, &err) == TOKEND_OK);
+        snprintf(ids[i], TOK, "%s", created.info.id);
+        tokend_created_free(&created);
+    }
+    static const char *const bystander_abilities[] = {"orders:read"};
+    char bystander[TOK];
+    harness_create(admin, "partner:other", "bystander", bystander_abilities, 1, 0,
+                   bystander, TOK, NULL, 0);
+
+    /* Raw: the reply's own bytes. */
+    char *cursor = NULL;
+    int seen = 0, pages = 0;
+    size_t largest = 0;
+    do {
+        size_t reply_len = 0;
+        Tokend__V1__ListTokensResponse *page =
+            raw_list(p.url, p.admin, BIG_OWNER, cursor, &reply_len);
+        REQUIRE(page != NULL);
+        largest = reply_len > largest ? reply_len : largest;
+        if (reply_len > PAGE_BYTES_MAX) {
+            test_fail(__FILE__, __LINE__, "page %d: the reply is %zu bytes, over %d",
+                      pages, reply_len, PAGE_BYTES_MAX);
+        }
+        CHECK(page->n_tokens > 0);
+        for (size_t i = 0; i < page->n_tokens && seen < N_BIG; i++, seen++) {
+            CHECK_STR(page->tokens[i]->id, ids[seen]);
+        }
+        free(cursor);
+        cursor = page->next_cursor[0] != '\0' ? strdup(page->next_cursor) : NULL;
+        tokend__v1__list_tokens_response__free_unpacked(page, NULL);
+        pages++;
+    } while (cursor != NULL && pages < 50);
+    CHECK_INT(seen, N_BIG);
+    CHECK(pages >= 3);                   /* 2.4 MB of tokens */
+    CHECK(largest > PAGE_BYTES_MAX / 2); /* pages are full, not tiny */
+
+    /* libtokend, asking for 1000 a page. */
+    seen = 0;
+    pages = 0;
+    do {
+        tokend_token_page page;
+        REQUIRE(tokend_list(admin, NULL, BIG_OWNER, 1000, cursor, &page, NULL) ==
+                TOKEND_OK);
+        CHECK(page.n_tokens > 0 && page.n_tokens < N_BIG);
+        for (size_t i = 0; i < page.n_tokens && seen < N_BIG; i++, seen++) {
+            CHECK_STR(page.tokens[i].id, ids[seen]);
+            CHECK_INT(page.tokens[i].n_abilities, 31);
+        }
+        free(cursor);
+        cursor = page.next_cursor != NULL ? strdup(page.next_cursor) : NULL;
+        tokend_token_page_free(&page);
+        pages++;
+    } while (cursor != NULL && pages < 50);
+    CHECK_INT(seen, N_BIG);
+
+    /* The gateway: GET /v1/tokens?limit=1000, page after page. */
+    char auth[TOK + 32], url[1024];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", p.admin);
+    seen = 0;
+    pages = 0;
+    http_res r = {0};
+    do {
+        snprintf(url, sizeof(url), "%s/v1/tokens?owner=" BIG_OWNER "&limit=1000%s%s",
+                 g.base, cursor != NULL ? "&cursor=" : "", cursor != NULL ? cursor : "");
+        CHECK_INT(CURL(&r, "-H", auth, url), 200);
+        CHECK(r.body != NULL && strlen(r.body) < 2 * MIB);
+        json_t *doc = json_loads(r.body != NULL ? r.body : "", 0, NULL);
+        json_t *tokens = json_object_get(doc, "tokens");
+        CHECK(json_array_size(tokens) > 0);
+        for (size_t i = 0; i < json_array_size(tokens) && seen < N_BIG; i++, seen++) {
+            const char *id =
+                json_string_value(json_object_get(json_array_get(tokens, i), "id"));
+            CHECK_STR(id, ids[seen]);
+        }
+        const char *next = json_string_value(json_object_get(doc, "next_cursor"));
+        free(cursor);
+        cursor = next != NULL ? strdup(next) : NULL;
+        json_decref(doc);
+        pages++;
+    } while (cursor != NULL && pages < 50);
+    CHECK_INT(seen, N_BIG);
+
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bystander);
+    snprintf(url, sizeof(url), "%s/v1/auth?ability=orders:read", g.base);
+    CHECK_INT(CURL(&r, "-H", auth, url), 200);
+    res_free(&r);
+    char *log = harness_read_file(g.log_path);
+    CHECK(log != NULL && !test_contains(log, "status=503"));
+    free(log);
+    tokend_close(admin);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    CHECK_INT(harness_stop(&p), 0);
+}
