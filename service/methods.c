@@ -139,6 +139,28 @@ static bool check_metadata(void *call, Tokend__V1__CreateTokenRequest__MetadataE
     return true;
 }
 
+/* The bound on a token's text together (TOKEN_TEXT_MAX), after each
+ * field passed its own. */
+static bool check_text_total(void *call, const char *owner,
+                             const Tokend__V1__CreateTokenRequest *in) {
+    size_t total = strlen(owner) + strlen(in->name);
+    for (size_t i = 0; i < in->n_abilities; i++) {
+        total += strlen(in->abilities[i]);
+    }
+    for (size_t i = 0; i < in->n_metadata; i++) {
+        total += strlen(in->metadata[i]->key) +
+                 (in->metadata[i]->value != NULL ? strlen(in->metadata[i]->value) : 0);
+    }
+    if (total > TOKEN_TEXT_MAX) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "owner, name, abilities and metadata are %zu bytes together; "
+                         "at most %d are allowed",
+                         total, TOKEN_TEXT_MAX);
+        return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------------
  * Who is calling. */
 
@@ -437,7 +459,8 @@ static void handle_create_token(service_base *svc,
     if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX) ||
         !check_text(call, "name", in->name, TOKEN_NAME_MAX) ||
         !check_abilities(call, in->abilities, in->n_abilities, true) ||
-        !check_metadata(call, in->metadata, in->n_metadata)) {
+        !check_metadata(call, in->metadata, in->n_metadata) ||
+        !check_text_total(call, owner, in)) {
         goto done;
     }
     if (!may_manage(call, &caller, owner, METHODS_ABILITY_WRITE, "create")) {

@@ -1,7 +1,8 @@
 /*
  * test_limits.c — what one owner may cost the service, against the real
  * tokend (through libtokend and a raw REQ socket) and tokend-gateway:
- * ListTokens pages bounded in bytes as well as in count.
+ * ListTokens pages bounded in bytes as well as in count, and the bound on
+ * one token's text (TOKEN_TEXT_MAX).
  *
  * Before these, 700 tokens of 64 abilities and 16 KiB of metadata made one
  * page of `GET /v1/tokens?limit=1000` larger than a client's 16 MiB
@@ -73,6 +74,25 @@ static void big_token_make(big_token *b, const char *owner, int index, size_t te
                                        .n_metadata = n};
 }
 
+/* The same token as a create body for the gateway (all of it ASCII, so no
+ * escapes); malloc'd. */
+static char *big_token_json(const big_token *b) {
+    json_t *abilities = json_array(), *metadata = json_object();
+    for (size_t i = 0; i < b->params.n_abilities; i++) {
+        json_array_append_new(abilities, json_string(b->abilities[i]));
+    }
+    for (size_t i = 0; i < b->params.n_metadata; i++) {
+        json_object_set_new(metadata, b->key[i], json_string(b->value[i]));
+    }
+    json_t *doc =
+        json_pack("{s:s, s:s, s:o, s:o}", "name", b->name, "owner", b->params.owner,
+                  "abilities", abilities, "metadata", metadata);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    REQUIRE(text != NULL);
+    return text;
+}
+
 /* One ListTokens over a raw REQ socket, to see the size of the reply
  * itself: *reply_len gets it; the page is returned (NULL if the call did
  * not answer OK). Free it with
@@ -120,6 +140,15 @@ static Tokend__V1__ListTokensResponse *raw_list(const char *url, const char *cre
     }
     tokend__v1__reply__free_unpacked(reply, NULL);
     return page;
+}
+
+/* The "code" of r's problem body, into buf ("" if none). */
+static const char *problem_code(const http_res *r, char *buf, size_t size) {
+    json_t *doc = json_loads(r->body != NULL ? r->body : "", 0, NULL);
+    const char *code = json_string_value(json_object_get(doc, "code"));
+    snprintf(buf, size, "%s", code != NULL ? code : "");
+    json_decref(doc);
+    return buf;
 }
 
 #define N_BIG 150
@@ -231,6 +260,53 @@ TEST(limits_list_pages_are_byte_bounded_and_walk_every_token) {
     char *log = harness_read_file(g.log_path);
     CHECK(log != NULL && !test_contains(log, "status=503"));
     free(log);
+    tokend_close(admin);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    CHECK_INT(harness_stop(&p), 0);
+}
+
+/* A token's text together is at most TOKEN_TEXT_MAX bytes: exactly that
+ * is created, one byte more is INVALID_ARGUMENT over RPC and 400 through
+ * the gateway, and nothing is created. */
+TEST(limits_token_text_is_bounded) {
+    tokend_proc p = {0};
+    gateway_proc g = {0};
+    harness_init(&p);
+    REQUIRE(harness_start(&p));
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    tokend_client *admin = harness_client(&p, p.admin);
+    static big_token b;
+    big_token_make(&b, "partner:size", 0, TOKEN_TEXT_MAX);
+    tokend_created created;
+    tokend_error err = {0};
+    int rv = tokend_create(admin, NULL, &b.params, &created, &err);
+    CHECK_INT(rv, TOKEND_OK);
+    if (rv == TOKEND_OK) {
+        tokend_created_free(&created);
+    }
+    big_token_make(&b, "partner:size", 1, TOKEN_TEXT_MAX + 1);
+    CHECK_INT(tokend_create(admin, NULL, &b.params, &created, &err),
+              TOKEND_INVALID_ARGUMENT);
+    CHECK(test_contains(err.message, "owner, name, abilities and metadata are 16385 "
+                                     "bytes together; at most 16384 are allowed"));
+
+    char *body = big_token_json(&b);
+    char auth[TOK + 32], url[256], code[64];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", p.admin);
+    snprintf(url, sizeof(url), "%s/v1/tokens", g.base);
+    http_res r = {0};
+    CHECK_INT(CURL(&r, "-X", "POST", "-H", auth, "-H", "Content-Type: application/json",
+                   "--data", body, url),
+              400);
+    CHECK_STR(problem_code(&r, code, sizeof(code)), "INVALID_ARGUMENT");
+    CHECK(test_contains(r.body, "16385 bytes together"));
+    res_free(&r);
+    free(body);
+
+    tokend_token_page page;
+    REQUIRE(tokend_list(admin, NULL, "partner:size", 0, NULL, &page, NULL) == TOKEND_OK);
+    CHECK_INT(page.n_tokens, 1);
+    tokend_token_page_free(&page);
     tokend_close(admin);
     CHECK_INT(harness_gateway_stop(&g), 0);
     CHECK_INT(harness_stop(&p), 0);
