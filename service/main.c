@@ -209,6 +209,7 @@ static int cmd_serve(const config *cfg) {
         .prefix = cfg->token_prefix,
         .max_lifetime_s = cfg->max_lifetime_s,
         .verify_requires_credential = cfg->verify_requires_credential,
+        .max_tokens_per_owner = (uint64_t)cfg->max_tokens_per_owner,
     };
     ms = methods_new(&mc, st, w, u);
     if (ms == NULL) {

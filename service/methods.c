@@ -25,6 +25,7 @@ struct methods {
     char *prefix;
     int64_t max_lifetime_s;
     bool verify_requires_credential;
+    uint64_t max_tokens_per_owner;
     store *st;
     writer *w;
     usage *u;
@@ -366,14 +367,16 @@ typedef struct create_job {
     Tokend__V1__CreateTokenResponse_Closure closure;
     void *call;
     job_caller caller;
-    tokend_error why; /* apply's reason for a refusal */
+    uint64_t max_tokens; /* the owner's limit; 0: none */
+    tokend_error why;    /* apply's reason for a refusal */
     char token[TOKEN_MAX_LEN + 1];
     uint8_t digest[TOKEN_DIGEST_LEN];
     token_record rec;
 } create_job;
 
-/* In the writer's order: the caller credential still valid, the id new
- * (as the batch sees it), then the put. */
+/* In the writer's order: the caller credential still valid, the id new,
+ * the owner under its limit (counted through the batch, so the creates
+ * earlier in the group count too), then the put. */
 static int create_apply(writer_job *wj, store *st, store_batch *batch) {
     create_job *job = (create_job *)wj;
     int rv = job_caller_check(&job->caller, st, batch, &job->why);
@@ -386,6 +389,18 @@ static int create_apply(writer_job *wj, store *st, store_batch *batch) {
     rv = store_batch_get_digest(st, batch, job->rec.id, existing, NULL);
     if (rv != TOKEND_NOT_FOUND) {
         return rv == TOKEND_OK ? TOKEND_INTERNAL : rv;
+    }
+    uint64_t count = 0;
+    rv = store_batch_owner_count(st, batch, job->rec.owner, &count, NULL);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    if (job->max_tokens != 0 && count >= job->max_tokens) {
+        return error_set(&job->why, TOKEND_RESOURCE_EXHAUSTED,
+                         RPC_OWNER_LIMIT_MESSAGE
+                         ": %s has %llu tokens, the most allowed; revoke some to "
+                         "create more",
+                         job->rec.owner, (unsigned long long)count);
     }
     return store_batch_put_token(batch, job->digest, &job->rec, NULL);
 }
@@ -507,6 +522,7 @@ static void handle_create_token(service_base *svc,
     job->closure = closure;
     job->call = call;
     job_caller_set(&job->caller, &caller, caller_digest);
+    job->max_tokens = ms->max_tokens_per_owner;
     if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
         server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
         goto done;
@@ -964,6 +980,7 @@ methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) 
     }
     ms->max_lifetime_s = cfg->max_lifetime_s;
     ms->verify_requires_credential = cfg->verify_requires_credential;
+    ms->max_tokens_per_owner = cfg->max_tokens_per_owner;
     ms->st = st;
     ms->w = w;
     ms->u = u;

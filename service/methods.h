@@ -13,8 +13,8 @@
  * there once durable. A write is checked twice: in the handler (so that
  * most refusals cost no queueing) and again when the writer applies it,
  * in the writer's serial order, against the store as every earlier write
- * left it: the caller credential must still exist and be unexpired, and
- * the target still be there.
+ * left it: the caller credential must still exist and be unexpired, the
+ * target still be there, the owner still be under its token limit.
  *
  * Rights (abilities of the caller credential):
  *   tokend:admin   anything, for any owner
@@ -48,6 +48,7 @@ typedef struct methods_config {
     const char *prefix;              /* prefix of new tokens */
     int64_t max_lifetime_s;          /* 0: none */
     bool verify_requires_credential; /* Verify needs tokend:verify or admin */
+    uint64_t max_tokens_per_owner;   /* a create past it: RESOURCE_EXHAUSTED; 0: none */
 } methods_config;
 
 /* The TokenService: its handlers and what they share. */

@@ -84,6 +84,7 @@
     X(writes_revoke_all_leaves_no_survivor_of_racing_creates)    \
     X(writes_concurrent_revokes_of_one_token_revoke_it_once)     \
     X(limits_list_pages_are_byte_bounded_and_walk_every_token)   \
+    X(limits_tokens_per_owner)                                   \
     X(limits_token_text_is_bounded)                              \
     X(faults_read_only_data_dir)                                 \
     X(faults_full_disk)                                          \

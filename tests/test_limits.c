@@ -1,8 +1,10 @@
 /*
  * test_limits.c — what one owner may cost the service, against the real
  * tokend (through libtokend and a raw REQ socket) and tokend-gateway:
- * ListTokens pages bounded in bytes as well as in count, and the bound on
- * one token's text (TOKEN_TEXT_MAX).
+ * ListTokens pages bounded in bytes as well as in count, the per-owner
+ * token limit (--max-tokens-per-owner: RESOURCE_EXHAUSTED, 429 at the
+ * gateway, exact under concurrent creates and across a restart), and the
+ * bound on one token's text (TOKEN_TEXT_MAX).
  *
  * Before these, 700 tokens of 64 abilities and 16 KiB of metadata made one
  * page of `GET /v1/tokens?limit=1000` larger than a client's 16 MiB
@@ -263,6 +265,150 @@ TEST(limits_list_pages_are_byte_bounded_and_walk_every_token) {
     tokend_close(admin);
     CHECK_INT(harness_gateway_stop(&g), 0);
     CHECK_INT(harness_stop(&p), 0);
+}
+
+/* Creates in a burst: `n` threads, each one create of `owner` at once. */
+typedef struct burst {
+    pthread_t thread;
+    tokend_client *c;
+    const char *owner;
+    pthread_barrier_t *start;
+    int status;
+} burst;
+
+static void *burst_main(void *arg) {
+    burst *b = arg;
+    static const char *const abilities[] = {"orders:read"};
+    tokend_create_params params = {
+        .owner = b->owner, .name = "burst", .abilities = abilities, .n_abilities = 1};
+    tokend_created created;
+    pthread_barrier_wait(b->start);
+    b->status = tokend_create(b->c, NULL, &params, &created, NULL);
+    if (b->status == TOKEND_OK) {
+        tokend_created_free(&created);
+    }
+    return NULL;
+}
+
+/* How many of `n` simultaneous creates of `owner` succeed; the others
+ * must all be RESOURCE_EXHAUSTED. */
+static int burst_creates(tokend_client *c, const char *owner, int n) {
+    burst b[16];
+    pthread_barrier_t start;
+    REQUIRE(n <= 16 && pthread_barrier_init(&start, NULL, (unsigned)n) == 0);
+    for (int i = 0; i < n; i++) {
+        b[i] = (burst){.c = c, .owner = owner, .start = &start};
+        REQUIRE(pthread_create(&b[i].thread, NULL, burst_main, &b[i]) == 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(b[i].thread, NULL);
+        ok += b[i].status == TOKEND_OK;
+        CHECK(b[i].status == TOKEND_OK || b[i].status == TOKEND_RESOURCE_EXHAUSTED);
+    }
+    pthread_barrier_destroy(&start);
+    return ok;
+}
+
+static int create_one(tokend_client *c, const char *owner, tokend_error *err) {
+    static const char *const abilities[] = {"orders:read"};
+    tokend_create_params params = {
+        .owner = owner, .name = "one", .abilities = abilities, .n_abilities = 1};
+    tokend_created created;
+    int rv = tokend_create(c, NULL, &params, &created, err);
+    if (rv == TOKEND_OK) {
+        tokend_created_free(&created);
+    }
+    return rv;
+}
+
+/* --max-tokens-per-owner 5: the partner P (orders:*, tokens:write,
+ * tokens:read) is its owner's first token; four more, then the sixth is
+ * RESOURCE_EXHAUSTED over RPC and 429 through the gateway, for the admin
+ * too; another owner is not affected; a revoke makes room for one. Twelve
+ * creates at once for a new owner: exactly five succeed. After a restart
+ * (counted again from the store) the limit holds, and the limit set
+ * through TOKEND_MAX_TOKENS_PER_OWNER applies. A bad value is refused. */
+TEST(limits_tokens_per_owner) {
+    tokend_proc p = {0};
+    gateway_proc g = {0};
+    harness_init(&p);
+    p.extra[0] = "--max-tokens-per-owner";
+    p.extra[1] = "5";
+    REQUIRE(harness_start(&p));
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    tokend_client *admin = harness_client(&p, p.admin);
+    static const char *const partner_abilities[] = {"orders:*", "tokens:write",
+                                                    "tokens:read"};
+    char partner[TOK];
+    harness_create(admin, "partner:acme", "P", partner_abilities, 3, 0, partner, TOK,
+                   NULL, 0);
+    tokend_client *as_p = harness_client(&p, partner);
+    for (int i = 0; i < 4; i++) {
+        CHECK_INT(create_one(as_p, NULL, NULL), TOKEND_OK);
+    }
+    harness_create(admin, "partner:other", "o", partner_abilities, 1, 0, NULL, 0, NULL,
+                   0);
+    tokend_error err = {0};
+    CHECK_INT(create_one(as_p, NULL, &err), TOKEND_RESOURCE_EXHAUSTED);
+    CHECK(strncmp(err.message, RPC_OWNER_LIMIT_MESSAGE ": partner:acme has 5 tokens",
+                  strlen(RPC_OWNER_LIMIT_MESSAGE ": partner:acme has 5 tokens")) == 0);
+    CHECK_INT(create_one(admin, "partner:acme", NULL), TOKEND_RESOURCE_EXHAUSTED);
+
+    char auth[TOK + 32], url[256], code[64];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", partner);
+    snprintf(url, sizeof(url), "%s/v1/tokens", g.base);
+    http_res r = {0};
+    CHECK_INT(CURL(&r, "-X", "POST", "-H", auth, "-H", "Content-Type: application/json",
+                   "--data", "{\"name\":\"sixth\",\"abilities\":[\"orders:read\"]}", url),
+              429);
+    CHECK_STR(problem_code(&r, code, sizeof(code)), "RESOURCE_EXHAUSTED");
+    CHECK(test_contains(r.body, RPC_OWNER_LIMIT_MESSAGE));
+
+    /* Revoking one makes room for exactly one. */
+    tokend_token_page page;
+    REQUIRE(tokend_list(admin, NULL, "partner:acme", 0, NULL, &page, NULL) == TOKEND_OK);
+    CHECK_INT(page.n_tokens, 5);
+    REQUIRE(page.n_tokens == 5);
+    CHECK_INT(tokend_revoke_id(admin, NULL, page.tokens[4].id, NULL, NULL), TOKEND_OK);
+    tokend_token_page_free(&page);
+    CHECK_INT(create_one(as_p, NULL, NULL), TOKEND_OK);
+    CHECK_INT(create_one(as_p, NULL, NULL), TOKEND_RESOURCE_EXHAUSTED);
+
+    /* Exact under concurrency: the writer counts in its own order. */
+    CHECK_INT(burst_creates(admin, "partner:burst", 12), 5);
+    CHECK_INT(burst_creates(admin, "partner:burst", 4), 0);
+    REQUIRE(tokend_list(admin, NULL, "partner:burst", 0, NULL, &page, NULL) == TOKEND_OK);
+    CHECK_INT(page.n_tokens, 5);
+    tokend_token_page_free(&page);
+    tokend_close(as_p);
+    tokend_close(admin);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    CHECK_INT(harness_stop(&p), 0);
+
+    /* Restarted with the limit from the environment: 2. */
+    p.extra[0] = NULL;
+    setenv("TOKEND_MAX_TOKENS_PER_OWNER", "2", 1);
+    REQUIRE(harness_start(&p));
+    unsetenv("TOKEND_MAX_TOKENS_PER_OWNER");
+    admin = harness_client(&p, p.admin);
+    CHECK_INT(create_one(admin, "partner:acme", &err), TOKEND_RESOURCE_EXHAUSTED);
+    CHECK(test_contains(err.message, "partner:acme has 5 tokens"));
+    CHECK_INT(create_one(admin, "partner:fresh", NULL), TOKEND_OK);
+    CHECK_INT(create_one(admin, "partner:fresh", NULL), TOKEND_OK);
+    CHECK_INT(create_one(admin, "partner:fresh", &err), TOKEND_RESOURCE_EXHAUSTED);
+    CHECK(test_contains(err.message, "partner:fresh has 2 tokens"));
+    tokend_close(admin);
+    CHECK_INT(harness_stop(&p), 0);
+
+    char *out = NULL, *errs = NULL;
+    const char *bad[] = {harness_bin("tokend"),    "serve", "--data-dir", p.data_dir,
+                         "--max-tokens-per-owner", "0",     NULL};
+    CHECK_INT(harness_exec(bad, NULL, NULL, &out, &errs), 2);
+    CHECK(test_contains(errs, "--max-tokens-per-owner must be a whole number from 1 to "
+                              "100000000, not \"0\""));
+    free(out);
+    free(errs);
 }
 
 /* A token's text together is at most TOKEN_TEXT_MAX bytes: exactly that
