@@ -717,11 +717,31 @@ static void revoke_done(writer_job *wj, int status) {
     revoke_job_free(job);
 }
 
+/* TOKEND_OK if the token `id` exists and belongs to `owner`; NOT_FOUND
+ * if it does not exist or belongs to another. */
+static int revoke_target_visible(store *st, const char *id, const char *owner) {
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    token_record target;
+    int rv = store_get_digest(st, id, digest, NULL);
+    if (rv == TOKEND_OK) {
+        rv = store_get_token(st, digest, &target, NULL);
+    }
+    if (rv == TOKEND_OK) {
+        bool same_owner = strcmp(target.owner, owner) == 0;
+        token_record_free(&target);
+        rv = same_owner ? TOKEND_OK : TOKEND_NOT_FOUND;
+    }
+    return rv;
+}
+
 /* Checks the target and the caller's right, then queues the deletion.
  * Another owner's token id is answered NOT_FOUND, as if it did not exist:
  * ids are not secret, but which exist for whom is not the caller's to
- * learn. The writer checks the target's owner again when it applies the
- * revoke, against the token as it then stands. */
+ * learn; the writer decides it again when it applies the revoke, against
+ * the token as it then stands. The right (tokens:write) is checked
+ * first, before anything about the id is read, so that a caller without
+ * it gets the same PERMISSION_DENIED for every id, of its own owner,
+ * another's or none: which ids exist is not learnt by trying. */
 static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in,
                           Tokend__V1__RevokeResponse_Closure closure, void *call) {
     methods *ms = (methods *)svc;
@@ -758,18 +778,14 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             if (!(have_caller = authenticate(ms, call, now, &caller, caller_digest))) {
                 goto fail;
             }
+            if (!may_manage(call, &caller, caller.owner, METHODS_ABILITY_WRITE,
+                            "revoke")) {
+                goto fail;
+            }
             if (!has_ability(&caller, METHODS_ABILITY_ADMIN)) {
-                uint8_t digest[TOKEN_DIGEST_LEN];
-                token_record target;
-                int rv = store_get_digest(ms->st, in->id, digest, NULL);
-                if (rv == TOKEND_OK) {
-                    rv = store_get_token(ms->st, digest, &target, NULL);
-                }
-                if (rv == TOKEND_OK) {
-                    bool same_owner = strcmp(target.owner, caller.owner) == 0;
-                    token_record_free(&target);
-                    rv = same_owner ? TOKEND_OK : TOKEND_NOT_FOUND;
-                }
+                /* Another owner's id, or none, refused without queueing;
+                 * the writer decides again on the token as it then is. */
+                int rv = revoke_target_visible(ms->st, in->id, caller.owner);
                 if (rv == TOKEND_NOT_FOUND) {
                     server_call_fail(call, rv,
                                      "no such token (never issued, or revoked)");
@@ -777,10 +793,6 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                 }
                 if (rv != TOKEND_OK) {
                     server_call_fail(call, rv, "could not read the token's record");
-                    goto fail;
-                }
-                if (!may_manage(call, &caller, caller.owner, METHODS_ABILITY_WRITE,
-                                "revoke")) {
                     goto fail;
                 }
                 if ((job->scope = strdup(caller.owner)) == NULL) {

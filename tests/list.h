@@ -115,4 +115,5 @@
     X(hostile_rest_table)                                        \
     X(authz_matrix_rpc_and_rest)                                 \
     X(authz_ability_injection_is_refused)                        \
+    X(authz_revoke_without_the_right_tells_no_id_from_another)   \
     X(crash_smoke_five_kills)
