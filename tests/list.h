@@ -78,6 +78,7 @@
     X(service_no_plain_text_token_in_data_or_logs)               \
     X(service_concurrent_callers_share_one_client_and_many)      \
     X(service_init_twice_changes_nothing)                        \
+    X(service_data_dir_is_private)                               \
     X(service_command_line_errors)                               \
     X(service_verify_can_require_a_credential)                   \
     X(service_unavailable_when_down)                             \
