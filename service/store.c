@@ -1143,6 +1143,24 @@ static bool batch_read_op(const store_batch *b, size_t *at, batch_op_view *v) {
     return true;
 }
 
+/* `buf` (of *cap bytes, `len` used) with room for `need` bytes more:
+ * itself, or grown (doubling from 256, *cap updated); NULL, with buf
+ * left as it was, when out of memory. */
+static void *buffer_room(void *buf, size_t *cap, size_t len, size_t need) {
+    if (*cap - len >= need) {
+        return buf;
+    }
+    size_t ncap = *cap == 0 ? 256 : *cap;
+    while (ncap - len < need) {
+        ncap *= 2;
+    }
+    void *grown = realloc(buf, ncap);
+    if (grown != NULL) {
+        *cap = ncap;
+    }
+    return grown;
+}
+
 /* ---------- the batch's index ---------- */
 
 /* FNV-1a over the tag and the key. */
@@ -1255,19 +1273,12 @@ static void index_count(store_batch *b, const char *owner, int64_t delta) {
         return;
     }
     size_t len = strlen(owner);
-    if (b->names_cap - b->names_len < len + 1) {
-        size_t ncap = b->names_cap == 0 ? 256 : b->names_cap;
-        while (ncap - b->names_len < len + 1) {
-            ncap *= 2;
-        }
-        char *grown = realloc(b->names, ncap);
-        if (grown == NULL) {
-            batch_fail(b, TOKEND_INTERNAL, "out of memory indexing a write batch");
-            return;
-        }
-        b->names = grown;
-        b->names_cap = ncap;
+    char *names = buffer_room(b->names, &b->names_cap, b->names_len, len + 1);
+    if (names == NULL) {
+        batch_fail(b, TOKEND_INTERNAL, "out of memory indexing a write batch");
+        return;
     }
+    b->names = names;
     memcpy(b->names + b->names_len, owner, len + 1);
     bool created;
     batch_slot *s = slot_take(b, SLOT_COUNT, owner, len, &created);
@@ -1302,19 +1313,12 @@ static void batch_op(store_batch *b, int op, int cf, const void *key, size_t kle
     }
     size_t need =
         2 + sizeof(uint32_t) + klen + (op == OP_PUT ? sizeof(uint32_t) + vlen : 0);
-    if (b->cap - b->len < need) {
-        size_t ncap = b->cap == 0 ? 256 : b->cap;
-        while (ncap - b->len < need) {
-            ncap *= 2;
-        }
-        uint8_t *grown = realloc(b->log, ncap);
-        if (grown == NULL) {
-            batch_fail(b, TOKEND_INTERNAL, "out of memory building a write batch");
-            return;
-        }
-        b->log = grown;
-        b->cap = ncap;
+    uint8_t *log = buffer_room(b->log, &b->cap, b->len, need);
+    if (log == NULL) {
+        batch_fail(b, TOKEND_INTERNAL, "out of memory building a write batch");
+        return;
     }
+    b->log = log;
     size_t at = b->len;
     uint8_t *p = b->log + at;
     *p++ = (uint8_t)op;
