@@ -484,20 +484,33 @@ static uint8_t *in_name_control(const hostile *h, size_t *len) {
     return create_env(h, NULL, "line\nbreak", NULL, 0, 0, 0, len);
 }
 
-static uint8_t *in_meta_value_not_utf8(const hostile *h, size_t *len) {
-    Tokend__V1__CreateTokenRequest__MetadataEntry e =
-        TOKEND__V1__CREATE_TOKEN_REQUEST__METADATA_ENTRY__INIT;
-    e.key = "k";
-    e.value = "\xf8\x88\x80\x80\x80";
-    Tokend__V1__CreateTokenRequest__MetadataEntry *entries[] = {&e};
+/* CreateToken as the admin, for the victims' owner, name "n", ability
+ * orders:read and the `n` metadata entries keys[i] = values[i]. */
+static uint8_t *create_env_metadata(const hostile *h, char *const *keys,
+                                    char *const *values, size_t n, size_t *len) {
+    Tokend__V1__CreateTokenRequest__MetadataEntry e[TOKEN_METADATA_MAX];
+    Tokend__V1__CreateTokenRequest__MetadataEntry *entries[TOKEN_METADATA_MAX];
+    REQUIRE(n <= TOKEN_METADATA_MAX);
+    for (size_t i = 0; i < n; i++) {
+        tokend__v1__create_token_request__metadata_entry__init(&e[i]);
+        e[i].key = keys[i];
+        e[i].value = values[i];
+        entries[i] = &e[i];
+    }
     Tokend__V1__CreateTokenRequest cr = TOKEND__V1__CREATE_TOKEN_REQUEST__INIT;
     cr.owner = VICTIM_OWNER;
     cr.name = "n";
     cr.abilities = (char **)one_ability;
     cr.n_abilities = 1;
     cr.metadata = entries;
-    cr.n_metadata = 1;
+    cr.n_metadata = n;
     return envelope("CreateToken", &cr.base, h->p.admin, 0, len);
+}
+
+static uint8_t *in_meta_value_not_utf8(const hostile *h, size_t *len) {
+    char *keys[] = {"k"};
+    char *values[] = {"\xf8\x88\x80\x80\x80"};
+    return create_env_metadata(h, keys, values, 1, len);
 }
 
 static uint8_t *in_ability_not_utf8(const hostile *h, size_t *len) {
@@ -687,22 +700,12 @@ static char text_values[TOKEN_METADATA_MAX][TOKEN_META_VALUE_MAX + 1];
 
 static uint8_t *in_create_text_over(const hostile *h, size_t *len) {
     size_t n = text_metadata(TEXT_OVER, text_keys, text_values);
-    Tokend__V1__CreateTokenRequest__MetadataEntry e[TOKEN_METADATA_MAX];
-    Tokend__V1__CreateTokenRequest__MetadataEntry *entries[TOKEN_METADATA_MAX];
+    char *keys[TOKEN_METADATA_MAX], *values[TOKEN_METADATA_MAX];
     for (size_t i = 0; i < n; i++) {
-        tokend__v1__create_token_request__metadata_entry__init(&e[i]);
-        e[i].key = text_keys[i];
-        e[i].value = text_values[i];
-        entries[i] = &e[i];
+        keys[i] = text_keys[i];
+        values[i] = text_values[i];
     }
-    Tokend__V1__CreateTokenRequest cr = TOKEND__V1__CREATE_TOKEN_REQUEST__INIT;
-    cr.owner = VICTIM_OWNER;
-    cr.name = "n";
-    cr.abilities = (char **)one_ability;
-    cr.n_abilities = 1;
-    cr.metadata = entries;
-    cr.n_metadata = n;
-    return envelope("CreateToken", &cr.base, h->p.admin, 0, len);
+    return create_env_metadata(h, keys, values, n, len);
 }
 
 /* -- revocations aimed at the victims -- */

@@ -11,7 +11,6 @@
  * receive limit: the gateway lost its connection to tokend, and every
  * partner's calls through it with it.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,6 +152,21 @@ static const char *problem_code(const http_res *r, char *buf, size_t size) {
     return buf;
 }
 
+/* tokend (with `flags`, NULL-terminated, or none) on a fresh store, a
+ * gateway in front of it, and a client of its admin. */
+static tokend_client *limits_start(tokend_proc *p, gateway_proc *g,
+                                   const char *const *flags) {
+    memset(p, 0, sizeof(*p));
+    memset(g, 0, sizeof(*g));
+    harness_init(p);
+    for (size_t i = 0; flags != NULL && flags[i] != NULL && i < 15; i++) {
+        p->extra[i] = flags[i];
+    }
+    REQUIRE(harness_start(p));
+    REQUIRE(harness_gateway_start(g, p->url, 0));
+    return harness_client(p, p->admin);
+}
+
 #define N_BIG 150
 #define BIG_OWNER "big:one"
 
@@ -161,12 +175,9 @@ static const char *problem_code(const http_res *r, char *buf, size_t size) {
  * order, raw, through libtokend and through the gateway; a partner's
  * /v1/auth through the same gateway still answers after. */
 TEST(limits_list_pages_are_byte_bounded_and_walk_every_token) {
-    tokend_proc p = {0};
-    gateway_proc g = {0};
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
-    REQUIRE(harness_gateway_start(&g, p.url, 0));
-    tokend_client *admin = harness_client(&p, p.admin);
+    tokend_proc p;
+    gateway_proc g;
+    tokend_client *admin = limits_start(&p, &g, NULL);
     static char ids[N_BIG][TOK];
     static big_token b;
     for (int i = 0; i < N_BIG; i++) {
@@ -267,49 +278,6 @@ TEST(limits_list_pages_are_byte_bounded_and_walk_every_token) {
     CHECK_INT(harness_stop(&p), 0);
 }
 
-/* Creates in a burst: `n` threads, each one create of `owner` at once. */
-typedef struct burst {
-    pthread_t thread;
-    tokend_client *c;
-    const char *owner;
-    pthread_barrier_t *start;
-    int status;
-} burst;
-
-static void *burst_main(void *arg) {
-    burst *b = arg;
-    static const char *const abilities[] = {"orders:read"};
-    tokend_create_params params = {
-        .owner = b->owner, .name = "burst", .abilities = abilities, .n_abilities = 1};
-    tokend_created created;
-    pthread_barrier_wait(b->start);
-    b->status = tokend_create(b->c, NULL, &params, &created, NULL);
-    if (b->status == TOKEND_OK) {
-        tokend_created_free(&created);
-    }
-    return NULL;
-}
-
-/* How many of `n` simultaneous creates of `owner` succeed; the others
- * must all be RESOURCE_EXHAUSTED. */
-static int burst_creates(tokend_client *c, const char *owner, int n) {
-    burst b[16];
-    pthread_barrier_t start;
-    REQUIRE(n <= 16 && pthread_barrier_init(&start, NULL, (unsigned)n) == 0);
-    for (int i = 0; i < n; i++) {
-        b[i] = (burst){.c = c, .owner = owner, .start = &start};
-        REQUIRE(pthread_create(&b[i].thread, NULL, burst_main, &b[i]) == 0);
-    }
-    int ok = 0;
-    for (int i = 0; i < n; i++) {
-        pthread_join(b[i].thread, NULL);
-        ok += b[i].status == TOKEND_OK;
-        CHECK(b[i].status == TOKEND_OK || b[i].status == TOKEND_RESOURCE_EXHAUSTED);
-    }
-    pthread_barrier_destroy(&start);
-    return ok;
-}
-
 static int create_one(tokend_client *c, const char *owner, tokend_error *err) {
     static const char *const abilities[] = {"orders:read"};
     tokend_create_params params = {
@@ -322,6 +290,33 @@ static int create_one(tokend_client *c, const char *owner, tokend_error *err) {
     return rv;
 }
 
+/* What harness_race runs: one create of `owner`. */
+typedef struct create_race {
+    tokend_client *c;
+    const char *owner;
+} create_race;
+
+static int create_once(void *arg, int i) {
+    (void)i;
+    const create_race *r = arg;
+    return create_one(r->c, r->owner, NULL);
+}
+
+/* How many of `n` (at most 16) simultaneous creates of `owner` succeed;
+ * the others must all be RESOURCE_EXHAUSTED. */
+static int burst_creates(tokend_client *c, const char *owner, int n) {
+    create_race r = {.c = c, .owner = owner};
+    int status[16];
+    REQUIRE(n <= 16);
+    harness_race(n, create_once, &r, status);
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        ok += status[i] == TOKEND_OK;
+        CHECK(status[i] == TOKEND_OK || status[i] == TOKEND_RESOURCE_EXHAUSTED);
+    }
+    return ok;
+}
+
 /* --max-tokens-per-owner 5: the partner P (orders:*, tokens:write,
  * tokens:read) is its owner's first token; four more, then the sixth is
  * RESOURCE_EXHAUSTED over RPC and 429 through the gateway, for the admin
@@ -330,14 +325,10 @@ static int create_one(tokend_client *c, const char *owner, tokend_error *err) {
  * (counted again from the store) the limit holds, and the limit set
  * through TOKEND_MAX_TOKENS_PER_OWNER applies. A bad value is refused. */
 TEST(limits_tokens_per_owner) {
-    tokend_proc p = {0};
-    gateway_proc g = {0};
-    harness_init(&p);
-    p.extra[0] = "--max-tokens-per-owner";
-    p.extra[1] = "5";
-    REQUIRE(harness_start(&p));
-    REQUIRE(harness_gateway_start(&g, p.url, 0));
-    tokend_client *admin = harness_client(&p, p.admin);
+    tokend_proc p;
+    gateway_proc g;
+    static const char *const flags[] = {"--max-tokens-per-owner", "5", NULL};
+    tokend_client *admin = limits_start(&p, &g, flags);
     static const char *const partner_abilities[] = {"orders:*", "tokens:write",
                                                     "tokens:read"};
     char partner[TOK];
@@ -415,12 +406,9 @@ TEST(limits_tokens_per_owner) {
  * is created, one byte more is INVALID_ARGUMENT over RPC and 400 through
  * the gateway, and nothing is created. */
 TEST(limits_token_text_is_bounded) {
-    tokend_proc p = {0};
-    gateway_proc g = {0};
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
-    REQUIRE(harness_gateway_start(&g, p.url, 0));
-    tokend_client *admin = harness_client(&p, p.admin);
+    tokend_proc p;
+    gateway_proc g;
+    tokend_client *admin = limits_start(&p, &g, NULL);
     static big_token b;
     big_token_make(&b, "partner:size", 0, TOKEN_TEXT_MAX);
     tokend_created created;

@@ -195,12 +195,17 @@ static void race_trial(const tokend_proc *p, tokend_client *admin, int trial,
     tokend_close(as_d);
 }
 
+/* tokend on a fresh store, and a client of its admin. */
+static tokend_client *writes_start(tokend_proc *p) {
+    memset(p, 0, sizeof(*p));
+    harness_init(p);
+    REQUIRE(harness_start(p));
+    return harness_client(p, p->admin);
+}
+
 TEST(writes_revoke_all_leaves_no_survivor_of_racing_creates) {
     tokend_proc p;
-    memset(&p, 0, sizeof(p));
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
-    tokend_client *admin = harness_client(&p, p.admin);
+    tokend_client *admin = writes_start(&p);
     int survivors = 0, uncounted = 0, refused_applied = 0;
     for (int trial = 0; trial < RACE_TRIALS; trial++) {
         race_trial(&p, admin, trial, &survivors, &uncounted, &refused_applied);
@@ -224,19 +229,16 @@ TEST(writes_revoke_all_leaves_no_survivor_of_racing_creates) {
     CHECK_INT(harness_stop(&p), 0);
 }
 
-typedef struct revoke_racer {
-    pthread_t thread;
+/* What harness_race runs: one revoke of `id` as the admin. */
+typedef struct revoke_race {
     tokend_client *admin;
     const char *id;
-    pthread_barrier_t *start;
-    int status;
-} revoke_racer;
+} revoke_race;
 
-static void *revoke_racer_main(void *arg) {
-    revoke_racer *r = arg;
-    pthread_barrier_wait(r->start);
-    r->status = tokend_revoke_id(r->admin, NULL, r->id, NULL, NULL);
-    return NULL;
+static int revoke_once(void *arg, int i) {
+    (void)i;
+    const revoke_race *r = arg;
+    return tokend_revoke_id(r->admin, NULL, r->id, NULL, NULL);
 }
 
 /* Six revokes of one token at once: in the writer's order the first
@@ -245,29 +247,20 @@ static void *revoke_racer_main(void *arg) {
  * token and answered OK.) */
 TEST(writes_concurrent_revokes_of_one_token_revoke_it_once) {
     tokend_proc p;
-    memset(&p, 0, sizeof(p));
-    harness_init(&p);
-    REQUIRE(harness_start(&p));
-    tokend_client *admin = harness_client(&p, p.admin);
+    tokend_client *admin = writes_start(&p);
     int extra_ok = 0;
     for (int trial = 0; trial < RACE_TRIALS; trial++) {
         char id[TOK];
         harness_create(admin, "race:revokes", "target", race_abilities, 1, 0, NULL, 0, id,
                        sizeof(id));
-        pthread_barrier_t start;
-        REQUIRE(pthread_barrier_init(&start, NULL, RACE_THREADS) == 0);
-        revoke_racer r[RACE_THREADS];
-        for (int i = 0; i < RACE_THREADS; i++) {
-            r[i] = (revoke_racer){.admin = admin, .id = id, .start = &start};
-            REQUIRE(pthread_create(&r[i].thread, NULL, revoke_racer_main, &r[i]) == 0);
-        }
+        revoke_race r = {.admin = admin, .id = id};
+        int status[RACE_THREADS];
+        harness_race(RACE_THREADS, revoke_once, &r, status);
         int ok = 0, not_found = 0;
         for (int i = 0; i < RACE_THREADS; i++) {
-            pthread_join(r[i].thread, NULL);
-            ok += r[i].status == TOKEND_OK;
-            not_found += r[i].status == TOKEND_NOT_FOUND;
+            ok += status[i] == TOKEND_OK;
+            not_found += status[i] == TOKEND_NOT_FOUND;
         }
-        pthread_barrier_destroy(&start);
         if (ok != 1 || not_found != RACE_THREADS - 1) {
             extra_ok += ok - 1;
             test_fail(__FILE__, __LINE__,
