@@ -355,6 +355,7 @@ TEST(limits_tokens_per_owner) {
               429);
     CHECK_STR(problem_code(&r, code, sizeof(code)), "RESOURCE_EXHAUSTED");
     CHECK(test_contains(r.body, RPC_OWNER_LIMIT_MESSAGE));
+    res_free(&r);
 
     /* Revoking one makes room for exactly one. */
     tokend_token_page page;
