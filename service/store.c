@@ -1413,6 +1413,9 @@ static owner_count *counts_slot(store *st, const char *owner, size_t len) {
  * A count that would fall below zero was not what the store held (a
  * broken precondition, see store.h): it is dropped, to be counted again. */
 static void counts_commit(store *st, const store_batch *b) {
+    if (b->slot_used == 0) {
+        return; /* a usage flush, or an empty group */
+    }
     pthread_mutex_lock(&st->count_lock);
     bool changed = false;
     for (size_t i = 0; i < b->slot_cap; i++) {
