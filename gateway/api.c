@@ -196,7 +196,9 @@ static void insufficient_scope(http_request *req, const api_req *st, const char 
 /*
  * The one mapping from a failed call's tokend status to HTTP. Statuses
  * about the caller credential map to 401/403; NOT_FOUND is 404 when a
- * token id was the target and 401 when the bearer token itself was.
+ * token id was the target and 401 when the bearer token itself was;
+ * RESOURCE_EXHAUSTED is 429 for a create past the owner's token limit and
+ * 503 otherwise.
  */
 static void reply_failure(http_request *req, const api_req *st, int status,
                           const char *message) {
@@ -227,8 +229,17 @@ static void reply_failure(http_request *req, const api_req *st, int status,
         case TOKEND_DEADLINE_EXCEEDED:
             http_reply_problem(req, 504, code, message);
             return;
-        case TOKEND_UNAVAILABLE:
         case TOKEND_RESOURCE_EXHAUSTED:
+            /* The owner's token limit: the client's to fix (revoke some),
+             * not tokend's; any other limit is tokend's, below. */
+            if (st->kind == CALL_CREATE &&
+                strncmp(message, RPC_OWNER_LIMIT_MESSAGE,
+                        sizeof(RPC_OWNER_LIMIT_MESSAGE) - 1) == 0) {
+                http_reply_problem(req, 429, code, message);
+                return;
+            }
+            __attribute__((fallthrough));
+        case TOKEND_UNAVAILABLE:
         case TOKEND_STORAGE_ERROR: /* disk full or read-only: reads still work */
             http_reply_problem(req, 503, code, message);
             return;

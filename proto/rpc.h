@@ -57,6 +57,12 @@ bool rpc_text_ok(const char *s, size_t len);
  * allowed): what metadata values must be. */
 bool rpc_utf8_ok(const char *s, size_t len);
 
+/* How the message of a CreateToken refused RESOURCE_EXHAUSTED begins when
+ * the owner already has as many tokens as the service allows
+ * (`--max-tokens-per-owner`); the gateway answers that refusal, and no
+ * other RESOURCE_EXHAUSTED, with 429. */
+#define RPC_OWNER_LIMIT_MESSAGE "owner has reached its token limit"
+
 /* The method descriptor named `name` in TokenService, or NULL. */
 const ProtobufCMethodDescriptor *rpc_method(const char *name);
 

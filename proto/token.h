@@ -50,6 +50,12 @@
  * X-Token-Abilities header) are at most this many bytes: CreateToken
  * refuses more. 64 abilities of 128 bytes would be 8255. */
 #define TOKEN_ABILITIES_JOINED_MAX 4095
+/* A token's owner, name, abilities and metadata keys and values together
+ * are at most this many bytes: CreateToken refuses more. It bounds one
+ * token's record, and its TokenInfo, to under 17 KiB, so that a ListTokens
+ * page of 1 MiB holds at least 60 tokens; the bounds of the fields alone
+ * would allow about 21.8 KB. */
+#define TOKEN_TEXT_MAX 16384
 /* Room for the message of token_abilities_check, NUL included. */
 #define TOKEN_ABILITY_MESSAGE_MAX 256
 

@@ -24,6 +24,8 @@ static const opt_def options[] = {
      "DURATION", "deployment-wide maximum token lifetime (e.g. 365d); 0 for none"},
     {"max-message", OPT_INT, "65536", FIELD(max_message), 1024, 16 * 1024 * 1024, 0,
      CMD_SERVE, "BYTES", "largest request accepted, in bytes"},
+    {"max-tokens-per-owner", OPT_INT, "10000", FIELD(max_tokens_per_owner), 1, 100000000,
+     0, CMD_SERVE, "N", "tokens one owner may hold at once; a create past it is refused"},
     {"contexts", OPT_INT, "128", FIELD(contexts), 1, 4096, 0, CMD_SERVE, "N",
      "requests served concurrently"},
     {"usage-flush-ms", OPT_INT, "2000", FIELD(usage_flush_ms), 10, 60000, 0, CMD_SERVE,

@@ -22,6 +22,7 @@ typedef struct config {
     char *token_prefix;
     int64_t max_lifetime_s;
     int64_t max_message;
+    int64_t max_tokens_per_owner;
     int64_t contexts;
     int64_t usage_flush_ms;
     int64_t block_cache_mb;

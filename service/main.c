@@ -4,10 +4,18 @@
  * SIGTERM, then drains requests in flight, flushes usage and closes the
  * store.
  *
- * Exit codes: 0 ok; 1 runtime failure (store, listen, TLS files); 2 usage
- * error (options, among them TLS options that do not fit the listeners);
- * 3 `init` on a store that is already initialised.
+ * The data dir is private: tokend runs with umask 077, so that every
+ * file and directory it makes is its owner's alone (0600, 0700), and both
+ * commands refuse a data dir that group or others may access; `serve`
+ * makes files left wider by an older tokend 0600 (docs/design.md).
+ *
+ * Exit codes: 0 ok; 1 runtime failure (store, listen, TLS files, data dir
+ * mode); 2 usage error (options, among them TLS options that do not fit
+ * the listeners); 3 `init` on a store that is already initialised.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -87,13 +95,68 @@ static bool apply_common(const config *cfg) {
     return true;
 }
 
+/* Owner-only: the store holds digests, not tokens, but who has which
+ * token and abilities is nobody else's business. Refuses (with the line
+ * on stderr) a data dir that group or others may enter or read: a mode
+ * the operator chose is the operator's to change, and the files in it
+ * may have been readable for as long as it was. */
+static bool data_dir_private(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        return true; /* missing: store_open says so, or init makes it */
+    }
+    if ((sb.st_mode & 077) != 0) {
+        fprintf(stderr,
+                "tokend: data dir %s has mode %04o: group or others may access it. "
+                "It must be private to tokend's user (0700): chmod 700 %s\n",
+                dir, (unsigned)(sb.st_mode & 07777), dir);
+        return false;
+    }
+    return true;
+}
+
+/* Makes every regular file in the data dir that group or others may
+ * access 0600: an older tokend let RocksDB create them under the
+ * caller's umask. Logs how many it changed. False (with the line on
+ * stderr) if one cannot be changed. */
+static bool data_files_private(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return true; /* store_open reports a dir it cannot read */
+    }
+    unsigned changed = 0;
+    bool ok = true;
+    for (struct dirent *e; ok && (e = readdir(d)) != NULL;) {
+        struct stat sb;
+        if (fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(sb.st_mode) || (sb.st_mode & 077) == 0) {
+            continue;
+        }
+        if (fchmodat(dirfd(d), e->d_name, 0600, 0) != 0) {
+            fprintf(stderr, "tokend: cannot make %s/%s private (0600): %s\n", dir,
+                    e->d_name, strerror(errno));
+            ok = false;
+        } else {
+            changed++;
+        }
+    }
+    closedir(d);
+    if (changed > 0) {
+        char q[600];
+        LOG(LOG_WARN, "data_dir.files_made_private", "data_dir=%s files=%u mode=0600",
+            log_quote(q, sizeof(q), dir), changed);
+    }
+    return ok;
+}
+
 static int cmd_init(const config *cfg) {
     tokend_error err;
     store *st = NULL;
     store_options so = {.create_if_missing = true};
-    /* Owner-only: the store holds digests, not tokens, but who has which
-     * token and abilities is nobody else's business. */
     (void)mkdir(cfg->data_dir, 0700);
+    if (!data_dir_private(cfg->data_dir)) {
+        return 1;
+    }
     int rv = store_open(cfg->data_dir, &so, &st, &err);
     if (rv != TOKEND_OK) {
         fprintf(stderr, "tokend: cannot open a store in %s: %s\n", cfg->data_dir,
@@ -222,6 +285,9 @@ static int cmd_serve(const config *cfg) {
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (!data_dir_private(cfg->data_dir) || !data_files_private(cfg->data_dir)) {
+        return 1;
+    }
     store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20,
                         .memtable_bytes = (size_t)cfg->memtable_mb << 20};
     int rv = store_open(cfg->data_dir, &so, &st, &err);
@@ -247,6 +313,7 @@ static int cmd_serve(const config *cfg) {
         .prefix = cfg->token_prefix,
         .max_lifetime_s = cfg->max_lifetime_s,
         .verify_requires_credential = cfg->verify_requires_credential,
+        .max_tokens_per_owner = (uint64_t)cfg->max_tokens_per_owner,
     };
     ms = methods_new(&mc, st, w, u);
     if (ms == NULL) {
@@ -321,6 +388,8 @@ int main(int argc, char **argv) {
         printf("tokend " TOKEND_VERSION "\n");
         return 0;
     }
+    /* Before any file is made: RocksDB creates its files under it. */
+    umask(077);
     config_command cmd;
     if (strcmp(argv[1], "init") == 0) {
         cmd = CMD_INIT;

@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "error.h"
+#include "record.h"
 #include "rpc.h"
 #include "server.h"
 #include "tokend.h"
@@ -23,6 +25,7 @@ struct methods {
     char *prefix;
     int64_t max_lifetime_s;
     bool verify_requires_credential;
+    uint64_t max_tokens_per_owner;
     store *st;
     writer *w;
     usage *u;
@@ -35,6 +38,10 @@ typedef Tokend__V1__TokenInfo__MetadataEntry info_meta;
 #define METHODS_LIST_DEFAULT 100
 #define METHODS_LIST_MAX 1000
 #define METHODS_CURSOR_MAX 256
+/* A ListTokens page's tokens, packed, at most: with the cursor and the
+ * Reply envelope around them the reply stays within 1 MiB, far below a
+ * client's receive limit (16 MiB), whatever the tokens hold. */
+#define METHODS_LIST_BYTES ((1u << 20) - 4096)
 
 /* ------------------------------------------------------------------------
  * Checking input. Each check answers the call itself and returns false. */
@@ -133,6 +140,28 @@ static bool check_metadata(void *call, Tokend__V1__CreateTokenRequest__MetadataE
     return true;
 }
 
+/* The bound on a token's text together (TOKEN_TEXT_MAX), after each
+ * field passed its own. */
+static bool check_text_total(void *call, const char *owner,
+                             const Tokend__V1__CreateTokenRequest *in) {
+    size_t total = strlen(owner) + strlen(in->name);
+    for (size_t i = 0; i < in->n_abilities; i++) {
+        total += strlen(in->abilities[i]);
+    }
+    for (size_t i = 0; i < in->n_metadata; i++) {
+        total += strlen(in->metadata[i]->key) +
+                 (in->metadata[i]->value != NULL ? strlen(in->metadata[i]->value) : 0);
+    }
+    if (total > TOKEN_TEXT_MAX) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "owner, name, abilities and metadata are %zu bytes together; "
+                         "at most %d are allowed",
+                         total, TOKEN_TEXT_MAX);
+        return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------------
  * Who is calling. */
 
@@ -140,10 +169,12 @@ static bool has_ability(const token_record *rec, const char *ability) {
     return token_ability_granted(rec->abilities, rec->n_abilities, ability);
 }
 
-/* Loads the token behind the call's credential into *caller. On failure
- * answers the call (UNAUTHENTICATED, or why the record could not be read)
- * and returns false. */
-static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *caller) {
+/* Loads the token behind the call's credential into *caller, and its
+ * digest into `digest` (if not NULL). On failure answers the call
+ * (UNAUTHENTICATED, or why the record could not be read) and returns
+ * false. */
+static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *caller,
+                         uint8_t *digest_out) {
     const char *cred = server_call_credential(call);
     size_t len = strlen(cred);
     if (len == 0) {
@@ -165,6 +196,9 @@ static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *
         server_call_fail(call, TOKEND_UNAUTHENTICATED,
                          "caller credential is not a valid token (unknown or revoked)");
         return false;
+    }
+    if (digest_out != NULL) {
+        memcpy(digest_out, digest, TOKEN_DIGEST_LEN);
     }
     if (rv != TOKEND_OK) {
         server_call_fail(call, rv, "could not read the caller credential's record");
@@ -200,6 +234,63 @@ static bool may_manage(void *call, const token_record *caller, const char *owner
         return false;
     }
     return true;
+}
+
+/* The caller credential of a write, as its job carries it to the writer:
+ * the handler authenticated it, but a job may wait behind others, and one
+ * of those may revoke it (by id, by plain text, or with all of its owner's
+ * tokens). Tokens are never changed, only created and deleted, so the
+ * same digest still stored is the same record with the same rights: the
+ * authorization the handler decided on stands as long as it exists and is
+ * unexpired. */
+typedef struct job_caller {
+    bool present; /* false: a revoke by plain text, which needs none */
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    int64_t expires_ms;
+} job_caller;
+
+static void job_caller_set(job_caller *jc, const token_record *caller,
+                           const uint8_t digest[TOKEN_DIGEST_LEN]) {
+    jc->present = true;
+    memcpy(jc->digest, digest, TOKEN_DIGEST_LEN);
+    jc->expires_ms = caller->expires_ms;
+}
+
+/* Run by a job's apply: TOKEND_OK if the caller credential is still valid
+ * in the writer's order, read through `batch` (so a revocation earlier in
+ * the same group counts); else UNAUTHENTICATED, why in *why. */
+static int job_caller_check(const job_caller *jc, store *st, const store_batch *batch,
+                            tokend_error *why) {
+    if (!jc->present) {
+        return TOKEND_OK;
+    }
+    token_record rec;
+    int rv = store_batch_get_token(st, batch, jc->digest, &rec, NULL);
+    if (rv == TOKEND_NOT_FOUND) {
+        return error_set(why, TOKEND_UNAUTHENTICATED,
+                         "caller credential was revoked before this write was applied");
+    }
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    token_record_free(&rec);
+    if (token_expired(jc->expires_ms, rpc_now_ms())) {
+        return error_set(why, TOKEND_UNAUTHENTICATED,
+                         "caller credential expired before this write was applied");
+    }
+    return TOKEND_OK;
+}
+
+/* Answers a write the writer settled with an error: with the job's own
+ * reason when its apply gave one (`why`, for this status), else with
+ * `otherwise`. */
+static void fail_settled(void *call, int status, const tokend_error *why,
+                         const char *otherwise) {
+    if (why->code == status) {
+        server_call_fail(call, status, "%s", why->message);
+    } else {
+        server_call_fail(call, status, "%s", otherwise);
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -275,19 +366,41 @@ typedef struct create_job {
     writer_job base; /* first */
     Tokend__V1__CreateTokenResponse_Closure closure;
     void *call;
+    job_caller caller;
+    uint64_t max_tokens; /* the owner's limit; 0: none */
+    tokend_error why;    /* apply's reason for a refusal */
     char token[TOKEN_MAX_LEN + 1];
     uint8_t digest[TOKEN_DIGEST_LEN];
     token_record rec;
 } create_job;
 
+/* In the writer's order: the caller credential still valid, the id new,
+ * the owner under its limit (counted through the batch, so the creates
+ * earlier in the group count too), then the put. */
 static int create_apply(writer_job *wj, store *st, store_batch *batch) {
     create_job *job = (create_job *)wj;
+    int rv = job_caller_check(&job->caller, st, batch, &job->why);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
     uint8_t existing[TOKEN_DIGEST_LEN];
     /* 95 random bits make an id collision absurdly unlikely; refusing one
      * costs a bloom-filtered point read. */
-    int rv = store_get_digest(st, job->rec.id, existing, NULL);
+    rv = store_batch_get_digest(st, batch, job->rec.id, existing, NULL);
     if (rv != TOKEND_NOT_FOUND) {
         return rv == TOKEND_OK ? TOKEND_INTERNAL : rv;
+    }
+    uint64_t count = 0;
+    rv = store_batch_owner_count(st, batch, job->rec.owner, &count, NULL);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    if (job->max_tokens != 0 && count >= job->max_tokens) {
+        return error_set(&job->why, TOKEND_RESOURCE_EXHAUSTED,
+                         RPC_OWNER_LIMIT_MESSAGE
+                         ": %s has %llu tokens, the most allowed; revoke some to "
+                         "create more",
+                         job->rec.owner, (unsigned long long)count);
     }
     return store_batch_put_token(batch, job->digest, &job->rec, NULL);
 }
@@ -308,7 +421,7 @@ static void create_done(writer_job *wj, int status) {
         server_call_fail(job->call, status,
                          "the token could not be written durably and was not created");
     } else {
-        server_call_fail(job->call, status, "the token was not created");
+        fail_settled(job->call, status, &job->why, "the token was not created");
     }
     crypto_wipe(job->token, sizeof(job->token));
     token_record_free(&job->rec);
@@ -345,7 +458,8 @@ static void handle_create_token(service_base *svc,
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller;
-    if (!authenticate(ms, call, now, &caller)) {
+    uint8_t caller_digest[TOKEN_DIGEST_LEN];
+    if (!authenticate(ms, call, now, &caller, caller_digest)) {
         return;
     }
     bool admin = has_ability(&caller, METHODS_ABILITY_ADMIN);
@@ -360,7 +474,8 @@ static void handle_create_token(service_base *svc,
     if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX) ||
         !check_text(call, "name", in->name, TOKEN_NAME_MAX) ||
         !check_abilities(call, in->abilities, in->n_abilities, true) ||
-        !check_metadata(call, in->metadata, in->n_metadata)) {
+        !check_metadata(call, in->metadata, in->n_metadata) ||
+        !check_text_total(call, owner, in)) {
         goto done;
     }
     if (!may_manage(call, &caller, owner, METHODS_ABILITY_WRITE, "create")) {
@@ -406,6 +521,8 @@ static void handle_create_token(service_base *svc,
     job->base.done = create_done;
     job->closure = closure;
     job->call = call;
+    job_caller_set(&job->caller, &caller, caller_digest);
+    job->max_tokens = ms->max_tokens_per_owner;
     if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
         server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
         goto done;
@@ -430,7 +547,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     int64_t now = rpc_now_ms();
     if (ms->verify_requires_credential) {
         token_record caller;
-        if (!authenticate(ms, call, now, &caller)) {
+        if (!authenticate(ms, call, now, &caller, NULL)) {
             return;
         }
         bool allowed = has_ability(&caller, METHODS_ABILITY_VERIFY) ||
@@ -505,48 +622,75 @@ typedef struct revoke_job {
     Tokend__V1__RevokeResponse_Closure closure;
     void *call;
     revoke_kind kind;
+    job_caller caller;
+    /* A revoke by id from a non-admin: the caller's owner, the only one
+     * whose tokens it may revoke. NULL otherwise. */
+    char *scope;
+    tokend_error why; /* apply's reason for a refusal */
     char id[TOKEN_ID_LEN + 1];
     uint8_t digest[TOKEN_DIGEST_LEN];
     char *owner;
     uint64_t revoked;
 } revoke_job;
 
-/* Adds the deletion of the token with `digest` to the batch. */
-static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest) {
+static void revoke_job_free(revoke_job *job) {
+    free(job->owner);
+    free(job->scope);
+    free(job);
+}
+
+/* Adds the deletion of the token with `digest`, as read through the
+ * batch, to the batch. A token of another owner than `scope` (when not
+ * NULL) is NOT_FOUND, as if it did not exist. */
+static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest,
+                         const char *scope) {
     token_record rec;
-    int rv = store_get_token(st, digest, &rec, NULL);
+    int rv = store_batch_get_token(st, batch, digest, &rec, NULL);
     if (rv != TOKEND_OK) {
         return rv;
     }
-    store_batch_delete_token(batch, digest, &rec);
+    if (scope != NULL && strcmp(rec.owner, scope) != 0) {
+        rv = TOKEND_NOT_FOUND;
+    } else {
+        store_batch_delete_token(batch, digest, &rec);
+    }
     token_record_free(&rec);
-    return TOKEND_OK;
+    return rv;
 }
 
+/* In the writer's order: the caller credential still valid, then the
+ * target as the batch sees it. A revoke-all takes the owner's tokens
+ * through the batch too, so the creates queued before it in the same
+ * group go with the rest; the creates after it find their credential
+ * gone if it was one of them. */
 static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
     revoke_job *job = (revoke_job *)wj;
-    int rv;
+    int rv = job_caller_check(&job->caller, st, batch, &job->why);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
     switch (job->kind) {
         case REVOKE_ID:
-            rv = store_get_digest(st, job->id, job->digest, NULL);
+            rv = store_batch_get_digest(st, batch, job->id, job->digest, NULL);
             if (rv != TOKEND_OK) {
                 return rv;
             }
             /* now we know the digest */
             __attribute__((fallthrough));
         case REVOKE_TOKEN:
-            rv = revoke_digest(st, batch, job->digest);
+            rv = revoke_digest(st, batch, job->digest, job->scope);
             job->revoked = rv == TOKEND_OK ? 1 : 0;
             return rv;
         case REVOKE_OWNER: {
             char **ids = NULL;
             size_t n = 0;
-            rv = store_owner_ids(st, job->owner, &ids, &n, NULL);
+            rv = store_batch_owner_ids(st, batch, job->owner, &ids, &n, NULL);
             for (size_t i = 0; i < n; i++) {
                 uint8_t digest[TOKEN_DIGEST_LEN];
                 if (rv == TOKEND_OK &&
-                    store_get_digest(st, ids[i], digest, NULL) == TOKEND_OK &&
-                    revoke_digest(st, batch, digest) == TOKEND_OK) {
+                    store_batch_get_digest(st, batch, ids[i], digest, NULL) ==
+                        TOKEND_OK &&
+                    revoke_digest(st, batch, digest, NULL) == TOKEND_OK) {
                     job->revoked++;
                 }
                 free(ids[i]);
@@ -568,21 +712,42 @@ static void revoke_done(writer_job *wj, int status) {
     } else if (status == TOKEND_NOT_FOUND) {
         server_call_fail(job->call, status, "no such token (never issued, or revoked)");
     } else {
-        server_call_fail(job->call, status, "nothing was revoked");
+        fail_settled(job->call, status, &job->why, "nothing was revoked");
     }
-    free(job->owner);
-    free(job);
+    revoke_job_free(job);
+}
+
+/* TOKEND_OK if the token `id` exists and belongs to `owner`; NOT_FOUND
+ * if it does not exist or belongs to another. */
+static int revoke_target_visible(store *st, const char *id, const char *owner) {
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    token_record target;
+    int rv = store_get_digest(st, id, digest, NULL);
+    if (rv == TOKEND_OK) {
+        rv = store_get_token(st, digest, &target, NULL);
+    }
+    if (rv == TOKEND_OK) {
+        bool same_owner = strcmp(target.owner, owner) == 0;
+        token_record_free(&target);
+        rv = same_owner ? TOKEND_OK : TOKEND_NOT_FOUND;
+    }
+    return rv;
 }
 
 /* Checks the target and the caller's right, then queues the deletion.
  * Another owner's token id is answered NOT_FOUND, as if it did not exist:
  * ids are not secret, but which exist for whom is not the caller's to
- * learn. */
+ * learn; the writer decides it again when it applies the revoke, against
+ * the token as it then stands. The right (tokens:write) is checked
+ * first, before anything about the id is read, so that a caller without
+ * it gets the same PERMISSION_DENIED for every id, of its own owner,
+ * another's or none: which ids exist is not learnt by trying. */
 static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in,
                           Tokend__V1__RevokeResponse_Closure closure, void *call) {
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller = {0};
+    uint8_t caller_digest[TOKEN_DIGEST_LEN];
     bool have_caller = false;
     revoke_job *job = calloc(1, sizeof(*job));
     if (job == NULL) {
@@ -610,21 +775,17 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                                  "id must be %d base62 characters", TOKEN_ID_LEN);
                 goto fail;
             }
-            if (!(have_caller = authenticate(ms, call, now, &caller))) {
+            if (!(have_caller = authenticate(ms, call, now, &caller, caller_digest))) {
+                goto fail;
+            }
+            if (!may_manage(call, &caller, caller.owner, METHODS_ABILITY_WRITE,
+                            "revoke")) {
                 goto fail;
             }
             if (!has_ability(&caller, METHODS_ABILITY_ADMIN)) {
-                uint8_t digest[TOKEN_DIGEST_LEN];
-                token_record target;
-                int rv = store_get_digest(ms->st, in->id, digest, NULL);
-                if (rv == TOKEND_OK) {
-                    rv = store_get_token(ms->st, digest, &target, NULL);
-                }
-                if (rv == TOKEND_OK) {
-                    bool same_owner = strcmp(target.owner, caller.owner) == 0;
-                    token_record_free(&target);
-                    rv = same_owner ? TOKEND_OK : TOKEND_NOT_FOUND;
-                }
+                /* Another owner's id, or none, refused without queueing;
+                 * the writer decides again on the token as it then is. */
+                int rv = revoke_target_visible(ms->st, in->id, caller.owner);
                 if (rv == TOKEND_NOT_FOUND) {
                     server_call_fail(call, rv,
                                      "no such token (never issued, or revoked)");
@@ -634,8 +795,8 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                     server_call_fail(call, rv, "could not read the token's record");
                     goto fail;
                 }
-                if (!may_manage(call, &caller, caller.owner, METHODS_ABILITY_WRITE,
-                                "revoke")) {
+                if ((job->scope = strdup(caller.owner)) == NULL) {
+                    server_call_fail(call, TOKEND_INTERNAL, "out of memory");
                     goto fail;
                 }
             }
@@ -645,7 +806,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             break;
         }
         case TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER: {
-            if (!(have_caller = authenticate(ms, call, now, &caller))) {
+            if (!(have_caller = authenticate(ms, call, now, &caller, caller_digest))) {
                 goto fail;
             }
             const char *owner = in->owner[0] != '\0' ? in->owner : caller.owner;
@@ -669,6 +830,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             goto fail;
     }
     if (have_caller) {
+        job_caller_set(&job->caller, &caller, caller_digest);
         token_record_free(&caller);
     }
     job->base.apply = revoke_apply;
@@ -677,28 +839,42 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
     job->call = call;
     if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
         server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
-        free(job->owner);
-        free(job);
+        revoke_job_free(job);
     }
     return;
 fail:
     if (have_caller) {
         token_record_free(&caller);
     }
-    free(job->owner);
-    free(job);
+    revoke_job_free(job);
 }
 
 /* ------------------------------------------------------------------------
  * ListTokens. */
 
+/* Bytes a field of `len` packed bytes takes in its message: tag, length
+ * varint, the bytes. */
+static size_t packed_field_len(size_t len) {
+    size_t n = 2;
+    for (size_t v = len; v >= 0x80; v >>= 7) {
+        n++;
+    }
+    return n + len;
+}
+
+/* A page is cut twice by size: the store stops reading once the records
+ * pass METHODS_LIST_BYTES (so a call never holds much more than a page in
+ * memory), then the page ends before the token whose TokenInfo would take
+ * the packed tokens past it (a TokenInfo packs a little larger than its
+ * record). Either way next_cursor continues right after the page's last
+ * token; a page holds at least one. */
 static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRequest *in,
                                Tokend__V1__ListTokensResponse_Closure closure,
                                void *call) {
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller;
-    if (!authenticate(ms, call, now, &caller)) {
+    if (!authenticate(ms, call, now, &caller, NULL)) {
         return;
     }
     token_record *recs = NULL;
@@ -728,7 +904,8 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
     if (!may_manage(call, &caller, owner, METHODS_ABILITY_READ, "list")) {
         goto done;
     }
-    int rv = store_list_owner(ms->st, owner, cursor, limit, &recs, &n, &next, NULL);
+    int rv = store_list_owner_within(ms->st, owner, cursor, limit, METHODS_LIST_BYTES,
+                                     &recs, &n, &next, NULL);
     if (rv != TOKEND_OK) {
         server_call_fail(call, rv,
                          rv == TOKEND_INVALID_ARGUMENT ? "cursor is not valid"
@@ -747,7 +924,7 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
         server_call_fail(call, TOKEND_INTERNAL, "out of memory");
         goto done;
     }
-    size_t m = 0;
+    size_t m = 0, bytes = 0, kept = n;
     for (size_t i = 0; i < n; i++) {
         info_fill(&infos[i], &recs[i], meta + m, meta_ptrs + m);
         m += recs[i].n_metadata;
@@ -757,13 +934,27 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
             infos[i].last_used_unix_ms = last;
             infos[i].use_count = count;
         }
+        size_t one = packed_field_len(tokend__v1__token_info__get_packed_size(&infos[i]));
+        if (i > 0 && one > METHODS_LIST_BYTES - bytes) {
+            kept = i;
+            break;
+        }
+        bytes += one;
         info_ptrs[i] = &infos[i];
+    }
+    if (kept < n) {
+        free(next);
+        next = malloc(RECORD_CURSOR_LEN + 1);
+        if (next == NULL || !record_cursor_of(&recs[kept - 1], next)) {
+            server_call_fail(call, TOKEND_INTERNAL, "could not make the page's cursor");
+            goto done;
+        }
     }
     Tokend__V1__ListTokensResponse resp = TOKEND__V1__LIST_TOKENS_RESPONSE__INIT;
     resp.tokens = info_ptrs;
-    resp.n_tokens = n;
+    resp.n_tokens = kept;
     resp.next_cursor = next != NULL ? next : "";
-    server_call_note(call, "count=%zu", n);
+    server_call_note(call, "count=%zu", kept);
     closure(&resp, call);
 done:
     for (size_t i = 0; i < n; i++) {
@@ -801,6 +992,7 @@ methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) 
     }
     ms->max_lifetime_s = cfg->max_lifetime_s;
     ms->verify_requires_credential = cfg->verify_requires_credential;
+    ms->max_tokens_per_owner = cfg->max_tokens_per_owner;
     ms->st = st;
     ms->w = w;
     ms->u = u;

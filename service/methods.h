@@ -10,7 +10,11 @@
  * The server hands each decoded request to these handlers through
  * protoc-c's ProtobufCService; reads happen in the handler (on an NNG
  * callback thread), writes are queued to the writer and answered from
- * there once durable.
+ * there once durable. A write is checked twice: in the handler (so that
+ * most refusals cost no queueing) and again when the writer applies it,
+ * in the writer's serial order, against the store as every earlier write
+ * left it: the caller credential must still exist and be unexpired, the
+ * target still be there, the owner still be under its token limit.
  *
  * Rights (abilities of the caller credential):
  *   tokend:admin   anything, for any owner
@@ -44,6 +48,7 @@ typedef struct methods_config {
     const char *prefix;              /* prefix of new tokens */
     int64_t max_lifetime_s;          /* 0: none */
     bool verify_requires_credential; /* Verify needs tokend:verify or admin */
+    uint64_t max_tokens_per_owner;   /* a create past it: RESOURCE_EXHAUSTED; 0: none */
 } methods_config;
 
 /* The TokenService: its handlers and what they share. */

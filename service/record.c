@@ -434,6 +434,16 @@ void record_cursor_encode(const uint8_t suffix[RECORD_OWNER_SUFFIX_LEN],
     cursor[RECORD_CURSOR_LEN] = '\0';
 }
 
+bool record_cursor_of(const token_record *rec, char cursor[RECORD_CURSOR_LEN + 1]) {
+    uint8_t key[RECORD_OWNER_KEY_MAX];
+    size_t len = record_owner_key(rec, key);
+    if (len == 0) {
+        return false;
+    }
+    record_cursor_encode(key + len - RECORD_OWNER_SUFFIX_LEN, cursor);
+    return true;
+}
+
 bool record_cursor_decode(const char *cursor, uint8_t suffix[RECORD_OWNER_SUFFIX_LEN]) {
     if (strnlen(cursor, RECORD_CURSOR_LEN + 1) != RECORD_CURSOR_LEN) {
         return false;

@@ -64,6 +64,10 @@ const char *record_owner_suffix_id(const uint8_t *suffix, size_t len);
 void record_cursor_encode(const uint8_t suffix[RECORD_OWNER_SUFFIX_LEN],
                           char cursor[RECORD_CURSOR_LEN + 1]);
 
+/* Writes the cursor that continues right after `rec` in its owner's
+ * list; false if rec has no storable owner or no valid id. */
+bool record_cursor_of(const token_record *rec, char cursor[RECORD_CURSOR_LEN + 1]);
+
 /* Decodes `cursor` (hex digits in either case) into `suffix`; false if it
  * is not the cursor of a key suffix (its length, a non-hex digit, an
  * invalid id). */

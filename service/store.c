@@ -66,6 +66,16 @@
 /* Column families, in the order of their handles in struct store. */
 enum { CF_META, CF_TOKENS, CF_IDS, CF_OWNERS, CF_USAGE, CF_COUNT };
 
+/* The owners whose token counts are cached (store_batch_owner_count):
+ * slots of a direct-mapped table, an owner in the slot its hash names. */
+#define STORE_COUNT_SLOTS 1024
+
+typedef struct owner_count {
+    bool used;
+    uint64_t count; /* committed tokens of `owner` */
+    char owner[TOKEN_OWNER_MAX + 1];
+} owner_count;
+
 static const char *const cf_names[CF_COUNT] = {"default", "tokens", "ids", "owners",
                                                "usage"};
 
@@ -85,12 +95,35 @@ struct store {
     /* A commit failed since the last open: RocksDB may hold its WAL in an
      * error state, so close must not flush (see store_reopen). */
     atomic_bool write_failed;
+    /* The owner count cache, allocated on first use, and a generation
+     * that every commit changing counts (and every reopen) moves on, so
+     * that a count read before a commit is not cached after it. */
+    pthread_mutex_t count_lock;
+    owner_count *counts;
+    uint64_t count_generation;
 };
 
 /* A batch is a byte log of operations, never stored: op, cf, key length,
  * key, and for a put value length and value, each length a uint32_t in
  * host order. */
 enum { OP_PUT = 1, OP_DELETE = 2 };
+
+/* The batch's index, so that reads through the batch (store_batch_get_*)
+ * cost a hash lookup rather than a walk of the log: for each key of the
+ * tokens, ids and owners families the batch touches, the offset of its
+ * latest operation; and for each owner whose tokens it adds or removes,
+ * the difference in their count. Open addressing, at most half full. */
+enum { SLOT_EMPTY = 0, SLOT_COUNT = 0x80 }; /* else 1 + the op's family */
+
+typedef struct batch_slot {
+    uint8_t tag;
+    uint32_t hash;
+    size_t at;     /* an op: its offset in the log; a count: its owner's in names */
+    int64_t delta; /* a count: tokens put less tokens deleted */
+} batch_slot;
+
+#define BATCH_SLOTS_MIN 64
+#define BATCH_SLOTS_KEEP 4096 /* a clear frees a bigger index, not wipes it */
 
 struct store_batch {
     uint8_t *log;
@@ -100,7 +133,20 @@ struct store_batch {
     /* TOKEND_OK, or the status commit must return and why: the first
      * operation that could not be added. */
     tokend_error failure;
+    batch_slot *slots;
+    size_t slot_cap, slot_used;
+    char *names; /* owners of the count slots, each NUL-terminated */
+    size_t names_len, names_cap;
 };
+
+/* One operation of a batch's log, as batch_read_op reads it. */
+typedef struct batch_op_view {
+    size_t at; /* its offset in the log */
+    int op;    /* OP_PUT or OP_DELETE */
+    int cf;
+    const char *key, *val; /* val: NULL for a delete */
+    size_t klen, vlen;
+} batch_op_view;
 
 /* ---------- errors ---------- */
 
@@ -432,6 +478,7 @@ int store_open(const char *dir, const store_options *opts, store **out,
     pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&st->swap, &attr);
     pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&st->count_lock, NULL);
     st->dir = strdup(dir);
     st->read_only = opts->read_only;
     st->cache =
@@ -475,8 +522,21 @@ void store_close(store *st) {
         rocksdb_cache_destroy(st->cache);
     }
     pthread_rwlock_destroy(&st->swap);
+    pthread_mutex_destroy(&st->count_lock);
+    free(st->counts);
     free(st->dir);
     free(st);
+}
+
+/* Forgets every cached count: after a reopen the WAL's replay decides
+ * what is stored (a failed commit's write may yet have reached it). */
+static void counts_forget(store *st) {
+    pthread_mutex_lock(&st->count_lock);
+    if (st->counts != NULL) {
+        memset(st->counts, 0, STORE_COUNT_SLOTS * sizeof(*st->counts));
+    }
+    st->count_generation++;
+    pthread_mutex_unlock(&st->count_lock);
 }
 
 /* Recovery after a failed write. RocksDB 7.8 answers every write after a
@@ -496,6 +556,7 @@ int store_reopen(store *st, tokend_error *err) {
     if (rv != TOKEND_OK) {
         return rv;
     }
+    counts_forget(st);
     pthread_rwlock_wrlock(&st->swap);
     db_close(st, false);
     atomic_store(&st->write_failed, false);
@@ -579,9 +640,11 @@ bool store_is_initialised(store *st) {
     return true;
 }
 
+/* Reads and decodes the record of `digest`; *encoded_len (if not NULL)
+ * gets the size of its stored bytes. */
 static int get_token_ro(store *st, const rocksdb_readoptions_t *ro,
                         const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out,
-                        tokend_error *err) {
+                        size_t *encoded_len, tokend_error *err) {
     rocksdb_pinnableslice_t *v = NULL;
     int rv = get_raw(st, ro, CF_TOKENS, digest, TOKEN_DIGEST_LEN, &v, err);
     if (rv != TOKEND_OK) {
@@ -589,6 +652,9 @@ static int get_token_ro(store *st, const rocksdb_readoptions_t *ro,
     }
     size_t len = 0;
     const char *val = rocksdb_pinnableslice_value(v, &len);
+    if (encoded_len != NULL) {
+        *encoded_len = len;
+    }
     rv = record_decode((const uint8_t *)val, len, out, err);
     rocksdb_pinnableslice_destroy(v);
     return rv;
@@ -606,7 +672,7 @@ int store_get_token(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], token_rec
     if (rv != TOKEND_OK) {
         return rv;
     }
-    rv = get_token_ro(st, st->read_opts, digest, out, err);
+    rv = get_token_ro(st, st->read_opts, digest, out, NULL, err);
     read_end(st);
     return rv;
 }
@@ -735,15 +801,23 @@ static const char *owner_scan_id(const owner_scan *s, const uint8_t **suffix,
     return id;
 }
 
+int store_list_owner(store *st, const char *owner, const char *cursor, size_t limit,
+                     token_record **out, size_t *n, char **next_cursor,
+                     tokend_error *err) {
+    return store_list_owner_within(st, owner, cursor, limit, SIZE_MAX, out, n,
+                                   next_cursor, err);
+}
+
 /* Seeks to just after the cursor's entry: to the entry itself and one
  * step on if it is still there, or to whatever followed it if it was
  * deleted since. The records array grows as needed rather than being
  * sized by `limit`, which the caller may set large. After the page the
- * iterator already sits on the next entry, so whether it is valid says
- * whether there is a next page. */
-int store_list_owner(store *st, const char *owner, const char *cursor, size_t limit,
-                     token_record **out, size_t *n, char **next_cursor,
-                     tokend_error *err) {
+ * iterator already sits on the next entry (also when the byte budget
+ * ended the page: that entry was read, then dropped), so whether it is
+ * valid says whether there is a next page. */
+int store_list_owner_within(store *st, const char *owner, const char *cursor,
+                            size_t limit, size_t max_bytes, token_record **out, size_t *n,
+                            char **next_cursor, tokend_error *err) {
     if (out != NULL) {
         *out = NULL;
     }
@@ -787,7 +861,7 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     }
 
     token_record *recs = NULL;
-    size_t count = 0, cap = 0;
+    size_t count = 0, cap = 0, bytes = 0;
     uint8_t last_suffix[RECORD_OWNER_SUFFIX_LEN];
     while (rv == TOKEND_OK && count < limit && rocksdb_iter_valid(s.it)) {
         const uint8_t *suffix = NULL;
@@ -808,10 +882,17 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
             cap = ncap;
         }
         uint8_t digest[TOKEN_DIGEST_LEN];
+        size_t encoded = 0;
         rv = get_digest_ro(st, s.ro, id, TOKEN_ID_LEN, digest, err);
         if (rv == TOKEND_OK) {
-            rv = get_token_ro(st, s.ro, digest, &recs[count], err);
+            rv = get_token_ro(st, s.ro, digest, &recs[count], &encoded, err);
         }
+        if (rv == TOKEND_OK && count > 0 &&
+            (bytes >= max_bytes || encoded > max_bytes - bytes)) {
+            token_record_free(&recs[count]); /* the next page's first */
+            break;
+        }
+        bytes += encoded;
         if (rv == TOKEND_NOT_FOUND) {
             /* The batch writes all three together; a gap is corruption. */
             rv = error_set(err, TOKEND_INTERNAL,
@@ -848,8 +929,34 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
     return TOKEND_OK;
 }
 
-int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n,
-                    tokend_error *err) {
+/* Appends a copy of id (TOKEN_ID_LEN characters) to *list. */
+static bool id_list_add(char ***list, size_t *count, size_t *cap, const char *id) {
+    if (*count == *cap) {
+        size_t ncap = *cap == 0 ? 16 : *cap * 2;
+        char **grown = realloc(*list, ncap * sizeof(**list));
+        if (grown == NULL) {
+            return false;
+        }
+        *list = grown;
+        *cap = ncap;
+    }
+    char *copy = strndup(id, TOKEN_ID_LEN);
+    if (copy == NULL) {
+        return false;
+    }
+    (*list)[(*count)++] = copy;
+    return true;
+}
+
+static int batch_latest(const store_batch *b, int cf, const void *key, size_t klen,
+                        batch_op_view *v);
+static bool batch_read_op(const store_batch *b, size_t *at, batch_op_view *v);
+
+/* The ids of owner's tokens: the committed ones that `b` (NULL: none)
+ * leaves alone, then those b puts. A key the batch touches is decided by
+ * b's latest operation on it alone, so none is listed twice. */
+static int owner_ids(store *st, const store_batch *b, const char *owner, char ***ids,
+                     size_t *n, tokend_error *err) {
     if (ids != NULL) {
         *ids = NULL;
     }
@@ -878,23 +985,34 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n,
             rv = TOKEND_INTERNAL;
             break;
         }
-        char **grown = list;
-        if (count == cap) {
-            cap = cap == 0 ? 16 : cap * 2;
-            grown = realloc(list, cap * sizeof(*list));
+        batch_op_view v;
+        size_t klen = 0;
+        const char *key = rocksdb_iter_key(s.it, &klen);
+        if (b != NULL && batch_latest(b, CF_OWNERS, key, klen, &v) != 0) {
+            continue;
         }
-        char *copy = grown != NULL ? strndup(id, TOKEN_ID_LEN) : NULL;
-        if (grown != NULL) {
-            list = grown;
-        }
-        if (copy == NULL) {
+        if (!id_list_add(&list, &count, &cap, id)) {
             rv = error_set(err, TOKEND_INTERNAL, "out of memory listing ids");
             break;
         }
-        list[count++] = copy;
     }
     rv = owner_scan_end(st, &s, rv, err);
     read_end(st);
+    batch_op_view op;
+    for (size_t at = 0; rv == TOKEND_OK && b != NULL && batch_read_op(b, &at, &op);) {
+        batch_op_view latest;
+        if (op.cf != CF_OWNERS || op.klen <= s.prefix_len ||
+            memcmp(op.key, s.prefix, s.prefix_len) != 0 ||
+            batch_latest(b, CF_OWNERS, op.key, op.klen, &latest) != OP_PUT ||
+            latest.at != op.at) {
+            continue;
+        }
+        const char *id = record_owner_suffix_id((const uint8_t *)op.key + s.prefix_len,
+                                                op.klen - s.prefix_len);
+        if (id != NULL && !id_list_add(&list, &count, &cap, id)) {
+            rv = error_set(err, TOKEND_INTERNAL, "out of memory listing ids");
+        }
+    }
     if (rv != TOKEND_OK) {
         for (size_t i = 0; i < count; i++) {
             free(list[i]);
@@ -905,6 +1023,33 @@ int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n,
     *ids = list;
     *n = count;
     return TOKEND_OK;
+}
+
+int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n,
+                    tokend_error *err) {
+    return owner_ids(st, NULL, owner, ids, n, err);
+}
+
+/* The number of owner's committed tokens: its entries in the owners
+ * index. */
+static int owner_count_scan(store *st, const char *owner, uint64_t *n,
+                            tokend_error *err) {
+    owner_scan s;
+    s.prefix_len = record_owner_prefix(owner, s.prefix);
+    int rv = read_begin(st, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    owner_scan_begin(st, &s);
+    uint64_t count = 0;
+    for (rocksdb_iter_seek(s.it, (const char *)s.prefix, s.prefix_len);
+         rocksdb_iter_valid(s.it); rocksdb_iter_next(s.it)) {
+        count++;
+    }
+    rv = owner_scan_end(st, &s, TOKEND_OK, err);
+    read_end(st);
+    *n = count;
+    return rv;
 }
 
 /* ---------- write batches ---------- */
@@ -918,6 +1063,8 @@ void store_batch_free(store_batch *b) {
         return;
     }
     free(b->log);
+    free(b->slots);
+    free(b->names);
     free(b);
 }
 
@@ -928,6 +1075,15 @@ void store_batch_clear(store_batch *b) {
     b->len = 0;
     b->count = 0;
     error_set(&b->failure, TOKEND_OK, NULL);
+    if (b->slot_cap > BATCH_SLOTS_KEEP) {
+        free(b->slots); /* one revoke-all of a big owner; most groups are small */
+        b->slots = NULL;
+        b->slot_cap = 0;
+    } else if (b->slot_used > 0) {
+        memset(b->slots, 0, b->slot_cap * sizeof(*b->slots));
+    }
+    b->slot_used = 0;
+    b->names_len = 0;
 }
 
 size_t store_batch_count(const store_batch *b) {
@@ -966,6 +1122,189 @@ static const uint8_t *log_get(const uint8_t *p, const char **bytes, size_t *len)
     return p + sizeof(n) + n;
 }
 
+/* Reads the operation at offset *at of the log into *v and moves *at past
+ * it; false at the end. The log was written by batch_op alone, so it is
+ * read without re-checking its lengths. */
+static bool batch_read_op(const store_batch *b, size_t *at, batch_op_view *v) {
+    if (*at >= b->len) {
+        return false;
+    }
+    const uint8_t *p = b->log + *at;
+    v->at = *at;
+    v->op = p[0];
+    v->cf = p[1];
+    p = log_get(p + 2, &v->key, &v->klen);
+    v->val = NULL;
+    v->vlen = 0;
+    if (v->op == OP_PUT) {
+        p = log_get(p, &v->val, &v->vlen);
+    }
+    *at = (size_t)(p - b->log);
+    return true;
+}
+
+/* `buf` (of *cap bytes, `len` used) with room for `need` bytes more:
+ * itself, or grown (doubling from 256, *cap updated); NULL, with buf
+ * left as it was, when out of memory. */
+static void *buffer_room(void *buf, size_t *cap, size_t len, size_t need) {
+    if (*cap - len >= need) {
+        return buf;
+    }
+    size_t ncap = *cap == 0 ? 256 : *cap;
+    while (ncap - len < need) {
+        ncap *= 2;
+    }
+    void *grown = realloc(buf, ncap);
+    if (grown != NULL) {
+        *cap = ncap;
+    }
+    return grown;
+}
+
+/* ---------- the batch's index ---------- */
+
+/* FNV-1a over the tag and the key. */
+static uint32_t slot_hash(uint8_t tag, const void *key, size_t len) {
+    uint32_t h = (2166136261u ^ tag) * 16777619u;
+    const uint8_t *p = key;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 16777619u;
+    }
+    return h;
+}
+
+/* Whether occupied slot `s` holds the key key[0..len). */
+static bool slot_is(const store_batch *b, const batch_slot *s, const void *key,
+                    size_t len) {
+    if (s->tag == SLOT_COUNT) {
+        const char *owner = b->names + s->at;
+        return strlen(owner) == len && memcmp(owner, key, len) == 0;
+    }
+    batch_op_view v;
+    size_t at = s->at;
+    batch_read_op(b, &at, &v);
+    return v.klen == len && memcmp(v.key, key, len) == 0;
+}
+
+/* The slot holding (tag, key), or the empty slot where it would go; NULL
+ * if the index is empty. */
+static batch_slot *slot_find(const store_batch *b, uint8_t tag, const void *key,
+                             size_t len) {
+    if (b->slot_cap == 0) {
+        return NULL;
+    }
+    uint32_t h = slot_hash(tag, key, len);
+    size_t mask = b->slot_cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        batch_slot *s = &b->slots[i];
+        if (s->tag == SLOT_EMPTY ||
+            (s->tag == tag && s->hash == h && slot_is(b, s, key, len))) {
+            return s;
+        }
+    }
+}
+
+/* Makes room for one more slot, keeping the index at most half full. */
+static bool slots_reserve(store_batch *b) {
+    if ((b->slot_used + 1) * 2 <= b->slot_cap) {
+        return true;
+    }
+    size_t ncap = b->slot_cap == 0 ? BATCH_SLOTS_MIN : b->slot_cap * 2;
+    batch_slot *grown = calloc(ncap, sizeof(*grown));
+    if (grown == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < b->slot_cap; i++) {
+        const batch_slot *s = &b->slots[i];
+        if (s->tag != SLOT_EMPTY) {
+            size_t j = s->hash & (ncap - 1);
+            while (grown[j].tag != SLOT_EMPTY) {
+                j = (j + 1) & (ncap - 1);
+            }
+            grown[j] = *s;
+        }
+    }
+    free(b->slots);
+    b->slots = grown;
+    b->slot_cap = ncap;
+    return true;
+}
+
+/* The slot of (tag, key); a new one (*created) has a zero delta and its
+ * `at` is the caller's to set at once. NULL (the batch failed) when out
+ * of memory. */
+static batch_slot *slot_take(store_batch *b, uint8_t tag, const void *key, size_t len,
+                             bool *created) {
+    *created = false;
+    if (!slots_reserve(b)) {
+        batch_fail(b, TOKEND_INTERNAL, "out of memory indexing a write batch");
+        return NULL;
+    }
+    batch_slot *s = slot_find(b, tag, key, len);
+    if (s->tag == SLOT_EMPTY) {
+        s->tag = tag;
+        s->hash = slot_hash(tag, key, len);
+        s->delta = 0;
+        b->slot_used++;
+        *created = true;
+    }
+    return s;
+}
+
+/* Notes the operation at `at` as the latest on its key. Only the families
+ * read through the batch are indexed (not usage, which a flush writes by
+ * the thousand, nor meta). */
+static void index_op(store_batch *b, int cf, const void *key, size_t klen, size_t at) {
+    if (cf != CF_TOKENS && cf != CF_IDS && cf != CF_OWNERS) {
+        return;
+    }
+    bool created;
+    batch_slot *s = slot_take(b, (uint8_t)(1 + cf), key, klen, &created);
+    if (s != NULL) {
+        s->at = at;
+    }
+}
+
+/* Adds `delta` to the count of owner's tokens the batch changes. The
+ * owner is copied to the end of `names` first, where a new slot then
+ * points, so that no slot ever points at bytes not yet written. */
+static void index_count(store_batch *b, const char *owner, int64_t delta) {
+    if (b->failure.code != TOKEND_OK) {
+        return;
+    }
+    size_t len = strlen(owner);
+    char *names = buffer_room(b->names, &b->names_cap, b->names_len, len + 1);
+    if (names == NULL) {
+        batch_fail(b, TOKEND_INTERNAL, "out of memory indexing a write batch");
+        return;
+    }
+    b->names = names;
+    memcpy(b->names + b->names_len, owner, len + 1);
+    bool created;
+    batch_slot *s = slot_take(b, SLOT_COUNT, owner, len, &created);
+    if (s == NULL) {
+        return;
+    }
+    if (created) {
+        s->at = b->names_len;
+        b->names_len += len + 1;
+    }
+    s->delta += delta;
+}
+
+/* The batch's latest operation on `key` in `cf` (into *v): 0 if it has
+ * none, else OP_PUT or OP_DELETE. */
+static int batch_latest(const store_batch *b, int cf, const void *key, size_t klen,
+                        batch_op_view *v) {
+    const batch_slot *s = b != NULL ? slot_find(b, (uint8_t)(1 + cf), key, klen) : NULL;
+    if (s == NULL || s->tag == SLOT_EMPTY) {
+        return 0;
+    }
+    size_t at = s->at;
+    batch_read_op(b, &at, v);
+    return v->op;
+}
+
 /* Appends one operation to the log (value ignored for a delete). */
 static void batch_op(store_batch *b, int op, int cf, const void *key, size_t klen,
                      const void *val, size_t vlen) {
@@ -974,20 +1313,14 @@ static void batch_op(store_batch *b, int op, int cf, const void *key, size_t kle
     }
     size_t need =
         2 + sizeof(uint32_t) + klen + (op == OP_PUT ? sizeof(uint32_t) + vlen : 0);
-    if (b->cap - b->len < need) {
-        size_t ncap = b->cap == 0 ? 256 : b->cap;
-        while (ncap - b->len < need) {
-            ncap *= 2;
-        }
-        uint8_t *grown = realloc(b->log, ncap);
-        if (grown == NULL) {
-            batch_fail(b, TOKEND_INTERNAL, "out of memory building a write batch");
-            return;
-        }
-        b->log = grown;
-        b->cap = ncap;
+    uint8_t *log = buffer_room(b->log, &b->cap, b->len, need);
+    if (log == NULL) {
+        batch_fail(b, TOKEND_INTERNAL, "out of memory building a write batch");
+        return;
     }
-    uint8_t *p = b->log + b->len;
+    b->log = log;
+    size_t at = b->len;
+    uint8_t *p = b->log + at;
     *p++ = (uint8_t)op;
     *p++ = (uint8_t)cf;
     p = log_put(p, key, klen);
@@ -995,6 +1328,7 @@ static void batch_op(store_batch *b, int op, int cf, const void *key, size_t kle
         p = log_put(p, val, vlen);
     }
     b->len = (size_t)(p - b->log);
+    index_op(b, cf, key, klen, at);
 }
 
 int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
@@ -1014,6 +1348,7 @@ int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN]
     batch_op(b, OP_PUT, CF_TOKENS, digest, TOKEN_DIGEST_LEN, enc, enc_len);
     batch_op(b, OP_PUT, CF_IDS, rec->id, TOKEN_ID_LEN, digest, TOKEN_DIGEST_LEN);
     batch_op(b, OP_PUT, CF_OWNERS, okey, okey_len, "", 0);
+    index_count(b, rec->owner, 1);
     free(enc);
     b->count++;
     return b->failure.code != TOKEND_OK ? batch_failure(b, err) : TOKEND_OK;
@@ -1035,6 +1370,7 @@ void store_batch_delete_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_
     batch_op(b, OP_DELETE, CF_IDS, rec->id, TOKEN_ID_LEN, NULL, 0);
     batch_op(b, OP_DELETE, CF_OWNERS, okey, okey_len, NULL, 0);
     batch_op(b, OP_DELETE, CF_USAGE, rec->id, TOKEN_ID_LEN, NULL, 0);
+    index_count(b, rec->owner, -1);
 }
 
 void store_batch_put_usage(store_batch *b, const char *id, int64_t last_used_ms,
@@ -1062,9 +1398,51 @@ void store_batch_mark_initialised(store_batch *b, int64_t now_ms) {
     batch_op(b, OP_PUT, CF_META, "initialised", 11, val, (size_t)len);
 }
 
+/* ---------- the owner count cache ---------- */
+
+/* The cache slot of owner[0..len), or NULL while the cache could not be
+ * allocated. Called with count_lock held. */
+static owner_count *counts_slot(store *st, const char *owner, size_t len) {
+    if (st->counts == NULL) {
+        return NULL;
+    }
+    return &st->counts[slot_hash(0, owner, len) % STORE_COUNT_SLOTS];
+}
+
+/* After `b` committed: each cached owner's count moves by b's difference.
+ * A count that would fall below zero was not what the store held (a
+ * broken precondition, see store.h): it is dropped, to be counted again. */
+static void counts_commit(store *st, const store_batch *b) {
+    if (b->slot_used == 0) {
+        return; /* a usage flush, or an empty group */
+    }
+    pthread_mutex_lock(&st->count_lock);
+    bool changed = false;
+    for (size_t i = 0; i < b->slot_cap; i++) {
+        const batch_slot *s = &b->slots[i];
+        if (s->tag != SLOT_COUNT || s->delta == 0) {
+            continue;
+        }
+        changed = true;
+        const char *owner = b->names + s->at;
+        owner_count *c = counts_slot(st, owner, strlen(owner));
+        if (c == NULL || !c->used || strcmp(c->owner, owner) != 0) {
+            continue;
+        }
+        if (s->delta < 0 && (uint64_t)-s->delta > c->count) {
+            c->used = false;
+        } else {
+            c->count += (uint64_t)s->delta;
+        }
+    }
+    if (changed) {
+        st->count_generation++;
+    }
+    pthread_mutex_unlock(&st->count_lock);
+}
+
 /* Replays the log into a RocksDB batch with this store's family handles
- * and writes it in one go. The log was written by batch_op alone, so it
- * is read without re-checking its lengths. */
+ * and writes it in one go. */
 static int batch_write(store *st, const store_batch *b, bool sync, tokend_error *err) {
     int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
@@ -1074,18 +1452,12 @@ static int batch_write(store *st, const store_batch *b, bool sync, tokend_error 
         rv = error_set(err, TOKEND_STORAGE_ERROR, "store is open read-only");
     } else {
         rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-        const uint8_t *p = b->log, *end = b->log + b->len;
-        while (p < end) {
-            int op = p[0];
-            rocksdb_column_family_handle_t *cf = st->cf[p[1]];
-            const char *key, *val;
-            size_t klen, vlen;
-            p = log_get(p + 2, &key, &klen);
-            if (op == OP_PUT) {
-                p = log_get(p, &val, &vlen);
-                rocksdb_writebatch_put_cf(wb, cf, key, klen, val, vlen);
+        batch_op_view v;
+        for (size_t at = 0; batch_read_op(b, &at, &v);) {
+            if (v.op == OP_PUT) {
+                rocksdb_writebatch_put_cf(wb, st->cf[v.cf], v.key, v.klen, v.val, v.vlen);
             } else {
-                rocksdb_writebatch_delete_cf(wb, cf, key, klen);
+                rocksdb_writebatch_delete_cf(wb, st->cf[v.cf], v.key, v.klen);
             }
         }
         char *rocks_err = NULL;
@@ -1112,7 +1484,95 @@ int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err) 
         rv = batch_failure(b, err);
     } else if (b->len > 0) {
         rv = batch_write(st, b, sync, err);
+        if (rv == TOKEND_OK) {
+            counts_commit(st, b);
+        }
     }
     store_batch_clear(b);
     return rv;
+}
+
+/* ---------- reads through a batch ---------- */
+
+int store_batch_get_token(store *st, const store_batch *b,
+                          const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out,
+                          tokend_error *err) {
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+    }
+    if (st == NULL || digest == NULL || out == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_get_token: NULL argument");
+    }
+    batch_op_view v;
+    switch (batch_latest(b, CF_TOKENS, digest, TOKEN_DIGEST_LEN, &v)) {
+        case OP_PUT:
+            return record_decode((const uint8_t *)v.val, v.vlen, out, err);
+        case OP_DELETE:
+            return TOKEND_NOT_FOUND;
+        default:
+            return store_get_token(st, digest, out, err);
+    }
+}
+
+int store_batch_get_digest(store *st, const store_batch *b, const char *id,
+                           uint8_t digest[TOKEN_DIGEST_LEN], tokend_error *err) {
+    if (st == NULL || id == NULL || digest == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_get_digest: NULL argument");
+    }
+    batch_op_view v;
+    switch (batch_latest(b, CF_IDS, id, strlen(id), &v)) {
+        case OP_PUT:
+            memcpy(digest, v.val, TOKEN_DIGEST_LEN); /* put_token writes a digest */
+            return TOKEND_OK;
+        case OP_DELETE:
+            return TOKEND_NOT_FOUND;
+        default:
+            return store_get_digest(st, id, digest, err);
+    }
+}
+
+int store_batch_owner_ids(store *st, const store_batch *b, const char *owner, char ***ids,
+                          size_t *n, tokend_error *err) {
+    return owner_ids(st, b, owner, ids, n, err);
+}
+
+int store_batch_owner_count(store *st, const store_batch *b, const char *owner,
+                            uint64_t *count, tokend_error *err) {
+    if (count != NULL) {
+        *count = 0;
+    }
+    size_t len = owner != NULL ? strnlen(owner, TOKEN_OWNER_MAX + 1) : 0;
+    if (st == NULL || count == NULL || len == 0 || len > TOKEN_OWNER_MAX) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_owner_count: NULL argument or bad owner");
+    }
+    pthread_mutex_lock(&st->count_lock);
+    if (st->counts == NULL) {
+        st->counts = calloc(STORE_COUNT_SLOTS, sizeof(*st->counts));
+    }
+    owner_count *c = counts_slot(st, owner, len);
+    bool cached = c != NULL && c->used && strcmp(c->owner, owner) == 0;
+    uint64_t committed = cached ? c->count : 0;
+    uint64_t generation = st->count_generation;
+    pthread_mutex_unlock(&st->count_lock);
+    if (!cached) {
+        int rv = owner_count_scan(st, owner, &committed, err);
+        if (rv != TOKEND_OK) {
+            return rv;
+        }
+        pthread_mutex_lock(&st->count_lock);
+        if (c != NULL && st->count_generation == generation) {
+            c->used = true;
+            c->count = committed;
+            memcpy(c->owner, owner, len + 1);
+        }
+        pthread_mutex_unlock(&st->count_lock);
+    }
+    const batch_slot *s = b != NULL ? slot_find(b, SLOT_COUNT, owner, len) : NULL;
+    int64_t delta = s != NULL && s->tag != SLOT_EMPTY ? s->delta : 0;
+    *count =
+        delta >= 0 || (uint64_t)-delta <= committed ? committed + (uint64_t)delta : 0;
+    return TOKEND_OK;
 }

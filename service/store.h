@@ -102,9 +102,17 @@ int store_list_owner(store *st, const char *owner, const char *cursor, size_t li
                      token_record **out, size_t *n, char **next_cursor,
                      tokend_error *err);
 
+/* store_list_owner, but the page also stops before the record that would
+ * take the encoded records' bytes together over `max_bytes` (the first
+ * record is always taken), so a page of large records holds fewer of
+ * them; *next_cursor then continues with that record. */
+int store_list_owner_within(store *st, const char *owner, const char *cursor,
+                            size_t limit, size_t max_bytes, token_record **out, size_t *n,
+                            char **next_cursor, tokend_error *err);
+
 /* Every public id of `owner` (for revoke-all), malloc'd array of malloc'd
- * strings; the caller frees both. Meant for the writer thread, so it sees
- * every committed create. */
+ * strings; the caller frees both. Committed ids only: the writer uses
+ * store_batch_owner_ids, which also sees its batch. */
 int store_owner_ids(store *st, const char *owner, char ***ids, size_t *n,
                     tokend_error *err);
 
@@ -133,6 +141,34 @@ void store_batch_put_usage(store_batch *b, const char *id, int64_t last_used_ms,
                            uint64_t use_count);
 /* Marks the store initialised (meta "initialised" = now_ms). */
 void store_batch_mark_initialised(store_batch *b, int64_t now_ms);
+
+/* Reads through a batch: what the store will hold once `b` commits, that
+ * is the committed state with b's operations applied in order on top. The
+ * writer reads this way while it builds a group, so that each job sees
+ * every job before it, committed or earlier in the same group. Errors and
+ * outputs as store_get_token, store_get_digest and store_owner_ids (the
+ * ids: the committed ones still there, in creation order, then the
+ * batch's own). A poisoned batch is read as it stands (its commit will
+ * fail anyway). Call them from the thread that builds and commits `b`. */
+int store_batch_get_token(store *st, const store_batch *b,
+                          const uint8_t digest[TOKEN_DIGEST_LEN], token_record *out,
+                          tokend_error *err);
+int store_batch_get_digest(store *st, const store_batch *b, const char *id,
+                           uint8_t digest[TOKEN_DIGEST_LEN], tokend_error *err);
+int store_batch_owner_ids(store *st, const store_batch *b, const char *owner, char ***ids,
+                          size_t *n, tokend_error *err);
+
+/* How many tokens `owner` has through the batch (as above), into *count.
+ * The committed count is read from the owners index the first time an
+ * owner is asked for and then kept in a bounded cache (1024 owners; an
+ * evicted one is counted again), which each commit updates by the
+ * batch's puts and deletes. That is exact as long as every put_token adds
+ * a token not yet stored and every delete_token removes one that is, as
+ * read through the same batch: the service's writer jobs check both
+ * before they add the operation. A reopen (store_reopen) empties the
+ * cache. Call it from the thread that commits. */
+int store_batch_owner_count(store *st, const store_batch *b, const char *owner,
+                            uint64_t *count, tokend_error *err);
 
 /* Applies the batch atomically; with sync, fsyncs the WAL first. A batch
  * an operation failed (see store_batch_delete_token) applies nothing and

@@ -7,6 +7,9 @@
  * batch with the WAL synced, and then tells each job how it went (the job
  * replies to its caller from there). Under load one fsync serves many
  * creates and revokes ("group commit"); alone, a job waits for one fsync.
+ * Jobs are applied one at a time in the order they were queued, each
+ * reading the batch as the jobs before it left it, so a group commits
+ * exactly what those jobs would have committed one by one.
  *
  * The writer also flushes the usage counters (usage.h) every
  * `usage_flush_ms` and once more when it stops.
@@ -23,9 +26,11 @@ typedef struct writer writer;
 typedef struct writer_job writer_job;
 
 struct writer_job {
-    /* Adds the job's writes to `batch`, reading `st` as it needs (it sees
-     * every previously committed job). Returns a tokend status; on an error
-     * it must have added nothing. Runs on the writer thread. */
+    /* Adds the job's writes to `batch`, reading through it as it needs
+     * (store_batch_get_*: it sees every job before it, committed or
+     * earlier in the same group, so the jobs' outcome is that of running
+     * them one after another in queue order). Returns a tokend status; on
+     * an error it must have added nothing. Runs on the writer thread. */
     int (*apply)(writer_job *job, store *st, store_batch *batch);
     /* Runs on the writer thread once the job is settled: `status` is
      * apply's error, or the commit's status. The job may free itself. */

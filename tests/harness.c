@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,6 +381,37 @@ bool harness_dir_contains(const char *dir, const char *needle) {
     }
     closedir(d);
     return found;
+}
+
+typedef struct race_thread {
+    pthread_t thread;
+    pthread_barrier_t *start;
+    int (*call)(void *arg, int i);
+    void *arg;
+    int i;
+    int status;
+} race_thread;
+
+static void *race_main(void *p) {
+    race_thread *t = p;
+    pthread_barrier_wait(t->start);
+    t->status = t->call(t->arg, t->i);
+    return NULL;
+}
+
+void harness_race(int n, int (*call)(void *arg, int i), void *arg, int *status) {
+    race_thread t[64];
+    pthread_barrier_t start;
+    REQUIRE(n > 0 && n <= 64 && pthread_barrier_init(&start, NULL, (unsigned)n) == 0);
+    for (int i = 0; i < n; i++) {
+        t[i] = (race_thread){.start = &start, .call = call, .arg = arg, .i = i};
+        REQUIRE(pthread_create(&t[i].thread, NULL, race_main, &t[i]) == 0);
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(t[i].thread, NULL);
+        status[i] = t[i].status;
+    }
+    pthread_barrier_destroy(&start);
 }
 
 void harness_create(tokend_client *admin, const char *owner, const char *name,

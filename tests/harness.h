@@ -65,6 +65,12 @@ void harness_create(tokend_client *admin, const char *owner, const char *name,
                     const char *const *abilities, size_t n, int64_t expires_in_s,
                     char *token_out, size_t token_size, char *id_out, size_t id_size);
 
+/* Runs call(arg, i) for each i in 0..n-1 (n at most 64) on a thread of
+ * its own, all released at once by a barrier so that they reach the
+ * service together, and returns when every one has: status[i] is what
+ * call i returned. For races, such as revokes of one token at once. */
+void harness_race(int n, int (*call)(void *arg, int i), void *arg, int *status);
+
 typedef struct gateway_proc {
     pid_t pid;             /* 0 when not running */
     int port;              /* the port it listens on, once started */

@@ -54,6 +54,9 @@
     X(store_initialised_survives_reopen)                         \
     X(store_data_survives_reopen)                                \
     X(store_owner_ids_all)                                       \
+    X(store_batch_reads_see_the_batch)                           \
+    X(store_owner_count_follows_batches_and_commits)             \
+    X(store_list_pages_bounded_by_bytes)                         \
     X(store_concurrent_reads)                                    \
     X(record_codec_roundtrip)                                    \
     X(record_codec_truncated)                                    \
@@ -75,9 +78,15 @@
     X(service_no_plain_text_token_in_data_or_logs)               \
     X(service_concurrent_callers_share_one_client_and_many)      \
     X(service_init_twice_changes_nothing)                        \
+    X(service_data_dir_is_private)                               \
     X(service_command_line_errors)                               \
     X(service_verify_can_require_a_credential)                   \
     X(service_unavailable_when_down)                             \
+    X(writes_revoke_all_leaves_no_survivor_of_racing_creates)    \
+    X(writes_concurrent_revokes_of_one_token_revoke_it_once)     \
+    X(limits_list_pages_are_byte_bounded_and_walk_every_token)   \
+    X(limits_tokens_per_owner)                                   \
+    X(limits_token_text_is_bounded)                              \
     X(faults_read_only_data_dir)                                 \
     X(faults_full_disk)                                          \
     X(cli_create_verify_list_revoke)                             \
@@ -118,4 +127,5 @@
     X(hostile_rest_table)                                        \
     X(authz_matrix_rpc_and_rest)                                 \
     X(authz_ability_injection_is_refused)                        \
+    X(authz_revoke_without_the_right_tells_no_id_from_another)   \
     X(crash_smoke_five_kills)

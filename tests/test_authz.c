@@ -1,10 +1,11 @@
 /*
  * test_authz.c — the authorization matrix: every management operation
- * (list, create, revoke one, revoke all) against every kind of caller
- * (admin; same owner with and without the right; another owner; expired,
- * revoked, no credential), each cell asserted twice, through libtokend and
- * through tokend-gateway with curl, with its effect checked (a refused
- * revoke leaves the target valid, an allowed one removes it).
+ * (list, create, revoke one, revoke all, revoke an id no token has)
+ * against every kind of caller (admin; same owner with and without the
+ * right; another owner; expired, revoked, no credential), each cell
+ * asserted twice, through libtokend and through tokend-gateway with curl,
+ * with its effect checked (a refused revoke leaves the target valid, an
+ * allowed one removes it).
  *
  * Every cell gets its own target owner, target token and caller
  * credential, so no cell sees another's effects. All cells are prepared
@@ -33,6 +34,7 @@ typedef enum authz_op {
     OP_REVOKE_ALL,    /* revoke every token of the target owner */
     OP_CREATE_WIDER,  /* create with an ability the caller lacks */
     OP_CREATE_LONGER, /* create outliving the caller's own expiry */
+    OP_REVOKE_NONE,   /* revoke, by id, a token that does not exist */
 } authz_op;
 
 typedef enum authz_caller {
@@ -46,7 +48,8 @@ typedef enum authz_caller {
 } authz_caller;
 
 static const char *const op_names[] = {"list",       "create",       "revoke-one",
-                                       "revoke-all", "create-wider", "create-longer"};
+                                       "revoke-all", "create-wider", "create-longer",
+                                       "revoke-none"};
 static const char *const caller_names[] = {"admin",
                                            "same-owner-with-right",
                                            "same-owner-without-right",
@@ -119,7 +122,22 @@ static const authz_cell cells[] = {
     {OP_CREATE_WIDER, C_WITH, DENIED, 403},
     {OP_CREATE_LONGER, C_ADMIN, OK_, 201},
     {OP_CREATE_LONGER, C_WITH, DENIED, 403},
+
+    /* DELETE /v1/tokens/{id} of an id no token has. A caller without
+     * tokens:write is refused before the id is looked at, as for an id
+     * of its own owner (revoke-one above): the answer tells nothing
+     * about which ids exist. */
+    {OP_REVOKE_NONE, C_ADMIN, TOKEND_NOT_FOUND, 404},
+    {OP_REVOKE_NONE, C_WITH, TOKEND_NOT_FOUND, 404},
+    {OP_REVOKE_NONE, C_WITHOUT, DENIED, 403},
+    {OP_REVOKE_NONE, C_OTHER, TOKEND_NOT_FOUND, 404},
+    {OP_REVOKE_NONE, C_EXPIRED, UNAUTH, 401},
+    {OP_REVOKE_NONE, C_REVOKED, UNAUTH, 401},
+    {OP_REVOKE_NONE, C_NONE, UNAUTH, 401},
 };
+
+/* A well-formed id that no token has. */
+#define NO_SUCH_ID "NoSuchTokenId000"
 
 #define N_CELLS (sizeof(cells) / sizeof(cells[0]))
 
@@ -276,6 +294,9 @@ static void run_rpc(tokend_client *cl, const authz_cell *c, const authz_case *k)
         case OP_REVOKE_ALL:
             got = tokend_revoke_owner(cl, &call, k->owner, NULL, &err);
             break;
+        case OP_REVOKE_NONE:
+            got = tokend_revoke_id(cl, &call, NO_SUCH_ID, NULL, &err);
+            break;
     }
     if (got != c->want_rpc) {
         CELL_FAIL(c, VIA_RPC, "got %s (%s), want %s", tokend_status_name(got),
@@ -327,6 +348,11 @@ static void run_rest(const char *base, const authz_cell *c, const authz_case *k)
             break;
         case OP_REVOKE_ALL:
             snprintf(url, sizeof(url), "%s/v1/tokens", base);
+            args[n++] = "-X";
+            args[n++] = "DELETE";
+            break;
+        case OP_REVOKE_NONE:
+            snprintf(url, sizeof(url), "%s/v1/tokens/" NO_SUCH_ID, base);
             args[n++] = "-X";
             args[n++] = "DELETE";
             break;
@@ -503,6 +529,76 @@ TEST(authz_ability_injection_is_refused) {
     res_free(&r);
 
     tokend_close(as_partner);
+    tokend_close(admin);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    harness_stop(&p);
+}
+
+/* No existence oracle in revoke by id: a caller of its owner without
+ * tokens:write gets one answer, status and message alike, over RPC and
+ * through the gateway, for an id of its own owner, an id of another
+ * owner and an id no token has; and every token stays. (Before, its own
+ * owner's id was 403 and the others 404: it could tell its owner's ids
+ * from the rest.) */
+TEST(authz_revoke_without_the_right_tells_no_id_from_another) {
+    tokend_proc p;
+    gateway_proc g;
+    tokend_client *admin = start_both(&p, &g);
+    static const char *const reader_abilities[] = {"tokens:read", "orders:read"};
+    static const char *const target_abilities[] = {"orders:read"};
+    char reader[TOK], mine[TOK], mine_id[TOK], theirs[TOK], theirs_id[TOK];
+    harness_create(admin, "partner:r", "reader", reader_abilities, 2, 0, reader, TOK,
+                   NULL, 0);
+    harness_create(admin, "partner:r", "mine", target_abilities, 1, 0, mine, TOK, mine_id,
+                   TOK);
+    harness_create(admin, "partner:s", "theirs", target_abilities, 1, 0, theirs, TOK,
+                   theirs_id, TOK);
+    const char *ids[] = {mine_id, theirs_id, NO_SUCH_ID};
+    const char *what[] = {"its own owner's id", "another owner's id", "an id of none"};
+
+    tokend_client *as_reader = harness_client(&p, reader);
+    tokend_error first = {0};
+    for (size_t i = 0; i < 3; i++) {
+        tokend_error err = {0};
+        int rv = tokend_revoke_id(as_reader, NULL, ids[i], NULL, &err);
+        if (rv != TOKEND_PERMISSION_DENIED ||
+            (i > 0 && strcmp(err.message, first.message) != 0)) {
+            test_fail(__FILE__, __LINE__, "RPC revoke of %s: %s \"%s\"; want %s \"%s\"",
+                      what[i], tokend_status_name(rv), err.message,
+                      tokend_status_name(TOKEND_PERMISSION_DENIED),
+                      i > 0 ? first.message : "(any)");
+        }
+        if (i == 0) {
+            first = err;
+        }
+    }
+
+    char auth[TOK + 32], url[512], code[64], detail[512], first_detail[512] = "";
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", reader);
+    http_res r = {0};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(url, sizeof(url), "%s/v1/tokens/%s", g.base, ids[i]);
+        int status = CURL(&r, "-X", "DELETE", "-H", auth, url);
+        problem_string(&r, "code", code, sizeof(code));
+        problem_string(&r, "detail", detail, sizeof(detail));
+        if (status != 403 || strcmp(code, "PERMISSION_DENIED") != 0 ||
+            (i > 0 && strcmp(detail, first_detail) != 0)) {
+            test_fail(__FILE__, __LINE__,
+                      "DELETE of %s: %d %s \"%s\"; want 403 PERMISSION_DENIED \"%s\"",
+                      what[i], status, code, detail, i > 0 ? first_detail : "(any)");
+        }
+        if (i == 0) {
+            snprintf(first_detail, sizeof(first_detail), "%s", detail);
+        }
+    }
+    res_free(&r);
+    CHECK_STR(first_detail, first.message);
+    CHECK_INT(tokend_verify(admin, NULL, mine, NULL, 0, TOKEND_ABILITIES_ALL, NULL, NULL),
+              TOKEND_OK);
+    CHECK_INT(
+        tokend_verify(admin, NULL, theirs, NULL, 0, TOKEND_ABILITIES_ALL, NULL, NULL),
+        TOKEND_OK);
+    tokend_close(as_reader);
     tokend_close(admin);
     CHECK_INT(harness_gateway_stop(&g), 0);
     harness_stop(&p);

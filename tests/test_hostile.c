@@ -484,20 +484,33 @@ static uint8_t *in_name_control(const hostile *h, size_t *len) {
     return create_env(h, NULL, "line\nbreak", NULL, 0, 0, 0, len);
 }
 
-static uint8_t *in_meta_value_not_utf8(const hostile *h, size_t *len) {
-    Tokend__V1__CreateTokenRequest__MetadataEntry e =
-        TOKEND__V1__CREATE_TOKEN_REQUEST__METADATA_ENTRY__INIT;
-    e.key = "k";
-    e.value = "\xf8\x88\x80\x80\x80";
-    Tokend__V1__CreateTokenRequest__MetadataEntry *entries[] = {&e};
+/* CreateToken as the admin, for the victims' owner, name "n", ability
+ * orders:read and the `n` metadata entries keys[i] = values[i]. */
+static uint8_t *create_env_metadata(const hostile *h, char *const *keys,
+                                    char *const *values, size_t n, size_t *len) {
+    Tokend__V1__CreateTokenRequest__MetadataEntry e[TOKEN_METADATA_MAX];
+    Tokend__V1__CreateTokenRequest__MetadataEntry *entries[TOKEN_METADATA_MAX];
+    REQUIRE(n <= TOKEN_METADATA_MAX);
+    for (size_t i = 0; i < n; i++) {
+        tokend__v1__create_token_request__metadata_entry__init(&e[i]);
+        e[i].key = keys[i];
+        e[i].value = values[i];
+        entries[i] = &e[i];
+    }
     Tokend__V1__CreateTokenRequest cr = TOKEND__V1__CREATE_TOKEN_REQUEST__INIT;
     cr.owner = VICTIM_OWNER;
     cr.name = "n";
     cr.abilities = (char **)one_ability;
     cr.n_abilities = 1;
     cr.metadata = entries;
-    cr.n_metadata = 1;
+    cr.n_metadata = n;
     return envelope("CreateToken", &cr.base, h->p.admin, 0, len);
+}
+
+static uint8_t *in_meta_value_not_utf8(const hostile *h, size_t *len) {
+    char *keys[] = {"k"};
+    char *values[] = {"\xf8\x88\x80\x80\x80"};
+    return create_env_metadata(h, keys, values, 1, len);
 }
 
 static uint8_t *in_ability_not_utf8(const hostile *h, size_t *len) {
@@ -655,6 +668,46 @@ static uint8_t *in_create_joined_8255(const hostile *h, size_t *len) {
     return create_env(h, NULL, "n", abilities, TOKEN_ABILITIES_MAX, 0, 0, len);
 }
 
+/* -- one token's text together (TOKEN_TEXT_MAX) -- */
+
+/* Metadata that takes a create of the victims' owner, name "n" and
+ * ability orders:read to exactly `total` bytes of text: entries of a
+ * 64-byte key and a 1 KiB value, the last cut to fit. Keys and values
+ * point into `buf`; returns the number of entries. */
+#define TEXT_OVER (TOKEN_TEXT_MAX + 1)
+static size_t text_metadata(size_t total, char keys[][TOKEN_META_KEY_MAX + 1],
+                            char values[][TOKEN_META_VALUE_MAX + 1]) {
+    size_t left = total - strlen(VICTIM_OWNER) - strlen("n") - strlen("orders:read");
+    size_t n = 0;
+    for (; left > 0 && n < TOKEN_METADATA_MAX; n++) {
+        size_t klen = left < TOKEN_META_KEY_MAX ? left : TOKEN_META_KEY_MAX;
+        REQUIRE(klen >= 2); /* the index, then 'k's */
+        snprintf(keys[n], TOKEN_META_KEY_MAX + 1, "%02zu", n);
+        memset(keys[n] + 2, 'k', klen - 2);
+        keys[n][klen] = '\0';
+        left -= klen;
+        size_t vlen = left < TOKEN_META_VALUE_MAX ? left : TOKEN_META_VALUE_MAX;
+        memset(values[n], 'v', vlen);
+        values[n][vlen] = '\0';
+        left -= vlen;
+    }
+    REQUIRE(left == 0);
+    return n;
+}
+
+static char text_keys[TOKEN_METADATA_MAX][TOKEN_META_KEY_MAX + 1];
+static char text_values[TOKEN_METADATA_MAX][TOKEN_META_VALUE_MAX + 1];
+
+static uint8_t *in_create_text_over(const hostile *h, size_t *len) {
+    size_t n = text_metadata(TEXT_OVER, text_keys, text_values);
+    char *keys[TOKEN_METADATA_MAX], *values[TOKEN_METADATA_MAX];
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = text_keys[i];
+        values[i] = text_values[i];
+    }
+    return create_env_metadata(h, keys, values, n, len);
+}
+
 /* -- revocations aimed at the victims -- */
 
 static uint8_t *in_revoke_no_target(const hostile *h, size_t *len) {
@@ -675,6 +728,16 @@ static uint8_t *in_revoke_no_credential(const hostile *h, size_t *len) {
     return revoke_id_env(h->v[0].id, NULL, len);
 }
 
+/* By the "reader" victim (tokens:read, not tokens:write): one answer for
+ * a victim's id and for an id no token has. */
+static uint8_t *in_revoke_by_reader(const hostile *h, size_t *len) {
+    return revoke_id_env(h->v[0].id, h->v[1].token, len);
+}
+
+static uint8_t *in_revoke_none_by_reader(const hostile *h, size_t *len) {
+    return revoke_id_env("NoSuchTokenId000", h->v[1].token, len);
+}
+
 typedef struct rpc_row {
     const char *name;
     uint8_t *(*input)(const hostile *h, size_t *len);
@@ -684,6 +747,7 @@ typedef struct rpc_row {
 } rpc_row;
 
 #define OK_ TOKEND__V1__STATUS__OK
+#define DENIED TOKEND__V1__STATUS__PERMISSION_DENIED
 #define BAD TOKEND__V1__STATUS__BAD_MESSAGE
 #define INVALID TOKEND__V1__STATUS__INVALID_ARGUMENT
 #define EXHAUSTED TOKEND__V1__STATUS__RESOURCE_EXHAUSTED
@@ -763,6 +827,12 @@ static const rpc_row rpc_rows[] = {
      "id must be 16 base62 characters"},
     {"Revoke of a victim without a credential", in_revoke_no_credential, UNAUTH, -1,
      "needs a caller credential"},
+    {"CreateToken of 16,385 bytes of text together", in_create_text_over, INVALID, -1,
+     "are 16385 bytes together; at most 16384 are allowed"},
+    {"Revoke of a victim's id by a token without tokens:write", in_revoke_by_reader,
+     DENIED, -1, "caller credential lacks the tokens:write ability"},
+    {"Revoke of an id of none by that token", in_revoke_none_by_reader, DENIED, -1,
+     "caller credential lacks the tokens:write ability"},
 };
 
 TEST(hostile_rpc_table) {
@@ -1344,6 +1414,35 @@ static char *rq_json_comma_ability(const hostile *h, size_t *len) {
                      len);
 }
 
+/* A create of 16,385 bytes of text together: tokend's INVALID_ARGUMENT. */
+static char *rq_json_text_over(const hostile *h, size_t *len) {
+    size_t n = text_metadata(TEXT_OVER, text_keys, text_values);
+    json_t *metadata = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_object_set_new(metadata, text_keys[i], json_string(text_values[i]));
+    }
+    json_t *doc = json_pack("{s:s, s:s, s:[s], s:o}", "owner", VICTIM_OWNER, "name", "n",
+                            "abilities", "orders:read", "metadata", metadata);
+    char *body = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    REQUIRE(body != NULL);
+    char *req = post_json(h, body, len);
+    free(body);
+    return req;
+}
+
+/* DELETE of a victim's id, and of an id of none, by the "reader" victim
+ * (no tokens:write): one answer. */
+static char *rq_delete_by_reader(const hostile *h, size_t *len) {
+    char path[TOK + 16];
+    snprintf(path, sizeof(path), "/v1/tokens/%s", h->v[0].id);
+    return delete_path(path, h->v[1].token, len);
+}
+
+static char *rq_delete_none_by_reader(const hostile *h, size_t *len) {
+    return delete_path("/v1/tokens/NoSuchTokenId000", h->v[1].token, len);
+}
+
 /* GET /v1/auth?`query` with the first victim (orders:read, invoices:*). */
 static char *auth_query(const hostile *h, const char *query, size_t *len) {
     return reqf(len,
@@ -1544,6 +1643,12 @@ static const rest_row rest_rows[] = {
      NULL},
     {"expires_in 1e300", rq_json_expiry_huge_real, SEND_WHOLE, 400, "BAD_REQUEST", false,
      NULL},
+    {"a create of 16,385 bytes of text together", rq_json_text_over, SEND_WHOLE, 400,
+     "INVALID_ARGUMENT", false, NULL},
+    {"DELETE of a victim's id by a token without tokens:write", rq_delete_by_reader,
+     SEND_WHOLE, 403, "PERMISSION_DENIED", false, NULL},
+    {"DELETE of an id of none by that token", rq_delete_none_by_reader, SEND_WHOLE, 403,
+     "PERMISSION_DENIED", false, NULL},
     {"an ability with commas in a create", rq_json_comma_ability, SEND_WHOLE, 400,
      "INVALID_ARGUMENT", false, NULL},
     {"?ability=orders:read,invoices:write", rq_query_comma_ability, SEND_WHOLE, 400,

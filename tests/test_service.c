@@ -3,9 +3,12 @@
  * ipc:// socket, driven through libtokend as an internal service would,
  * and through raw NNG for bytes no honest client sends.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -761,6 +764,111 @@ TEST(service_init_twice_changes_nothing) {
     tokend_token_page_free(&page);
     tokend_close(admin);
     harness_stop(&p);
+}
+
+/* Files in `dir` whose mode (permission bits) is not `want`; their names
+ * go into `names` (for the failure message). */
+static int files_not_of_mode(const char *dir, unsigned want, char *names, size_t size) {
+    DIR *d = opendir(dir);
+    REQUIRE(d != NULL);
+    int wrong = 0;
+    names[0] = '\0';
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        struct stat sb;
+        REQUIRE(fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0);
+        if (S_ISREG(sb.st_mode) && (sb.st_mode & 0777) != want) {
+            wrong++;
+            size_t used = strlen(names);
+            snprintf(names + used, size - used, " %s:%04o", e->d_name,
+                     (unsigned)(sb.st_mode & 0777));
+        }
+    }
+    closedir(d);
+    return wrong;
+}
+
+static unsigned mode_of(const char *path) {
+    struct stat sb;
+    REQUIRE(stat(path, &sb) == 0);
+    return (unsigned)(sb.st_mode & 07777);
+}
+
+/* The data dir is 0700 and every file in it 0600 after init and after a
+ * serve (which writes new ones). A data dir group or others may access
+ * is refused, with the fix in the message, by serve and by init (which
+ * then creates nothing in it); files made wider by an older tokend are
+ * made 0600 by serve, which logs it. */
+TEST(service_data_dir_is_private) {
+    tokend_proc p;
+    memset(&p, 0, sizeof(p));
+    harness_init(&p);
+    char names[1024];
+    CHECK_INT(mode_of(p.data_dir), 0700);
+    if (files_not_of_mode(p.data_dir, 0600, names, sizeof(names)) > 0) {
+        test_fail(__FILE__, __LINE__, "after init, not 0600:%s", names);
+    }
+    REQUIRE(harness_start(&p));
+    tokend_client *admin = harness_client(&p, p.admin);
+    harness_create(admin, "p:files", "t", orders_read, 1, 0, NULL, 0, NULL, 0);
+    tokend_close(admin);
+    CHECK_INT(harness_stop(&p), 0);
+    if (files_not_of_mode(p.data_dir, 0600, names, sizeof(names)) > 0) {
+        test_fail(__FILE__, __LINE__, "after serve, not 0600:%s", names);
+    }
+
+    /* 0755: refused, it says why and what to do, and nothing serves. */
+    REQUIRE(chmod(p.data_dir, 0755) == 0);
+    CHECK(!harness_start(&p));
+    harness_stop(&p);
+    char *log = harness_read_file(p.log_path);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "tokend: data dir %s has mode 0755: group or others may access it. It "
+             "must be private to tokend's user (0700): chmod 700 %s",
+             p.data_dir, p.data_dir);
+    CHECK(test_contains(log, want));
+    free(log);
+    CHECK_INT(mode_of(p.data_dir), 0755); /* the operator's to change */
+
+    /* An older tokend's files (0644) in a private dir: made 0600. */
+    REQUIRE(chmod(p.data_dir, 0700) == 0);
+    DIR *d = opendir(p.data_dir);
+    REQUIRE(d != NULL);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        struct stat sb;
+        if (fstatat(dirfd(d), e->d_name, &sb, 0) == 0 && S_ISREG(sb.st_mode)) {
+            REQUIRE(fchmodat(dirfd(d), e->d_name, 0644, 0) == 0);
+        }
+    }
+    closedir(d);
+    REQUIRE(harness_start(&p));
+    CHECK_INT(harness_stop(&p), 0);
+    if (files_not_of_mode(p.data_dir, 0600, names, sizeof(names)) > 0) {
+        test_fail(__FILE__, __LINE__, "after serve on 0644 files, not 0600:%s", names);
+    }
+    log = harness_read_file(p.log_path);
+    CHECK(test_contains(log, "event=data_dir.files_made_private"));
+    free(log);
+
+    /* init into an existing 0755 dir: refused, nothing created. */
+    char wide[400];
+    snprintf(wide, sizeof(wide), "%s/wide", p.dir);
+    REQUIRE(mkdir(wide, 0755) == 0 && chmod(wide, 0755) == 0);
+    const char *init[] = {harness_bin("tokend"), "init", "--data-dir", wide, NULL};
+    char *out = NULL, *err = NULL;
+    CHECK_INT(harness_exec(init, NULL, NULL, &out, &err), 1);
+    CHECK_STR(out, "");
+    CHECK(test_contains(err, "has mode 0755: group or others may access it"));
+    free(out);
+    free(err);
+    DIR *w = opendir(wide);
+    REQUIRE(w != NULL);
+    int entries = 0;
+    for (struct dirent *e; (e = readdir(w)) != NULL;) {
+        entries += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    }
+    closedir(w);
+    CHECK_INT(entries, 0);
 }
 
 TEST(service_command_line_errors) {

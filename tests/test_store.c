@@ -663,6 +663,232 @@ TEST(store_owner_ids_all) {
     store_close(st);
 }
 
+/* Frees a list of ids from store_owner_ids; returns how many held `id`. */
+static size_t free_ids_counting(char **ids, size_t n, const char *id) {
+    size_t seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        seen += strcmp(ids[i], id) == 0;
+        free(ids[i]);
+    }
+    free(ids);
+    return seen;
+}
+
+/* What the writer relies on: reads through a batch see the batch's own
+ * puts and deletes on top of the committed state, each key as its latest
+ * operation left it, and an empty batch reads as the store. */
+TEST(store_batch_reads_see_the_batch) {
+    const char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    for (unsigned i = 0; i < 3; i++) {
+        put_token(st, i, "user:1", 1000 + i);
+    }
+    store_batch *b = store_batch_new();
+    uint8_t digest[TOKEN_DIGEST_LEN], got_digest[TOKEN_DIGEST_LEN];
+    token_record got;
+    make_digest(0, digest);
+    CHECK_INT(store_batch_get_token(st, b, digest, &got, NULL), TOKEND_OK);
+    token_record_free(&got);
+
+    /* A token put in the batch: found by digest and id, listed, not yet
+     * in the store. */
+    token_record fresh = make_record(7, "user:1", 2000, 2);
+    uint8_t fresh_digest[TOKEN_DIGEST_LEN];
+    make_digest(7, fresh_digest);
+    REQUIRE(store_batch_put_token(b, fresh_digest, &fresh, NULL) == TOKEND_OK);
+    CHECK_INT(store_batch_get_token(st, b, fresh_digest, &got, NULL), TOKEND_OK);
+    check_same_record(&got, &fresh);
+    token_record_free(&got);
+    CHECK_INT(store_batch_get_digest(st, b, fresh.id, got_digest, NULL), TOKEND_OK);
+    CHECK(memcmp(got_digest, fresh_digest, TOKEN_DIGEST_LEN) == 0);
+    CHECK_INT(store_get_token(st, fresh_digest, &got, NULL), TOKEND_NOT_FOUND);
+
+    /* A committed token deleted in the batch: gone through it, there in
+     * the store. */
+    token_record old;
+    make_digest(1, digest);
+    REQUIRE(store_get_token(st, digest, &old, NULL) == TOKEND_OK);
+    store_batch_delete_token(b, digest, &old);
+    CHECK_INT(store_batch_get_token(st, b, digest, &got, NULL), TOKEND_NOT_FOUND);
+    CHECK_INT(store_batch_get_digest(st, b, old.id, got_digest, NULL), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_digest(st, old.id, got_digest, NULL), TOKEND_OK);
+
+    char **ids = NULL;
+    size_t n = 0;
+    CHECK_INT(store_batch_owner_ids(st, b, "user:1", &ids, &n, NULL), TOKEND_OK);
+    CHECK_INT(n, 3); /* 0 and 2 committed, 7 from the batch; not 1 */
+    if (n == 3) {
+        CHECK_STR(ids[0], "id00000000000000");
+        CHECK_STR(ids[1], "id00000000000002");
+        CHECK_STR(ids[2], "id00000000000007");
+    }
+    CHECK_INT(free_ids_counting(ids, n, old.id), 0);
+    CHECK_INT(store_owner_ids(st, "user:1", &ids, &n, NULL), TOKEND_OK);
+    CHECK_INT(free_ids_counting(ids, n, old.id), 1);
+    CHECK_INT(n, 3);
+
+    /* Put, then deleted, in the same batch: the latest operation wins. */
+    store_batch_delete_token(b, fresh_digest, &fresh);
+    CHECK_INT(store_batch_get_token(st, b, fresh_digest, &got, NULL), TOKEND_NOT_FOUND);
+    CHECK_INT(store_batch_owner_ids(st, b, "user:1", &ids, &n, NULL), TOKEND_OK);
+    CHECK_INT(n, 2);
+    CHECK_INT(free_ids_counting(ids, n, fresh.id), 0);
+
+    /* Many keys (the index grows); every one still found. */
+    for (unsigned i = 100; i < 400; i++) {
+        token_record r = make_record(i, "user:2", 3000 + i, 0);
+        uint8_t d[TOKEN_DIGEST_LEN];
+        make_digest(i, d);
+        REQUIRE(store_batch_put_token(b, d, &r, NULL) == TOKEND_OK);
+        token_record_free(&r);
+    }
+    unsigned found = 0;
+    for (unsigned i = 100; i < 400; i++) {
+        uint8_t d[TOKEN_DIGEST_LEN];
+        make_digest(i, d);
+        if (store_batch_get_token(st, b, d, &got, NULL) == TOKEND_OK) {
+            found++;
+            token_record_free(&got);
+        }
+    }
+    CHECK_INT(found, 300);
+
+    /* Committed, the store reads as the batch did; the cleared batch reads
+     * as the store. */
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+    CHECK_INT(store_get_token(st, digest, &got, NULL), TOKEND_NOT_FOUND);
+    CHECK_INT(store_get_token(st, fresh_digest, &got, NULL), TOKEND_NOT_FOUND);
+    make_digest(399, digest);
+    CHECK_INT(store_batch_get_token(st, b, digest, &got, NULL), TOKEND_OK);
+    token_record_free(&got);
+    CHECK_INT(store_batch_owner_ids(st, b, "user:2", &ids, &n, NULL), TOKEND_OK);
+    CHECK_INT(n, 300);
+    free_ids_counting(ids, n, "");
+    CHECK_INT(store_batch_get_token(st, b, NULL, &got, NULL), TOKEND_INVALID_ARGUMENT);
+    token_record_free(&old);
+    token_record_free(&fresh);
+    store_batch_free(b);
+    store_close(st);
+}
+
+/* Owner counts through a batch: the committed count (read from the index
+ * once, then cached) plus the batch's puts less its deletes; commits move
+ * the cached count; a cleared batch's changes never count. */
+TEST(store_owner_count_follows_batches_and_commits) {
+    const char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    for (unsigned i = 0; i < 5; i++) {
+        put_token(st, i, i < 4 ? "user:1" : "user:10", 1000 + i);
+    }
+    uint64_t count = 99;
+    CHECK_INT(store_batch_owner_count(st, NULL, "user:1", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 4);
+    CHECK_INT(store_batch_owner_count(st, NULL, "nobody", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 0);
+
+    store_batch *b = store_batch_new();
+    token_record r = make_record(20, "user:1", 2000, 0);
+    uint8_t d[TOKEN_DIGEST_LEN];
+    make_digest(20, d);
+    REQUIRE(store_batch_put_token(b, d, &r, NULL) == TOKEND_OK);
+    CHECK_INT(store_batch_owner_count(st, b, "user:1", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 5);
+    CHECK_INT(store_batch_owner_count(st, NULL, "user:1", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 4);
+    store_batch_clear(b); /* never committed: never counted */
+    CHECK_INT(store_batch_owner_count(st, b, "user:1", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 4);
+
+    /* One batch that adds one and removes two: 4 + 1 - 2. */
+    REQUIRE(store_batch_put_token(b, d, &r, NULL) == TOKEND_OK);
+    for (unsigned i = 0; i < 2; i++) {
+        uint8_t di[TOKEN_DIGEST_LEN];
+        token_record ri;
+        make_digest(i, di);
+        REQUIRE(store_get_token(st, di, &ri, NULL) == TOKEND_OK);
+        store_batch_delete_token(b, di, &ri);
+        token_record_free(&ri);
+    }
+    CHECK_INT(store_batch_owner_count(st, b, "user:1", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 3);
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+    CHECK_INT(store_batch_owner_count(st, b, "user:1", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 3);
+    CHECK_INT(store_batch_owner_count(st, b, "user:10", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 1);
+
+    /* A failed (poisoned) commit moves no count. */
+    token_record r2 = make_record(21, "user:1", 2001, 0);
+    make_digest(21, d);
+    REQUIRE(store_batch_put_token(b, d, &r2, NULL) == TOKEND_OK);
+    store_batch_delete_token(b, d, NULL);
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(store_batch_owner_count(st, b, "user:1", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 3);
+
+    /* The same after a reopen, counted afresh from the index. */
+    store_close(st);
+    st = open_store(dir, false);
+    CHECK_INT(store_batch_owner_count(st, b, "user:1", &count, NULL), TOKEND_OK);
+    CHECK_INT(count, 3);
+    CHECK_INT(store_batch_owner_count(st, b, NULL, &count, NULL),
+              TOKEND_INVALID_ARGUMENT);
+    token_record_free(&r);
+    token_record_free(&r2);
+    store_batch_free(b);
+    store_close(st);
+}
+
+/* A page cut by bytes: it stops before the record that would pass the
+ * budget (always taking one), and its cursor walks the rest. */
+TEST(store_list_pages_bounded_by_bytes) {
+    const char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    for (unsigned i = 0; i < 9; i++) {
+        put_token(st, i * 3, "user:1", 1000 + i); /* no metadata: same sizes */
+    }
+    token_record *recs = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    REQUIRE(store_list_owner(st, "user:1", NULL, 1, &recs, &n, &next, NULL) == TOKEND_OK);
+    uint8_t *enc = NULL;
+    size_t one = 0;
+    REQUIRE(n == 1 && record_encode(&recs[0], &enc, &one, NULL) == TOKEND_OK);
+    free(enc);
+    free_records(recs, n);
+    free(next);
+
+    /* Room for two and a half records: pages of 2, 2, 2, 2, 1. */
+    char *cursor = NULL;
+    size_t pages = 0, total = 0;
+    do {
+        CHECK_INT(store_list_owner_within(st, "user:1", cursor, 100, one * 5 / 2, &recs,
+                                          &n, &next, NULL),
+                  TOKEND_OK);
+        CHECK_INT(n, next != NULL ? 2 : 1);
+        for (size_t i = 0; i < n; i++) {
+            char id[TOKEN_ID_LEN + 1];
+            make_id((unsigned)(total + i) * 3, id);
+            CHECK_STR(recs[i].id, id);
+        }
+        total += n;
+        pages++;
+        free_records(recs, n);
+        free(cursor);
+        cursor = next;
+    } while (cursor != NULL && pages < 20);
+    CHECK_INT(pages, 5);
+    CHECK_INT(total, 9);
+    /* A budget below one record still gives one a page. */
+    CHECK_INT(store_list_owner_within(st, "user:1", NULL, 100, 1, &recs, &n, &next, NULL),
+              TOKEND_OK);
+    CHECK_INT(n, 1);
+    CHECK(next != NULL);
+    free_records(recs, n);
+    free(next);
+    store_close(st);
+}
+
 typedef struct reader_arg {
     store *st;
     int failures;
