@@ -150,12 +150,35 @@ typedef struct batch_op_view {
 
 /* ---------- errors ---------- */
 
-/* Translates a RocksDB errptr at the boundary: its text, prefixed with
- * what we were doing, goes into *err, and RocksDB's string is freed.
- * Always TOKEND_STORAGE_ERROR. */
+/* Copies RocksDB's message `in` into out[size] with each absolute path cut
+ * to its file name ("While appending to file: /srv/tokend/data/000009.log:
+ * Read-only file system" keeps "000009.log"). The data dir is in tokend's
+ * start-up line; what matters here is the reason RocksDB puts last, which a
+ * long path would otherwise push past the end of a tokend_error. */
+static void shorten_paths(const char *in, char *out, size_t size) {
+    size_t n = 0;
+    while (*in != '\0' && n + 1 < size) {
+        bool path_start = *in == '/' && (n == 0 || out[n - 1] == ' ');
+        if (path_start) {
+            const char *end = in + strcspn(in, ": ");
+            const char *base = end;
+            while (base > in && base[-1] != '/') {
+                base--;
+            }
+            in = base;
+        }
+        out[n++] = *in++;
+    }
+    out[n] = '\0';
+}
+
+/* Translates a RocksDB errptr at the boundary: its text (paths cut to file
+ * names), prefixed with what we were doing, goes into *err, and RocksDB's
+ * string is freed. Always TOKEND_STORAGE_ERROR. */
 static int storage_error(char *rocks_err, const char *what, tokend_error *err) {
-    error_set(err, TOKEND_STORAGE_ERROR, "%s: %s", what,
-              rocks_err != NULL ? rocks_err : "unknown error");
+    char text[sizeof err->message];
+    shorten_paths(rocks_err != NULL ? rocks_err : "unknown error", text, sizeof text);
+    error_set(err, TOKEND_STORAGE_ERROR, "%s: %s", what, text);
     rocksdb_free(rocks_err);
     return TOKEND_STORAGE_ERROR;
 }
