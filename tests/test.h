@@ -1,7 +1,7 @@
 /*
  * test.h — tokend's test runner: one list of tests, each run in a child
  * process (a crash or hang fails that test, not the run), a summary line
- * "N passed, N failed" last.
+ * "N passed, N failed" last (", N skipped" when a test skipped).
  *
  * A test is `void name(void)` declared with TEST(name) and listed once in
  * tests/list.h. Checks do not stop the test; REQUIRE does (for a check
@@ -56,6 +56,13 @@ void test_fail(const char *file, int line, const char *fmt, ...)
                       got_ ? got_ : "(null)", want_ ? want_ : "(null)");     \
         }                                                                    \
     } while (0)
+
+/* Ends the running test as skipped, with a one-line reason (printf-style)
+ * that the runner prints in the test's line and counts in the closing
+ * one. Only for what this machine does not allow (no right to mount, no
+ * loop device), found by trying it: never for a check that failed. A
+ * test that has already failed a check fails instead. Does not return. */
+void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* True if haystack contains needle (both may be NULL: false). */
 int test_contains(const char *haystack, const char *needle);
