@@ -81,6 +81,7 @@ static int fit_fd_limit(rlim_t need, long long max_connections, tokend_error *er
 }
 
 int main(int argc, char **argv) {
+    log_set_proc("gateway");
     gw_options opts;
     opt_outcome outcome;
     tokend_error bad;

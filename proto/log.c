@@ -13,6 +13,17 @@ log_level log_min_level = LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
+/* " proc=NAME", or "" while unset: written once at start, read after. */
+static char proc_field[40];
+
+void log_set_proc(const char *name) {
+    if (name == NULL) {
+        proc_field[0] = '\0';
+    } else {
+        snprintf(proc_field, sizeof(proc_field), " proc=%s", name);
+    }
+}
+
 bool log_parse_level(const char *name, log_level *out) {
     for (int i = 0; i <= LOG_ERROR; i++) {
         if (strcmp(name, level_names[i]) == 0) {
@@ -29,10 +40,11 @@ void log_write(log_level level, const char *event, const char *fmt, ...) {
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line),
-                     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], event);
+    int n =
+        snprintf(line, sizeof(line),
+                 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s%s event=%s ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], proc_field, event);
     if (n < 0) {
         return;
     }

@@ -379,6 +379,7 @@ out:
 }
 
 int main(int argc, char **argv) {
+    log_set_proc("tokend");
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage_top(argc < 2 ? stderr : stdout);
