@@ -1441,6 +1441,44 @@ void http_log_note(http_request *req, const char *fmt, ...) {
 /* ------------------------------------------------------------------------
  * Starting and stopping. */
 
+/* Binds a socket to `addr` as libmicrohttpd is about to (SO_REUSEADDR and
+ * SO_REUSEPORT, IPv6 only for an IPv6 address), then closes it. A port
+ * another process holds is refused here, with its errno turned into the
+ * reason and the way out; libmicrohttpd's own bind failure names neither
+ * (its message says "port 0" when given a socket address). Gateways that
+ * share a port (SO_REUSEPORT) pass, as they do in libmicrohttpd. */
+static int listen_probe(const struct sockaddr_storage *addr, bool v6, const char *listen,
+                        tokend_error *err) {
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return error_set(err, TOKEND_UNAVAILABLE, "cannot listen on %s: socket: %s",
+                         listen, strerror(errno));
+    }
+    int on = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+    if (v6) {
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    }
+    socklen_t len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int rc = bind(fd, (const struct sockaddr *)addr, len);
+    int e = errno;
+    close(fd);
+    if (rc == 0) {
+        return TOKEND_OK;
+    }
+    const char *why = e == EADDRINUSE      ? "address already in use (another process "
+                                             "listens there)"
+                      : e == EACCES        ? "permission denied (a port below 1024 needs "
+                                             "root)"
+                      : e == EADDRNOTAVAIL ? "no such address on this host"
+                                           : strerror(e);
+    return error_set(err, TOKEND_UNAVAILABLE,
+                     "cannot listen on %s: %s; pick another with --listen HOST:PORT or "
+                     "TOKEND_GATEWAY_LISTEN",
+                     listen, why);
+}
+
 size_t http_fds_needed(const http_config *cfg) {
     size_t conns = (size_t)cfg->max_connections + HTTP_CONN_RESERVE(cfg->max_connections);
     return conns + HTTP_FDS_FIXED + HTTP_FDS_PER_THREAD * (size_t)cfg->threads;
@@ -1459,6 +1497,10 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
         return error_set(err, TOKEND_INVALID_ARGUMENT,
                          "--listen must be IPv4:PORT or [IPv6]:PORT, not \"%s\"",
                          cfg->listen);
+    }
+    int rv = listen_probe(&addr, v6, cfg->listen, err);
+    if (rv != TOKEND_OK) {
+        return rv;
     }
     http_server *srv = calloc(1, sizeof(*srv));
     if (srv == NULL) {

@@ -399,6 +399,20 @@ static int server_listen(server *srv, const char *url, nng_tls_config *tls,
     if (rv == 0 && (rv = nng_listener_start(l, 0)) != 0) {
         nng_listener_close(l);
     }
+    if (rv == NNG_EADDRINUSE) {
+        /* The usual first-start snag: say what it means and the way out. */
+        return error_set(
+            err, TOKEND_UNAVAILABLE,
+            "cannot listen on %s: address already in use (another process "
+            "listens there); pick another with --listen URL or TOKEND_LISTEN",
+            url);
+    }
+    if (rv == NNG_EPERM) {
+        return error_set(err, TOKEND_UNAVAILABLE,
+                         "cannot listen on %s: permission denied (a port below 1024 "
+                         "needs root); pick another with --listen URL or TOKEND_LISTEN",
+                         url);
+    }
     if (rv != 0) {
         return error_set(err, TOKEND_UNAVAILABLE, "cannot listen on %s: %s", url,
                          nng_strerror(rv));
