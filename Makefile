@@ -3,7 +3,8 @@
 #   make            build everything (service, gateway, client library, tokenctl,
 #                   tests, bench)
 #   make run        install missing packages, build, init ./data, start tokend and
-#                   tokend-gateway
+#                   tokend-gateway (addresses: TOKEND_LISTEN, TOKEND_GATEWAY_LISTEN,
+#                   ... or LISTEN=, HTTP=, ...: see "running" below)
 #   make test       install missing packages, build, run the test suite
 #   make asan       the test suite built with AddressSanitizer + UBSan
 #   make valgrind   the integration tests with tokend, tokenctl and
@@ -13,7 +14,7 @@
 #   make bench      the benchmark suite: figures against references measured
 #                   in the same run, bench/out/results.json (bench/README.md)
 #   make install    PREFIX=/usr/local DESTDIR= : binaries (tokend, tokenctl,
-#                   tokend-gateway), tokend.h, libs, tokend.pc
+#                   tokend-gateway), tokend.h, libs, tokend.pc, share/tokend/tokend.proto
 #   make format     clang-format every source file in place
 #   make deps       apt-get install the Debian packages that are missing
 #   make clean      remove build outputs
@@ -96,8 +97,11 @@ BINS := $(BUILD)/tokend $(BUILD)/tokend-gateway $(BUILD)/tokenctl $(BUILD)/libto
 all: check-deps
 	@$(MAKE) --no-print-directory build-all
 
+# The recipe that does nothing keeps make from printing "Nothing to be done
+# for 'build-all'" under `make`, `make run` and `make test` when all is built.
 .PHONY: build-all
 build-all: $(BINS)
+	@:
 
 # What the build needs, checked without installing anything: a clear line
 # naming `make deps` instead of a compiler error three screens down.
@@ -161,8 +165,16 @@ $(BUILD)/libtokend.so: $(PROTO_OBJS) $(CLIENT_OBJS) client/libtokend.map
 	$(CC) $(CFLAGS) $(SAN) -shared -Wl,-soname,libtokend.so.$(SOVERSION) \
 	  -Wl,--version-script=client/libtokend.map -o $@ $(filter %.o,$^) $(LDLIBS_CLIENT)
 
-$(BUILD)/tokend.pc: client/tokend.pc.in include/tokend.h
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+# A program linked with `pkg-config --libs tokend` finds libtokend.so at
+# run time without LD_LIBRARY_PATH or ldconfig: Libs carries an rpath to
+# libdir, except under PREFIX=/usr, whose lib is on the loader's own path.
+PC_RPATH = $(if $(filter /usr /usr/,$(PREFIX)),, -Wl$(comma)-rpath$(comma)$${libdir})
+comma := ,
+PC_SED   = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+             -e 's|@RPATH@|$(PC_RPATH)|g'
+
+$(BUILD)/tokend.pc: client/tokend.pc.in include/tokend.h Makefile
+	$(PC_SED) $< > $@
 
 $(BUILD)/tokenctl: $(OBJ)/client/tokenctl.o $(BUILD)/libtokend.a
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_CLIENT)
@@ -226,9 +238,18 @@ $(filter-out $(BENCH_STORE_BINS),$(BENCH_BINS)): $(BUILD)/bench/%: $(OBJ)/bench/
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_CLIENT)
 
 # --- running ---
-DATA_DIR ?= ./data
-LISTEN   ?= tcp://127.0.0.1:7450
-HTTP     ?= 127.0.0.1:8080
+# make run's data dir and addresses. Each is a Makefile variable
+# (`make run HTTP=127.0.0.1:8081`), else the programs' own environment
+# variable (`TOKEND_GATEWAY_LISTEN=127.0.0.1:8081 make run`), else the
+# default. LISTEN and SERVICE may be comma lists, as their variables may;
+# the gateway calls tokend's first LISTEN URL unless SERVICE says else.
+# Every other TOKEND_* and TOKEND_GATEWAY_* variable reaches the programs
+# as it is.
+DATA_DIR ?= $(or $(TOKEND_DATA_DIR),./data)
+LISTEN   ?= $(or $(TOKEND_LISTEN),tcp://127.0.0.1:7450)
+HTTP     ?= $(or $(TOKEND_GATEWAY_LISTEN),127.0.0.1:8080)
+SERVICE  ?= $(or $(TOKEND_GATEWAY_SERVICE),$(firstword $(subst $(comma), ,$(LISTEN))))
+each_flag = $(foreach v,$(subst $(comma), ,$(2)),$(1) '$(v)')
 
 # tokend and the gateway run side by side under one shell. Its trap turns
 # Ctrl-C (SIGINT to the terminal's process group) or a SIGTERM to the shell
@@ -240,7 +261,7 @@ run: deps
 	  echo "First start: initialising $(DATA_DIR). The admin token follows; it is shown"; \
 	  echo "only this once and stored nowhere (only its digest is kept):"; \
 	  echo; \
-	  $(BUILD)/tokend init --data-dir $(DATA_DIR) || exit 1; \
+	  $(BUILD)/tokend init --data-dir '$(DATA_DIR)' || exit 1; \
 	  echo; \
 	else \
 	  echo "$(DATA_DIR) is initialised: use the admin token printed at its first start."; \
@@ -248,10 +269,11 @@ run: deps
 	fi
 	@printf '%s\n' \
 	  "" \
-	  "tokend is starting on $(LISTEN), tokend-gateway on http://$(HTTP)." \
+	  "tokend is starting on $(LISTEN), tokend-gateway on http://$(HTTP)" \
+	  "(calling tokend on $(SERVICE)). Log lines say proc=tokend or proc=gateway." \
 	  "In another terminal, with the CLI:" \
 	  "" \
-	  "  export TOKEND_URL=$(LISTEN)" \
+	  "  export TOKEND_URL=$(firstword $(subst $(comma), ,$(LISTEN)))" \
 	  "  export TOKEND_CREDENTIAL=<the admin token>" \
 	  "  $(BUILD)/tokenctl create --owner partner:acme --name 'ERP sync' --ability orders:read" \
 	  "  $(BUILD)/tokenctl verify TOKEN --ability orders:read" \
@@ -261,9 +283,9 @@ run: deps
 	  "or over HTTP, with curl:" \
 	  "" \
 	  "  ADMIN=<the admin token>" \
-	  "  curl -s -X POST http://$(HTTP)/v1/tokens -H \"Authorization: Bearer \$$ADMIN\" \\" \
+	  "  curl -si -X POST http://$(HTTP)/v1/tokens -H \"Authorization: Bearer \$$ADMIN\" \\" \
 	  "    -H 'Content-Type: application/json' \\" \
-	  "    -d '{\"owner\":\"partner:acme\",\"name\":\"ERP sync\",\"abilities\":[\"orders:read\"]}'" \
+	  "    -d '{\"owner\":\"partner:acme\",\"name\":\"ERP sync\",\"abilities\":[\"orders:read\"]}'   # 201" \
 	  "  T=<\"token\" of the reply>  ID=<\"id\" of the reply>" \
 	  "  curl -i 'http://$(HTTP)/v1/auth?ability=orders:read' -H \"Authorization: Bearer \$$T\"   # 200" \
 	  "  curl -i 'http://$(HTTP)/v1/auth?ability=orders:write' -H \"Authorization: Bearer \$$T\"  # 403" \
@@ -271,8 +293,10 @@ run: deps
 	  "  curl -i http://$(HTTP)/v1/auth -H \"Authorization: Bearer \$$T\"                        # 401" \
 	  "" \
 	  "Stop with Ctrl-C." ""
-	@$(BUILD)/tokend serve --data-dir $(DATA_DIR) --listen $(LISTEN) & tokend=$$!; \
-	$(BUILD)/tokend-gateway --listen $(HTTP) --service $(LISTEN) & gateway=$$!; \
+	@$(BUILD)/tokend serve --data-dir '$(DATA_DIR)' $(call each_flag,--listen,$(LISTEN)) & \
+	tokend=$$!; \
+	$(BUILD)/tokend-gateway --listen '$(HTTP)' $(call each_flag,--service,$(SERVICE)) & \
+	gateway=$$!; \
 	trap 'kill -TERM $$gateway $$tokend 2>/dev/null' INT TERM; \
 	wait $$tokend; status=$$?; \
 	while kill -0 $$tokend 2>/dev/null; do wait $$tokend; status=$$?; done; \
@@ -357,23 +381,25 @@ valgrind: all
 # --- install ---
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/tokend
 	install -m 755 $(BUILD)/tokend $(BUILD)/tokenctl $(BUILD)/tokend-gateway \
 	  $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/tokend.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 proto/tokend.proto $(DESTDIR)$(PREFIX)/share/tokend/
 	install -m 644 $(BUILD)/libtokend.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libtokend.so $(DESTDIR)$(PREFIX)/lib/libtokend.so.$(VERSION)
 	ln -sf libtokend.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtokend.so.$(SOVERSION)
 	ln -sf libtokend.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libtokend.so
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' client/tokend.pc.in \
-	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc
+	$(PC_SED) client/tokend.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/tokend $(DESTDIR)$(PREFIX)/bin/tokenctl \
 	  $(DESTDIR)$(PREFIX)/bin/tokend-gateway \
 	  $(DESTDIR)$(PREFIX)/include/tokend.h $(DESTDIR)$(PREFIX)/lib/libtokend.* \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/tokend.pc \
+	  $(DESTDIR)$(PREFIX)/share/tokend/tokend.proto
+	rmdir $(DESTDIR)$(PREFIX)/share/tokend 2>/dev/null || true
 
 FORMAT_SRCS = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' \
                 2>/dev/null || find proto service client gateway tests bench -name '*.[ch]')
