@@ -128,4 +128,10 @@
     X(authz_matrix_rpc_and_rest)                                 \
     X(authz_ability_injection_is_refused)                        \
     X(authz_revoke_without_the_right_tells_no_id_from_another)   \
+    X(runner_help_prints_usage)                                  \
+    X(runner_skips_the_fault_tests_where_mounting_is_refused)    \
+    X(service_listen_address_in_use_names_it_and_the_way_out)    \
+    X(gateway_listen_address_in_use_names_it_and_the_way_out)    \
+    X(build_make_run_honours_the_environment)                    \
+    X(build_install_into_a_prefix_runs_without_ld_library_path)  \
     X(crash_smoke_five_kills)
