@@ -304,7 +304,8 @@ run: deps
 	exit $$status
 
 # The suite, after a short crash-durability run (5 SIGKILLs under load);
-# the runner's "N passed, N failed" stays the last line.
+# the runner's "N passed, N failed" (", N skipped" where a test may not
+# mount, tests/test_faults.c) stays the last line.
 KILLS ?= 50
 test: deps
 	@$(MAKE) --no-print-directory build-all
