@@ -6,8 +6,8 @@
  * own, whose library a program built with pkg-config finds by itself.
  *
  * The make tests run the source tree's Makefile with this build's BUILD
- * dir, on what is built already (make run with `-o deps`, so that a test
- * never installs a package).
+ * dir, on what is built already: make run with `-o deps`, so that a test
+ * never installs a package, make install with `-o all`.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -358,9 +358,12 @@ TEST(build_install_into_a_prefix_runs_without_ld_library_path) {
     snprintf(prefix_arg, sizeof(prefix_arg), "PREFIX=%s", prefix);
     snprintf(build_arg, sizeof(build_arg), "BUILD=%s", build_name());
     const char *env[] = {MAKE_ENV, NULL};
-    const char *install[] = {"make",     "-s",          "--no-print-directory",
-                             "-C",       source_root(), build_arg,
-                             prefix_arg, "install",     NULL};
+    /* -o all: install what this run tests, never build it again here
+     * (with flags other than this build's own, such as make asan's). */
+    const char *install[] = {"make",    "-s",          "--no-print-directory",
+                             "-C",      source_root(), "-o",
+                             "all",     build_arg,     prefix_arg,
+                             "install", NULL};
     char *out = NULL, *err = NULL;
     int rc = harness_exec(install, NULL, env, &out, &err);
     if (rc != 0) {
@@ -392,12 +395,16 @@ TEST(build_install_into_a_prefix_runs_without_ld_library_path) {
           "    return 0;\n}\n",
           f);
     REQUIRE(fclose(f) == 0);
-    char cmd[2400];
+    /* Under make asan the library needs the sanitizers' runtime first in
+     * line: the program is then built with them too. */
+    char cmd[3200];
     snprintf(cmd, sizeof(cmd),
              "PKG_CONFIG_PATH='%s/lib/pkgconfig' && export PKG_CONFIG_PATH && "
-             "cc -o '%s' '%s' $(pkg-config --cflags --libs tokend) && "
+             "san=$(readelf -d '%s/lib/libtokend.so' | grep -q libasan && "
+             "echo -fsanitize=address,undefined); "
+             "cc $san -o '%s' '%s' $(pkg-config --cflags --libs tokend) && "
              "env -u LD_LIBRARY_PATH '%s' > '%s.out' 2>&1",
-             prefix, prog, prog_c, prog, prog);
+             prefix, prefix, prog, prog_c, prog, prog);
     rc = system(cmd);
     snprintf(path, sizeof(path), "%s.out", prog);
     char *said = harness_read_file(path);
