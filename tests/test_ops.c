@@ -132,7 +132,7 @@ TEST(runner_help_prints_usage) {
  * closing line, still the last, counts them. */
 TEST(runner_skips_the_fault_tests_where_mounting_is_refused) {
     char *out = NULL, *err = NULL;
-    int rc;
+    int rc = 0;
     if (geteuid() == 0) {
         const char *argv[] = {"setpriv",
                               "--bounding-set=-sys_admin",
@@ -141,7 +141,15 @@ TEST(runner_skips_the_fault_tests_where_mounting_is_refused) {
                               "faults_",
                               NULL};
         rc = harness_exec(argv, NULL, NULL, &out, &err);
-    } else {
+        if (rc != 0 && test_contains(err, "setpriv:") && !test_contains(out, "passed")) {
+            /* Not allowed to drop a capability (no CAP_SETPCAP, as in a
+             * container): then it has no CAP_SYS_ADMIN to drop either. */
+            free(out);
+            free(err);
+            out = err = NULL;
+        }
+    }
+    if (out == NULL) {
         const char *argv[] = {harness_bin("tests/run"), "faults_", NULL};
         rc = harness_exec(argv, NULL, NULL, &out, &err);
     }
