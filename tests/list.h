@@ -128,4 +128,6 @@
     X(authz_matrix_rpc_and_rest)                                 \
     X(authz_ability_injection_is_refused)                        \
     X(authz_revoke_without_the_right_tells_no_id_from_another)   \
+    X(examples_python_client_over_tcp_and_ipc)                   \
+    X(examples_python_client_unavailable_stalled_and_tls)        \
     X(crash_smoke_five_kills)
