@@ -130,4 +130,5 @@
     X(authz_revoke_without_the_right_tells_no_id_from_another)   \
     X(examples_python_client_over_tcp_and_ipc)                   \
     X(examples_python_client_unavailable_stalled_and_tls)        \
+    X(examples_protocol_page_bytes_are_what_tokend_answers)      \
     X(crash_smoke_five_kills)
