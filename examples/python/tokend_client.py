@@ -45,12 +45,14 @@ import time
 
 try:
     import tokend_pb2 as pb
-except ImportError as e:  # pragma: no cover - the message is the point
+except ImportError as e:
     sys.stderr.write(
         "tokend_client: cannot import tokend_pb2 (%s). Generate it from the "
         "contract: protoc --python_out=OUT -I proto proto/tokend.proto, and put "
         "OUT on PYTHONPATH (needs the protobuf package: Debian's "
         "python3-protobuf).\n" % e)
+    if __name__ == "__main__":
+        sys.exit(2)
     raise
 
 from google.protobuf import json_format
