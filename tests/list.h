@@ -134,4 +134,7 @@
     X(gateway_listen_address_in_use_names_it_and_the_way_out)    \
     X(build_make_run_honours_the_environment)                    \
     X(build_install_into_a_prefix_runs_without_ld_library_path)  \
+    X(examples_python_client_over_tcp_and_ipc)                   \
+    X(examples_python_client_unavailable_stalled_and_tls)        \
+    X(examples_protocol_page_bytes_are_what_tokend_answers)      \
     X(crash_smoke_five_kills)
