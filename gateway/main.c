@@ -173,6 +173,7 @@ int main(int argc, char **argv) {
     api_config ac = {
         .up = up,
         .verify_credential = opts.verify_credential,
+        .ready_timeout_ms = (int)opts.ready_timeout_ms,
         .openapi = gateway_openapi_json,
         .openapi_len = gateway_openapi_json_len,
     };

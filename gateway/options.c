@@ -29,6 +29,10 @@ static const opt_def options[] = {
     {"rpc-timeout-ms", OPT_INT, "2000", FIELD(rpc_timeout_ms), 1, 600000, 0, 0, "MS",
      "time limit of each call to tokend; no reply in time: 504, tokend unreachable for "
      "that long: 503"},
+    {"ready-timeout-ms", OPT_INT, "500", FIELD(ready_timeout_ms), 1, 600000, 0, 0, "MS",
+     "time limit of /readyz's call to tokend, whatever --rpc-timeout-ms is: past it, "
+     "or at once when tokend refuses the connection, /readyz answers 503 (keep it "
+     "under the probe's own timeout)"},
     {"max-inflight", OPT_INT, "1024", FIELD(max_inflight), 1, 1000000, 0, 0, "N",
      "calls to tokend in flight at once; past it requests get 503 OVERLOADED"},
     {"max-body", OPT_INT, "65536", FIELD(max_body), 1, 16 * 1024 * 1024, 0, 0, "BYTES",
