@@ -13,7 +13,8 @@ static const opt_def options[] = {
     {"listen", OPT_STRING, "127.0.0.1:8080", FIELD(listen), 0, 0, 0, 0, "ADDR:PORT",
      "address and port to serve on: IPv4 (0.0.0.0:8080) or [IPv6]:PORT; port 0 picks a "
      "free one (logged). Gateways on one host may share a port (SO_REUSEPORT)"},
-    {"service", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(services), 0, 0, 0, 0, "URL",
+    {"service", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(services), 0, 0, OPT_URL, 0,
+     "URL",
      "tokend URL (tcp://HOST:PORT, tls+tcp://HOST:PORT, ipc:///PATH); repeat for "
      "several (comma-separated in the environment); calls are spread over the "
      "connected ones"},

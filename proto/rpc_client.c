@@ -26,6 +26,7 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "error.h"
+#include "opt.h"
 #include "rpc.h"
 #include "secret.h"
 #include "tls.h"
@@ -287,6 +288,11 @@ static int client_dial(rpc_client *client, const char *url, const client_tls_pem
                        tokend_error *err) {
     nng_dialer dialer;
     int nrv = nng_dialer_create(&dialer, client->socket, url);
+    tokend_error why;
+    if (nrv != 0 && opt_check_url(url, &why) != TOKEND_OK) {
+        /* The common slip: "127.0.0.1:7450" for tcp://127.0.0.1:7450. */
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "bad service URL %s", why.message);
+    }
     if (nrv != 0) {
         /* A URL NNG cannot even take is the caller's to fix. */
         int code = status_of_nng(nrv, false);

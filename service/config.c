@@ -13,7 +13,8 @@
 static const opt_def options[] = {
     {"data-dir", OPT_STRING, "./data", FIELD(data_dir), 0, 0, 0, BOTH, "DIR",
      "directory of the token store (created by init)"},
-    {"listen", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(listen), 0, 0, 0, CMD_SERVE, "URL",
+    {"listen", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(listen), 0, 0, OPT_URL, CMD_SERVE,
+     "URL",
      "URL to serve on: tcp://HOST:PORT, tls+tcp://HOST:PORT (with --tls-cert and "
      "--tls-key) or ipc:///PATH; repeat for several (comma-separated in the "
      "environment or file)"},

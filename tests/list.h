@@ -33,6 +33,8 @@
     X(opt_help_and_version_stop_the_reading)                     \
     X(opt_help_names_every_option)                               \
     X(opt_argv_words_and_lists)                                  \
+    X(opt_keys_in_either_spelling_and_slips_named)               \
+    X(opt_urls_need_a_scheme)                                    \
     X(build_layers_follow_the_folder_graph)                      \
     X(build_layer_check_catches_a_back_edge)                     \
     X(build_library_exports_only_the_api)                        \
