@@ -45,7 +45,8 @@ static const opt_def options[] = {
     {"admin-owner", OPT_STRING, "admin", FIELD(admin_owner), 0, 0, 0, CMD_INIT, "OWNER",
      "owner of the admin token that init prints"},
     {"config", OPT_STRING, NULL, FIELD(config_file), 0, 0, OPT_FILE, BOTH, "FILE",
-     "read options from FILE (\"name = value\" lines, # comments)"},
+     "read options from FILE (\"name = value\" lines, # comments; a name is an "
+     "option's without --, spelt with - or _: log-level or log_level)"},
     {"tls-cert", OPT_STRING, NULL, FIELD(tls_cert), 0, 0, 0, CMD_SERVE, "PEM",
      "certificate chain (PEM file) of the tls+tcp:// listeners, which speak TLS 1.2 "
      "(NNG's mbedTLS 2.28); needs --tls-key"},

@@ -1710,6 +1710,7 @@ TEST(gateway_command_line_and_environment) {
                                    "--tls-key",
                                    "--hsts",
                                    "--rpc-timeout-ms",
+                                   "--ready-timeout-ms",
                                    "--max-inflight",
                                    "--max-body",
                                    "--max-header",
