@@ -65,9 +65,9 @@ static const char usage_main[] =
     "\n"
     "Global flags (accepted before or after the command):\n"
     "  --url URL               service URL, e.g. tcp://127.0.0.1:7450 or\n"
-    "                          ipc:///run/tokend.sock; repeat (or separate with\n"
-    "                          commas) for several. Default: $TOKEND_URL, else\n"
-    "                          " TOKEND_DEFAULT_URL "\n"
+    "                          ipc:///run/tokend.sock (the scheme is required);\n"
+    "                          repeat (or separate with commas) for several.\n"
+    "                          Default: $TOKEND_URL, else " TOKEND_DEFAULT_URL "\n"
     "  --credential TOKEN      caller credential (a tokend token). Default:\n"
     "                          $TOKEND_CREDENTIAL. Other users can see argv:\n"
     "                          prefer the environment or --credential-file\n"
@@ -82,7 +82,8 @@ static const char usage_main[] =
     "  --tls-key FILE          private key, PEM, of --tls-cert\n"
     "  --tls-server-name NAME  name the service's certificate must be issued for\n"
     "                          (default: the URL's host; DNS names only)\n"
-    "  --json                  print JSON instead of text (times as Unix ms)\n"
+    "  --json                  print JSON instead of text (times as Unix ms);\n"
+    "                          errors too (see Errors below)\n"
     "  -h, --help              show help; after a command, that command's help\n"
     "  --version               print the version and exit\n"
     "\n"
@@ -99,9 +100,16 @@ static const char usage_main[] =
     "     (stderr: \"tokenctl: STATUS: message\", e.g. PERMISSION_DENIED)\n"
     "  2  usage error: unknown command or flag, bad or missing argument\n"
     "  3  service unavailable, or no answer within the timeout (also when TLS\n"
-    "     handshakes fail: the message says whose certificate was refused)\n"
+    "     handshakes fail: the message says whose certificate was refused).\n"
+    "     When nothing listens at the URL (connection refused) this comes at\n"
+    "     once: \"connection refused: is tokend running at URL?\"\n"
     "\n"
-    "Results go to stdout, errors to stderr.\n";
+    "Errors:\n"
+    "  Results go to stdout, errors to stderr: \"tokenctl: STATUS: message\".\n"
+    "  With --json anywhere on the line, each error is one JSON object instead\n"
+    "  (exit codes unchanged; a usage error is INVALID_ARGUMENT, code 5):\n"
+    "    {\"error\":{\"status\":\"UNAVAILABLE\",\"code\":11,\"message\":\"...\"}}\n"
+    "  status and code are a status name and number of tokend.h.\n";
 
 static const char usage_create[] =
     "Usage: tokenctl create --owner OWNER --name NAME --ability ABILITY...\n"
@@ -548,12 +556,54 @@ typedef struct cli {
     tokend_client *client;
 } cli;
 
-/* Prints a one-line usage error and the hint; returns EXIT_USAGE. */
+/* With --json anywhere on the command line, errors go to stderr as one
+ * JSON object, {"error":{"status":NAME,"code":N,"message":TEXT}}, instead
+ * of "tokenctl: NAME: TEXT" (see usage_main). Set by main before anything
+ * can fail. */
+static bool json_errors;
+
+/* Writes one error as JSON on stderr (json_errors). */
+static void json_error(int code, const char *message) {
+    fputs("{\"error\":{\"status\":", stderr);
+    json_string(stderr, tokend_status_name(code));
+    fprintf(stderr, ",\"code\":%d,\"message\":", code);
+    json_string(stderr, message);
+    fputs("}}\n", stderr);
+}
+
+/* Reports an error that is not a usage error nor a call's: "tokenctl:
+ * NAME: TEXT", or the JSON object. */
+static void report_error(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void report_error(int code, const char *fmt, ...) {
+    char message[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    if (json_errors) {
+        json_error(code, message);
+    } else {
+        fprintf(stderr, "tokenctl: %s: %s\n", tokend_status_name(code), message);
+    }
+}
+
+/* Prints a one-line usage error and the hint (with --json, the error
+ * object, status INVALID_ARGUMENT); returns EXIT_USAGE. */
 static int usage_error(const cli *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static int usage_error(const cli *c, const char *fmt, ...) {
     va_list ap;
+    if (json_errors) {
+        char message[600];
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof message, fmt, ap);
+        va_end(ap);
+        json_error(TOKEND_INVALID_ARGUMENT, message);
+        return EXIT_USAGE;
+    }
     fputs("tokenctl: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -568,7 +618,7 @@ static int usage_error(const cli *c, const char *fmt, ...) {
 
 /* Reports a failed call on stderr and returns its exit code. */
 static int call_failed(const tokend_error *err) {
-    fprintf(stderr, "tokenctl: %s: %s\n", tokend_status_name(err->code), err->message);
+    report_error(err->code, "%s", err->message);
     return err->code == TOKEND_UNAVAILABLE || err->code == TOKEND_DEADLINE_EXCEEDED
                ? EXIT_UNAVAILABLE
                : EXIT_REFUSED;
@@ -788,10 +838,18 @@ static int setup(cli *c) {
             c->credential = xstrdup(env);
         }
     }
+    bool urls_from_env = c->urls.n == 0;
     if (c->urls.n == 0) {
         const char *env = getenv("TOKEND_URL");
         if (env != NULL) {
             add_urls(c, env);
+        }
+    }
+    for (size_t i = 0; i < c->urls.n; i++) {
+        tokend_error why;
+        if (opt_check_url(c->urls.items[i], &why) != TOKEND_OK) {
+            return usage_error(c, "%s %s", urls_from_env ? "TOKEND_URL" : "--url",
+                               why.message);
         }
     }
     static const struct {
@@ -1136,8 +1194,7 @@ static int run_list(cli *c) {
             break;
         }
         if (cursor != NULL && strcmp(cursor, next_cursor) == 0) {
-            fputs("tokenctl: INTERNAL: the service returned the same cursor twice\n",
-                  stderr);
+            report_error(TOKEND_INTERNAL, "the service returned the same cursor twice");
             exit_code = EXIT_REFUSED;
             break;
         }
@@ -1258,6 +1315,11 @@ static void cli_free(cli *c) {
 
 int main(int argc, char **argv) {
     cli c = {0};
+    /* Known before the first word is read, so that an error about any
+     * word already comes out as JSON. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        json_errors = json_errors || strcmp(argv[i], "--json") == 0;
+    }
     int rv = parse_args(&c, argc, argv);
     if (rv < 0) {
         if (c.version) {
@@ -1276,7 +1338,7 @@ int main(int argc, char **argv) {
     /* A result that did not reach stdout (disk full, closed pipe) is a
      * failure, even if the service call worked. */
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "tokenctl: cannot write the output: %s\n", strerror(errno));
+        report_error(TOKEND_INTERNAL, "cannot write the output: %s", strerror(errno));
         if (rv == EXIT_DONE) {
             rv = EXIT_REFUSED;
         }

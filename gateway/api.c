@@ -34,6 +34,7 @@
 struct api {
     upstream *up;
     char *verify_credential; /* own copy or NULL */
+    int ready_timeout_ms;    /* /readyz's call; 0: the RPC timeout */
     const void *openapi;
     size_t openapi_len;
 };
@@ -84,6 +85,7 @@ api *api_new(const api_config *cfg) {
         return NULL;
     }
     a->up = cfg->up;
+    a->ready_timeout_ms = cfg->ready_timeout_ms;
     a->openapi = cfg->openapi;
     a->openapi_len = cfg->openapi_len;
     if (cfg->verify_credential != NULL && cfg->verify_credential[0] != '\0' &&
@@ -716,7 +718,11 @@ static void start_call(api *a, http_request *req, api_req *st, call_kind kind,
                        const char *credential) {
     st->kind = kind;
     http_suspend(req);
-    int rv = upstream_start(a->up, method, input, credential, call_done, req, &st->call);
+    /* A readiness probe wants its answer within its own (short) bound,
+     * not after the RPC timeout. */
+    int timeout_ms = kind == CALL_READY ? a->ready_timeout_ms : 0;
+    int rv = upstream_start(a->up, method, input, credential, timeout_ms, call_done, req,
+                            &st->call);
     if (rv != 0) {
         st->start_failure = rv;
         http_resume(req);

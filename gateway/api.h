@@ -23,6 +23,7 @@ typedef struct api api;
 typedef struct api_config {
     upstream *up;                  /* borrowed; outlives the api */
     const char *verify_credential; /* sent with Verify; NULL: none (copied) */
+    int ready_timeout_ms;          /* limit of /readyz's call; 0: the RPC one */
     const void *openapi;           /* the OpenAPI document, static */
     size_t openapi_len;
 } api_config;

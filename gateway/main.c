@@ -174,6 +174,7 @@ int main(int argc, char **argv) {
     api_config ac = {
         .up = up,
         .verify_credential = opts.verify_credential,
+        .ready_timeout_ms = (int)opts.ready_timeout_ms,
         .openapi = gateway_openapi_json,
         .openapi_len = gateway_openapi_json_len,
     };
@@ -222,9 +223,13 @@ int main(int argc, char **argv) {
     int sig = 0;
     sigwait(&stop, &sig);
     LOG(LOG_INFO, "stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    /* Requests in flight are each bounded by the RPC timeout: wait that
-     * long (and a little) for them, then cut what is left. */
-    int left = http_quiesce(srv, (int)opts.rpc_timeout_ms + 500);
+    /* Requests in flight are each bounded by the RPC timeout (/readyz by
+     * its own): wait that long (and a little) for them, then cut what is
+     * left. */
+    int64_t call_limit_ms = opts.rpc_timeout_ms > opts.ready_timeout_ms
+                                ? opts.rpc_timeout_ms
+                                : opts.ready_timeout_ms;
+    int left = http_quiesce(srv, (int)call_limit_ms + 500);
     upstream_shutdown(up, 1000);
     if (left > 0) {
         LOG(LOG_WARN, "drain.timeout", "requests=%d", left);

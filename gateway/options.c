@@ -13,7 +13,8 @@ static const opt_def options[] = {
     {"listen", OPT_STRING, "127.0.0.1:8080", FIELD(listen), 0, 0, 0, 0, "ADDR:PORT",
      "address and port to serve on: IPv4 (0.0.0.0:8080) or [IPv6]:PORT; port 0 picks a "
      "free one (logged). Gateways on one host may share a port (SO_REUSEPORT)"},
-    {"service", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(services), 0, 0, 0, 0, "URL",
+    {"service", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(services), 0, 0, OPT_URL, 0,
+     "URL",
      "tokend URL (tcp://HOST:PORT, tls+tcp://HOST:PORT, ipc:///PATH); repeat for "
      "several (comma-separated in the environment); calls are spread over the "
      "connected ones"},
@@ -29,6 +30,10 @@ static const opt_def options[] = {
     {"rpc-timeout-ms", OPT_INT, "2000", FIELD(rpc_timeout_ms), 1, 600000, 0, 0, "MS",
      "time limit of each call to tokend; no reply in time: 504, tokend unreachable for "
      "that long: 503"},
+    {"ready-timeout-ms", OPT_INT, "500", FIELD(ready_timeout_ms), 1, 600000, 0, 0, "MS",
+     "time limit of /readyz's call to tokend, whatever --rpc-timeout-ms is: past it, "
+     "or at once when tokend refuses the connection, /readyz answers 503 (keep it "
+     "under the probe's own timeout)"},
     {"max-inflight", OPT_INT, "1024", FIELD(max_inflight), 1, 1000000, 0, 0, "N",
      "calls to tokend in flight at once; past it requests get 503 OVERLOADED"},
     {"max-body", OPT_INT, "65536", FIELD(max_body), 1, 16 * 1024 * 1024, 0, 0, "BYTES",

@@ -21,6 +21,7 @@ typedef struct gw_options {
     char *tls_key;     /* PEM file or NULL */
     char *hsts;        /* Strict-Transport-Security value, or "off" */
     int64_t rpc_timeout_ms;
+    int64_t ready_timeout_ms;
     int64_t max_inflight;
     int64_t max_body;
     int64_t max_header;

@@ -53,7 +53,9 @@ int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err)
 
 /*
  * Starts calling TokenService method `method` (e.g. "Verify") with `input`
- * (its request message) and `credential` (NULL or "": none). Everything is
+ * (its request message) and `credential` (NULL or "": none), within
+ * timeout_ms (0: the upstream's own limit; /readyz gives a shorter one).
+ * Everything is
  * packed before this returns, so the caller may free `input` at once; the
  * packed payload is wiped (it may carry a token).
  *
@@ -64,8 +66,8 @@ int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err)
  * down) or TOKEND_INTERNAL (out of memory, unknown method).
  */
 int upstream_start(upstream *up, const char *method, const ProtobufCMessage *input,
-                   const char *credential, rpc_call_done_fn done, void *arg,
-                   upstream_call **out);
+                   const char *credential, int timeout_ms, rpc_call_done_fn done,
+                   void *arg, upstream_call **out);
 
 /*
  * The outcome of a finished call (call only after `done` ran), on the

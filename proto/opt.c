@@ -80,6 +80,34 @@ int opt_parse_int(const char *s, long long min, long long max, long long *out,
     return error_set(err, TOKEND_OK, NULL);
 }
 
+int opt_check_url(const char *url, tokend_error *err) {
+    /* A scheme: a letter, then letters, digits, '+', '-' or '.', then "://". */
+    const char *p = url;
+    if (isalpha((unsigned char)*p)) {
+        p += strspn(p,
+                    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+        if (strncmp(p, "://", 3) == 0) {
+            return error_set(err, TOKEND_OK, NULL);
+        }
+    }
+    if (url[0] == '/') {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "\"%s\" has no scheme: use ipc://%s", url, url);
+    }
+    if (url[0] != '\0' && strspn(url, "0123456789") == strlen(url)) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "\"%s\" has no scheme: use tcp://127.0.0.1:%s", url, url);
+    }
+    if (strchr(url, ':') != NULL && strchr(url, '/') == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "\"%s\" has no scheme: use tcp://%s", url, url);
+    }
+    return error_set(err, TOKEND_INVALID_ARGUMENT,
+                     "\"%s\" has no scheme: use tcp://HOST:PORT, tls+tcp://HOST:PORT or "
+                     "ipc:///PATH",
+                     url);
+}
+
 static bool parse_bool(const char *s, bool *out) {
     if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0 || strcmp(s, "yes") == 0) {
         *out = true;
@@ -164,6 +192,70 @@ static bool named(const opt_def *d, const char *name, size_t len) {
     return strlen(d->name) == len && strncmp(d->name, name, len) == 0;
 }
 
+/* As named(), with '_' in `name` standing for '-' (a config file key). */
+static bool named_as_key(const opt_def *d, const char *name, size_t len) {
+    if (strlen(d->name) != len) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (d->name[i] != (name[i] == '_' ? '-' : name[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Edit distance of a[0..n) and b (at most 63 bytes each; longer: far):
+ * insertions, deletions, changes and swaps of two neighbours, '_' counting
+ * as '-'. */
+static size_t distance(const char *a, size_t n, const char *b) {
+    size_t m = strlen(b);
+    if (n > 63 || m > 63) {
+        return SIZE_MAX;
+    }
+    uint8_t d[64][64]; /* distances stay below 64 */
+    for (size_t i = 0; i <= n; i++) {
+        d[i][0] = (uint8_t)i;
+    }
+    for (size_t j = 0; j <= m; j++) {
+        d[0][j] = (uint8_t)j;
+    }
+    for (size_t i = 1; i <= n; i++) {
+        char ca = a[i - 1] == '_' ? '-' : a[i - 1];
+        for (size_t j = 1; j <= m; j++) {
+            unsigned best = d[i - 1][j - 1] + (ca == b[j - 1] ? 0u : 1u);
+            unsigned del = d[i - 1][j] + 1u, ins = d[i][j - 1] + 1u;
+            best = del < best ? del : best;
+            best = ins < best ? ins : best;
+            char before = i > 1 && a[i - 2] == '_' ? '-' : (i > 1 ? a[i - 2] : 0);
+            if (i > 1 && j > 1 && ca == b[j - 2] && before == b[j - 1] &&
+                d[i - 2][j - 2] + 1u < best) {
+                best = d[i - 2][j - 2] + 1u;
+            }
+            d[i][j] = (uint8_t)best;
+        }
+    }
+    return d[n][m];
+}
+
+/* The name of `command`'s row nearest to name[0..len) if it is near
+ * enough to be a slip (an edit for every three bytes of the name), else
+ * NULL. The config file's own row is never suggested for a key. */
+static const char *nearest_name(const opt_table *t, const char *name, size_t len,
+                                unsigned command, bool key) {
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (const opt_def *d = next_def(t, NULL, command); d != NULL;
+         d = next_def(t, d, command)) {
+        size_t dist = distance(name, len, d->name);
+        if (!(key && (d->flags & OPT_FILE)) && dist < best_d) {
+            best = d->name;
+            best_d = dist;
+        }
+    }
+    return best_d * 3 <= len ? best : NULL;
+}
+
 /* The row called name[0..len) among those of `command`, or NULL. */
 static const opt_def *find_def(const opt_table *t, const char *name, size_t len,
                                unsigned command) {
@@ -236,6 +328,16 @@ typedef struct list_target {
     tokend_error *err;
 } list_target;
 
+/* A value of an OPT_URL row must have a scheme. */
+static int check_url_value(const opt_def *d, const char *value, const char *source,
+                           tokend_error *err) {
+    tokend_error why;
+    if (!(d->flags & OPT_URL) || opt_check_url(value, &why) == TOKEND_OK) {
+        return TOKEND_OK;
+    }
+    return error_set(err, why.code, "%s: --%s %s", source, d->name, why.message);
+}
+
 static int list_add(void *arg, const char *item, size_t len) {
     list_target *to = arg;
     if (to->list->n == OPT_LIST_MAX) {
@@ -245,6 +347,11 @@ static int list_add(void *arg, const char *item, size_t len) {
     char *copy = strndup(item, len);
     if (copy == NULL) {
         return out_of_memory(to->err);
+    }
+    int rv = check_url_value(to->d, copy, to->source, to->err);
+    if (rv != TOKEND_OK) {
+        text_free(to->d, copy);
+        return rv;
     }
     to->list->items[to->list->n++] = copy;
     return TOKEND_OK;
@@ -282,8 +389,10 @@ static int set_value(const opt_def *d, void *record, const char *value, bool app
                      const char *source, tokend_error *err) {
     void *field = field_of(record, d);
     switch (d->type) {
-        case OPT_STRING:
-            return set_string(d, field, value, err);
+        case OPT_STRING: {
+            int rv = check_url_value(d, value, source, err);
+            return rv == TOKEND_OK ? set_string(d, field, value, err) : rv;
+        }
         case OPT_LIST:
             return set_list(d, field, value, append, source, err);
         case OPT_INT:
@@ -363,6 +472,17 @@ static char *trim(char *s) {
     return s;
 }
 
+/* The row whose name the config file key `key` spells (with '_' or '-'),
+ * among those of `command`, or NULL. */
+static const opt_def *find_key(const opt_table *t, const char *key, unsigned command) {
+    size_t len = strlen(key);
+    const opt_def *d = next_def(t, NULL, command);
+    while (d != NULL && !named_as_key(d, key, len)) {
+        d = next_def(t, d, command);
+    }
+    return d;
+}
+
 /* One line of a config file: blank, a # comment, or "name = value". Keys
  * of the table's other commands are passed over, so that one file can
  * serve every command. */
@@ -380,14 +500,23 @@ static int load_line(const opt_table *t, void *record, unsigned command, char *l
     *eq = '\0';
     char *key = trim(s);
     char *value = trim(eq + 1);
-    const opt_def *d = find_def(t, key, strlen(key), command);
-    if (d == NULL && find_def(t, key, strlen(key), ~0u) != NULL) {
+    const opt_def *d = find_key(t, key, command);
+    if (d == NULL && find_key(t, key, ~0u) != NULL) {
         return TOKEND_OK;
     }
     /* A file does not name another file. */
     if (d == NULL || (d->flags & OPT_FILE)) {
-        return error_set(err, TOKEND_INVALID_ARGUMENT, "%s: unknown option \"%s\"", where,
-                         key);
+        const char *near = nearest_name(t, key, strlen(key), ~0u, true);
+        if (near != NULL) {
+            return error_set(err, TOKEND_INVALID_ARGUMENT,
+                             "%s: unknown option \"%s\" (did you mean %s? the keys "
+                             "are the options of --help without \"--\")",
+                             where, key, near);
+        }
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "%s: unknown option \"%s\" (the keys are the options of "
+                         "--help without \"--\", e.g. %s)",
+                         where, key, t->n_defs > 0 ? t->defs[0].name : "");
     }
     return set_value(d, record, value, false, where, err);
 }
@@ -460,6 +589,15 @@ static int load_flags(const opt_table *t, void *record, unsigned command, opt_cu
                              "unexpected argument \"%s\" (see --help)", w.text);
         }
         const opt_def *d = flag_def(t, &w, command);
+        const char *near =
+            d == NULL && w.name_len > 2
+                ? nearest_name(t, w.text + 2, w.name_len - 2, command, false)
+                : NULL;
+        if (near != NULL) {
+            return error_set(err, TOKEND_INVALID_ARGUMENT,
+                             "unknown option \"%.*s\" (did you mean --%s? see --help)",
+                             (int)w.name_len, w.text, near);
+        }
         if (d == NULL) {
             return error_set(err, TOKEND_INVALID_ARGUMENT,
                              "unknown option \"%.*s\" (see --help)", (int)w.name_len,

@@ -44,6 +44,9 @@ enum {
     /* A string naming the config file: taken from its flag or environment
      * variable before anything else, then read as "name = value" lines. */
     OPT_FILE = 1u << 1,
+    /* A string or list of service URLs: each must have a scheme
+     * (opt_check_url), so "127.0.0.1:7450" is refused with a hint. */
+    OPT_URL = 1u << 2,
 };
 
 /* Most items a list option holds. */
@@ -104,9 +107,13 @@ typedef enum opt_outcome {
  * argv[first..argc). --help and -h (and --version where the table has it)
  * stop the reading, with *outcome saying which; it is OPT_RUN otherwise.
  *
+ * A config file key may be written with '_' for '-' (log_level for
+ * log-level).
+ *
  * Returns TOKEND_OK, TOKEND_INVALID_ARGUMENT for an option that is unknown,
  * misspelt or out of bounds, with one line in *err naming where the value
- * came from ("flag", "TOKEND_CONTEXTS", "tokend.conf:3"), or TOKEND_INTERNAL
+ * came from ("flag", "TOKEND_CONTEXTS", "tokend.conf:3") and, for an
+ * unknown flag or key near a known one, which was meant, or TOKEND_INTERNAL
  * when out of memory. Success or not, *record may own strings: give it to
  * opt_free. */
 int opt_load(const opt_table *table, void *record, unsigned command, int argc,
@@ -120,6 +127,13 @@ void opt_usage(FILE *out, const opt_table *table, unsigned command);
 /* Frees the strings and lists of *record, wiping OPT_SECRET ones first,
  * and zeroes it. */
 void opt_free(const opt_table *table, void *record);
+
+/* Checks that `url` names its transport: a scheme such as tcp://,
+ * tls+tcp:// or ipc:// before the rest. Returns TOKEND_OK, or
+ * TOKEND_INVALID_ARGUMENT with a hint derived from what was given in *err:
+ * "\"127.0.0.1:7450\" has no scheme: use tcp://127.0.0.1:7450" (a path:
+ * ipc:///PATH; a port alone: tcp://127.0.0.1:PORT). */
+int opt_check_url(const char *url, tokend_error *err);
 
 /* Parses a duration in seconds: "90" or "90s", "15m", "12h", "30d". Returns
  * TOKEND_OK with *seconds set; TOKEND_INVALID_ARGUMENT for anything else

@@ -12,6 +12,7 @@
  */
 #include "rpc_client.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,6 +26,7 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "error.h"
+#include "opt.h"
 #include "rpc.h"
 #include "secret.h"
 #include "tls.h"
@@ -38,6 +40,13 @@
 #define RPC_CLIENT_WHERE_MAX 160
 /* Request payloads up to this size are packed on the stack. */
 #define RPC_CLIENT_STACK_PAYLOAD 512
+/* A send that waits for a connection looks, after each slice of its
+ * time, whether the service refused the last dial attempts; the slices
+ * double from the first to the last size. */
+#define RPC_CLIENT_SLICE_FIRST_MS 10
+#define RPC_CLIENT_SLICE_MAX_MS 250
+/* NNG's dialer statistics are read at most this often per client. */
+#define RPC_CLIENT_REFUSED_CHECK_MS 5
 
 /* A TLS dialer, whose failed handshakes a message may explain. */
 typedef struct client_tls_dialer {
@@ -45,12 +54,32 @@ typedef struct client_tls_dialer {
     char *server_name; /* what the service's certificate must be issued for */
 } client_tls_dialer;
 
+/* A dialer and what its statistics said when a connection last came up:
+ * attempts refused since then mean the service is not there. */
+typedef struct client_dialer {
+    nng_dialer dialer;
+    uint64_t connects;       /* its "connect" counter, as last seen */
+    uint64_t refused_before; /* its "refused" counter when `connects` changed */
+} client_dialer;
+
 struct rpc_client {
     nng_socket socket;
     char *where;        /* what messages call the service */
     bool network_shown; /* messages may speak of the network (no cfg->where) */
     client_tls_dialer *tls_dialers;
     size_t n_tls_dialers;
+    /* Connections up (or being added) now, from NNG's pipe events: NNG
+     * runs REM_POST for exactly the pipes it ran ADD_PRE for. */
+    atomic_int pipes;
+    /* Whether every dialer's attempts since its last connection were
+     * refused (ECONNREFUSED; for ipc:// also a missing socket file), judged
+     * under refused_mtx from the dialers' statistics at most every
+     * RPC_CLIENT_REFUSED_CHECK_MS. */
+    client_dialer *dialers;
+    size_t n_dialers;
+    pthread_mutex_t refused_mtx;
+    nng_time refused_checked;
+    atomic_bool refused;
     _Atomic uint64_t next_request_id;
     atomic_bool closed;
 };
@@ -77,6 +106,7 @@ struct rpc_call {
     uint64_t request_id;
     int timeout_ms;
     nng_time deadline; /* nng_clock() ms, for send and reply together */
+    int slice_ms;      /* the send's current wait for a connection */
     /* The outcome: the reply until rpc_call_result decodes it, then the
      * output; err says how the call ended (TOKEND_OK until it fails), and
      * `unreached` that no connection came up in time (rpc_call_result may
@@ -258,6 +288,11 @@ static int client_dial(rpc_client *client, const char *url, const client_tls_pem
                        tokend_error *err) {
     nng_dialer dialer;
     int nrv = nng_dialer_create(&dialer, client->socket, url);
+    tokend_error why;
+    if (nrv != 0 && opt_check_url(url, &why) != TOKEND_OK) {
+        /* The common slip: "127.0.0.1:7450" for tcp://127.0.0.1:7450. */
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "bad service URL %s", why.message);
+    }
     if (nrv != 0) {
         /* A URL NNG cannot even take is the caller's to fix. */
         int code = status_of_nng(nrv, false);
@@ -283,7 +318,16 @@ static int client_dial(rpc_client *client, const char *url, const client_tls_pem
         return error_set(err, status_of_nng(nrv, false), "cannot dial \"%s\": %s", url,
                          nng_strerror(nrv));
     }
+    client->dialers[client->n_dialers++] = (client_dialer){.dialer = dialer};
     return TOKEND_OK;
+}
+
+/* NNG's pipe events, on an NNG thread: a connection is being added
+ * (ADD_PRE) or is gone (REM_POST). Counting only, nothing that blocks. */
+static void client_pipe_event(nng_pipe pipe, nng_pipe_ev event, void *arg) {
+    (void)pipe;
+    rpc_client *client = arg;
+    atomic_fetch_add(&client->pipes, event == NNG_PIPE_EV_ADD_PRE ? 1 : -1);
 }
 
 int rpc_client_open(const rpc_client_config *cfg, rpc_client **out, tokend_error *err) {
@@ -308,7 +352,11 @@ int rpc_client_open(const rpc_client_config *cfg, rpc_client **out, tokend_error
         cfg->where != NULL ? strdup(cfg->where) : join_urls(cfg->urls, cfg->n_urls);
     client->network_shown = cfg->where == NULL;
     client->tls_dialers = calloc(cfg->n_urls, sizeof *client->tls_dialers);
-    if (client->where == NULL || client->tls_dialers == NULL) {
+    client->dialers = calloc(cfg->n_urls, sizeof *client->dialers);
+    atomic_init(&client->pipes, 0);
+    atomic_init(&client->refused, false);
+    pthread_mutex_init(&client->refused_mtx, NULL);
+    if (client->where == NULL || client->tls_dialers == NULL || client->dialers == NULL) {
         rpc_client_free(client);
         return error_set(err, TOKEND_INTERNAL, "out of memory");
     }
@@ -329,6 +377,14 @@ int rpc_client_open(const rpc_client_config *cfg, rpc_client **out, tokend_error
     if (rv == TOKEND_OK &&
         (nrv = nng_socket_set_ms(client->socket, NNG_OPT_REQ_RESENDTIME,
                                  NNG_DURATION_INFINITE)) != 0) {
+        rv = error_set(err, status_of_nng(nrv, false),
+                       "cannot configure the NNG socket: %s", nng_strerror(nrv));
+    }
+    /* Before any dialer starts, so that no connection goes uncounted. */
+    if (rv == TOKEND_OK && ((nrv = nng_pipe_notify(client->socket, NNG_PIPE_EV_ADD_PRE,
+                                                   client_pipe_event, client)) != 0 ||
+                            (nrv = nng_pipe_notify(client->socket, NNG_PIPE_EV_REM_POST,
+                                                   client_pipe_event, client)) != 0)) {
         rv = error_set(err, status_of_nng(nrv, false),
                        "cannot configure the NNG socket: %s", nng_strerror(nrv));
     }
@@ -362,6 +418,8 @@ void rpc_client_free(rpc_client *client) {
         free(client->tls_dialers[i].server_name);
     }
     free(client->tls_dialers);
+    free(client->dialers);
+    pthread_mutex_destroy(&client->refused_mtx);
     free(client->where);
     free(client);
 }
@@ -410,6 +468,63 @@ static bool client_tls_failures(const rpc_client *client, char *buf, size_t size
     return refused > 0 || ended > 0;
 }
 
+/* True when every dialer of `client` had its attempts refused since its
+ * last connection (and made one at all), from NNG's dialer statistics:
+ * the service is not listening there. A dialer still connecting, or whose
+ * connections fail otherwise (a TLS handshake, a listener that accepts
+ * but never speaks), is not refused: its calls wait their full time.
+ * Called with refused_mtx held. */
+static bool dialers_refused(rpc_client *client) {
+    nng_stat *root = NULL;
+    if (client->n_dialers == 0 || nng_stats_get(&root) != 0) {
+        return false;
+    }
+    bool refused = true;
+    for (size_t i = 0; i < client->n_dialers; i++) {
+        client_dialer *d = &client->dialers[i];
+        nng_stat *stats = nng_stat_find_dialer(root, d->dialer);
+        if (stats == NULL) {
+            refused = false;
+            continue;
+        }
+        uint64_t connects = dialer_counter(stats, "connect");
+        uint64_t refusals = dialer_counter(stats, "refused");
+        if (connects != d->connects) {
+            /* A connection came up since the last look: only refusals
+             * after it count (this look cannot tell which came after, so
+             * none does; the next look will). */
+            d->connects = connects;
+            d->refused_before = refusals;
+        }
+        if (refusals <= d->refused_before) {
+            refused = false;
+        }
+    }
+    nng_stats_free(root);
+    return refused;
+}
+
+/* Whether the service refuses `client`'s connections now (see
+ * dialers_refused): never while a connection is up. Cheap and safe on an
+ * NNG thread: the statistics are read at most every
+ * RPC_CLIENT_REFUSED_CHECK_MS, and a thread that finds another reading
+ * them takes the last verdict instead of waiting. */
+static bool client_refused(rpc_client *client) {
+    if (atomic_load(&client->pipes) > 0) {
+        return false;
+    }
+    if (pthread_mutex_trylock(&client->refused_mtx) == 0) {
+        nng_time now = nng_clock();
+        if (client->refused_checked == 0 ||
+            now - client->refused_checked >= RPC_CLIENT_REFUSED_CHECK_MS) {
+            client->refused_checked = now;
+            atomic_store(&client->refused, dialers_refused(client));
+        }
+        pthread_mutex_unlock(&client->refused_mtx);
+    }
+    return atomic_load(&client->refused) && atomic_load(&client->pipes) == 0;
+}
+
 /* ------------------------------------------------------------------------
  * A call: pack, send, receive; decoding waits for the owner. */
 
@@ -423,7 +538,16 @@ static void call_failed(rpc_call *c, int nrv) {
         nrv = NNG_ECLOSED;
     }
     int status = status_of_nng(nrv, sent);
-    if (nrv == NNG_ECLOSED) {
+    if (nrv == NNG_ECONNREFUSED && !sent) {
+        /* Said so at once, not after the whole time limit: nothing listens
+         * where the service should be. */
+        if (c->client->network_shown) {
+            error_set(&c->err, status, "connection refused: is tokend running at %s?",
+                      where);
+        } else {
+            error_set(&c->err, status, "connection refused: is %s running?", where);
+        }
+    } else if (nrv == NNG_ECLOSED) {
         error_set(&c->err, status, "%s",
                   sent ? "client closed while waiting for a reply" : "client is closed");
     } else if (nrv == NNG_ETIMEDOUT && !sent) {
@@ -449,6 +573,25 @@ static void call_failed(rpc_call *c, int nrv) {
  * call is over. */
 static bool call_step(rpc_call *c) {
     int nrv = nng_aio_result(c->aio);
+    if (nrv == NNG_ETIMEDOUT && c->stage == CALL_SENDING) {
+        /* A slice of the wait for a connection is over: a refused service
+         * ends the call now, any other goes on waiting (the request is
+         * still the aio's: a send that times out never left). */
+        nng_time now = nng_clock();
+        if (client_refused(c->client)) {
+            nrv = NNG_ECONNREFUSED;
+        } else if (now < c->deadline) {
+            c->slice_ms = c->slice_ms * 2 < RPC_CLIENT_SLICE_MAX_MS
+                              ? c->slice_ms * 2
+                              : RPC_CLIENT_SLICE_MAX_MS;
+            nng_time left = c->deadline - now;
+            nng_aio_set_timeout(c->aio, left < (nng_time)c->slice_ms
+                                            ? (nng_duration)left
+                                            : (nng_duration)c->slice_ms);
+            nng_ctx_send(c->ctx, c->aio);
+            return false;
+        }
+    }
     if (nrv == 0 && c->stage == CALL_SENDING) {
         c->stage = CALL_RECEIVING;
         nng_time now = nng_clock();
@@ -564,7 +707,8 @@ int rpc_call_start(rpc_call *c, const ProtobufCMethodDescriptor *method,
      * connection uses up the time the reply would have had. */
     c->stage = CALL_SENDING;
     c->deadline = nng_clock() + (nng_time)timeout_ms;
-    nng_aio_set_timeout(c->aio, timeout_ms);
+    c->slice_ms = RPC_CLIENT_SLICE_FIRST_MS;
+    nng_aio_set_timeout(c->aio, timeout_ms < c->slice_ms ? timeout_ms : c->slice_ms);
     nng_aio_set_msg(c->aio, msg);
     nng_ctx_send(c->ctx, c->aio);
     return TOKEND_OK;

@@ -58,7 +58,12 @@ typedef struct rpc_client_config {
 /*
  * Opens the REQ socket and starts dialling every URL in the background: a
  * service that is not up yet is dialled again every 10..500 ms, and calls
- * meanwhile wait for a connection until their deadline. A request is never
+ * meanwhile wait for a connection until their deadline — unless every
+ * URL's dial attempts since its last connection were refused (nothing
+ * listens there: ECONNREFUSED, or no ipc:// socket file), which ends a
+ * call waiting for a connection within tens of milliseconds. A dial that
+ * is merely slow, or a listener that accepts but never answers, still
+ * gets the call's whole time. A request is never
  * resent blindly (CreateToken is not idempotent). Replies are refused above
  * RPC_MAX_MESSAGE_CEILING bytes. A TLS URL is dialled with the TLS files of
  * cfg, the service's certificate verified against the CA file and the
@@ -124,9 +129,11 @@ void rpc_call_wait(rpc_call *call);
  * returned), on the owner's thread; the first call decodes the reply.
  * Returns the status and fills err (if not NULL) with it and a message:
  * TOKEND_OK with *output the method's response message; the service's own
- * status and message; or the transport's — UNAVAILABLE (no connection
- * within the time limit — for a TLS URL whose handshakes failed, the
- * message says so, unless the config's `where` hides the network —,
+ * status and message; or the transport's — UNAVAILABLE (every URL refused
+ * the connection: "connection refused: is tokend running at URL?" —
+ * "is WHERE running?" when the config's `where` hides the network —; no
+ * connection within the time limit — for a TLS URL whose handshakes
+ * failed, the message says so, unless `where` hides the network —,
  * connection lost before the reply, client closed),
  * DEADLINE_EXCEEDED (no reply in time), BAD_MESSAGE (an undecodable reply,
  * or one to another request), RESOURCE_EXHAUSTED (a reply too large to

@@ -13,7 +13,8 @@
 static const opt_def options[] = {
     {"data-dir", OPT_STRING, "./data", FIELD(data_dir), 0, 0, 0, BOTH, "DIR",
      "directory of the token store (created by init)"},
-    {"listen", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(listen), 0, 0, 0, CMD_SERVE, "URL",
+    {"listen", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(listen), 0, 0, OPT_URL, CMD_SERVE,
+     "URL",
      "URL to serve on: tcp://HOST:PORT, tls+tcp://HOST:PORT (with --tls-cert and "
      "--tls-key) or ipc:///PATH; repeat for several (comma-separated in the "
      "environment or file)"},
@@ -44,7 +45,8 @@ static const opt_def options[] = {
     {"admin-owner", OPT_STRING, "admin", FIELD(admin_owner), 0, 0, 0, CMD_INIT, "OWNER",
      "owner of the admin token that init prints"},
     {"config", OPT_STRING, NULL, FIELD(config_file), 0, 0, OPT_FILE, BOTH, "FILE",
-     "read options from FILE (\"name = value\" lines, # comments)"},
+     "read options from FILE (\"name = value\" lines, # comments; a name is an "
+     "option's without --, spelt with - or _: log-level or log_level)"},
     {"tls-cert", OPT_STRING, NULL, FIELD(tls_cert), 0, 0, 0, CMD_SERVE, "PEM",
      "certificate chain (PEM file) of the tls+tcp:// listeners, which speak TLS 1.2 "
      "(NNG's mbedTLS 2.28); needs --tls-key"},

@@ -158,6 +158,15 @@ static int cmd_init(const config *cfg) {
         return 1;
     }
     int rv = store_open(cfg->data_dir, &so, &st, &err);
+    if (rv == TOKEND_UNAVAILABLE) {
+        fprintf(stderr,
+                "tokend: the data dir %s is in use by a running tokend: stop it first, "
+                "or give another --data-dir (a store that is served is initialised "
+                "already: make another admin token with tokenctl create --ability "
+                "tokend:admin)\n",
+                cfg->data_dir);
+        return 1;
+    }
     if (rv != TOKEND_OK) {
         fprintf(stderr, "tokend: cannot open a store in %s: %s\n", cfg->data_dir,
                 err.message);
@@ -290,17 +299,31 @@ static int cmd_serve(const config *cfg) {
     }
     store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20,
                         .memtable_bytes = (size_t)cfg->memtable_mb << 20};
+    struct stat dir_stat;
+    if (stat(cfg->data_dir, &dir_stat) != 0 && errno == ENOENT) {
+        fprintf(stderr,
+                "tokend: the data dir %s does not exist: create a store there first "
+                "with tokend init --data-dir %s\n",
+                cfg->data_dir, cfg->data_dir);
+        return 1;
+    }
     int rv = store_open(cfg->data_dir, &so, &st, &err);
+    if (rv == TOKEND_UNAVAILABLE) {
+        fprintf(stderr,
+                "tokend: the data dir %s is in use by a running tokend: stop it first, "
+                "or give another --data-dir\n",
+                cfg->data_dir);
+        return 1;
+    }
     if (rv != TOKEND_OK && rv != TOKEND_NOT_FOUND) {
         fprintf(stderr, "tokend: cannot open the store: %s\n", err.message);
         return 1;
     }
     if (rv != TOKEND_OK || !store_is_initialised(st)) {
         fprintf(stderr,
-                "tokend: %s has no initialised store (%s). Run: tokend init "
-                "--data-dir %s\n",
-                cfg->data_dir, rv != TOKEND_OK ? err.message : "not initialised",
-                cfg->data_dir);
+                "tokend: %s holds no initialised tokend store: create one first with "
+                "tokend init --data-dir %s\n",
+                cfg->data_dir, cfg->data_dir);
         store_close(st);
         return 1;
     }

@@ -410,6 +410,17 @@ static int db_open(store *st, bool create, tokend_error *err) {
         for (int c = 0; c < CF_COUNT; c++) {
             st->cf[c] = NULL;
         }
+        /* RocksDB's file lock: "While lock file: DIR/LOCK: Resource
+         * temporarily unavailable" from another process, "lock hold by
+         * current process" from this one. */
+        if (strstr(rocks_err, "lock file") != NULL ||
+            strstr(rocks_err, "lock hold") != NULL) {
+            rocksdb_free(rocks_err);
+            return error_set(err, TOKEND_UNAVAILABLE,
+                             "the data dir %s is in use by another process (its LOCK "
+                             "file is held)",
+                             st->dir);
+        }
         char what[256];
         snprintf(what, sizeof(what), "opening %s", st->dir);
         return storage_error(rocks_err, what, err);

@@ -49,7 +49,9 @@ typedef struct store_options {
 /* Opens (or with create_if_missing, creates) the store in `dir`; on
  * TOKEND_OK *out is the store, to close with store_close. A dir without a
  * store, when not creating, is TOKEND_NOT_FOUND ("no tokend store in DIR
- * (run tokend init)", in *err like every failure here).
+ * (run tokend init)", in *err like every failure here); a store another
+ * process (or this one) has open is TOKEND_UNAVAILABLE ("the data dir DIR
+ * is in use by another process").
  * create_if_missing with read_only is TOKEND_INVALID_ARGUMENT. `opts` may
  * be NULL (defaults: open an existing store read-write). */
 int store_open(const char *dir, const store_options *opts, store **out,

@@ -33,6 +33,8 @@
     X(opt_help_and_version_stop_the_reading)                     \
     X(opt_help_names_every_option)                               \
     X(opt_argv_words_and_lists)                                  \
+    X(opt_keys_in_either_spelling_and_slips_named)               \
+    X(opt_urls_need_a_scheme)                                    \
     X(build_layers_follow_the_folder_graph)                      \
     X(build_layer_check_catches_a_back_edge)                     \
     X(build_library_exports_only_the_api)                        \
@@ -94,6 +96,12 @@
     X(cli_revoke_token_and_list_all_pages)                       \
     X(cli_refusals_and_usage_errors)                             \
     X(cli_unavailable_service_exits_3)                           \
+    X(errors_refused_connection_fails_at_once)                   \
+    X(errors_slow_service_gets_the_full_timeout)                 \
+    X(errors_urls_without_a_scheme_say_which_to_use)             \
+    X(errors_data_dir_in_use_missing_or_empty)                   \
+    X(errors_config_keys_in_either_spelling)                     \
+    X(errors_tokenctl_json_errors)                               \
     X(cli_tls_create_verify_list)                                \
     X(cli_tls_wrong_ca_or_name_is_refused)                       \
     X(cli_tls_mutual_refuses_clients_without_a_certificate)      \
@@ -108,6 +116,7 @@
     X(gateway_413_415_bodies)                                    \
     X(gateway_503_when_tokend_down_then_recovers)                \
     X(gateway_504_when_tokend_stalls)                            \
+    X(gateway_readyz_has_its_own_time_limit)                     \
     X(gateway_503_overloaded_past_max_inflight)                  \
     X(gateway_https_tls13_and_tls12)                             \
     X(gateway_https_forward_secret_aead_only_and_hsts)           \

@@ -918,6 +918,62 @@ TEST(gateway_504_when_tokend_stalls) {
     fixture_stop(&f);
 }
 
+/* /readyz answers within --ready-timeout-ms however long --rpc-timeout-ms
+ * is: 503 DEADLINE_EXCEEDED when tokend is stopped (slow), 503
+ * UNAVAILABLE at once when it is down, 200 again when it is back. */
+TEST(gateway_readyz_has_its_own_time_limit) {
+    fixture f;
+    fixture_start(&f, FLAGS("--rpc-timeout-ms", "8000", "--ready-timeout-ms", "300"));
+    http_res r = {0};
+    CHECK_INT(CURL(&r, url(&f, "/readyz")), 200);
+    stop_process(f.p.pid);
+    CURL(&r, url(&f, "/readyz"));
+    kill(f.p.pid, SIGCONT);
+    CHECK_PROBLEM(&r, 503, "DEADLINE_EXCEEDED");
+    CHECK(r.seconds >= 0.25 && r.seconds < 1.2);
+    CHECK_INT(CURL(&r, url(&f, "/readyz")), 200);
+
+    harness_stop(&f.p);
+    CURL(&r, url(&f, "/readyz"));
+    CHECK_PROBLEM(&r, 503, "UNAVAILABLE");
+    CHECK(r.seconds < 1.0);
+    CHECK_STR(jstr(&r, "detail"), "connection refused: is tokend running?");
+    /* Other calls keep the RPC limit, and a refused connection ends
+     * them at once as well. */
+    char token[TOK];
+    unknown_token(token);
+    LOCAL(auth, url(&f, "/v1/auth"));
+    CURL(&r, auth, "-H", bearer(token));
+    CHECK_PROBLEM(&r, 503, "UNAVAILABLE");
+    CHECK(r.seconds < 1.5);
+    REQUIRE(harness_start(&f.p));
+    double t0 = now_s();
+    while (CURL(&r, url(&f, "/readyz")) != 200 && now_s() - t0 < 3.0) {
+        usleep(50 * 1000);
+    }
+    CHECK_INT(r.status, 200);
+    res_free(&r);
+    fixture_stop(&f);
+
+    /* The option's bounds, from the environment too. */
+    const char *bin = harness_bin("tokend-gateway");
+    char *out = NULL, *err = NULL;
+    const char *zero[] = {bin, "--ready-timeout-ms", "0", NULL};
+    CHECK_INT(harness_exec(zero, NULL, NULL, &out, &err), 2);
+    CHECK_STR(err,
+              "tokend-gateway: flag: --ready-timeout-ms must be a whole number from 1 "
+              "to 600000, not \"0\"\n");
+    free(out);
+    free(err);
+    const char *plain[] = {bin, NULL};
+    const char *env[] = {"TOKEND_GATEWAY_READY_TIMEOUT_MS=soon", NULL};
+    CHECK_INT(harness_exec(plain, NULL, env, &out, &err), 2);
+    CHECK_STR(err, "tokend-gateway: TOKEND_GATEWAY_READY_TIMEOUT_MS: --ready-timeout-ms "
+                   "must be a whole number from 1 to 600000, not \"soon\"\n");
+    free(out);
+    free(err);
+}
+
 /* Waits (up to 5 s) until the gateway reports `n` RPCs in flight on
  * /healthz: a request sent on a raw socket is then surely waiting for
  * tokend, whatever the machine's load. */
@@ -1654,6 +1710,7 @@ TEST(gateway_command_line_and_environment) {
                                    "--tls-key",
                                    "--hsts",
                                    "--rpc-timeout-ms",
+                                   "--ready-timeout-ms",
                                    "--max-inflight",
                                    "--max-body",
                                    "--max-header",

@@ -21,6 +21,8 @@ typedef struct sample {
     char *secret;
     char *only_b;
     char *file;
+    opt_list services;
+    char *max_idle;
 } sample;
 
 enum { CMD_A = 1, CMD_B = 2 };
@@ -38,6 +40,8 @@ static const opt_def rows[] = {
     {"secret", OPT_STRING, NULL, F(secret), 0, 0, OPT_SECRET, 0, "TOKEN", "a secret"},
     {"only-b", OPT_STRING, NULL, F(only_b), 0, 0, 0, CMD_B, "X", "for command B"},
     {"config", OPT_STRING, NULL, F(file), 0, 0, OPT_FILE, 0, "FILE", "options file"},
+    {"service", OPT_LIST, NULL, F(services), 0, 0, OPT_URL, 0, "URL", "a service URL"},
+    {"max-idle", OPT_STRING, NULL, F(max_idle), 0, 0, 0, 0, "X", "a dashed name"},
 };
 
 static const opt_table table = {
@@ -227,11 +231,97 @@ TEST(opt_refusals_name_the_source) {
     snprintf(want, sizeof want, "%s:2: expected \"name = value\"", path);
     check_refused((const char *[]){"--config", path, NULL}, want);
     path = write_file("nope = 1\n");
-    snprintf(want, sizeof want, "%s:1: unknown option \"nope\"", path);
+    snprintf(want, sizeof want,
+             "%s:1: unknown option \"nope\" (the keys are the options of --help "
+             "without \"--\", e.g. name)",
+             path);
     check_refused((const char *[]){"--config", path, NULL}, want);
     path = write_file("config = /elsewhere\n");
-    snprintf(want, sizeof want, "%s:1: unknown option \"config\"", path);
+    snprintf(want, sizeof want,
+             "%s:1: unknown option \"config\" (the keys are the options of --help "
+             "without \"--\", e.g. name)",
+             path);
     check_refused((const char *[]){"--config", path, NULL}, want);
+}
+
+/* Config file keys in either spelling; a slip in a key or a flag names
+ * the option that was meant. */
+TEST(opt_keys_in_either_spelling_and_slips_named) {
+    sample s;
+    opt_outcome outcome;
+    tokend_error err;
+    const char *path = write_file("max_idle = 5\nmax-idle = 6\nonly_b = b\n");
+    const char *file[] = {"--config", path, NULL};
+    CHECK_INT(load(&s, CMD_B, file, &outcome, &err), TOKEND_OK);
+    CHECK_STR(s.max_idle, "6");
+    CHECK_STR(s.only_b, "b");
+    opt_free(&table, &s);
+    /* Another command's key, in either spelling, is passed over. */
+    CHECK_INT(load(&s, CMD_A, file, &outcome, &err), TOKEND_OK);
+    CHECK(s.only_b == NULL);
+    opt_free(&table, &s);
+    /* Flags are spelt as --help shows them. */
+    check_refused((const char *[]){"--max_idle", "5", NULL},
+                  "unknown option \"--max_idle\" (did you mean --max-idle? see --help)");
+    check_refused((const char *[]){"--qiuet", NULL},
+                  "unknown option \"--qiuet\" (did you mean --quiet? see --help)");
+
+    char want[1024];
+    path = write_file("count = 3\nmax_idel = 5\n");
+    snprintf(want, sizeof want,
+             "%s:2: unknown option \"max_idel\" (did you mean max-idle? the keys are the "
+             "options of --help without \"--\")",
+             path);
+    check_refused((const char *[]){"--config", path, NULL}, want);
+}
+
+/* A service URL without a scheme is refused with the URL it should be. */
+TEST(opt_urls_need_a_scheme) {
+    static const struct {
+        const char *url;
+        const char *want;
+    } bad[] = {
+        {"127.0.0.1:7450", "\"127.0.0.1:7450\" has no scheme: use tcp://127.0.0.1:7450"},
+        {"localhost:80", "\"localhost:80\" has no scheme: use tcp://localhost:80"},
+        {"[::1]:7450", "\"[::1]:7450\" has no scheme: use tcp://[::1]:7450"},
+        {"7450", "\"7450\" has no scheme: use tcp://127.0.0.1:7450"},
+        {"/run/tokend.sock",
+         "\"/run/tokend.sock\" has no scheme: use ipc:///run/tokend.sock"},
+        {"tokend",
+         "\"tokend\" has no scheme: use tcp://HOST:PORT, tls+tcp://HOST:PORT or "
+         "ipc:///PATH"},
+        {"",
+         "\"\" has no scheme: use tcp://HOST:PORT, tls+tcp://HOST:PORT or ipc:///PATH"},
+    };
+    tokend_error err;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT(opt_check_url(bad[i].url, &err), TOKEND_INVALID_ARGUMENT);
+        if (strcmp(err.message, bad[i].want) != 0) {
+            test_fail(__FILE__, __LINE__, "got \"%s\", want \"%s\"", err.message,
+                      bad[i].want);
+        }
+    }
+    static const char *const good[] = {"tcp://127.0.0.1:7450", "tls+tcp://h:1",
+                                       "ipc:///run/tokend.sock", "ipc://rel.sock"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        CHECK_INT(opt_check_url(good[i], &err), TOKEND_OK);
+    }
+
+    /* An OPT_URL row checks every item, from every source. */
+    check_refused((const char *[]){"--service", "tcp://a:1,127.0.0.1:7450", NULL},
+                  "flag: --service \"127.0.0.1:7450\" has no scheme: use "
+                  "tcp://127.0.0.1:7450");
+    setenv("OPTTEST_SERVICE", "/tmp/x.sock", 1);
+    check_refused((const char *[]){NULL},
+                  "OPTTEST_SERVICE: --service \"/tmp/x.sock\" has no scheme: use "
+                  "ipc:///tmp/x.sock");
+    unsetenv("OPTTEST_SERVICE");
+    sample s;
+    opt_outcome outcome;
+    const char *ok[] = {"--service", "tcp://a:1", "--service", "ipc:///b", NULL};
+    CHECK_INT(load(&s, CMD_A, ok, &outcome, &err), TOKEND_OK);
+    CHECK_LIST(s.services, "tcp://a:1", "ipc:///b");
+    opt_free(&table, &s);
 }
 
 TEST(opt_help_and_version_stop_the_reading) {
@@ -277,7 +367,7 @@ TEST(opt_help_names_every_option) {
         CHECK(strlen(line) <= 79);
         lines++;
     }
-    CHECK_INT(lines, 7 * 3 + 1); /* three lines a row, --quiet's help on two */
+    CHECK_INT(lines, 9 * 3 + 1); /* three lines a row, --quiet's help on two */
     free(text);
     out = open_memstream(&text, &len);
     REQUIRE(out != NULL);

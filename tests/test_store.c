@@ -154,9 +154,10 @@ TEST(store_open_locked) {
     store_options opts = {.create_if_missing = false};
     store *again = (store *)1;
     tokend_error err;
-    CHECK_INT(store_open(dir, &opts, &again, &err), TOKEND_STORAGE_ERROR);
+    CHECK_INT(store_open(dir, &opts, &again, &err), TOKEND_UNAVAILABLE);
     CHECK(again == NULL);
     CHECK(test_contains(err.message, dir));
+    CHECK(test_contains(err.message, "in use by another process"));
     CHECK(test_contains(err.message, "LOCK"));
     /* Reads give their detail the same way. */
     uint8_t digest[TOKEN_DIGEST_LEN];
