@@ -33,9 +33,11 @@
 
 /* Ceiling on a reply; a page of 1000 tokens with metadata stays well below. */
 #define RPC_CLIENT_RECV_MAX ((size_t)RPC_MAX_MESSAGE_CEILING)
-/* Reconnect back-off: short, so that a restarted service is found fast. */
+/* Reconnect back-off: short, so that a restarted service is found fast,
+ * and so that a call made while nothing listens sees a fresh refusal
+ * (which is what ends it at once) within about the longest step. */
 #define RPC_CLIENT_RECONNECT_MIN_MS 10
-#define RPC_CLIENT_RECONNECT_MAX_MS 500
+#define RPC_CLIENT_RECONNECT_MAX_MS 100
 /* How much of the URL list messages quote. */
 #define RPC_CLIENT_WHERE_MAX 160
 /* Request payloads up to this size are packed on the stack. */
@@ -80,6 +82,11 @@ struct rpc_client {
     pthread_mutex_t refused_mtx;
     nng_time refused_checked;
     atomic_bool refused;
+    /* The dialers' "refused" counters summed, as last read: a call ends
+     * as refused only on refusals counted after it started, so that a
+     * service that has just come back is not reported down by the
+     * attempts made before it did. */
+    _Atomic uint64_t refusals;
     _Atomic uint64_t next_request_id;
     atomic_bool closed;
 };
@@ -105,8 +112,9 @@ struct rpc_call {
     const ProtobufCMethodDescriptor *method;
     uint64_t request_id;
     int timeout_ms;
-    nng_time deadline; /* nng_clock() ms, for send and reply together */
-    int slice_ms;      /* the send's current wait for a connection */
+    nng_time deadline;          /* nng_clock() ms, for send and reply together */
+    int slice_ms;               /* the send's current wait for a connection */
+    uint64_t refusals_at_start; /* client->refusals when the call started */
     /* The outcome: the reply until rpc_call_result decodes it, then the
      * output; err says how the call ended (TOKEND_OK until it fails), and
      * `unreached` that no connection came up in time (rpc_call_result may
@@ -480,6 +488,7 @@ static bool dialers_refused(rpc_client *client) {
         return false;
     }
     bool refused = true;
+    uint64_t total = 0;
     for (size_t i = 0; i < client->n_dialers; i++) {
         client_dialer *d = &client->dialers[i];
         nng_stat *stats = nng_stat_find_dialer(root, d->dialer);
@@ -489,6 +498,7 @@ static bool dialers_refused(rpc_client *client) {
         }
         uint64_t connects = dialer_counter(stats, "connect");
         uint64_t refusals = dialer_counter(stats, "refused");
+        total += refusals;
         if (connects != d->connects) {
             /* A connection came up since the last look: only refusals
              * after it count (this look cannot tell which came after, so
@@ -501,15 +511,17 @@ static bool dialers_refused(rpc_client *client) {
         }
     }
     nng_stats_free(root);
+    atomic_store(&client->refusals, total);
     return refused;
 }
 
 /* Whether the service refuses `client`'s connections now (see
- * dialers_refused): never while a connection is up. Cheap and safe on an
+ * dialers_refused), judged by refusals counted after `since` (a value of
+ * client->refusals): never while a connection is up. Cheap and safe on an
  * NNG thread: the statistics are read at most every
  * RPC_CLIENT_REFUSED_CHECK_MS, and a thread that finds another reading
  * them takes the last verdict instead of waiting. */
-static bool client_refused(rpc_client *client) {
+static bool client_refused(rpc_client *client, uint64_t since) {
     if (atomic_load(&client->pipes) > 0) {
         return false;
     }
@@ -522,7 +534,23 @@ static bool client_refused(rpc_client *client) {
         }
         pthread_mutex_unlock(&client->refused_mtx);
     }
-    return atomic_load(&client->refused) && atomic_load(&client->pipes) == 0;
+    return atomic_load(&client->refused) && atomic_load(&client->refusals) > since &&
+           atomic_load(&client->pipes) == 0;
+}
+
+/* The refusals counted so far, for a call that starts now: read afresh
+ * while no connection is up (the caller's thread may wait for the lock),
+ * so that only attempts after this moment can end the call as refused.
+ * With a connection up, the last reading does: refusals after that
+ * connection came up are newer than it anyway. */
+static uint64_t client_refusals_now(rpc_client *client) {
+    if (atomic_load(&client->pipes) == 0) {
+        pthread_mutex_lock(&client->refused_mtx);
+        client->refused_checked = nng_clock();
+        atomic_store(&client->refused, dialers_refused(client));
+        pthread_mutex_unlock(&client->refused_mtx);
+    }
+    return atomic_load(&client->refusals);
 }
 
 /* ------------------------------------------------------------------------
@@ -578,7 +606,7 @@ static bool call_step(rpc_call *c) {
          * ends the call now, any other goes on waiting (the request is
          * still the aio's: a send that times out never left). */
         nng_time now = nng_clock();
-        if (client_refused(c->client)) {
+        if (client_refused(c->client, c->refusals_at_start)) {
             nrv = NNG_ECONNREFUSED;
         } else if (now < c->deadline) {
             c->slice_ms = c->slice_ms * 2 < RPC_CLIENT_SLICE_MAX_MS
@@ -708,6 +736,7 @@ int rpc_call_start(rpc_call *c, const ProtobufCMethodDescriptor *method,
     c->stage = CALL_SENDING;
     c->deadline = nng_clock() + (nng_time)timeout_ms;
     c->slice_ms = RPC_CLIENT_SLICE_FIRST_MS;
+    c->refusals_at_start = client_refusals_now(c->client);
     nng_aio_set_timeout(c->aio, timeout_ms < c->slice_ms ? timeout_ms : c->slice_ms);
     nng_aio_set_msg(c->aio, msg);
     nng_ctx_send(c->ctx, c->aio);
