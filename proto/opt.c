@@ -487,7 +487,7 @@ static const opt_def *find_key(const opt_table *t, const char *key, unsigned com
  * of the table's other commands are passed over, so that one file can
  * serve every command. */
 static int load_line(const opt_table *t, void *record, unsigned command, char *line,
-                     const char *where, tokend_error *err) {
+                     const char *where, opt_outcome *outcome, tokend_error *err) {
     char *s = trim(line);
     if (*s == '\0' || *s == '#') {
         return TOKEND_OK;
@@ -506,6 +506,7 @@ static int load_line(const opt_table *t, void *record, unsigned command, char *l
     }
     /* A file does not name another file. */
     if (d == NULL || (d->flags & OPT_FILE)) {
+        *outcome = OPT_UNKNOWN_KEY;
         const char *near = nearest_name(t, key, strlen(key), ~0u, true);
         if (near != NULL) {
             return error_set(err, TOKEND_INVALID_ARGUMENT,
@@ -522,7 +523,7 @@ static int load_line(const opt_table *t, void *record, unsigned command, char *l
 }
 
 static int load_file(const opt_table *t, void *record, unsigned command, opt_cursor args,
-                     tokend_error *err) {
+                     opt_outcome *outcome, tokend_error *err) {
     const char *path = file_path(t, command, args);
     if (path == NULL || *path == '\0') {
         return TOKEND_OK;
@@ -538,7 +539,7 @@ static int load_file(const opt_table *t, void *record, unsigned command, opt_cur
          lineno++) {
         char where[600];
         snprintf(where, sizeof where, "%s:%d", path, lineno);
-        rv = load_line(t, record, command, line, where, err);
+        rv = load_line(t, record, command, line, where, outcome, err);
     }
     if (rv == TOKEND_OK && ferror(f)) {
         rv = error_set(err, TOKEND_INVALID_ARGUMENT, "cannot read config file %s", path);
@@ -630,7 +631,7 @@ int opt_load(const opt_table *table, void *record, unsigned command, int argc,
     opt_cursor args = {.argc = argc, .argv = argv, .next = first};
     int rv = load_defaults(table, record, err);
     if (rv == TOKEND_OK) {
-        rv = load_file(table, record, command, args, err);
+        rv = load_file(table, record, command, args, outcome, err);
     }
     if (rv == TOKEND_OK) {
         rv = load_env(table, record, command, err);
@@ -676,6 +677,25 @@ void opt_usage(FILE *out, const opt_table *table, unsigned command) {
         fprintf(out, "%*sdefault: %s; environment: %s\n", HELP_INDENT, "",
                 d->def != NULL ? d->def : "none", env);
     }
+}
+
+void opt_keys(FILE *out, const opt_table *table, unsigned command) {
+    fputs("The keys a config file may set (\"name = value\"; '_' may stand for '-'):\n",
+          out);
+    size_t col = 0;
+    for (const opt_def *d = next_def(table, NULL, command); d != NULL;
+         d = next_def(table, d, command)) {
+        if (d->flags & OPT_FILE) {
+            continue;
+        }
+        size_t len = strlen(d->name);
+        if (col > 0 && col + 1 + len > HELP_WIDTH) {
+            fputc('\n', out);
+            col = 0;
+        }
+        col += (size_t)fprintf(out, "%s%s", col == 0 ? "  " : " ", d->name);
+    }
+    fputc('\n', out);
 }
 
 void opt_free(const opt_table *table, void *record) {

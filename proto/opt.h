@@ -93,11 +93,14 @@ typedef struct opt_table {
 #define OPT_TABLE_OF(rows, type) \
     .defs = (rows), .n_defs = sizeof(rows) / sizeof((rows)[0]), .size = sizeof(type)
 
-/* What the command line asked for, once it was read without error. */
+/* What the command line asked for, once it was read without error; after
+ * an error, OPT_UNKNOWN_KEY says that a config file named a key the table
+ * does not have (opt_keys lists the ones it has). */
 typedef enum opt_outcome {
-    OPT_RUN,    /* go on with the options */
-    OPT_HELP,   /* --help or -h: print the help and stop */
-    OPT_VERSION /* --version (where the table has it) */
+    OPT_RUN,        /* go on with the options */
+    OPT_HELP,       /* --help or -h: print the help and stop */
+    OPT_VERSION,    /* --version (where the table has it) */
+    OPT_UNKNOWN_KEY /* (with an error) an unknown config file key */
 } opt_outcome;
 
 /* Fills *record, an option struct of table->size bytes that is zeroed
@@ -123,6 +126,10 @@ int opt_load(const opt_table *table, void *record, unsigned command, int argc,
  * metavar, its help wrapped at 79 columns, its default and its
  * environment variable. */
 void opt_usage(FILE *out, const opt_table *table, unsigned command);
+
+/* Writes the keys a config file may set for `command` to `out`, for the
+ * line after an OPT_UNKNOWN_KEY error. */
+void opt_keys(FILE *out, const opt_table *table, unsigned command);
 
 /* Frees the strings and lists of *record, wiping OPT_SECRET ones first,
  * and zeroes it. */

@@ -431,6 +431,9 @@ int main(int argc, char **argv) {
     tokend_error err;
     if (opt_load(&config_table, &cfg, cmd, argc, argv, 2, &outcome, &err) != TOKEND_OK) {
         fprintf(stderr, "tokend: %s\n", err.message);
+        if (outcome == OPT_UNKNOWN_KEY) {
+            opt_keys(stderr, &config_table, cmd);
+        }
         opt_free(&config_table, &cfg);
         return 2;
     }
