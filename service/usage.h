@@ -12,6 +12,7 @@
 #ifndef TOKEND_USAGE_H
 #define TOKEND_USAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,7 +40,23 @@ int usage_drain(usage *u, usage_entry **out, size_t *n, uint64_t *dropped);
 
 /* Puts drained entries back (adding to any use since the drain), for a
  * flush that could not be written; entries past the capacity count as
- * dropped. */
+ * dropped. Ends the flush like usage_flushed. */
 void usage_restore(usage *u, const usage_entry *entries, size_t n);
+
+/* The writer's flush, after usage_drain: usage_commit_begin just before it
+ * commits the drained entries, usage_flushed once they are stored (or
+ * were skipped). Until then usage_peek still sees them. */
+void usage_commit_begin(usage *u);
+void usage_flushed(usage *u);
+
+/* The uses of `id` not yet stored (drained or not): the latest into
+ * *last_used_ms (0: none) and their number into *count. Returns the
+ * table's generation: odd while a flush commits, moved on when it ends.
+ * A reader adds these to the stored usage (store_get_usage) read between
+ * usage_generation and usage_peek; if the two returned different values,
+ * or an odd one, a flush's commit may have moved uses between the two
+ * and the reader reads again (methods.c's usage_of). */
+uint64_t usage_peek(usage *u, const char *id, int64_t *last_used_ms, uint64_t *count);
+uint64_t usage_generation(usage *u);
 
 #endif /* TOKEND_USAGE_H */

@@ -118,6 +118,7 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
      * so) without waiting for the next job. */
     bool ok = writable(w, stopping);
     if (n == 0) {
+        usage_flushed(w->usage);
         free(entries);
         return;
     }
@@ -146,6 +147,7 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
     }
     tokend_error err;
     int rv = TOKEND_OK;
+    usage_commit_begin(w->usage);
     if (store_batch_count(batch) > 0) {
         rv = store_batch_commit(w->st, batch, false, &err);
     }
@@ -158,6 +160,7 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
             usage_restore(w->usage, entries, n);
         }
     }
+    usage_flushed(w->usage); /* no-op after a restore */
     store_batch_clear(batch);
     free(entries);
 }
