@@ -1,8 +1,11 @@
 /*
  * main.c — the tokend command: `tokend init` creates a store and prints its
  * first admin token; `tokend serve` serves the TokenService until SIGINT or
- * SIGTERM, then drains requests in flight, flushes usage and closes the
- * store.
+ * SIGTERM (and the Control service on the control socket in the data
+ * dir), then drains requests in flight, flushes usage and closes the
+ * store; `tokend admin-token` prints a new admin token for an operator
+ * locked out, writing the store itself when tokend is stopped and asking
+ * it over the control socket when it runs.
  *
  * The data dir is private: tokend runs with umask 077, so that every
  * file and directory it makes is its owner's alone (0600, 0700), and both
@@ -12,6 +15,7 @@
  * Exit codes: 0 ok; 1 runtime failure (store, listen, TLS files, data dir
  * mode); 2 usage error (options, among them TLS options that do not fit
  * the listeners); 3 `init` on a store that is already initialised.
+ * `admin-token`: 0 printed, 1 not (no store, not initialised, ...).
  */
 #include <ctype.h>
 #include <dirent.h>

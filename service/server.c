@@ -1,6 +1,6 @@
 /*
  * server.c — NNG REP serving with a pool of aio-driven contexts, and
- * dispatch of the tokend.v1 envelope through the TokenService descriptor.
+ * dispatch of the tokend.v1 envelope through the served service's descriptor.
  * See server.h for the shape; this file's comments say why.
  */
 #include "server.h"
