@@ -58,6 +58,7 @@
     X(store_owner_count_follows_batches_and_commits)             \
     X(store_list_pages_bounded_by_bytes)                         \
     X(store_concurrent_reads)                                    \
+    X(store_admin_index_counts_valid_admins_through_batches)     \
     X(record_codec_roundtrip)                                    \
     X(record_codec_truncated)                                    \
     X(record_codec_random_bytes)                                 \
