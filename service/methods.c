@@ -8,7 +8,6 @@
  */
 #include "methods.h"
 
-#include <sched.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -323,8 +322,10 @@ static void info_fill(Tokend__V1__TokenInfo *info, const token_record *rec,
 }
 
 /* A token's use so far: the stored usage plus the uses the usage table
- * holds that are not stored yet, read as one state (see usage.h: a flush
- * committing in between makes it read again, a few times at most). */
+ * holds that are not stored yet (usage.h). A flush that moved drained
+ * uses out of the table between the store read and the peek makes it
+ * read again; flushes are seconds apart, so once is almost always
+ * enough. */
 static void usage_of(methods *ms, const char *id, int64_t *last_used_ms,
                      uint64_t *use_count) {
     for (int tries = 0;; tries++) {
@@ -334,13 +335,12 @@ static void usage_of(methods *ms, const char *id, int64_t *last_used_ms,
         (void)store_get_usage(ms->st, id, &stored_last, &stored_count, NULL);
         int64_t mem_last = 0;
         uint64_t mem_count = 0;
-        uint64_t after = usage_peek(ms->u, id, &mem_last, &mem_count);
-        if ((before == after && (after & 1) == 0) || tries == 3) {
+        uint64_t after = usage_peek(ms->u, id, stored_count, &mem_last, &mem_count);
+        if (before == after || tries == 3) {
             *last_used_ms = mem_last > stored_last ? mem_last : stored_last;
             *use_count = stored_count + mem_count;
             return;
         }
-        sched_yield();
     }
 }
 

@@ -5,16 +5,18 @@
  * Two tables: `live` takes the touches; a drain swaps it with `flushing`,
  * which keeps the drained entries until the writer has committed them
  * (usage_flushed) or given them back (usage_restore), so that usage_peek
- * sees every use that is not yet in the store. `generation` is odd while
- * a flush's commit may be under way (from usage_commit_begin to
- * usage_flushed or usage_restore), and moves on at both ends: a reader
- * that saw the same even generation before its store read and at its
- * peek read the store and the tables as one state.
+ * sees every use that is not yet in the store. While the flush commits, a
+ * drained entry is counted or not by comparing the stored count the
+ * reader saw with the total the flush writes (stored_total), so nothing
+ * is counted twice; `generation` moves on whenever drained entries leave
+ * the table, so that a reader whose store read came before the commit and
+ * whose peek came after (finding them gone) sees the change and reads
+ * again.
  */
 #include "usage.h"
 
 #include <pthread.h>
-#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +35,10 @@ struct usage {
     size_t nslots; /* power of two, at least twice capacity */
     size_t capacity;
     uint64_t dropped;
-    uint64_t generation;
+    /* Moved on (under the lock) whenever drained entries leave the
+     * flushing table; read without it (usage_generation, on the verify
+     * path, then costs no second lock). */
+    _Atomic uint64_t generation;
 };
 
 usage *usage_new(size_t capacity) {
@@ -108,6 +113,7 @@ static void add_locked(usage *u, const char *id, int64_t last_ms, uint64_t count
         e->id[TOKEN_ID_LEN] = '\0';
         e->last_used_ms = last_ms;
         e->count = count;
+        e->stored_total = 0;
         t->occupied[t->used++] = (size_t)(e - t->slots);
         return;
     }
@@ -123,6 +129,9 @@ static void clear_flushing_locked(usage *u) {
     for (size_t k = 0; k < t->used; k++) {
         t->slots[t->occupied[k]].id[0] = '\0';
     }
+    if (t->used > 0) {
+        atomic_fetch_add(&u->generation, 1);
+    }
     t->used = 0;
 }
 
@@ -137,9 +146,6 @@ void usage_restore(usage *u, const usage_entry *entries, size_t n) {
     clear_flushing_locked(u);
     for (size_t k = 0; k < n; k++) {
         add_locked(u, entries[k].id, entries[k].last_used_ms, entries[k].count);
-    }
-    if (u->generation & 1) {
-        u->generation++;
     }
     pthread_mutex_unlock(&u->lock);
 }
@@ -159,6 +165,7 @@ int usage_drain(usage *u, usage_entry **out, size_t *n, uint64_t *dropped) {
         }
         for (size_t k = 0; k < t->used; k++) {
             entries[k] = t->slots[t->occupied[k]];
+            entries[k].stored_total = 0;
         }
         *out = entries;
         *n = t->used;
@@ -172,10 +179,13 @@ int usage_drain(usage *u, usage_entry **out, size_t *n, uint64_t *dropped) {
     return TOKEND_OK;
 }
 
-void usage_commit_begin(usage *u) {
+void usage_commit_begin(usage *u, const usage_entry *entries, size_t n) {
     pthread_mutex_lock(&u->lock);
-    if (!(u->generation & 1)) {
-        u->generation++;
+    for (size_t k = 0; k < n; k++) {
+        usage_entry *e = slot_of(u, u->flushing, entries[k].id);
+        if (e->id[0] != '\0') {
+            e->stored_total = entries[k].stored_total;
+        }
     }
     pthread_mutex_unlock(&u->lock);
 }
@@ -183,20 +193,15 @@ void usage_commit_begin(usage *u) {
 void usage_flushed(usage *u) {
     pthread_mutex_lock(&u->lock);
     clear_flushing_locked(u);
-    if (u->generation & 1) {
-        u->generation++;
-    }
     pthread_mutex_unlock(&u->lock);
 }
 
 uint64_t usage_generation(usage *u) {
-    pthread_mutex_lock(&u->lock);
-    uint64_t g = u->generation;
-    pthread_mutex_unlock(&u->lock);
-    return g;
+    return atomic_load(&u->generation);
 }
 
-uint64_t usage_peek(usage *u, const char *id, int64_t *last_used_ms, uint64_t *count) {
+uint64_t usage_peek(usage *u, const char *id, uint64_t stored_count,
+                    int64_t *last_used_ms, uint64_t *count) {
     *last_used_ms = 0;
     *count = 0;
     if (id == NULL || strlen(id) != TOKEN_ID_LEN) {
@@ -206,14 +211,15 @@ uint64_t usage_peek(usage *u, const char *id, int64_t *last_used_ms, uint64_t *c
     const usage_table *tables[2] = {u->live, u->flushing};
     for (int t = 0; t < 2; t++) {
         const usage_entry *e = slot_of(u, tables[t], id);
-        if (e->id[0] != '\0') {
+        bool stored = t == 1 && e->stored_total != 0 && stored_count >= e->stored_total;
+        if (e->id[0] != '\0' && !stored) {
             if (e->last_used_ms > *last_used_ms) {
                 *last_used_ms = e->last_used_ms;
             }
             *count += e->count;
         }
     }
-    uint64_t g = u->generation;
+    uint64_t g = atomic_load(&u->generation);
     pthread_mutex_unlock(&u->lock);
     return g;
 }

@@ -24,6 +24,9 @@ typedef struct usage_entry {
     char id[TOKEN_ID_LEN + 1];
     int64_t last_used_ms;
     uint64_t count; /* uses since the last drain */
+    /* A drained entry's flush: the use count the store will hold once it
+     * commits (usage_commit_begin); 0 until the writer sets it. */
+    uint64_t stored_total;
 } usage_entry;
 
 /* A table for at most `capacity` distinct tokens between drains. */
@@ -44,19 +47,23 @@ int usage_drain(usage *u, usage_entry **out, size_t *n, uint64_t *dropped);
 void usage_restore(usage *u, const usage_entry *entries, size_t n);
 
 /* The writer's flush, after usage_drain: usage_commit_begin just before it
- * commits the drained entries, usage_flushed once they are stored (or
- * were skipped). Until then usage_peek still sees them. */
-void usage_commit_begin(usage *u);
+ * commits the drained entries, with each one's stored_total set (n of
+ * them, as drained); usage_flushed once they are stored (or were
+ * skipped). Until then usage_peek still sees them. */
+void usage_commit_begin(usage *u, const usage_entry *entries, size_t n);
 void usage_flushed(usage *u);
 
-/* The uses of `id` not yet stored (drained or not): the latest into
- * *last_used_ms (0: none) and their number into *count. Returns the
- * table's generation: odd while a flush commits, moved on when it ends.
- * A reader adds these to the stored usage (store_get_usage) read between
- * usage_generation and usage_peek; if the two returned different values,
- * or an odd one, a flush's commit may have moved uses between the two
- * and the reader reads again (methods.c's usage_of). */
-uint64_t usage_peek(usage *u, const char *id, int64_t *last_used_ms, uint64_t *count);
+/* The uses of `id` not in the store yet, given the use count the caller
+ * just read from the store (store_get_usage; 0 if none): the latest into
+ * *last_used_ms (0: none) and their number into *count. A drained entry
+ * whose flush the store already shows (stored_count has reached its
+ * stored_total) is not counted again. Returns the table's generation,
+ * which moves on whenever drained entries leave the table: a reader that
+ * got another generation from usage_generation before its store read may
+ * have missed uses the flush moved in between, and reads again
+ * (methods.c's usage_of). */
+uint64_t usage_peek(usage *u, const char *id, uint64_t stored_count,
+                    int64_t *last_used_ms, uint64_t *count);
 uint64_t usage_generation(usage *u);
 
 #endif /* TOKEND_USAGE_H */

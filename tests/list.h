@@ -59,6 +59,7 @@
     X(store_list_pages_bounded_by_bytes)                         \
     X(store_concurrent_reads)                                    \
     X(store_admin_index_counts_valid_admins_through_batches)     \
+    X(usage_table_counts_each_use_once_across_a_flush)           \
     X(record_codec_roundtrip)                                    \
     X(record_codec_truncated)                                    \
     X(record_codec_random_bytes)                                 \

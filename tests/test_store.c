@@ -15,6 +15,7 @@
 #include "record.h"
 #include "store.h"
 #include "tokend.h"
+#include "usage.h"
 
 /* Fills `id` with a valid public id made from n (16 base62 chars). */
 static void make_id(unsigned n, char id[TOKEN_ID_LEN + 1]) {
@@ -1223,4 +1224,58 @@ TEST(store_admin_index_counts_valid_admins_through_batches) {
     CHECK_INT(admins_valid(st, NULL, 3000), 2);
     CHECK_INT(admins_valid(st, NULL, 5000), 1);
     store_close(st);
+}
+
+/* The usage table (service/usage.c) as GetToken reads it: a use is
+ * counted once whether it sits in the table, in a drain whose flush is
+ * being committed, or in the store; a flush that ends between a reader's
+ * store read and its peek moves the generation on. */
+TEST(usage_table_counts_each_use_once_across_a_flush) {
+    usage *u = usage_new(16);
+    REQUIRE(u != NULL);
+    const char *id = "AAAAAAAAAAAAAAAA";
+    int64_t last = 0;
+    uint64_t n = 0;
+    usage_peek(u, id, 0, &last, &n);
+    CHECK_INT(n, 0);
+    CHECK_INT(last, 0);
+    for (int i = 1; i <= 3; i++) {
+        usage_touch(u, id, 1000 * i);
+    }
+    usage_peek(u, id, 0, &last, &n);
+    CHECK_INT(n, 3);
+    CHECK_INT(last, 3000);
+
+    usage_entry *entries = NULL;
+    size_t count = 0;
+    uint64_t dropped = 0;
+    REQUIRE(usage_drain(u, &entries, &count, &dropped) == TOKEND_OK);
+    REQUIRE(count == 1);
+    CHECK_INT(entries[0].count, 3);
+    usage_peek(u, id, 0, &last, &n); /* drained, not yet stored */
+    CHECK_INT(n, 3);
+    usage_touch(u, id, 4000);
+    entries[0].stored_total = 10 + 3; /* the store held 10 before */
+    usage_commit_begin(u, entries, count);
+    usage_peek(u, id, 10, &last, &n); /* the store without the flush */
+    CHECK_INT(n, 4);
+    CHECK_INT(last, 4000);
+    uint64_t gen = usage_peek(u, id, 13, &last, &n); /* the store with it */
+    CHECK_INT(n, 1);
+    usage_flushed(u);
+    uint64_t after = usage_peek(u, id, 13, &last, &n);
+    CHECK(after != gen); /* a reader that straddled the flush reads again */
+    CHECK_INT(n, 1);
+    free(entries);
+
+    /* A flush that could not be written gives its entries back. */
+    REQUIRE(usage_drain(u, &entries, &count, &dropped) == TOKEND_OK);
+    REQUIRE(count == 1);
+    usage_touch(u, id, 5000);
+    usage_restore(u, entries, count);
+    usage_peek(u, id, 13, &last, &n);
+    CHECK_INT(n, 2);
+    CHECK_INT(last, 5000);
+    free(entries);
+    usage_free(u);
 }
