@@ -205,6 +205,11 @@ static const char usage_revoke[] =
     "  --owner OWNER  with --all: revoke all of OWNER's tokens\n"
     "  --all          confirms that every token of OWNER is meant\n"
     "\n"
+    "A revoke that would leave no valid tokend:admin token is refused\n"
+    "(FAILED_PRECONDITION) and revokes nothing: make another admin token\n"
+    "first. With none left, the operator recovers on tokend's host with\n"
+    "tokend admin-token --data-dir DIR.\n"
+    "\n"
     "Exit codes: 0 done, 1 refused (NOT_FOUND: no such id), 2 usage error,\n"
     "3 unavailable.\n";
 
