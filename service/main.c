@@ -17,15 +17,14 @@
  * the listeners); 3 `init` on a store that is already initialised.
  * `admin-token`: 0 printed, 1 not (no store, not initialised, ...).
  */
-#include <ctype.h>
 #include <dirent.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -252,15 +251,11 @@ static bool control_url(const char *dir, char *url, size_t size) {
     return n > 0 && (size_t)n < size && strlen(abs) + strlen("/control") < 108;
 }
 
-/* Whether a failed store_open's message is RocksDB's lock being held (by
- * a running tokend). */
+/* Whether a failed store_open's message is RocksDB's lock on the data
+ * dir's LOCK file being held (by a running tokend): "While lock file:
+ * LOCK: Resource temporarily unavailable", paths cut by store.c. */
 static bool store_locked(const char *message) {
-    for (const char *p = message; *p != '\0'; p++) {
-        if (strncasecmp(p, "lock", 4) == 0) {
-            return true;
-        }
-    }
-    return false;
+    return strstr(message, "lock file") != NULL && strstr(message, "LOCK") != NULL;
 }
 
 /* Prints a recovery token: the token alone on stdout, the rest on
@@ -284,6 +279,15 @@ static int admin_token_via_control(const config *cfg) {
             "tokend: the store in %s is in use (a tokend runs on it), and its control "
             "socket path is too long to reach; stop that tokend and run this again\n",
             cfg->data_dir);
+        return 1;
+    }
+    struct stat sb;
+    if (stat(url + strlen("ipc://"), &sb) != 0 || !S_ISSOCK(sb.st_mode)) {
+        fprintf(stderr,
+                "tokend: the store in %s is in use (locked by another process), and it "
+                "has no control socket (%s): that is not a tokend serving it, or one "
+                "too old to have one; stop it and run this again\n",
+                cfg->data_dir, url + strlen("ipc://"));
         return 1;
     }
     const char *urls[] = {url};

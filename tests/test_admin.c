@@ -375,6 +375,16 @@ TEST(admin_token_refuses_bad_data_dirs_clearly) {
     free(out);
     free(err);
 
+    /* A store another process holds, without a control socket. */
+    REQUIRE(store_open(path, NULL, &st, NULL) == TOKEND_OK);
+    CHECK_INT(admin_token(path, NULL, &out, &err), 1);
+    CHECK(test_contains(err, "is in use"));
+    CHECK(test_contains(err, "no control socket"));
+    CHECK_STR(out, "");
+    free(out);
+    free(err);
+    store_close(st);
+
     snprintf(path, sizeof(path), "%s/open", tmp);
     REQUIRE(mkdir(path, 0755) == 0);
     CHECK_INT(admin_token(path, NULL, &out, &err), 1);
