@@ -1,6 +1,6 @@
 /*
  * tokenctl.c — the operators' command-line tool for tokend: create, verify,
- * list and revoke tokens.
+ * list, show and revoke tokens.
  *
  * It talks to tokend only through the public client API (tokend.h), like
  * any other client, so it also serves as a worked example of libtokend.
@@ -54,12 +54,13 @@ enum {
 static const char usage_main[] =
     "Usage: tokenctl [GLOBAL FLAGS] COMMAND [ARGS...]\n"
     "\n"
-    "Create, verify, list and revoke API tokens of a tokend service.\n"
+    "Create, verify, list, show and revoke API tokens of a tokend service.\n"
     "\n"
     "Commands:\n"
     "  create   create a token; prints its plain text (shown once) and its id\n"
     "  verify   check a token and, optionally, its abilities\n"
     "  list     list an owner's tokens\n"
+    "  show     show one token by its id, with its last use and use count\n"
     "  revoke   revoke a token by id or plain text, or every token of an owner\n"
     "  help     show the help of a command (same as: tokenctl COMMAND --help)\n"
     "\n"
@@ -180,6 +181,24 @@ static const char usage_list[] =
     "Needs a credential allowed to read OWNER's tokens.\n"
     "Exit codes: 0 listed, 1 refused, 2 usage error, 3 unavailable.\n";
 
+static const char usage_show[] =
+    "Usage: tokenctl show ID\n"
+    "\n"
+    "Shows the token with public id ID: its owner, name, abilities, creation\n"
+    "and expiry times, last use and use count (uses the service holds in\n"
+    "memory included, so a use shows at once) and metadata, one per line.\n"
+    "\n"
+    "With --json, prints one object:\n"
+    "  {\"id\":...,\"owner\":...,\"name\":...,\"abilities\":[...],\n"
+    "   \"created_at\":MS,\"expires_at\":MS|null,\"last_used_at\":MS|null,\n"
+    "   \"use_count\":N,\"metadata\":{...}}\n"
+    "\n"
+    "Needs a credential allowed to read the token's owner (tokend:admin, or\n"
+    "tokens:read of the same owner). Another owner's id is NOT_FOUND, as is\n"
+    "an id no token has.\n"
+    "Exit codes: 0 shown, 1 refused (NOT_FOUND: no such id), 2 usage error,\n"
+    "3 unavailable.\n";
+
 static const char usage_revoke[] =
     "Usage: tokenctl revoke ID\n"
     "       tokenctl revoke --token TOKEN\n"
@@ -193,6 +212,11 @@ static const char usage_revoke[] =
     "  --token TOKEN  revoke by plain text (any token may revoke itself)\n"
     "  --owner OWNER  with --all: revoke all of OWNER's tokens\n"
     "  --all          confirms that every token of OWNER is meant\n"
+    "\n"
+    "A revoke that would leave no valid tokend:admin token is refused\n"
+    "(FAILED_PRECONDITION) and revokes nothing: make another admin token\n"
+    "first. With none left, the operator recovers on tokend's host with\n"
+    "tokend admin-token --data-dir DIR.\n"
     "\n"
     "Exit codes: 0 done, 1 refused (NOT_FOUND: no such id), 2 usage error,\n"
     "3 unavailable.\n";
@@ -520,6 +544,10 @@ static const flag_spec list_flags[] = {
     {NULL, FLAG_COUNT, false, false},
 };
 
+static const flag_spec show_flags[] = {
+    {NULL, FLAG_COUNT, false, false},
+};
+
 static const flag_spec revoke_flags[] = {
     {"--owner", FLAG_OWNER, true, false},
     {"--all", FLAG_ALL, false, true},
@@ -711,12 +739,14 @@ static int run_create(cli *c);
 static int run_verify(cli *c);
 static int run_list(cli *c);
 static int run_revoke(cli *c);
+static int run_show(cli *c);
 static int run_help(cli *c);
 
 static const command commands[] = {
     {"create", create_flags, usage_create, run_create},
     {"verify", verify_flags, usage_verify, run_verify},
     {"list", list_flags, usage_list, run_list},
+    {"show", show_flags, usage_show, run_show},
     {"revoke", revoke_flags, usage_revoke, run_revoke},
     {"help", NULL, usage_main, run_help},
 };
@@ -1241,6 +1271,31 @@ static int run_list(cli *c) {
     }
     free(pages);
     return exit_code;
+}
+
+static int run_show(cli *c) {
+    if (c->positional.n != 1 || c->positional.items[0][0] == '\0') {
+        return usage_error(c, "show needs exactly one ID");
+    }
+    int rv = setup(c);
+    if (rv >= 0) {
+        return rv;
+    }
+    tokend_token_info info;
+    tokend_error err;
+    rv = tokend_get(c->client, NULL, c->positional.items[0], &info, &err);
+    if (rv != TOKEND_OK) {
+        return call_failed(&err);
+    }
+    if (c->json) {
+        putc('{', stdout);
+        json_info_fields(stdout, &info, "");
+        fputs("}\n", stdout);
+    } else {
+        print_info_text(&info);
+    }
+    tokend_token_info_free(&info);
+    return EXIT_DONE;
 }
 
 static int run_revoke(cli *c) {

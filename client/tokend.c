@@ -644,3 +644,47 @@ void tokend_token_page_free(tokend_token_page *page) {
     free(page->next_cursor);
     memset(page, 0, sizeof *page);
 }
+
+/* ------------------------------------------------------------------------
+ * GetToken. */
+
+static void get_done(const Tokend__V1__GetTokenResponse *response, void *data) {
+    client_call *call = data;
+    tokend_token_info *out = call->result;
+    if (response == NULL) {
+        return;
+    }
+    if (response->info == NULL) {
+        error_set(&call->err, TOKEND_BAD_MESSAGE, "GetToken reply without the token");
+        return;
+    }
+    if (info_from_wire(response->info, out) != 0) {
+        tokend_token_info_free(out);
+        error_set(&call->err, TOKEND_INTERNAL, "out of memory");
+    }
+}
+
+int tokend_get(tokend_client *client, const tokend_call *call_opts, const char *id,
+               tokend_token_info *out, tokend_error *err) {
+    client_call call;
+    if (out != NULL) {
+        memset(out, 0, sizeof *out);
+    }
+    if (call_begin(client, call_opts, &call, out) != TOKEND_OK) {
+        return finish_call(&call, err);
+    }
+    if (out == NULL) {
+        error_set(&call.err, TOKEND_INVALID_ARGUMENT, "tokend_get: out is NULL");
+    } else if (id == NULL || id[0] == '\0') {
+        error_set(&call.err, TOKEND_INVALID_ARGUMENT, "id is required");
+    } else {
+        Tokend__V1__GetTokenRequest request = TOKEND__V1__GET_TOKEN_REQUEST__INIT;
+        request.id = (char *)id;
+        tokend__v1__token_service__get_token(&client->service, &request, get_done, &call);
+    }
+    call_end(client);
+    if (call.err.code != TOKEND_OK && out != NULL) {
+        tokend_token_info_free(out);
+    }
+    return finish_call(&call, err);
+}

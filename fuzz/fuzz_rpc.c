@@ -100,6 +100,9 @@ static void write_seeds(const char *dir) {
     lr.owner = "partner:fuzz";
     lr.page_size = 3;
     write_seed(dir, "list", "ListTokens", &lr.base, ADMIN_PLACEHOLDER);
+    Tokend__V1__GetTokenRequest gr = TOKEND__V1__GET_TOKEN_REQUEST__INIT;
+    gr.id = "0123456789abcdef";
+    write_seed(dir, "get", "GetToken", &gr.base, ADMIN_PLACEHOLDER);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

@@ -61,6 +61,7 @@ typedef enum call_kind {
     CALL_CREATE,       /* CreateToken */
     CALL_REVOKE_ID,    /* Revoke one id */
     CALL_REVOKE_OWNER, /* Revoke the caller's owner's tokens */
+    CALL_GET,          /* GetToken: GET /v1/tokens/{id} */
 } call_kind;
 
 /* Per request, attached with http_set_data; api_release frees it. */
@@ -199,6 +200,7 @@ static void insufficient_scope(http_request *req, const api_req *st, const char 
  * The one mapping from a failed call's tokend status to HTTP. Statuses
  * about the caller credential map to 401/403; NOT_FOUND is 404 when a
  * token id was the target and 401 when the bearer token itself was;
+ * FAILED_PRECONDITION (a revoke of the last admin token) is 409;
  * RESOURCE_EXHAUSTED is 429 for a create past the owner's token limit and
  * 503 otherwise.
  */
@@ -212,7 +214,7 @@ static void reply_failure(http_request *req, const api_req *st, int status,
             unauthorized(req, code, message);
             return;
         case TOKEND_NOT_FOUND:
-            if (st->kind == CALL_REVOKE_ID) {
+            if (st->kind == CALL_REVOKE_ID || st->kind == CALL_GET) {
                 http_reply_problem(req, 404, code, message);
             } else {
                 unauthorized(req, code, message);
@@ -226,6 +228,7 @@ static void reply_failure(http_request *req, const api_req *st, int status,
             http_reply_problem(req, 400, code, message);
             return;
         case TOKEND_ALREADY_EXISTS:
+        case TOKEND_FAILED_PRECONDITION: /* the last admin token's revoke */
             http_reply_problem(req, 409, code, message);
             return;
         case TOKEND_DEADLINE_EXCEEDED:
@@ -306,8 +309,8 @@ static unsigned route_methods(route r, const char **allow) {
             *allow = "GET, HEAD, POST, DELETE";
             return M_GET | M_HEAD | M_POST | M_DELETE;
         case ROUTE_TOKEN_ID:
-            *allow = "DELETE";
-            return M_DELETE;
+            *allow = "GET, HEAD, DELETE";
+            return M_GET | M_HEAD | M_DELETE;
         default:
             *allow = "GET, HEAD";
             return M_GET | M_HEAD;
@@ -858,7 +861,14 @@ void api_handle(void *cls, http_request *req) {
             }
             return;
         case ROUTE_TOKEN_ID:
-            if (no_query(req)) {
+            if (!no_query(req)) {
+                return;
+            }
+            if (method != M_DELETE) {
+                Tokend__V1__GetTokenRequest in = TOKEND__V1__GET_TOKEN_REQUEST__INIT;
+                in.id = (char *)id;
+                start_call(a, req, st, CALL_GET, "GetToken", &in.base, bearer);
+            } else {
                 Tokend__V1__RevokeRequest in = TOKEND__V1__REVOKE_REQUEST__INIT;
                 in.target_case = TOKEND__V1__REVOKE_REQUEST__TARGET_ID;
                 in.id = (char *)id;
@@ -1069,6 +1079,18 @@ void api_resume(void *cls, http_request *req) {
                 doc = NULL;
             }
             reply_token(req, 200, doc);
+            return;
+        }
+        case CALL_GET: {
+            const Tokend__V1__GetTokenResponse *resp =
+                (const Tokend__V1__GetTokenResponse *)out;
+            if (resp->info == NULL) {
+                http_reply_problem(req, 500, "BAD_MESSAGE",
+                                   "GetToken reply lacks the token");
+                return;
+            }
+            http_log_note(req, "id=%s", resp->info->id);
+            reply_token(req, 200, token_json(resp->info, NULL));
             return;
         }
         case CALL_REVOKE_ID:

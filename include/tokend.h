@@ -1,8 +1,8 @@
 /*
  * tokend.h — libtokend, the C client of the tokend token service.
  *
- * This is the whole public API: connect once, then create, verify, revoke
- * and list tokens from any number of threads, each call bounded by a
+ * This is the whole public API: connect once, then create, verify, revoke,
+ * list and read tokens from any number of threads, each call bounded by a
  * timeout. Results are plain C structs with matching free functions; no
  * protobuf or NNG type appears here. The library never logs and never
  * keeps a plain-text token longer than the call that carries it (tokens
@@ -53,7 +53,8 @@ const char *tokend_version(void);
     X(BAD_MESSAGE, 12, "message could not be decoded")                     \
     X(UNIMPLEMENTED, 13, "unknown method")                                 \
     X(STORAGE_ERROR, 14, "storage error")                                  \
-    X(INTERNAL, 15, "internal error")
+    X(INTERNAL, 15, "internal error")                                      \
+    X(FAILED_PRECONDITION, 16, "refused in the store's present state")
 
 typedef enum tokend_status {
 #define TOKEND_X_ENUM(name, num, desc) TOKEND_##name = num,
@@ -161,8 +162,8 @@ typedef struct tokend_token_info {
     size_t n_abilities;
     int64_t created_unix_ms;   /* creation time */
     int64_t expires_unix_ms;   /* 0: never expires */
-    int64_t last_used_unix_ms; /* 0: never used; written behind, may lag */
-    uint64_t use_count;        /* successful verifies, written behind */
+    int64_t last_used_unix_ms; /* 0: never used (stored and in-memory uses) */
+    uint64_t use_count;        /* uses: verifies, calls made with it */
     tokend_kv *metadata;       /* n_metadata entries */
     size_t n_metadata;
 } tokend_token_info;
@@ -263,6 +264,20 @@ int tokend_list(tokend_client *client, const tokend_call *call, const char *owne
 
 /* Frees what tokend_list() put in *page. */
 void tokend_token_page_free(tokend_token_page *page);
+
+/* ------------------------------------------------------------------------
+ * GetToken. */
+
+/* Reads the token with public id `id` into *out, with its use so far
+ * (last_used_unix_ms, use_count: the stored counts plus those the service
+ * holds in memory). Needs a credential that may list the token's owner
+ * (tokend:admin, or tokens:read of the same owner). TOKEND_NOT_FOUND for
+ * an id no token has and, alike, for another owner's token;
+ * TOKEND_PERMISSION_DENIED for a credential without tokens:read. On
+ * TOKEND_OK free *out with tokend_token_info_free(); on error it is
+ * zeroed. */
+int tokend_get(tokend_client *client, const tokend_call *call, const char *id,
+               tokend_token_info *out, tokend_error *err);
 
 #ifdef __cplusplus
 }

@@ -8,17 +8,18 @@
 
 #define FIELD(f) offsetof(config, f)
 #define BOTH (CMD_INIT | CMD_SERVE)
+#define ALL (CMD_INIT | CMD_SERVE | CMD_ADMIN_TOKEN)
 
 /* name, type, default, field, min, max, flags, commands, metavar, help */
 static const opt_def options[] = {
-    {"data-dir", OPT_STRING, "./data", FIELD(data_dir), 0, 0, 0, BOTH, "DIR",
+    {"data-dir", OPT_STRING, "./data", FIELD(data_dir), 0, 0, 0, ALL, "DIR",
      "directory of the token store (created by init)"},
     {"listen", OPT_LIST, "tcp://127.0.0.1:7450", FIELD(listen), 0, 0, OPT_URL, CMD_SERVE,
      "URL",
      "URL to serve on: tcp://HOST:PORT, tls+tcp://HOST:PORT (with --tls-cert and "
      "--tls-key) or ipc:///PATH; repeat for several (comma-separated in the "
      "environment or file)"},
-    {"token-prefix", OPT_STRING, "tkd_", FIELD(token_prefix), 0, 0, 0, BOTH, "PREFIX",
+    {"token-prefix", OPT_STRING, "tkd_", FIELD(token_prefix), 0, 0, 0, ALL, "PREFIX",
      "prefix of new tokens, 1-32 of [A-Za-z0-9_], e.g. acme_live_ (old tokens "
      "keep verifying when it changes)"},
     {"max-lifetime", OPT_DURATION, "0", FIELD(max_lifetime_s), 0, 0, 0, CMD_SERVE,
@@ -37,14 +38,15 @@ static const opt_def options[] = {
      "RocksDB memtables (writes not yet in table files), all together, in MiB"},
     {"drain-ms", OPT_INT, "5000", FIELD(drain_ms), 0, 600000, 0, CMD_SERVE, "MS",
      "on SIGTERM/SIGINT, how long to wait for requests in flight, in ms"},
-    {"log-level", OPT_STRING, "info", FIELD(log_level), 0, 0, 0, BOTH, "LEVEL",
+    {"log-level", OPT_STRING, "info", FIELD(log_level), 0, 0, 0, ALL, "LEVEL",
      "debug, info, warn or error (debug logs every Verify)"},
     {"verify-requires-credential", OPT_BOOL, "false", FIELD(verify_requires_credential),
      0, 0, 0, CMD_SERVE, NULL,
      "Verify callers must send a credential with tokend:verify (or tokend:admin)"},
-    {"admin-owner", OPT_STRING, "admin", FIELD(admin_owner), 0, 0, 0, CMD_INIT, "OWNER",
-     "owner of the admin token that init prints"},
-    {"config", OPT_STRING, NULL, FIELD(config_file), 0, 0, OPT_FILE, BOTH, "FILE",
+    {"admin-owner", OPT_STRING, "admin", FIELD(admin_owner), 0, 0, 0,
+     CMD_INIT | CMD_ADMIN_TOKEN, "OWNER",
+     "owner of the admin token that init (or admin-token) prints"},
+    {"config", OPT_STRING, NULL, FIELD(config_file), 0, 0, OPT_FILE, ALL, "FILE",
      "read options from FILE (\"name = value\" lines, # comments; a name is an "
      "option's without --, spelt with - or _: log-level or log_level)"},
     {"tls-cert", OPT_STRING, NULL, FIELD(tls_cert), 0, 0, 0, CMD_SERVE, "PEM",
@@ -56,7 +58,7 @@ static const opt_def options[] = {
      "mutual TLS: only clients with a certificate signed by a CA of this PEM file may "
      "connect to the tls+tcp:// listeners (default: any client may, and the caller "
      "credential alone decides what it may do)"},
-    {"allow-core-dumps", OPT_BOOL, "false", FIELD(allow_core_dumps), 0, 0, 0, BOTH, NULL,
+    {"allow-core-dumps", OPT_BOOL, "false", FIELD(allow_core_dumps), 0, 0, 0, ALL, NULL,
      "let the process dump core, for debugging (by default it cannot, and other "
      "processes of the same user cannot read its memory, which holds credentials and "
      "new tokens)"},

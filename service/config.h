@@ -14,7 +14,11 @@
 #include "opt.h"
 
 /* The commands, as bits of opt_def.commands. */
-typedef enum config_command { CMD_INIT = 1, CMD_SERVE = 2 } config_command;
+typedef enum config_command {
+    CMD_INIT = 1,
+    CMD_SERVE = 2,
+    CMD_ADMIN_TOKEN = 4
+} config_command;
 
 typedef struct config {
     char *data_dir;

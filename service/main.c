@@ -1,8 +1,11 @@
 /*
  * main.c — the tokend command: `tokend init` creates a store and prints its
  * first admin token; `tokend serve` serves the TokenService until SIGINT or
- * SIGTERM, then drains requests in flight, flushes usage and closes the
- * store.
+ * SIGTERM (and the Control service on the control socket in the data
+ * dir), then drains requests in flight, flushes usage and closes the
+ * store; `tokend admin-token` prints a new admin token for an operator
+ * locked out, writing the store itself when tokend is stopped and asking
+ * it over the control socket when it runs.
  *
  * The data dir is private: tokend runs with umask 077, so that every
  * file and directory it makes is its owner's alone (0600, 0700), and both
@@ -12,13 +15,16 @@
  * Exit codes: 0 ok; 1 runtime failure (store, listen, TLS files, data dir
  * mode); 2 usage error (options, among them TLS options that do not fit
  * the listeners); 3 `init` on a store that is already initialised.
+ * `admin-token`: 0 printed, 1 not (no store, not initialised, ...).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -30,6 +36,7 @@
 #include "log.h"
 #include "opt.h"
 #include "rpc.h"
+#include "rpc_client.h"
 #include "secret.h"
 #include "server.h"
 #include "store.h"
@@ -49,6 +56,8 @@ static void usage_top(FILE *out) {
             "  tokend init  [--data-dir DIR] [options]   create a store, print its admin "
             "token\n"
             "  tokend serve [--data-dir DIR] [--listen URL ...] [options]\n"
+            "  tokend admin-token [--data-dir DIR]       recovery: print a new admin "
+            "token\n"
             "  tokend COMMAND --help                     options of a command\n"
             "  tokend --version\n"
             "\n"
@@ -66,11 +75,27 @@ static void usage_command(FILE *out, config_command cmd) {
                 "(ability tokend:admin) on the first line of stdout. It is shown once\n"
                 "and only its digest is stored: keep it. On a store that is already\n"
                 "initialised, changes nothing and exits 3.\n\nOptions:\n");
+    } else if (cmd == CMD_ADMIN_TOKEN) {
+        fprintf(
+            out,
+            "Usage: tokend admin-token [--data-dir DIR] [options]\n\n"
+            "Recovery, for when no admin token is left (lost, or revoked): makes a\n"
+            "new admin token (ability tokend:admin, no expiry, name \"admin recovery\")\n"
+            "and prints it on the first line of stdout, once. Run it on tokend's host\n"
+            "as the user that owns the data dir, tokend stopped or running: stopped,\n"
+            "it writes the store itself; running (the store is locked), it asks the\n"
+            "running tokend through its control socket, ipc://DIR/control, which\n"
+            "only that user can reach. tokend logs event=admin.recovery with the new\n"
+            "token's id (never the token); the token's metadata says\n"
+            "made_by=tokend admin-token. Exit 0 when printed, 1 when not (the reason\n"
+            "on stderr).\n\nOptions:\n");
     } else {
         fprintf(out,
                 "Usage: tokend serve [options]\n\n"
                 "Serves the tokend.v1.TokenService on every --listen URL until SIGINT\n"
-                "or SIGTERM. Logs one logfmt line per event on stderr.\n\nOptions:\n");
+                "or SIGTERM, and tokend.v1.Control on ipc://DIR/control in the data dir\n"
+                "(for tokend admin-token). Logs one logfmt line per event on stderr.\n\n"
+                "Options:\n");
     }
     opt_usage(out, &config_table, cmd);
 }
@@ -223,6 +248,180 @@ static int cmd_init(const config *cfg) {
     return 0;
 }
 
+/* The control socket's URL, ipc://<absolute data dir>/control, into
+ * url[size]; false if the dir cannot be resolved or the path is too long
+ * for a socket (108 bytes with its NUL). */
+static bool control_url(const char *dir, char *url, size_t size) {
+    char abs[PATH_MAX];
+    if (realpath(dir, abs) == NULL) {
+        return false;
+    }
+    int n = snprintf(url, size, "ipc://%s/control", abs);
+    return n > 0 && (size_t)n < size && strlen(abs) + strlen("/control") < 108;
+}
+
+/* Whether a failed store_open's message is RocksDB's lock on the data
+ * dir's LOCK file being held (by a running tokend): "While lock file:
+ * LOCK: Resource temporarily unavailable", paths cut by store.c. */
+static bool store_locked(const char *message) {
+    return strstr(message, "lock file") != NULL && strstr(message, "LOCK") != NULL;
+}
+
+/* Prints a recovery token: the token alone on stdout, the rest on
+ * stderr. */
+static void recovery_print(const char *dir, const char *token, const char *id,
+                           const char *owner, const char *how) {
+    printf("%s\n", token);
+    fflush(stdout);
+    fprintf(stderr,
+            "tokend: the line above is a new admin token (id %s, owner %s) for %s, %s.\n"
+            "It is shown only now. Keep it secret; use it as tokenctl --credential.\n",
+            id, owner, dir, how);
+}
+
+/* tokend runs and holds the store: ask it through the control socket. */
+static int admin_token_via_control(const config *cfg) {
+    char url[PATH_MAX + 32];
+    if (!control_url(cfg->data_dir, url, sizeof(url))) {
+        fprintf(
+            stderr,
+            "tokend: the store in %s is in use (a tokend runs on it), and its control "
+            "socket path is too long to reach; stop that tokend and run this again\n",
+            cfg->data_dir);
+        return 1;
+    }
+    struct stat sb;
+    if (stat(url + strlen("ipc://"), &sb) != 0 || !S_ISSOCK(sb.st_mode)) {
+        fprintf(stderr,
+                "tokend: the store in %s is in use (locked by another process), and it "
+                "has no control socket (%s): that is not a tokend serving it, or one "
+                "too old to have one; stop it and run this again\n",
+                cfg->data_dir, url + strlen("ipc://"));
+        return 1;
+    }
+    const char *urls[] = {url};
+    rpc_client_config rc = {
+        .urls = urls, .n_urls = 1, .where = "tokend's control socket"};
+    rpc_client *client = NULL;
+    rpc_call *call = NULL;
+    tokend_error err;
+    int rv = rpc_client_open(&rc, &client, &err);
+    if (rv == TOKEND_OK) {
+        rv = rpc_call_new(client, NULL, NULL, &call, &err);
+    }
+    Tokend__V1__MintAdminTokenRequest req = TOKEND__V1__MINT_ADMIN_TOKEN_REQUEST__INIT;
+    req.owner = cfg->admin_owner;
+    if (rv == TOKEND_OK) {
+        rv = rpc_call_start(call, &tokend__v1__control__descriptor.methods[0], &req.base,
+                            NULL, 5000, &err);
+    }
+    const ProtobufCMessage *out = NULL;
+    if (rv == TOKEND_OK) {
+        rpc_call_wait(call);
+        rv = rpc_call_result(call, &out, &err);
+    }
+    int exit_code = 1;
+    if (rv == TOKEND_OK) {
+        const Tokend__V1__MintAdminTokenResponse *resp =
+            (const Tokend__V1__MintAdminTokenResponse *)out;
+        if (resp->token != NULL && resp->token[0] != '\0' && resp->info != NULL) {
+            recovery_print(cfg->data_dir, resp->token, resp->info->id, resp->info->owner,
+                           "made by the running tokend");
+            crypto_wipe(resp->token, strlen(resp->token));
+            exit_code = 0;
+        } else {
+            fprintf(stderr, "tokend: the running tokend's reply holds no token\n");
+        }
+    } else {
+        fprintf(
+            stderr,
+            "tokend: the store in %s is in use (a tokend runs on it), and asking that "
+            "tokend through %s failed: %s\n",
+            cfg->data_dir, url, err.message);
+    }
+    rpc_call_free(call);
+    rpc_client_free(client);
+    return exit_code;
+}
+
+static int cmd_admin_token(const config *cfg) {
+    struct stat sb;
+    if (stat(cfg->data_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        fprintf(
+            stderr,
+            "tokend: data dir %s %s; give the --data-dir of the store (the one tokend "
+            "serve uses)\n",
+            cfg->data_dir,
+            stat(cfg->data_dir, &sb) != 0 ? "does not exist" : "is not a directory");
+        return 1;
+    }
+    if (!data_dir_private(cfg->data_dir)) {
+        return 1;
+    }
+    tokend_error err;
+    store *st = NULL;
+    int rv = store_open(cfg->data_dir, NULL, &st, &err);
+    if (rv == TOKEND_NOT_FOUND) {
+        fprintf(stderr,
+                "tokend: %s holds no tokend store, so there is nothing to recover; to "
+                "make one: tokend init --data-dir %s\n",
+                cfg->data_dir, cfg->data_dir);
+        return 1;
+    }
+    if (rv == TOKEND_STORAGE_ERROR && store_locked(err.message)) {
+        return admin_token_via_control(cfg);
+    }
+    if (rv != TOKEND_OK) {
+        fprintf(stderr, "tokend: cannot open the store in %s: %s\n", cfg->data_dir,
+                err.message);
+        return 1;
+    }
+    if (!store_is_initialised(st)) {
+        fprintf(stderr,
+                "tokend: the store in %s is not initialised (tokend init did not "
+                "complete), so there is no admin to recover; run: tokend init "
+                "--data-dir %s\n",
+                cfg->data_dir, cfg->data_dir);
+        store_close(st);
+        return 1;
+    }
+    char token[TOKEN_MAX_LEN + 1];
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    token_record rec;
+    size_t owner_len = strlen(cfg->admin_owner);
+    if (owner_len == 0 || owner_len > TOKEN_OWNER_MAX ||
+        !rpc_text_ok(cfg->admin_owner, owner_len)) {
+        fprintf(stderr, "tokend: --admin-owner must be 1-%d bytes of text\n",
+                TOKEN_OWNER_MAX);
+        store_close(st);
+        return 2;
+    }
+    rv = methods_mint_recovery(cfg->token_prefix, cfg->admin_owner, rpc_now_ms(), token,
+                               digest, &rec);
+    if (rv != TOKEND_OK) {
+        fprintf(stderr, "tokend: could not mint the admin token\n");
+        store_close(st);
+        return 1;
+    }
+    store_batch *b = store_batch_new();
+    rv = b ? store_batch_put_token(b, digest, &rec, &err)
+           : error_set(&err, TOKEND_INTERNAL, "out of memory");
+    if (rv == TOKEND_OK) {
+        rv = store_batch_commit(st, b, true, &err);
+    }
+    store_batch_free(b);
+    if (rv == TOKEND_OK) {
+        methods_log_recovery(&rec, "offline");
+        recovery_print(cfg->data_dir, token, rec.id, rec.owner, "written to the store");
+    } else {
+        fprintf(stderr, "tokend: could not write the store: %s\n", err.message);
+    }
+    crypto_wipe(token, sizeof(token));
+    token_record_free(&rec);
+    store_close(st);
+    return rv == TOKEND_OK ? 0 : 1;
+}
+
 /* How long closing the NNG socket may take once every write is durable. */
 #define CLOSE_WATCHDOG_S 10
 
@@ -283,6 +482,7 @@ static int cmd_serve(const config *cfg) {
     writer *w = NULL;
     methods *ms = NULL;
     server *srv = NULL;
+    server *control = NULL;
     int exit_code = 1;
 
     /* Block the stop signals before any thread starts, so every thread
@@ -356,6 +556,26 @@ static int cmd_serve(const config *cfg) {
         fprintf(stderr, "tokend: %s\n", err.message);
         goto out;
     }
+    /* The control socket: a server of its own, serving only the Control
+     * service, inside the 0700 data dir. Without it tokend still serves;
+     * tokend admin-token then needs tokend stopped. */
+    char curl[PATH_MAX + 32];
+    const char *curls[] = {curl};
+    server_config cc = {
+        .listen = curls, .n_listen = 1, .max_message = 4096, .contexts = 2};
+    if (!control_url(cfg->data_dir, curl, sizeof(curl))) {
+        char q[600];
+        LOG(LOG_WARN, "control.unavailable", "reason=%s",
+            log_quote(q, sizeof(q), "the data dir's path is too long for a socket"));
+    } else if (server_start(&cc, methods_control_service(ms), &control, &err) !=
+               TOKEND_OK) {
+        char q[300];
+        LOG(LOG_WARN, "control.unavailable", "reason=%s",
+            log_quote(q, sizeof(q), err.message));
+    } else {
+        char q[600];
+        LOG(LOG_INFO, "control.listening", "url=%s", log_quote(q, sizeof(q), curl));
+    }
     for (size_t i = 0; i < cfg->listen.n; i++) {
         char q[300];
         const char *url = cfg->listen.items[i];
@@ -373,6 +593,9 @@ static int cmd_serve(const config *cfg) {
     int sig = 0;
     sigwait(&stop, &sig);
     LOG(LOG_INFO, "stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (control != NULL) {
+        (void)server_drain(control, 0);
+    }
     int left = server_drain(srv, (int)cfg->drain_ms);
     if (left > 0) {
         LOG(LOG_WARN, "drain.timeout", "in_flight=%d", left);
@@ -388,6 +611,7 @@ out:
         pthread_t watchdog;
         bool watching = pthread_create(&watchdog, NULL, close_watchdog, NULL) == 0;
         server_close(srv);
+        server_close(control);
         if (watching) {
             pthread_cancel(watchdog); /* asleep in nanosleep, a cancellation point */
             pthread_join(watchdog, NULL);
@@ -419,9 +643,11 @@ int main(int argc, char **argv) {
         cmd = CMD_INIT;
     } else if (strcmp(argv[1], "serve") == 0) {
         cmd = CMD_SERVE;
+    } else if (strcmp(argv[1], "admin-token") == 0) {
+        cmd = CMD_ADMIN_TOKEN;
     } else {
         fprintf(stderr,
-                "tokend: unknown command \"%s\" (commands: init, serve; see "
+                "tokend: unknown command \"%s\" (commands: init, serve, admin-token; see "
                 "tokend --help)\n",
                 argv[1]);
         return 2;
@@ -449,7 +675,9 @@ int main(int argc, char **argv) {
     }
     int rv = 2;
     if (apply_common(&cfg)) {
-        rv = cmd == CMD_INIT ? cmd_init(&cfg) : cmd_serve(&cfg);
+        rv = cmd == CMD_INIT          ? cmd_init(&cfg)
+             : cmd == CMD_ADMIN_TOKEN ? cmd_admin_token(&cfg)
+                                      : cmd_serve(&cfg);
     }
     opt_free(&config_table, &cfg);
     return rv;

@@ -8,6 +8,7 @@
  */
 #include "methods.h"
 
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "crypto.h"
 #include "error.h"
+#include "log.h"
 #include "record.h"
 #include "rpc.h"
 #include "server.h"
@@ -22,6 +24,7 @@
 
 struct methods {
     Tokend__V1__TokenService_Service base; /* first: protobuf-c casts to it */
+    Tokend__V1__Control_Service control;   /* the control socket's service */
     char *prefix;
     int64_t max_lifetime_s;
     bool verify_requires_credential;
@@ -318,6 +321,38 @@ static void info_fill(Tokend__V1__TokenInfo *info, const token_record *rec,
     info->n_metadata = rec->n_metadata;
 }
 
+/* A token's use so far: the stored usage plus the uses the usage table
+ * holds that are not stored yet (usage.h). A flush that moved drained
+ * uses out of the table between the store read and the peek makes it
+ * read again; flushes are seconds apart, so once is almost always
+ * enough. */
+static void usage_of(methods *ms, const char *id, int64_t *last_used_ms,
+                     uint64_t *use_count) {
+    for (int tries = 0;; tries++) {
+        uint64_t before = usage_generation(ms->u);
+        int64_t stored_last = 0;
+        uint64_t stored_count = 0;
+        (void)store_get_usage(ms->st, id, &stored_last, &stored_count, NULL);
+        int64_t mem_last = 0;
+        uint64_t mem_count = 0;
+        uint64_t after = usage_peek(ms->u, id, stored_count, &mem_last, &mem_count);
+        if (before == after || tries == 3) {
+            *last_used_ms = mem_last > stored_last ? mem_last : stored_last;
+            *use_count = stored_count + mem_count;
+            return;
+        }
+    }
+}
+
+/* info_fill's usage fields, from usage_of. */
+static void info_usage(methods *ms, Tokend__V1__TokenInfo *info) {
+    int64_t last = 0;
+    uint64_t count = 0;
+    usage_of(ms, info->id, &last, &count);
+    info->last_used_unix_ms = last;
+    info->use_count = count;
+}
+
 static char *dup_str(const char *s) {
     return strdup(s != NULL ? s : "");
 }
@@ -365,6 +400,8 @@ int methods_mint(const char *prefix, const char *owner, const char *name,
 typedef struct create_job {
     writer_job base; /* first */
     Tokend__V1__CreateTokenResponse_Closure closure;
+    /* Set instead of closure for a MintAdminToken of the control socket. */
+    Tokend__V1__MintAdminTokenResponse_Closure recovery_closure;
     void *call;
     job_caller caller;
     uint64_t max_tokens; /* the owner's limit; 0: none */
@@ -413,10 +450,19 @@ static void create_done(writer_job *wj, int status) {
         info_meta meta[TOKEN_METADATA_MAX];
         info_meta *meta_ptrs[TOKEN_METADATA_MAX];
         info_fill(&info, &job->rec, meta, meta_ptrs);
-        resp.token = job->token;
-        resp.info = &info;
         server_call_note(job->call, "id=%s", job->rec.id);
-        job->closure(&resp, job->call);
+        if (job->recovery_closure != NULL) {
+            methods_log_recovery(&job->rec, "control");
+            Tokend__V1__MintAdminTokenResponse rr =
+                TOKEND__V1__MINT_ADMIN_TOKEN_RESPONSE__INIT;
+            rr.token = job->token;
+            rr.info = &info;
+            job->recovery_closure(&rr, job->call);
+        } else {
+            resp.token = job->token;
+            resp.info = &info;
+            job->closure(&resp, job->call);
+        }
     } else if (status == TOKEND_STORAGE_ERROR) {
         server_call_fail(job->call, status,
                          "the token could not be written durably and was not created");
@@ -607,6 +653,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
         resp.reason = TOKEND__V1__STATUS__OK;
         usage_touch(ms->u, rec.id, now);
     }
+    info_usage(ms, &info);
     server_call_note(call, "id=%s reason=%s", rec.id, tokend_status_name(resp.reason));
     closure(&resp, call);
     token_record_free(&rec);
@@ -640,26 +687,60 @@ static void revoke_job_free(revoke_job *job) {
 }
 
 /* Adds the deletion of the token with `digest`, as read through the
- * batch, to the batch. A token of another owner than `scope` (when not
- * NULL) is NOT_FOUND, as if it did not exist. */
-static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest,
-                         const char *scope) {
+ * batch, to the batch. */
+static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest) {
     token_record rec;
     int rv = store_batch_get_token(st, batch, digest, &rec, NULL);
     if (rv != TOKEND_OK) {
         return rv;
     }
+    store_batch_delete_token(batch, digest, &rec);
+    token_record_free(&rec);
+    return TOKEND_OK;
+}
+
+/* Whether the token with `digest`, as read through the batch, is a valid
+ * admin token at now_ms, into *admin. A token of another owner than
+ * `scope` (when not NULL) is NOT_FOUND, as if it did not exist. */
+static int revoke_target(store *st, store_batch *batch, const uint8_t *digest,
+                         const char *scope, int64_t now_ms, bool *admin) {
+    token_record rec;
+    int rv = store_batch_get_token(st, batch, digest, &rec, NULL);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    *admin = has_ability(&rec, METHODS_ABILITY_ADMIN) &&
+             !token_expired(rec.expires_ms, now_ms);
     if (scope != NULL && strcmp(rec.owner, scope) != 0) {
         rv = TOKEND_NOT_FOUND;
-    } else {
-        store_batch_delete_token(batch, digest, &rec);
     }
     token_record_free(&rec);
     return rv;
 }
 
+/* TOKEND_OK unless revoking `admins` valid admin tokens would leave none
+ * valid, counted through the batch (so in the writer's order: of two
+ * racing revokes of the last two admin tokens, the second is refused). */
+static int keep_an_admin(store *st, store_batch *batch, uint64_t admins, int64_t now_ms,
+                         tokend_error *why) {
+    if (admins == 0) {
+        return TOKEND_OK; /* takes no admin token away */
+    }
+    uint64_t valid = 0;
+    int rv = store_batch_admins_valid(st, batch, now_ms, &valid, why);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    if (valid <= admins) {
+        return error_set(why, TOKEND_FAILED_PRECONDITION, "%s",
+                         METHODS_LAST_ADMIN_MESSAGE);
+    }
+    return TOKEND_OK;
+}
+
 /* In the writer's order: the caller credential still valid, then the
- * target as the batch sees it. A revoke-all takes the owner's tokens
+ * targets as the batch sees them, then that a valid admin token would
+ * remain; only then the deletions. A revoke-all takes the owner's tokens
  * through the batch too, so the creates queued before it in the same
  * group go with the rest; the creates after it find their credential
  * gone if it was one of them. */
@@ -669,6 +750,8 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
     if (rv != TOKEND_OK) {
         return rv;
     }
+    int64_t now = rpc_now_ms();
+    bool admin = false;
     switch (job->kind) {
         case REVOKE_ID:
             rv = store_batch_get_digest(st, batch, job->id, job->digest, NULL);
@@ -678,19 +761,42 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
             /* now we know the digest */
             __attribute__((fallthrough));
         case REVOKE_TOKEN:
-            rv = revoke_digest(st, batch, job->digest, job->scope);
+            rv = revoke_target(st, batch, job->digest, job->scope, now, &admin);
+            if (rv == TOKEND_OK) {
+                rv = keep_an_admin(st, batch, admin ? 1 : 0, now, &job->why);
+            }
+            if (rv == TOKEND_OK) {
+                rv = revoke_digest(st, batch, job->digest);
+            }
             job->revoked = rv == TOKEND_OK ? 1 : 0;
             return rv;
         case REVOKE_OWNER: {
             char **ids = NULL;
             size_t n = 0;
             rv = store_batch_owner_ids(st, batch, job->owner, &ids, &n, NULL);
+            /* Two passes over the same batch state: count the admin
+             * tokens among the owner's, then, if one would remain,
+             * delete. (Records are read twice rather than held: an owner
+             * may have thousands.) */
+            uint64_t admins = 0;
+            for (size_t i = 0; rv == TOKEND_OK && i < n; i++) {
+                uint8_t digest[TOKEN_DIGEST_LEN];
+                if (store_batch_get_digest(st, batch, ids[i], digest, NULL) ==
+                        TOKEND_OK &&
+                    revoke_target(st, batch, digest, NULL, now, &admin) == TOKEND_OK &&
+                    admin) {
+                    admins++;
+                }
+            }
+            if (rv == TOKEND_OK) {
+                rv = keep_an_admin(st, batch, admins, now, &job->why);
+            }
             for (size_t i = 0; i < n; i++) {
                 uint8_t digest[TOKEN_DIGEST_LEN];
                 if (rv == TOKEND_OK &&
                     store_batch_get_digest(st, batch, ids[i], digest, NULL) ==
                         TOKEND_OK &&
-                    revoke_digest(st, batch, digest, NULL) == TOKEND_OK) {
+                    revoke_digest(st, batch, digest) == TOKEND_OK) {
                     job->revoked++;
                 }
                 free(ids[i]);
@@ -928,12 +1034,7 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
     for (size_t i = 0; i < n; i++) {
         info_fill(&infos[i], &recs[i], meta + m, meta_ptrs + m);
         m += recs[i].n_metadata;
-        int64_t last = 0;
-        uint64_t count = 0;
-        if (store_get_usage(ms->st, recs[i].id, &last, &count, NULL) == TOKEND_OK) {
-            infos[i].last_used_unix_ms = last;
-            infos[i].use_count = count;
-        }
+        info_usage(ms, &infos[i]);
         size_t one = packed_field_len(tokend__v1__token_info__get_packed_size(&infos[i]));
         if (i > 0 && one > METHODS_LIST_BYTES - bytes) {
             kept = i;
@@ -969,6 +1070,146 @@ done:
     token_record_free(&caller);
 }
 
+/* ------------------------------------------------------------------------
+ * GetToken. */
+
+/* The rule of ListTokens, for one token: an admin reads any; another
+ * caller needs tokens:read, checked before the id is looked up (so every
+ * id gets the same PERMISSION_DENIED without it), and then sees only its
+ * own owner's tokens: another owner's id is NOT_FOUND, as for one no
+ * token has. */
+static void handle_get_token(service_base *svc, const Tokend__V1__GetTokenRequest *in,
+                             Tokend__V1__GetTokenResponse_Closure closure, void *call) {
+    methods *ms = (methods *)svc;
+    int64_t now = rpc_now_ms();
+    const char *id = in->id != NULL ? in->id : "";
+    if (!token_id_ok(id, strlen(id))) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "id must be %d base62 characters",
+                         TOKEN_ID_LEN);
+        return;
+    }
+    token_record caller;
+    if (!authenticate(ms, call, now, &caller, NULL)) {
+        return;
+    }
+    token_record rec = {0};
+    bool have_rec = false;
+    if (!may_manage(call, &caller, caller.owner, METHODS_ABILITY_READ, "read")) {
+        goto done;
+    }
+    server_call_note(call, "id=%s", id);
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    int rv = store_get_digest(ms->st, id, digest, NULL);
+    if (rv == TOKEND_OK) {
+        rv = store_get_token(ms->st, digest, &rec, NULL);
+        have_rec = rv == TOKEND_OK;
+    }
+    if (rv == TOKEND_OK && !has_ability(&caller, METHODS_ABILITY_ADMIN) &&
+        strcmp(rec.owner, caller.owner) != 0) {
+        rv = TOKEND_NOT_FOUND;
+    }
+    if (rv == TOKEND_NOT_FOUND) {
+        server_call_fail(call, rv, "no such token (never issued, or revoked)");
+        goto done;
+    }
+    if (rv != TOKEND_OK) {
+        server_call_fail(call, rv, "could not read the token's record");
+        goto done;
+    }
+    Tokend__V1__TokenInfo info;
+    info_meta meta[TOKEN_METADATA_MAX];
+    info_meta *meta_ptrs[TOKEN_METADATA_MAX];
+    info_fill(&info, &rec, meta, meta_ptrs);
+    info_usage(ms, &info);
+    Tokend__V1__GetTokenResponse resp = TOKEND__V1__GET_TOKEN_RESPONSE__INIT;
+    resp.info = &info;
+    closure(&resp, call);
+done:
+    if (have_rec) {
+        token_record_free(&rec);
+    }
+    token_record_free(&caller);
+}
+
+/* ------------------------------------------------------------------------
+ * Admin recovery: `tokend admin-token`, offline (main.c) or through the
+ * control socket (below). Both make the token here and log it here. */
+
+int methods_mint_recovery(const char *prefix, const char *owner, int64_t now_ms,
+                          char token_out[TOKEN_MAX_LEN + 1],
+                          uint8_t digest[TOKEN_DIGEST_LEN], token_record *rec) {
+    char *abilities[] = {METHODS_ABILITY_ADMIN};
+    int rv = methods_mint(prefix, owner, METHODS_RECOVERY_NAME, abilities, 1, now_ms, 0,
+                          token_out, digest, rec);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    rec->metadata = calloc(1, sizeof(*rec->metadata));
+    if (rec->metadata != NULL) {
+        rec->n_metadata = 1;
+        rec->metadata[0].key = strdup(METHODS_RECOVERY_META_KEY);
+        rec->metadata[0].value = strdup(METHODS_RECOVERY_META_VALUE);
+    }
+    if (rec->metadata == NULL || rec->metadata[0].key == NULL ||
+        rec->metadata[0].value == NULL) {
+        token_record_free(rec);
+        crypto_wipe(token_out, TOKEN_MAX_LEN + 1);
+        return TOKEND_INTERNAL;
+    }
+    return TOKEND_OK;
+}
+
+void methods_log_recovery(const token_record *rec, const char *via) {
+    char q[300];
+    LOG(LOG_WARN, "admin.recovery", "id=%s owner=%s created_ms=%lld via=%s", rec->id,
+        log_quote(q, sizeof(q), rec->owner), (long long)rec->created_ms, via);
+}
+
+/* The control socket's MintAdminToken: the recovery token, written by the
+ * writer like a create (no caller credential: reaching the socket is the
+ * authority; no owner limit: a recovery must not be refused by it). */
+static void handle_mint_admin_token(Tokend__V1__Control_Service *svc,
+                                    const Tokend__V1__MintAdminTokenRequest *in,
+                                    Tokend__V1__MintAdminTokenResponse_Closure closure,
+                                    void *call) {
+    methods *ms = (methods *)((char *)svc - offsetof(methods, control));
+    const char *owner =
+        in->owner != NULL && in->owner[0] != '\0' ? in->owner : METHODS_RECOVERY_OWNER;
+    if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX)) {
+        return;
+    }
+    create_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        server_call_fail(call, TOKEND_INTERNAL, "out of memory");
+        return;
+    }
+    if (methods_mint_recovery(ms->prefix, owner, rpc_now_ms(), job->token, job->digest,
+                              &job->rec) != TOKEND_OK) {
+        server_call_fail(call, TOKEND_INTERNAL, "could not mint a token");
+        free(job);
+        return;
+    }
+    job->rec.created_seq = atomic_fetch_add(&ms->created_seq, 1);
+    job->base.apply = create_apply;
+    job->base.done = create_done;
+    job->recovery_closure = closure;
+    job->call = call;
+    if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
+        server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
+        crypto_wipe(job->token, sizeof(job->token));
+        token_record_free(&job->rec);
+        free(job);
+    }
+}
+
+static void control_destroy(Tokend__V1__Control_Service *svc) {
+    (void)svc; /* freed by methods_free */
+}
+
+ProtobufCService *methods_control_service(methods *ms) {
+    return &ms->control.base;
+}
+
 /* ------------------------------------------------------------------------ */
 
 static void service_destroy(service_base *svc) {
@@ -985,6 +1226,9 @@ methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) 
     ms->base.verify = handle_verify;
     ms->base.revoke = handle_revoke;
     ms->base.list_tokens = handle_list_tokens;
+    ms->base.get_token = handle_get_token;
+    tokend__v1__control__init(&ms->control, control_destroy);
+    ms->control.mint_admin_token = handle_mint_admin_token;
     ms->prefix = strdup(cfg->prefix != NULL ? cfg->prefix : TOKEN_DEFAULT_PREFIX);
     if (ms->prefix == NULL) {
         free(ms);

@@ -1,6 +1,6 @@
 /*
- * methods.h — the TokenService's methods and who may call them: the four
- * methods (CreateToken, Verify, Revoke, ListTokens) over the store, the
+ * methods.h — the TokenService's methods and who may call them: the five
+ * methods (CreateToken, Verify, Revoke, ListTokens, GetToken) over the store, the
  * writer and the usage table, and the rights each one checks. It owns the
  * validation of every request field and the authorization rule; it does
  * not touch NNG (the server hands it decoded requests), RocksDB (it goes
@@ -18,7 +18,7 @@
  *
  * Rights (abilities of the caller credential):
  *   tokend:admin   anything, for any owner
- *   tokens:read    list its own owner's tokens
+ *   tokens:read    list its own owner's tokens, read one of them (GetToken)
  *   tokens:write   create tokens for its own owner, within its own
  *                  abilities and expiry, and revoke its own owner's tokens
  *   tokend:verify  call Verify when --verify-requires-credential is set
@@ -42,6 +42,13 @@
 #define METHODS_ABILITY_VERIFY "tokend:verify"
 #define METHODS_ABILITY_READ "tokens:read"
 #define METHODS_ABILITY_WRITE "tokens:write"
+
+/* Why a Revoke was refused FAILED_PRECONDITION: afterwards no valid token
+ * with tokend:admin would remain. */
+#define METHODS_LAST_ADMIN_MESSAGE                                                \
+    "refused: this would revoke the last admin token; make another first "        \
+    "(tokenctl create --ability tokend:admin ...) or recover later with `tokend " \
+    "admin-token --data-dir DIR`"
 
 /* What `tokend serve` configures of the methods. */
 typedef struct methods_config {
@@ -73,5 +80,29 @@ int methods_mint(const char *prefix, const char *owner, const char *name,
                  char *const *abilities, size_t n_abilities, int64_t created_ms,
                  int64_t expires_ms, char token_out[TOKEN_MAX_LEN + 1],
                  uint8_t digest[TOKEN_DIGEST_LEN], token_record *rec);
+
+/* Admin recovery (`tokend admin-token`), made and recorded in one place
+ * whether tokend is stopped (main.c writes the store itself) or running
+ * (the control socket's MintAdminToken, methods_control_service). The
+ * token has tokend:admin, no expiry, the name "admin recovery" and the
+ * metadata made_by = "tokend admin-token"; the event is one log line
+ * (event=admin.recovery, the id, owner, time and path; never the token). */
+#define METHODS_RECOVERY_NAME "admin recovery"
+#define METHODS_RECOVERY_OWNER "admin"
+#define METHODS_RECOVERY_META_KEY "made_by"
+#define METHODS_RECOVERY_META_VALUE "tokend admin-token"
+
+/* Mints the recovery token for `owner` as methods_mint does (the caller
+ * wipes token_out and frees *rec). TOKEND_OK or TOKEND_INTERNAL. */
+int methods_mint_recovery(const char *prefix, const char *owner, int64_t now_ms,
+                          char token_out[TOKEN_MAX_LEN + 1],
+                          uint8_t digest[TOKEN_DIGEST_LEN], token_record *rec);
+
+/* Logs the recovery of `rec`, made `via` "offline" or "control". */
+void methods_log_recovery(const token_record *rec, const char *via);
+
+/* The Control service (tokend.proto), for the control socket's server
+ * only; owned by `ms`, valid until methods_free. */
+ProtobufCService *methods_control_service(methods *ms);
 
 #endif /* TOKEND_METHODS_H */

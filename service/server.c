@@ -1,6 +1,6 @@
 /*
  * server.c — NNG REP serving with a pool of aio-driven contexts, and
- * dispatch of the tokend.v1 envelope through the TokenService descriptor.
+ * dispatch of the tokend.v1 envelope through the served service's descriptor.
  * See server.h for the shape; this file's comments say why.
  */
 #include "server.h"
@@ -237,7 +237,9 @@ static void ctx_dispatch(server_ctx *c) {
                      "was served");
         return;
     }
-    const ProtobufCMethodDescriptor *method = rpc_method(c->req->method);
+    const ProtobufCMethodDescriptor *method =
+        protobuf_c_service_descriptor_get_method_by_name(srv->svc->descriptor,
+                                                         c->req->method);
     if (method == NULL) {
         char q[80];
         ctx_fail_now(c, TOKEND_UNIMPLEMENTED, "unknown method %s",

@@ -6,7 +6,8 @@
  * The only service module that touches NNG. Each context is a small state
  * machine (RECV -> WORK -> SEND -> RECV, NNG's demo/async shape): a
  * request is decoded with a capped allocator, its method looked up by name
- * in the TokenService descriptor, its payload unpacked with that method's
+ * in the descriptor of the service served (TokenService on the --listen
+ * URLs, Control on the control socket), its payload unpacked with that method's
  * input descriptor, and the ProtobufCService's invoke() called. The
  * handler answers through its closure (now, or later from the writer
  * thread); the closure packs the output into the reply envelope and sends.

@@ -62,6 +62,7 @@
 #define STORE_MIN_FREE_BYTES ((unsigned long long)4 << 20)
 
 #define STORE_SCHEMA_VERSION "1"
+#define STORE_ABILITY_ADMIN "tokend:admin"
 
 /* Column families, in the order of their handles in struct store. */
 enum { CF_META, CF_TOKENS, CF_IDS, CF_OWNERS, CF_USAGE, CF_COUNT };
@@ -147,6 +148,49 @@ typedef struct batch_op_view {
     const char *key, *val; /* val: NULL for a delete */
     size_t klen, vlen;
 } batch_op_view;
+
+/* ---------- the admin index ---------- */
+
+/* Every token with the tokend:admin ability has a meta key "admin\0" +
+ * its id, whose value is its expiry (be64 Unix ms, 0: never), written and
+ * deleted with the token in the same batch. Admin tokens are few, so
+ * counting the valid ones (store_batch_admins_valid) is a short scan of
+ * these keys, and the refusal to revoke the last one is decided in the
+ * writer's order like every other write. A store made before the index
+ * gets it built once, at its first read-write open (admin_index_build). */
+#define ADMIN_KEY_PREFIX "admin\0"
+#define ADMIN_KEY_PREFIX_LEN 6
+#define ADMIN_KEY_LEN (ADMIN_KEY_PREFIX_LEN + TOKEN_ID_LEN)
+#define ADMIN_INDEXED_KEY "admin_index"
+
+static void put_be64(uint8_t *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static bool admin_key_is(const void *key, size_t klen) {
+    return klen == ADMIN_KEY_LEN &&
+           memcmp(key, ADMIN_KEY_PREFIX, ADMIN_KEY_PREFIX_LEN) == 0;
+}
+
+static void admin_key(const char *id, uint8_t out[ADMIN_KEY_LEN]) {
+    memcpy(out, ADMIN_KEY_PREFIX, ADMIN_KEY_PREFIX_LEN);
+    memcpy(out + ADMIN_KEY_PREFIX_LEN, id, TOKEN_ID_LEN);
+}
+
+static bool record_is_admin(const token_record *rec) {
+    return token_ability_granted(rec->abilities, rec->n_abilities, STORE_ABILITY_ADMIN);
+}
 
 /* ---------- errors ---------- */
 
@@ -358,6 +402,57 @@ static int check_schema(store *st, tokend_error *err) {
     return rv;
 }
 
+/* Builds the admin index of a store made before it (no meta
+ * "admin_index"): one scan of every token, then the admin keys and the
+ * marker in one synced write. A store from this version has the marker
+ * from its first open, when it is still empty. */
+static int admin_index_build(store *st, tokend_error *err) {
+    rocksdb_pinnableslice_t *v = NULL;
+    int rv = get_raw(st, st->read_opts, CF_META, ADMIN_INDEXED_KEY,
+                     strlen(ADMIN_INDEXED_KEY), &v, err);
+    rocksdb_pinnableslice_destroy(v);
+    if (rv != TOKEND_NOT_FOUND) {
+        return rv;
+    }
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(st->db, st->read_opts, st->cf[CF_TOKENS]);
+    rv = TOKEND_OK;
+    for (rocksdb_iter_seek_to_first(it); rv == TOKEND_OK && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t len = 0;
+        const char *val = rocksdb_iter_value(it, &len);
+        token_record rec;
+        rv = record_decode((const uint8_t *)val, len, &rec, err);
+        if (rv == TOKEND_OK && record_is_admin(&rec)) {
+            uint8_t akey[ADMIN_KEY_LEN], aval[8];
+            admin_key(rec.id, akey);
+            put_be64(aval, (uint64_t)rec.expires_ms);
+            rocksdb_writebatch_put_cf(wb, st->cf[CF_META], (const char *)akey,
+                                      sizeof(akey), (const char *)aval, sizeof(aval));
+        }
+        if (rv == TOKEND_OK) {
+            token_record_free(&rec);
+        }
+    }
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(it, &rocks_err);
+    rocksdb_iter_destroy(it);
+    if (rocks_err != NULL) {
+        rv = storage_error(rocks_err, "building the admin index", err);
+    }
+    if (rv == TOKEND_OK) {
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_META], ADMIN_INDEXED_KEY,
+                                  strlen(ADMIN_INDEXED_KEY), "1", 1);
+        rocksdb_write(st->db, st->write_sync, wb, &rocks_err);
+        if (rocks_err != NULL) {
+            rv = storage_error(rocks_err, "writing the admin index", err);
+        }
+    }
+    rocksdb_writebatch_destroy(wb);
+    return rv;
+}
+
 /* Refuses to open for writing (or reopen) with less than
  * STORE_MIN_FREE_BYTES free in `dir`: opening writes a new LOG, OPTIONS
  * file, MANIFEST and WAL, and a write failing half-way through the LOG
@@ -531,6 +626,9 @@ int store_open(const char *dir, const store_options *opts, store **out,
                  : error_set(err, TOKEND_INTERNAL, "out of memory opening the store");
     if (rv == TOKEND_OK) {
         rv = check_schema(st, err);
+    }
+    if (rv == TOKEND_OK && !st->read_only) {
+        rv = admin_index_build(st, err);
     }
     if (rv != TOKEND_OK) {
         st->read_only = true; /* nothing to flush */
@@ -1287,9 +1385,10 @@ static batch_slot *slot_take(store_batch *b, uint8_t tag, const void *key, size_
 
 /* Notes the operation at `at` as the latest on its key. Only the families
  * read through the batch are indexed (not usage, which a flush writes by
- * the thousand, nor meta). */
+ * the thousand; of meta, the admin index's keys). */
 static void index_op(store_batch *b, int cf, const void *key, size_t klen, size_t at) {
-    if (cf != CF_TOKENS && cf != CF_IDS && cf != CF_OWNERS) {
+    if (cf != CF_TOKENS && cf != CF_IDS && cf != CF_OWNERS &&
+        !(cf == CF_META && admin_key_is(key, klen))) {
         return;
     }
     bool created;
@@ -1382,6 +1481,12 @@ int store_batch_put_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN]
     batch_op(b, OP_PUT, CF_TOKENS, digest, TOKEN_DIGEST_LEN, enc, enc_len);
     batch_op(b, OP_PUT, CF_IDS, rec->id, TOKEN_ID_LEN, digest, TOKEN_DIGEST_LEN);
     batch_op(b, OP_PUT, CF_OWNERS, okey, okey_len, "", 0);
+    if (record_is_admin(rec)) {
+        uint8_t akey[ADMIN_KEY_LEN], aval[8];
+        admin_key(rec->id, akey);
+        put_be64(aval, (uint64_t)rec->expires_ms);
+        batch_op(b, OP_PUT, CF_META, akey, sizeof(akey), aval, sizeof(aval));
+    }
     index_count(b, rec->owner, 1);
     free(enc);
     b->count++;
@@ -1404,6 +1509,11 @@ void store_batch_delete_token(store_batch *b, const uint8_t digest[TOKEN_DIGEST_
     batch_op(b, OP_DELETE, CF_IDS, rec->id, TOKEN_ID_LEN, NULL, 0);
     batch_op(b, OP_DELETE, CF_OWNERS, okey, okey_len, NULL, 0);
     batch_op(b, OP_DELETE, CF_USAGE, rec->id, TOKEN_ID_LEN, NULL, 0);
+    if (record_is_admin(rec)) {
+        uint8_t akey[ADMIN_KEY_LEN];
+        admin_key(rec->id, akey);
+        batch_op(b, OP_DELETE, CF_META, akey, sizeof(akey), NULL, 0);
+    }
     index_count(b, rec->owner, -1);
 }
 
@@ -1608,5 +1718,62 @@ int store_batch_owner_count(store *st, const store_batch *b, const char *owner,
     int64_t delta = s != NULL && s->tag != SLOT_EMPTY ? s->delta : 0;
     *count =
         delta >= 0 || (uint64_t)-delta <= committed ? committed + (uint64_t)delta : 0;
+    return TOKEND_OK;
+}
+
+int store_batch_admins_valid(store *st, const store_batch *b, int64_t now_ms,
+                             uint64_t *count, tokend_error *err) {
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (st == NULL || count == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_admins_valid: NULL argument");
+    }
+    int rv = read_begin(st, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    char upper[ADMIN_KEY_PREFIX_LEN];
+    memcpy(upper, ADMIN_KEY_PREFIX, ADMIN_KEY_PREFIX_LEN);
+    upper[ADMIN_KEY_PREFIX_LEN - 1] = 1;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, upper, sizeof(upper));
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf[CF_META]);
+    uint64_t n = 0;
+    for (rocksdb_iter_seek(it, ADMIN_KEY_PREFIX, ADMIN_KEY_PREFIX_LEN);
+         rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
+        const char *key = rocksdb_iter_key(it, &klen);
+        const char *val = rocksdb_iter_value(it, &vlen);
+        batch_op_view v;
+        if (!admin_key_is(key, klen) || vlen != 8 ||
+            (b != NULL && batch_latest(b, CF_META, key, klen, &v) != 0)) {
+            continue; /* the batch's own operation decides it, below */
+        }
+        if (!token_expired((int64_t)get_be64((const uint8_t *)val), now_ms)) {
+            n++;
+        }
+    }
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(it, &rocks_err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    read_end(st);
+    if (rocks_err != NULL) {
+        return storage_error(rocks_err, "scanning the admin index", err);
+    }
+    batch_op_view op;
+    for (size_t at = 0; b != NULL && batch_read_op(b, &at, &op);) {
+        batch_op_view latest;
+        if (op.op == OP_PUT && op.cf == CF_META && admin_key_is(op.key, op.klen) &&
+            op.vlen == 8 &&
+            batch_latest(b, CF_META, op.key, op.klen, &latest) == OP_PUT &&
+            latest.at == op.at &&
+            !token_expired((int64_t)get_be64((const uint8_t *)op.val), now_ms)) {
+            n++;
+        }
+    }
+    *count = n;
     return TOKEND_OK;
 }

@@ -9,6 +9,10 @@
  *   owners   owner NUL be64(created_ms) be32(created_seq) id -> "" (an
  *            owner's tokens in creation order, for paging)
  *   usage    public id -> be64(last_used_ms) be64(use_count)
+ * and in default, the admin index: "admin\0" + id -> be64(expires_ms) for
+ * every token with the tokend:admin ability, kept by put_token and
+ * delete_token (built once for a store made before it, at its first
+ * read-write open).
  * The bytes of the record, the owners key, the list cursor and the usage
  * value are record.h's.
  *
@@ -171,6 +175,13 @@ int store_batch_owner_ids(store *st, const store_batch *b, const char *owner, ch
  * cache. Call it from the thread that commits. */
 int store_batch_owner_count(store *st, const store_batch *b, const char *owner,
                             uint64_t *count, tokend_error *err);
+
+/* How many tokens with the tokend:admin ability are valid (not expired at
+ * now_ms) through the batch, into *count: a scan of the admin index (admin
+ * tokens are few), with b's puts and deletes applied. Call it from the
+ * thread that builds and commits `b`. */
+int store_batch_admins_valid(store *st, const store_batch *b, int64_t now_ms,
+                             uint64_t *count, tokend_error *err);
 
 /* Applies the batch atomically; with sync, fsyncs the WAL first. A batch
  * an operation failed (see store_batch_delete_token) applies nothing and

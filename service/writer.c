@@ -118,6 +118,7 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
      * so) without waiting for the next job. */
     bool ok = writable(w, stopping);
     if (n == 0) {
+        usage_flushed(w->usage);
         free(entries);
         return;
     }
@@ -142,10 +143,14 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
         if (entries[i].last_used_ms > last) {
             last = entries[i].last_used_ms;
         }
-        store_batch_put_usage(batch, entries[i].id, last, count + entries[i].count);
+        entries[i].stored_total = count + entries[i].count;
+        store_batch_put_usage(batch, entries[i].id, last, entries[i].stored_total);
     }
     tokend_error err;
     int rv = TOKEND_OK;
+    /* From here a reader tells by the stored count whether an entry's
+     * flush is in the store yet (usage.h). */
+    usage_commit_begin(w->usage, entries, n);
     if (store_batch_count(batch) > 0) {
         rv = store_batch_commit(w->st, batch, false, &err);
     }
@@ -158,6 +163,7 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
             usage_restore(w->usage, entries, n);
         }
     }
+    usage_flushed(w->usage); /* no-op after a restore */
     store_batch_clear(batch);
     free(entries);
 }

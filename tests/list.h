@@ -60,6 +60,8 @@
     X(store_owner_count_follows_batches_and_commits)             \
     X(store_list_pages_bounded_by_bytes)                         \
     X(store_concurrent_reads)                                    \
+    X(store_admin_index_counts_valid_admins_through_batches)     \
+    X(usage_table_counts_each_use_once_across_a_flush)           \
     X(record_codec_roundtrip)                                    \
     X(record_codec_truncated)                                    \
     X(record_codec_random_bytes)                                 \
@@ -86,6 +88,12 @@
     X(service_unavailable_when_down)                             \
     X(writes_revoke_all_leaves_no_survivor_of_racing_creates)    \
     X(writes_concurrent_revokes_of_one_token_revoke_it_once)     \
+    X(admin_last_admin_token_cannot_be_revoked)                  \
+    X(admin_concurrent_revokes_of_every_admin_leave_exactly_one) \
+    X(admin_token_recovers_stopped_and_running)                  \
+    X(admin_token_refuses_bad_data_dirs_clearly)                 \
+    X(get_token_reports_usage_held_in_memory_and_authorizes)     \
+    X(get_token_usage_is_counted_once_across_flush_and_restart)  \
     X(limits_list_pages_are_byte_bounded_and_walk_every_token)   \
     X(limits_tokens_per_owner)                                   \
     X(limits_token_text_is_bounded)                              \
@@ -113,6 +121,7 @@
     X(gateway_abilities_stored_before_the_grammar)               \
     X(gateway_400_bad_json_types_and_query)                      \
     X(gateway_404_405_routes)                                    \
+    X(gateway_get_token_by_id_and_last_admin_refusal)            \
     X(gateway_413_415_bodies)                                    \
     X(gateway_503_when_tokend_down_then_recovers)                \
     X(gateway_504_when_tokend_stalls)                            \

@@ -1,6 +1,7 @@
 /*
  * test_authz.c — the authorization matrix: every management operation
- * (list, create, revoke one, revoke all, revoke an id no token has)
+ * (list, create, revoke one, revoke all, revoke an id no token has, get
+ * one by id)
  * against every kind of caller (admin; same owner with and without the
  * right; another owner; expired, revoked, no credential), each cell
  * asserted twice, through libtokend and through tokend-gateway with curl,
@@ -35,6 +36,7 @@ typedef enum authz_op {
     OP_CREATE_WIDER,  /* create with an ability the caller lacks */
     OP_CREATE_LONGER, /* create outliving the caller's own expiry */
     OP_REVOKE_NONE,   /* revoke, by id, a token that does not exist */
+    OP_GET,           /* get a token of the target owner, by id */
 } authz_op;
 
 typedef enum authz_caller {
@@ -47,9 +49,9 @@ typedef enum authz_caller {
     C_NONE,    /* no credential at all */
 } authz_caller;
 
-static const char *const op_names[] = {"list",       "create",       "revoke-one",
-                                       "revoke-all", "create-wider", "create-longer",
-                                       "revoke-none"};
+static const char *const op_names[] = {"list",        "create",       "revoke-one",
+                                       "revoke-all",  "create-wider", "create-longer",
+                                       "revoke-none", "get"};
 static const char *const caller_names[] = {"admin",
                                            "same-owner-with-right",
                                            "same-owner-without-right",
@@ -134,6 +136,16 @@ static const authz_cell cells[] = {
     {OP_REVOKE_NONE, C_EXPIRED, UNAUTH, 401},
     {OP_REVOKE_NONE, C_REVOKED, UNAUTH, 401},
     {OP_REVOKE_NONE, C_NONE, UNAUTH, 401},
+
+    /* GET /v1/tokens/{id}: the rule of list (tokens:read), and another
+     * owner's id is NOT_FOUND as in revoke-one. */
+    {OP_GET, C_ADMIN, OK_, 200},
+    {OP_GET, C_WITH, OK_, 200},
+    {OP_GET, C_WITHOUT, DENIED, 403},
+    {OP_GET, C_OTHER, TOKEND_NOT_FOUND, 404},
+    {OP_GET, C_EXPIRED, UNAUTH, 401},
+    {OP_GET, C_REVOKED, UNAUTH, 401},
+    {OP_GET, C_NONE, UNAUTH, 401},
 };
 
 /* A well-formed id that no token has. */
@@ -184,8 +196,9 @@ static double mono_s(void) {
 static double prepare(tokend_client *admin, const char *admin_token, const authz_cell *c,
                       int path, size_t index, authz_case *k) {
     static const char *const target_abilities[] = {"orders:read"};
-    const char *right = c->op == OP_LIST ? "tokens:read" : "tokens:write";
-    const char *other_right = c->op == OP_LIST ? "tokens:write" : "tokens:read";
+    bool reads = c->op == OP_LIST || c->op == OP_GET;
+    const char *right = reads ? "tokens:read" : "tokens:write";
+    const char *other_right = reads ? "tokens:write" : "tokens:read";
     const char *with[] = {right, "orders:read"};
     const char *without[] = {other_right, "orders:read"};
     static const char *const other[] = {"tokens:read", "tokens:write", "orders:read"};
@@ -297,6 +310,19 @@ static void run_rpc(tokend_client *cl, const authz_cell *c, const authz_case *k)
         case OP_REVOKE_NONE:
             got = tokend_revoke_id(cl, &call, NO_SUCH_ID, NULL, &err);
             break;
+        case OP_GET: {
+            tokend_token_info info;
+            got = tokend_get(cl, &call, k->target_id, &info, &err);
+            if (got == TOKEND_OK) {
+                if (strcmp(info.id, k->target_id) != 0 ||
+                    strcmp(info.owner, k->owner) != 0) {
+                    CELL_FAIL(c, VIA_RPC, "got token %s of %s, want %s of %s", info.id,
+                              info.owner, k->target_id, k->owner);
+                }
+                tokend_token_info_free(&info);
+            }
+            break;
+        }
     }
     if (got != c->want_rpc) {
         CELL_FAIL(c, VIA_RPC, "got %s (%s), want %s", tokend_status_name(got),
@@ -356,6 +382,9 @@ static void run_rest(const char *base, const authz_cell *c, const authz_case *k)
             args[n++] = "-X";
             args[n++] = "DELETE";
             break;
+        case OP_GET:
+            snprintf(url, sizeof(url), "%s/v1/tokens/%s", base, k->target_id);
+            break;
     }
     args[n++] = url;
     args[n] = NULL;
@@ -373,7 +402,8 @@ static void run_rest(const char *base, const authz_cell *c, const authz_case *k)
         if (strcmp(code, want) != 0) {
             CELL_FAIL(c, VIA_REST, "got code \"%s\", want \"%s\"", code, want);
         }
-    } else if (c->op == OP_LIST && !test_contains(r.body, k->target_id)) {
+    } else if ((c->op == OP_LIST || c->op == OP_GET) &&
+               !test_contains(r.body, k->target_id)) {
         CELL_FAIL(c, VIA_REST, "listing lacks the target %s", k->target_id);
     } else if (is_create(c->op)) {
         json_t *doc = json_loads(r.body, 0, NULL);

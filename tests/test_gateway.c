@@ -804,7 +804,7 @@ TEST(gateway_404_405_routes) {
         const char *allow;
     } wrong[] = {
         {"PUT", "/v1/tokens", "GET, HEAD, POST, DELETE"},
-        {"GET", "/v1/tokens/AAAAAAAAAAAAAAAA", "DELETE"},
+        {"POST", "/v1/tokens/AAAAAAAAAAAAAAAA", "GET, HEAD, DELETE"},
         {"POST", "/v1/auth", "GET, HEAD"},
         {"DELETE", "/v1/tokens/self", "GET, HEAD"},
         {"BREW", "/healthz", "GET, HEAD"},
@@ -816,6 +816,89 @@ TEST(gateway_404_405_routes) {
         CHECK_STR(header(&r, "Allow"), wrong[i].allow);
     }
     CHECK_INT(CURL(&r, url(&f, "/v1/auth"), "-H", bearer(token)), 200);
+    res_free(&r);
+    fixture_stop(&f);
+}
+
+/* The Location of a create answers: GET /v1/tokens/{id} is the token as
+ * a list item, with the uses made a moment ago (held in tokend's memory,
+ * long before they are written); /v1/tokens/self says the same. Another
+ * owner's id and an unknown one are 404 alike, a credential without
+ * tokens:read is 403, and a DELETE of the last admin token is 409 with
+ * the way out. */
+TEST(gateway_get_token_by_id_and_last_admin_refusal) {
+    fixture f;
+    fixture_start(&f, FLAGS("--log-level=info"));
+    http_res r = {0};
+    CHECK_INT(CURL(&r, "-X", "POST", url(&f, "/v1/tokens"), "-H", bearer(f.p.admin), "-H",
+                   "Content-Type: application/json", "--data",
+                   "{\"owner\":\"partner:g\",\"name\":\"located\",\"abilities\":"
+                   "[\"orders:read\",\"tokens:read\"]}"),
+              201);
+    char token[TOK], id[TOK], location[TOK];
+    REQUIRE(jstr(&r, "token") != NULL && jstr(&r, "id") != NULL &&
+            header(&r, "Location") != NULL);
+    snprintf(token, sizeof(token), "%s", jstr(&r, "token"));
+    snprintf(id, sizeof(id), "%s", jstr(&r, "id"));
+    snprintf(location, sizeof(location), "%s", header(&r, "Location"));
+    CHECK_INT(CURL(&r, url(&f, location), "-H", bearer(f.p.admin)), 200);
+    CHECK_STR(jstr(&r, "id"), id);
+    CHECK_STR(jstr(&r, "name"), "located");
+    CHECK(jstr(&r, "token") == NULL);
+    json_t *doc = json_loads(r.body, 0, NULL);
+    REQUIRE(doc != NULL);
+    CHECK(json_is_null(json_object_get(doc, "last_used_at")));
+    CHECK_INT(json_integer_value(json_object_get(doc, "use_count")), 0);
+    json_decref(doc);
+
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(CURL(&r, url(&f, "/v1/auth?ability=orders:read"), "-H", bearer(token)),
+                  200);
+    }
+    CHECK_INT(CURL(&r, url(&f, "/v1/tokens/self"), "-H", bearer(token)), 200);
+    doc = json_loads(r.body, 0, NULL);
+    REQUIRE(doc != NULL);
+    CHECK_INT(json_integer_value(json_object_get(doc, "use_count")), 3);
+    CHECK(json_is_integer(json_object_get(doc, "last_used_at")));
+    json_decref(doc);
+    /* Its own owner's token, read with its own tokens:read. */
+    CHECK_INT(CURL(&r, url(&f, location), "-H", bearer(token)), 200);
+    doc = json_loads(r.body, 0, NULL);
+    REQUIRE(doc != NULL);
+    /* 3 verifies, and this call's own use of it as the credential. */
+    CHECK(json_integer_value(json_object_get(doc, "use_count")) >= 3);
+    int64_t last = json_integer_value(json_object_get(doc, "last_used_at"));
+    CHECK(last > 0 && llabs(last - (int64_t)(time(NULL)) * 1000) < 60000);
+    json_decref(doc);
+    CHECK_INT(CURL(&r, "-I", url(&f, location), "-H", bearer(f.p.admin)), 200);
+
+    const char *rights[] = {"tokens:read"};
+    char other[TOK], none[TOK];
+    create_token(&f, "partner:h", rights, 1, 0, other, NULL);
+    create_token(&f, "partner:g", orders_read, 1, 0, none, NULL);
+    CHECK_INT(CURL(&r, url(&f, location), "-H", bearer(other)), 404);
+    CHECK_PROBLEM(&r, 404, "NOT_FOUND");
+    CURL(&r, url(&f, "/v1/tokens/AAAAAAAAAAAAAAAA"), "-H", bearer(f.p.admin));
+    CHECK_PROBLEM(&r, 404, "NOT_FOUND");
+    CURL(&r, url(&f, location), "-H", bearer(none));
+    CHECK_PROBLEM(&r, 403, "PERMISSION_DENIED");
+    CURL(&r, url(&f, location));
+    CHECK_PROBLEM(&r, 401, "MISSING_TOKEN");
+    CURL(&r, url(&f, fmt("%s?x=1", location)), "-H", bearer(f.p.admin));
+    CHECK_INT(r.status, 400);
+
+    /* The admin revoking its own owner's tokens, itself the only admin. */
+    CURL(&r, "-X", "DELETE", url(&f, "/v1/tokens"), "-H", bearer(f.p.admin));
+    CHECK_PROBLEM(&r, 409, "FAILED_PRECONDITION");
+    CHECK(test_contains(jstr(&r, "detail"), "tokend admin-token"));
+    tokend_verdict v;
+    REQUIRE(tokend_verify(f.admin, NULL, f.p.admin, NULL, 0, TOKEND_ABILITIES_ALL, &v,
+                          NULL) == TOKEND_OK);
+    CURL(&r, "-X", "DELETE", url(&f, fmt("/v1/tokens/%s", v.info.id)), "-H",
+         bearer(f.p.admin));
+    tokend_verdict_free(&v);
+    CHECK_PROBLEM(&r, 409, "FAILED_PRECONDITION");
+    CHECK_INT(CURL(&r, url(&f, "/v1/tokens/self"), "-H", bearer(f.p.admin)), 200);
     res_free(&r);
     fixture_stop(&f);
 }

@@ -738,6 +738,45 @@ static uint8_t *in_revoke_none_by_reader(const hostile *h, size_t *len) {
     return revoke_id_env("NoSuchTokenId000", h->v[1].token, len);
 }
 
+/* -- GetToken, the control service, the last admin -- */
+
+static uint8_t *get_env(const char *id, const char *credential, size_t *len) {
+    Tokend__V1__GetTokenRequest gr = TOKEND__V1__GET_TOKEN_REQUEST__INIT;
+    gr.id = (char *)id;
+    return envelope("GetToken", &gr.base, credential, 0, len);
+}
+
+static uint8_t *in_get_path_id(const hostile *h, size_t *len) {
+    return get_env("../../etc/passwd", h->p.admin, len);
+}
+
+static uint8_t *in_get_no_credential(const hostile *h, size_t *len) {
+    return get_env(h->v[0].id, NULL, len);
+}
+
+/* By the "writer" victim (tokens:write, not tokens:read). */
+static uint8_t *in_get_by_writer(const hostile *h, size_t *len) {
+    return get_env(h->v[0].id, h->v[2].token, len);
+}
+
+static uint8_t *in_get_none_by_writer(const hostile *h, size_t *len) {
+    return get_env("NoSuchTokenId000", h->v[2].token, len);
+}
+
+/* The control socket's method, sent to the --listen socket. */
+static uint8_t *in_mint_on_listen(const hostile *h, size_t *len) {
+    Tokend__V1__MintAdminTokenRequest mr = TOKEND__V1__MINT_ADMIN_TOKEN_REQUEST__INIT;
+    return envelope("MintAdminToken", &mr.base, h->p.admin, 0, len);
+}
+
+/* The admin revoking every token of its own owner, itself the only admin. */
+static uint8_t *in_revoke_last_admin(const hostile *h, size_t *len) {
+    Tokend__V1__RevokeRequest rr = TOKEND__V1__REVOKE_REQUEST__INIT;
+    rr.target_case = TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER;
+    rr.owner = "";
+    return envelope("Revoke", &rr.base, h->p.admin, 0, len);
+}
+
 typedef struct rpc_row {
     const char *name;
     uint8_t *(*input)(const hostile *h, size_t *len);
@@ -833,6 +872,19 @@ static const rpc_row rpc_rows[] = {
      DENIED, -1, "caller credential lacks the tokens:write ability"},
     {"Revoke of an id of none by that token", in_revoke_none_by_reader, DENIED, -1,
      "caller credential lacks the tokens:write ability"},
+    {"GetToken of id ../../etc/passwd", in_get_path_id, INVALID, -1,
+     "id must be 16 base62 characters"},
+    {"GetToken without a credential", in_get_no_credential, UNAUTH, -1,
+     "needs a caller credential"},
+    {"GetToken of a victim's id by a token without tokens:read", in_get_by_writer, DENIED,
+     -1, "caller credential lacks the tokens:read ability"},
+    {"GetToken of an id of none by that token", in_get_none_by_writer, DENIED, -1,
+     "caller credential lacks the tokens:read ability"},
+    {"MintAdminToken on a --listen socket", in_mint_on_listen, UNIMPL, -1,
+     "unknown method \"MintAdminToken\""},
+    {"Revoke of the only admin token's whole owner", in_revoke_last_admin,
+     TOKEND__V1__STATUS__FAILED_PRECONDITION, -1,
+     "this would revoke the last admin token"},
 };
 
 TEST(hostile_rpc_table) {

@@ -10,9 +10,12 @@
 
 #include <pthread.h>
 
+#include <rocksdb/c.h>
+
 #include "record.h"
 #include "store.h"
 #include "tokend.h"
+#include "usage.h"
 
 /* Fills `id` with a valid public id made from n (16 base62 chars). */
 static void make_id(unsigned n, char id[TOKEN_ID_LEN + 1]) {
@@ -1115,4 +1118,165 @@ TEST(record_codec_random_bytes) {
     /* Some mutations only change a character and still decode. */
     CHECK(decoded > 0);
     free(valid);
+}
+
+/* Token n of `owner` with tokend:admin (and orders:read), expiring at
+ * expires_ms (0: never), put into `b`. */
+static void put_admin(store_batch *b, unsigned n, const char *owner, int64_t expires_ms) {
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    make_digest(n, digest);
+    token_record rec = make_record(n, owner, 1000, 0);
+    free(rec.abilities[1]);
+    rec.abilities[1] = strdup("tokend:admin");
+    rec.expires_ms = expires_ms;
+    CHECK_INT(store_batch_put_token(b, digest, &rec, NULL), TOKEND_OK);
+    token_record_free(&rec);
+}
+
+static uint64_t admins_valid(store *st, const store_batch *b, int64_t now_ms) {
+    uint64_t n = 999;
+    CHECK_INT(store_batch_admins_valid(st, b, now_ms, &n, NULL), TOKEND_OK);
+    return n;
+}
+
+/* The admin index counts the unexpired tokend:admin tokens, committed and
+ * through a batch (its puts and deletes on top); a wildcard is no admin.
+ * A store made before the index (no admin keys, no marker) gets it built
+ * at its next read-write open. */
+TEST(store_admin_index_counts_valid_admins_through_batches) {
+    const char *dir = test_tmpdir();
+    store *st = open_store(dir, true);
+    CHECK_INT(admins_valid(st, NULL, 5000), 0);
+    store_batch *b = store_batch_new();
+    put_admin(b, 1, "admin", 0);
+    put_admin(b, 2, "ops", 4000); /* expired at 5000 */
+    put_token(st, 3, "partner:x", 1000);
+    CHECK_INT(admins_valid(st, b, 3000), 2);
+    CHECK_INT(admins_valid(st, b, 5000), 1);
+    CHECK_INT(admins_valid(st, NULL, 3000), 0); /* not committed yet */
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_OK);
+    CHECK_INT(admins_valid(st, NULL, 3000), 2);
+    CHECK_INT(admins_valid(st, NULL, 5000), 1);
+
+    /* A "*" token is not an admin. */
+    {
+        uint8_t digest[TOKEN_DIGEST_LEN];
+        make_digest(4, digest);
+        token_record rec = make_record(4, "admin", 1000, 0);
+        free(rec.abilities[1]);
+        rec.abilities[1] = strdup("*");
+        CHECK_INT(store_batch_put_token(b, digest, &rec, NULL), TOKEND_OK);
+        token_record_free(&rec);
+        CHECK_INT(admins_valid(st, b, 3000), 2);
+        store_batch_clear(b);
+    }
+
+    /* A delete in the batch hides a committed admin; a put after it in
+     * the same batch counts. */
+    uint8_t digest1[TOKEN_DIGEST_LEN];
+    make_digest(1, digest1);
+    token_record rec1;
+    REQUIRE(store_get_token(st, digest1, &rec1, NULL) == TOKEND_OK);
+    store_batch_delete_token(b, digest1, &rec1);
+    CHECK_INT(admins_valid(st, b, 3000), 1);
+    CHECK_INT(admins_valid(st, b, 5000), 0);
+    put_admin(b, 5, "admin", 0);
+    CHECK_INT(admins_valid(st, b, 5000), 1);
+    store_batch_clear(b);
+    CHECK_INT(admins_valid(st, b, 5000), 1);
+    token_record_free(&rec1);
+    store_batch_free(b);
+    store_close(st);
+
+    /* An older store: take the index away behind the store's back. */
+    rocksdb_options_t *o = rocksdb_options_create();
+    const char *names[] = {"default", "tokens", "ids", "owners", "usage"};
+    const rocksdb_options_t *fam[] = {o, o, o, o, o};
+    rocksdb_column_family_handle_t *cf[5];
+    char *rerr = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, 5, names, fam, cf, &rerr);
+    REQUIRE(rerr == NULL && db != NULL);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_cf(wb, cf[0], "admin_index", 11);
+    for (unsigned n = 1; n <= 2; n++) {
+        char key[6 + TOKEN_ID_LEN + 1];
+        memcpy(key, "admin\0", 6);
+        make_id(n, key + 6);
+        rocksdb_writebatch_delete_cf(wb, cf[0], key, 6 + TOKEN_ID_LEN);
+    }
+    rocksdb_write(db, wo, wb, &rerr);
+    REQUIRE(rerr == NULL);
+    rocksdb_writebatch_destroy(wb);
+    rocksdb_writeoptions_destroy(wo);
+    for (int c = 0; c < 5; c++) {
+        rocksdb_column_family_handle_destroy(cf[c]);
+    }
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+
+    /* Read-only opens do not build it ... */
+    store_options ro = {.read_only = true};
+    REQUIRE(store_open(dir, &ro, &st, NULL) == TOKEND_OK);
+    CHECK_INT(admins_valid(st, NULL, 3000), 0);
+    store_close(st);
+    /* ... the next read-write open does, once. */
+    st = open_store(dir, false);
+    CHECK_INT(admins_valid(st, NULL, 3000), 2);
+    CHECK_INT(admins_valid(st, NULL, 5000), 1);
+    store_close(st);
+}
+
+/* The usage table (service/usage.c) as GetToken reads it: a use is
+ * counted once whether it sits in the table, in a drain whose flush is
+ * being committed, or in the store; a flush that ends between a reader's
+ * store read and its peek moves the generation on. */
+TEST(usage_table_counts_each_use_once_across_a_flush) {
+    usage *u = usage_new(16);
+    REQUIRE(u != NULL);
+    const char *id = "AAAAAAAAAAAAAAAA";
+    int64_t last = 0;
+    uint64_t n = 0;
+    usage_peek(u, id, 0, &last, &n);
+    CHECK_INT(n, 0);
+    CHECK_INT(last, 0);
+    for (int i = 1; i <= 3; i++) {
+        usage_touch(u, id, 1000 * i);
+    }
+    usage_peek(u, id, 0, &last, &n);
+    CHECK_INT(n, 3);
+    CHECK_INT(last, 3000);
+
+    usage_entry *entries = NULL;
+    size_t count = 0;
+    uint64_t dropped = 0;
+    REQUIRE(usage_drain(u, &entries, &count, &dropped) == TOKEND_OK);
+    REQUIRE(count == 1);
+    CHECK_INT(entries[0].count, 3);
+    usage_peek(u, id, 0, &last, &n); /* drained, not yet stored */
+    CHECK_INT(n, 3);
+    usage_touch(u, id, 4000);
+    entries[0].stored_total = 10 + 3; /* the store held 10 before */
+    usage_commit_begin(u, entries, count);
+    usage_peek(u, id, 10, &last, &n); /* the store without the flush */
+    CHECK_INT(n, 4);
+    CHECK_INT(last, 4000);
+    uint64_t gen = usage_peek(u, id, 13, &last, &n); /* the store with it */
+    CHECK_INT(n, 1);
+    usage_flushed(u);
+    uint64_t after = usage_peek(u, id, 13, &last, &n);
+    CHECK(after != gen); /* a reader that straddled the flush reads again */
+    CHECK_INT(n, 1);
+    free(entries);
+
+    /* A flush that could not be written gives its entries back. */
+    REQUIRE(usage_drain(u, &entries, &count, &dropped) == TOKEND_OK);
+    REQUIRE(count == 1);
+    usage_touch(u, id, 5000);
+    usage_restore(u, entries, count);
+    usage_peek(u, id, 13, &last, &n);
+    CHECK_INT(n, 2);
+    CHECK_INT(last, 5000);
+    free(entries);
+    usage_free(u);
 }
