@@ -260,13 +260,6 @@ static bool control_url(const char *dir, char *url, size_t size) {
     return n > 0 && (size_t)n < size && strlen(abs) + strlen("/control") < 108;
 }
 
-/* Whether a failed store_open's message is RocksDB's lock on the data
- * dir's LOCK file being held (by a running tokend): "While lock file:
- * LOCK: Resource temporarily unavailable", paths cut by store.c. */
-static bool store_locked(const char *message) {
-    return strstr(message, "lock file") != NULL && strstr(message, "LOCK") != NULL;
-}
-
 /* Prints a recovery token: the token alone on stdout, the rest on
  * stderr. */
 static void recovery_print(const char *dir, const char *token, const char *id,
@@ -368,7 +361,7 @@ static int cmd_admin_token(const config *cfg) {
                 cfg->data_dir, cfg->data_dir);
         return 1;
     }
-    if (rv == TOKEND_STORAGE_ERROR && store_locked(err.message)) {
+    if (rv == TOKEND_UNAVAILABLE) { /* store_open: the data dir's LOCK is held */
         return admin_token_via_control(cfg);
     }
     if (rv != TOKEND_OK) {
