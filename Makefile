@@ -33,7 +33,7 @@ DEB_PACKAGES := gcc make pkg-config libc6-dev libnng-dev libprotobuf-c-dev \
                 protobuf-c-compiler librocksdb-dev libssl-dev clang-format \
                 libmicrohttpd-dev libjansson-dev curl nginx-light openssl \
                 clang libclang-rt-14-dev valgrind wrk e2fsprogs binutils \
-                python3 python3-protobuf protobuf-compiler
+                python3 python3-protobuf protobuf-compiler caddy prometheus
 
 CC      ?= cc
 OPT     ?= -O2 -g

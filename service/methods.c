@@ -18,6 +18,7 @@
 #include "error.h"
 #include "log.h"
 #include "record.h"
+#include "route.h"
 #include "rpc.h"
 #include "server.h"
 #include "tokend.h"
@@ -607,6 +608,11 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
         }
     }
     if (!check_abilities(call, in->abilities, in->n_abilities, false)) {
+        return;
+    }
+    char why[160];
+    if (!route_context_ok(in->context, "context", why, sizeof(why))) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "%s", why);
         return;
     }
     if (in->mode != TOKEND__V1__ABILITY_MODE__ALL &&

@@ -21,6 +21,7 @@
 #include "crypto.h"
 #include "error.h"
 #include "log.h"
+#include "route.h"
 #include "rpc.h"
 #include "secret.h"
 #include "tls.h"
@@ -237,6 +238,11 @@ static void ctx_dispatch(server_ctx *c) {
                      "was served");
         return;
     }
+    char why[160];
+    if (!route_context_ok(c->req->context, "context", why, sizeof(why))) {
+        ctx_fail_now(c, TOKEND_INVALID_ARGUMENT, "%s", why);
+        return;
+    }
     const ProtobufCMethodDescriptor *method =
         protobuf_c_service_descriptor_get_method_by_name(srv->svc->descriptor,
                                                          c->req->method);
@@ -244,6 +250,15 @@ static void ctx_dispatch(server_ctx *c) {
         char q[80];
         ctx_fail_now(c, TOKEND_UNIMPLEMENTED, "unknown method %s",
                      log_quote(q, sizeof(q), c->req->method));
+        return;
+    }
+    /* A method of the descriptor this build has no handler for (protobuf-c
+     * would call NULL): answered as a method it does not have. */
+    typedef void (*generic_handler)(void);
+    const generic_handler *handlers = (const generic_handler *)(srv->svc + 1);
+    if (handlers[method - srv->svc->descriptor->methods] == NULL) {
+        ctx_fail_now(c, TOKEND_UNIMPLEMENTED, "method %s is not served here",
+                     method->name);
         return;
     }
     c->method = method;
@@ -295,6 +310,11 @@ static void ctx_callback(void *arg) {
         case CTX_WORK:
             return; /* not driven by the aio */
     }
+}
+
+const Tokend__V1__RequestContext *server_call_context(void *closure_data) {
+    server_ctx *c = closure_data;
+    return c->req != NULL ? c->req->context : NULL;
 }
 
 const char *server_call_credential(void *closure_data) {

@@ -24,6 +24,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "tokend.pb-c.h"
+
 #include "tokend.h"
 
 typedef struct server server;
@@ -68,6 +70,11 @@ uint64_t server_requests(server *srv);
 
 /* The caller credential of the call ("" if none). Valid until the reply. */
 const char *server_call_credential(void *closure_data);
+
+/* The envelope's RequestContext (Request.context): the request the call is
+ * made on behalf of, already checked against its bounds (route.h); NULL
+ * when the caller sent none. Valid until the call is answered. */
+const Tokend__V1__RequestContext *server_call_context(void *closure_data);
 
 /* Answers the call with an error status and a message (printf-style; never
  * put a token in it). The handler must not call its closure afterwards. */

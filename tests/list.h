@@ -27,6 +27,10 @@
     X(rpc_arena_caps_amplification)                              \
     X(rpc_utf8_validation)                                       \
     X(rpc_status_names_and_mapping)                              \
+    X(route_ids_become_one_route)                                \
+    X(route_shapes_of_paths)                                     \
+    X(route_long_paths_are_cut_at_a_segment)                     \
+    X(route_context_bounds_name_the_field)                       \
     X(opt_durations_and_whole_numbers)                           \
     X(opt_sources_in_order)                                      \
     X(opt_refusals_name_the_source)                              \
