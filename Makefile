@@ -70,7 +70,7 @@ inc_of = $(INC_$(firstword $(subst /, ,$(1))))
 # none: -lnng). Recursive (=): pkg-config runs only when a link needs it.
 pc_libs         = $(shell pkg-config --libs $(1))
 LDLIBS_CLIENT   = -lnng $(call pc_libs,libprotobuf-c) -lpthread
-LDLIBS_SERVICE  = $(call pc_libs,rocksdb libcrypto) $(LDLIBS_CLIENT)
+LDLIBS_SERVICE  = $(call pc_libs,rocksdb libcrypto libmicrohttpd) $(LDLIBS_CLIENT)
 JSON_LIBS       = $(call pc_libs,jansson)
 LDLIBS_GATEWAY  = $(call pc_libs,libmicrohttpd) $(JSON_LIBS) $(LDLIBS_CLIENT)
 

@@ -37,6 +37,7 @@ struct api {
     int ready_timeout_ms;    /* /readyz's call; 0: the RPC timeout */
     const void *openapi;
     size_t openapi_len;
+    gw_stats *stats; /* NULL: no /metrics */
 };
 
 typedef enum route {
@@ -44,6 +45,7 @@ typedef enum route {
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
     ROUTE_OPENAPI,
+    ROUTE_METRICS,
     ROUTE_AUTH,
     ROUTE_SELF,
     ROUTE_TOKENS,
@@ -89,6 +91,7 @@ api *api_new(const api_config *cfg) {
     a->ready_timeout_ms = cfg->ready_timeout_ms;
     a->openapi = cfg->openapi;
     a->openapi_len = cfg->openapi_len;
+    a->stats = cfg->stats;
     if (cfg->verify_credential != NULL && cfg->verify_credential[0] != '\0' &&
         (a->verify_credential = strdup(cfg->verify_credential)) == NULL) {
         free(a);
@@ -299,6 +302,9 @@ static route route_of(const char *path, const char **id) {
     }
     if (strcmp(path, "/v1/openapi.json") == 0) {
         return ROUTE_OPENAPI;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        return ROUTE_METRICS;
     }
     return ROUTE_NONE;
 }
@@ -777,11 +783,32 @@ static void handle_create(api *a, http_request *req, api_req *st, const char *be
     json_decref(doc);
 }
 
+/* GET /metrics: the page in Prometheus's text format. No credential: it
+ * holds no token, token id or owner (stats.h). */
+static void reply_metrics(api *a, http_request *req) {
+    metrics_out out;
+    metrics_out_init(&out, 0);
+    tokend_error err;
+    if (metrics_page_render(gw_stats_page(a->stats), &out, &err) != TOKEND_OK) {
+        http_reply_problem(req, 500, "INTERNAL", err.message);
+    } else {
+        http_reply_text(req, 200, METRICS_CONTENT_TYPE, out.buf, out.len);
+    }
+    metrics_out_free(&out);
+}
+
+void api_finished(void *cls, const http_request *req, int status) {
+    api *a = cls;
+    if (a->stats != NULL) {
+        gw_stats_request(a->stats, req, status);
+    }
+}
+
 void api_handle(void *cls, http_request *req) {
     api *a = cls;
     const char *id = NULL;
     route r = route_of(http_path(req), &id);
-    if (r == ROUTE_NONE) {
+    if (r == ROUTE_NONE || (r == ROUTE_METRICS && a->stats == NULL)) {
         http_reply_problem(req, 404, "NO_ROUTE", "no such path");
         return;
     }
@@ -808,6 +835,10 @@ void api_handle(void *cls, http_request *req) {
     }
     if (r == ROUTE_OPENAPI) {
         http_reply_static(req, 200, TYPE_JSON, a->openapi, a->openapi_len);
+        return;
+    }
+    if (r == ROUTE_METRICS) {
+        reply_metrics(a, req);
         return;
     }
     api_req *st = calloc(1, sizeof(*st));

@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "http.h"
+#include "stats.h"
 #include "upstream.h"
 
 typedef struct api api;
@@ -26,6 +27,7 @@ typedef struct api_config {
     int ready_timeout_ms;          /* limit of /readyz's call; 0: the RPC one */
     const void *openapi;           /* the OpenAPI document, static */
     size_t openapi_len;
+    gw_stats *stats; /* borrowed: GET /metrics and the counts; NULL: off (404) */
 } api_config;
 
 /* Returns a new api or NULL when out of memory. Free with api_free(). */
@@ -38,5 +40,6 @@ void api_free(api *a);
 void api_handle(void *cls, http_request *req);
 void api_resume(void *cls, http_request *req);
 void api_release(void *cls, void *data);
+void api_finished(void *cls, const http_request *req, int status);
 
 #endif /* GATEWAY_API_H */

@@ -142,7 +142,8 @@ struct http_request {
     reply_header headers[HTTP_MAX_REPLY_HEADERS];
     size_t n_headers;
     bool close;
-    bool queued; /* handed to MHD */
+    bool queued;   /* handed to MHD */
+    char code[32]; /* the problem's code, "" when the reply is none */
     char note[256];
     size_t note_len;
 };
@@ -760,6 +761,7 @@ static void reply_clear(http_request *req) {
     req->n_headers = 0;
     req->status = 0;
     req->content_type = NULL;
+    req->code[0] = '\0';
 }
 
 void http_reply_json(http_request *req, int status, const char *content_type,
@@ -787,6 +789,26 @@ void http_reply_static(http_request *req, int status, const char *content_type,
     req->content_type = content_type;
     req->out_static = body;
     req->out_len = len > 0 ? len : strlen(body);
+}
+
+void http_reply_text(http_request *req, int status, const char *content_type,
+                     const char *body, size_t len) {
+    reply_clear(req);
+    req->out = json_block_alloc(len + 1);
+    if (req->out == NULL) {
+        req->status = 500;
+        http_log_note(req, "code=INTERNAL");
+        return;
+    }
+    memcpy(req->out, body, len);
+    req->out[len] = '\0';
+    req->out_len = len;
+    req->status = status;
+    req->content_type = content_type;
+}
+
+const char *http_reply_code(const http_request *req) {
+    return req->code[0] != '\0' ? req->code : NULL;
 }
 
 void http_reply_empty(http_request *req, int status) {
@@ -848,6 +870,7 @@ void http_reply_problem(http_request *req, int status, const char *code,
                         const char *detail) {
     http_reply_json(req, status, "application/problem+json",
                     problem_doc(status, code, detail));
+    snprintf(req->code, sizeof(req->code), "%s", code);
     http_log_note(req, "code=%s", code);
 }
 
@@ -1303,6 +1326,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                   log_quote(qpath, sizeof(qpath), path), status, dur_us,
                   req->hc != NULL ? req->hc->client : "-", req->note_len > 0 ? " " : "",
                   req->note, failure ? " error=" : "", failure ? failure : "");
+    }
+    if (srv->h.finished != NULL) {
+        srv->h.finished(srv->h.cls, req, status);
     }
     if (req->data != NULL) {
         srv->h.release(srv->h.cls, req->data);

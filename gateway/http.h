@@ -39,6 +39,11 @@ typedef struct http_handlers {
     /* The request is over (answered, or the connection died): free what
      * the handler attached with http_set_data(). */
     void (*release)(void *cls, void *data);
+    /* Optional (NULL: none): the request is over, `status` the HTTP
+     * status sent (0: the connection ended before a reply went out). The
+     * request may still be read (path, http_reply_code). Runs on a worker
+     * thread; must not block. */
+    void (*finished)(void *cls, const http_request *req, int status);
     void *cls;
 } http_handlers;
 
@@ -164,6 +169,12 @@ void http_reply_empty(http_request *req, int status);
  * it), and notes code=CODE for the log line. `detail` must hold no token. */
 void http_reply_problem(http_request *req, int status, const char *code,
                         const char *detail);
+/* Replies with a copy of body[0..len) (freed, wiped, with the request). */
+void http_reply_text(http_request *req, int status, const char *content_type,
+                     const char *body, size_t len);
+/* The code of the problem the reply is (http_reply_problem), or NULL when
+ * it is not one. */
+const char *http_reply_code(const http_request *req);
 /* Adds a response header (name static, value copied). False if out of room. */
 bool http_reply_header(http_request *req, const char *name, const char *value);
 

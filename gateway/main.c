@@ -23,6 +23,7 @@
 #include "secret.h"
 #include "tls.h"
 #include "options.h"
+#include "stats.h"
 #include "tokend.h"
 #include "upstream.h"
 
@@ -40,7 +41,8 @@ static void usage(FILE *out) {
             "Turns HTTP requests carrying \"Authorization: Bearer <token>\" into calls\n"
             "to tokend: GET /v1/auth (forward auth for nginx auth_request, Traefik,\n"
             "Envoy), GET/POST/DELETE /v1/tokens, GET /v1/tokens/self,\n"
-            "DELETE /v1/tokens/{id}, GET /v1/openapi.json, /healthz and /readyz.\n"
+            "DELETE /v1/tokens/{id}, GET /v1/openapi.json, /healthz, /readyz and\n"
+            "/metrics (Prometheus).\n"
             "It keeps no state: run as many as load needs; on one host they may share\n"
             "the port. Every request asks tokend, so a revocation holds everywhere on\n"
             "the next request. Logs one logfmt line per request on stderr (never a\n"
@@ -108,6 +110,7 @@ int main(int argc, char **argv) {
     char *cert = NULL, *key = NULL;
     upstream *up = NULL;
     api *a = NULL;
+    gw_stats *stats = NULL;
     tokend_error err;
 
     log_level level;
@@ -171,19 +174,27 @@ int main(int argc, char **argv) {
         exit_code = rv == TOKEND_INVALID_ARGUMENT ? 2 : 1;
         goto out;
     }
+    if (opts.metrics && (stats = gw_stats_new(up)) == NULL) {
+        fprintf(stderr, "tokend-gateway: out of memory\n");
+        goto out;
+    }
     api_config ac = {
         .up = up,
         .verify_credential = opts.verify_credential,
         .ready_timeout_ms = (int)opts.ready_timeout_ms,
         .openapi = gateway_openapi_json,
         .openapi_len = gateway_openapi_json_len,
+        .stats = stats,
     };
     if ((a = api_new(&ac)) == NULL) {
         fprintf(stderr, "tokend-gateway: out of memory\n");
         goto out;
     }
-    http_handlers handlers = {
-        .handle = api_handle, .resume = api_resume, .release = api_release, .cls = a};
+    http_handlers handlers = {.handle = api_handle,
+                              .resume = api_resume,
+                              .release = api_release,
+                              .finished = api_finished,
+                              .cls = a};
     http_config hc = {
         .listen = opts.listen,
         .threads = (int)opts.threads,
@@ -241,6 +252,7 @@ int main(int argc, char **argv) {
     exit_code = 0;
 out:
     api_free(a);
+    gw_stats_free(stats);
     upstream_free(up);
     secret_free(key);
     secret_free(cert);

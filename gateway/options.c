@@ -75,6 +75,10 @@ static const opt_def options[] = {
      0, "NAME",
      "name tokend's certificate must be issued for (default: the --service URL's "
      "host; DNS names only, so give one for a URL by IP address)"},
+    {"metrics", OPT_BOOL, "true", FIELD(metrics), 0, 0, 0, 0, NULL,
+     "serve Prometheus metrics on GET /metrics of --listen, without a credential (the "
+     "page holds no token, token id or owner; docs/metrics.md); --metrics=false "
+     "turns it off (404)"},
     {"allow-core-dumps", OPT_BOOL, "false", FIELD(allow_core_dumps), 0, 0, 0, 0, NULL,
      "let the process dump core, for debugging (by default it cannot, and other "
      "processes of the same user cannot read its memory, which holds tokens)"},

@@ -38,6 +38,7 @@ typedef struct gw_options {
     char *service_tls_key;
     char *service_tls_server_name;
     bool allow_core_dumps;
+    bool metrics; /* GET /metrics on --listen */
 } gw_options;
 
 /* The gateway's options over struct gw_options, for opt_load (command 0;

@@ -30,6 +30,8 @@ struct upstream_call {
     /* The owner's, for the request in flight. */
     rpc_call_done_fn done;
     void *done_arg;
+    size_t method;      /* index in the TokenService descriptor */
+    int64_t started_us; /* metrics_now_us at the start */
     upstream_call *next_free;
 };
 
@@ -42,6 +44,10 @@ struct upstream {
     pthread_mutex_t pool_mtx;
     upstream_call *pool;
     size_t n_pool;
+    /* Metrics (upstream_observe). */
+    metrics_histogram *latency_us; /* per TokenService method */
+    metrics_counter failures[TOKEND_STATUS_COUNT];
+    metrics_counter overloaded;
 };
 
 int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err) {
@@ -62,8 +68,18 @@ int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err)
         .tls_key_file = cfg->tls_key_file,
         .tls_server_name = cfg->tls_server_name,
     };
+    size_t n_methods = tokend__v1__token_service__descriptor.n_methods;
+    up->latency_us = calloc(n_methods, sizeof(*up->latency_us));
+    if (up->latency_us == NULL) {
+        free(up);
+        return error_set(err, TOKEND_INTERNAL, "out of memory");
+    }
+    for (size_t i = 0; i < n_methods; i++) {
+        metrics_histogram_init(&up->latency_us[i], &metrics_latency_us);
+    }
     int rv = rpc_client_open(&rc, &up->rpc, err);
     if (rv != TOKEND_OK) {
+        free(up->latency_us);
         free(up);
         return rv;
     }
@@ -79,6 +95,8 @@ int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err)
 static void call_done(void *arg) {
     upstream_call *c = arg;
     upstream *up = c->up;
+    metrics_histogram_observe(&up->latency_us[c->method],
+                              (uint64_t)(metrics_now_us() - c->started_us));
     c->done(c->done_arg);
     atomic_fetch_sub(&up->inflight, 1);
 }
@@ -125,6 +143,7 @@ int upstream_start(upstream *up, const char *method_name, const ProtobufCMessage
     }
     if (atomic_fetch_add(&up->inflight, 1) >= up->max_inflight) {
         atomic_fetch_sub(&up->inflight, 1);
+        metrics_counter_add(&up->overloaded, 1);
         return UPSTREAM_OVERLOADED;
     }
     upstream_call *c = call_get(up);
@@ -134,6 +153,8 @@ int upstream_start(upstream *up, const char *method_name, const ProtobufCMessage
     }
     c->done = done;
     c->done_arg = arg;
+    c->method = (size_t)(method - tokend__v1__token_service__descriptor.methods);
+    c->started_us = metrics_now_us();
     /* `done` may run (and read *out) before rpc_call_start returns. */
     *out = c;
     int rv = rpc_call_start(c->rpc, method, input, credential,
@@ -146,9 +167,19 @@ int upstream_start(upstream *up, const char *method_name, const ProtobufCMessage
     return rv;
 }
 
+/* The statuses of a call tokend did not answer (upstream_observed). */
+static bool unanswered(int status) {
+    return status == TOKEND_UNAVAILABLE || status == TOKEND_DEADLINE_EXCEEDED ||
+           status == TOKEND_BAD_MESSAGE || status == TOKEND_INTERNAL;
+}
+
 int upstream_call_result(upstream_call *c, const ProtobufCMessage **output,
                          tokend_error *err) {
-    return rpc_call_result(c->rpc, output, err);
+    int status = rpc_call_result(c->rpc, output, err);
+    if (unanswered(status)) {
+        metrics_counter_add(&c->up->failures[status], 1);
+    }
+    return status;
 }
 
 void upstream_call_release(upstream_call *c) {
@@ -172,6 +203,14 @@ void upstream_call_release(upstream_call *c) {
 
 int upstream_inflight(upstream *up) {
     return atomic_load(&up->inflight);
+}
+
+void upstream_observe(upstream *up, upstream_observed *out) {
+    out->svc = &tokend__v1__token_service__descriptor;
+    out->latency_us = up->latency_us;
+    out->failures = up->failures;
+    out->overloaded = metrics_counter_get(&up->overloaded);
+    out->in_flight = atomic_load(&up->inflight);
 }
 
 void upstream_shutdown(upstream *up, int wait_ms) {
@@ -199,5 +238,6 @@ void upstream_free(upstream *up) {
     }
     rpc_client_free(up->rpc);
     pthread_mutex_destroy(&up->pool_mtx);
+    free(up->latency_us);
     free(up);
 }

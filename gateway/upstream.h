@@ -22,6 +22,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "metrics.h"
 #include "rpc_client.h"
 #include "tokend.h"
 
@@ -85,6 +86,21 @@ void upstream_call_release(upstream_call *call);
 
 /* Calls in flight now. */
 int upstream_inflight(upstream *up);
+
+/* What the metrics page reads, at any time from any thread; valid until
+ * upstream_free. */
+typedef struct upstream_observed {
+    const ProtobufCServiceDescriptor *svc; /* TokenService: latency_us's order */
+    const metrics_histogram *latency_us;   /* per method: start to reply, in us */
+    /* Per status: calls that got no answer from tokend (UNAVAILABLE,
+     * DEADLINE_EXCEEDED, BAD_MESSAGE, INTERNAL: unreachable, too slow, a
+     * reply that did not decode, no resources), TOKEND_STATUS_COUNT. */
+    const metrics_counter *failures;
+    uint64_t overloaded; /* calls refused at --max-inflight */
+    int in_flight;
+} upstream_observed;
+
+void upstream_observe(upstream *up, upstream_observed *out);
 
 /* Refuses new calls, closes the engine's socket (calls in flight finish
  * with TOKEND_UNAVAILABLE, their `done` runs) and waits up to wait_ms for

@@ -58,6 +58,11 @@ static const opt_def options[] = {
      "mutual TLS: only clients with a certificate signed by a CA of this PEM file may "
      "connect to the tls+tcp:// listeners (default: any client may, and the caller "
      "credential alone decides what it may do)"},
+    {"metrics-listen", OPT_STRING, NULL, FIELD(metrics_listen), 0, 0, 0, CMD_SERVE,
+     "ADDR:PORT",
+     "serve Prometheus metrics (GET /metrics, plain HTTP, no credential) on IPv4:PORT "
+     "or [IPv6]:PORT; off by default. The page holds no token, token id or owner, but "
+     "listen where only the scraper reaches (docs/metrics.md)"},
     {"allow-core-dumps", OPT_BOOL, "false", FIELD(allow_core_dumps), 0, 0, 0, ALL, NULL,
      "let the process dump core, for debugging (by default it cannot, and other "
      "processes of the same user cannot read its memory, which holds credentials and "

@@ -40,6 +40,7 @@ typedef struct config {
     char *tls_key;       /* PEM file: its private key */
     char *tls_client_ca; /* PEM file: CA(s) a client's certificate must chain to */
     bool allow_core_dumps;
+    char *metrics_listen; /* ADDR:PORT of GET /metrics, or NULL: none */
 } config;
 
 /* tokend's options over struct config, for opt_load (with a config_command

@@ -43,6 +43,8 @@
 #include "tls.h"
 #include "tokend.h"
 #include "methods.h"
+#include "metrics_http.h"
+#include "stats.h"
 #include "usage.h"
 #include "writer.h"
 
@@ -465,8 +467,34 @@ static bool tls_options_ok(const config *cfg) {
     return true;
 }
 
+/* Starts the --metrics-listen listener on a page of every module's
+ * collectors (stats.h): *src must be filled with the sources and, like
+ * *page, outlive the listener. Logs where it listens. */
+static int serve_metrics(const char *listen, metrics_page *page, stats_sources *src,
+                         metrics_http **out, tokend_error *err) {
+    metrics_page_init(page, "tokend");
+    int rv = stats_page_add(page, src);
+    if (rv != TOKEND_OK) {
+        return error_set(err, rv, "too many metrics collectors");
+    }
+    rv = metrics_http_start(listen, page, out, err);
+    if (rv == TOKEND_OK) {
+        char q[300];
+        LOG(LOG_INFO, "metrics.listening", "addr=%s port=%d",
+            log_quote(q, sizeof(q), listen), metrics_http_port(*out));
+    }
+    return rv;
+}
+
 static int cmd_serve(const config *cfg) {
     if (!tls_options_ok(cfg)) {
+        return 2;
+    }
+    if (cfg->metrics_listen != NULL && !metrics_http_listen_ok(cfg->metrics_listen)) {
+        fprintf(stderr,
+                "tokend: --metrics-listen must be IPv4:PORT or [IPv6]:PORT, not "
+                "\"%s\"\n",
+                cfg->metrics_listen);
         return 2;
     }
     tokend_error err;
@@ -476,6 +504,10 @@ static int cmd_serve(const config *cfg) {
     methods *ms = NULL;
     server *srv = NULL;
     server *control = NULL;
+    stats_rpc *rpc_stats = NULL;
+    metrics_http *mh = NULL;
+    metrics_page page;
+    stats_sources sources = {0};
     int exit_code = 1;
 
     /* Block the stop signals before any thread starts, so every thread
@@ -536,6 +568,10 @@ static int cmd_serve(const config *cfg) {
         fprintf(stderr, "tokend: out of memory\n");
         goto out;
     }
+    if ((rpc_stats = stats_rpc_new(&tokend__v1__token_service__descriptor)) == NULL) {
+        fprintf(stderr, "tokend: out of memory\n");
+        goto out;
+    }
     server_config sc = {
         .listen = (const char *const *)cfg->listen.items,
         .n_listen = cfg->listen.n,
@@ -544,8 +580,16 @@ static int cmd_serve(const config *cfg) {
         .tls_cert_file = cfg->tls_cert,
         .tls_key_file = cfg->tls_key,
         .tls_client_ca_file = cfg->tls_client_ca,
+        .observe = stats_rpc_observe,
+        .observe_arg = rpc_stats,
     };
     if (server_start(&sc, methods_service(ms), &srv, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
+        goto out;
+    }
+    sources = (stats_sources){.rpc = rpc_stats, .srv = srv, .w = w, .st = st};
+    if (cfg->metrics_listen != NULL &&
+        (serve_metrics(cfg->metrics_listen, &page, &sources, &mh, &err) != TOKEND_OK)) {
         fprintf(stderr, "tokend: %s\n", err.message);
         goto out;
     }
@@ -595,9 +639,11 @@ static int cmd_serve(const config *cfg) {
     }
     exit_code = 0;
 out:
-    /* Order matters: the writer settles its queued jobs (their replies go
-     * out through the still-open server), flushes usage, then the server
-     * closes, then the store. */
+    /* Order matters: the metrics page reads them all, so it goes first;
+     * the writer settles its queued jobs (their replies go out through the
+     * still-open server), flushes usage, then the server closes, then the
+     * store. */
+    metrics_http_stop(mh);
     writer_stop(w);
     if (srv != NULL) {
         uint64_t served = server_requests(srv);
@@ -612,6 +658,7 @@ out:
         LOG(LOG_INFO, "stopped", "requests=%llu", (unsigned long long)served);
     }
     methods_free(ms);
+    stats_rpc_free(rpc_stats);
     usage_free(u);
     store_close(st);
     crypto_shutdown();

@@ -56,6 +56,8 @@ struct server {
     int n_ctxs;
     ProtobufCService *svc;
     size_t max_message;
+    server_observe_fn observe;
+    void *observe_arg;
     atomic_bool draining;
     atomic_int in_flight;
     atomic_uint_fast64_t requests;
@@ -156,6 +158,11 @@ static void ctx_reply(server_ctx *c, const ProtobufCMessage *output) {
         free(payload);
     }
 
+    int64_t dur_us = elapsed_us(&c->started);
+    if (c->srv->observe != NULL) {
+        c->srv->observe(c->srv->observe_arg, c->method, c->status,
+                        c->status == TOKEND_OK ? output : NULL, dur_us);
+    }
     const char *method = c->method ? c->method->name : "-";
     log_level level =
         c->status == TOKEND_INTERNAL || c->status == TOKEND_STORAGE_ERROR
@@ -165,7 +172,7 @@ static void ctx_reply(server_ctx *c, const ProtobufCMessage *output) {
         char q[300];
         log_write(level, "rpc", "method=%s request_id=%llu status=%s dur_us=%lld%s%s%s%s",
                   method, (unsigned long long)reply.request_id,
-                  tokend_status_name(c->status), (long long)elapsed_us(&c->started),
+                  tokend_status_name(c->status), (long long)dur_us,
                   c->note_len ? " " : "", c->note, c->status ? " error=" : "",
                   c->status ? log_quote(q, sizeof(q), c->message) : "");
     }
@@ -453,6 +460,8 @@ int server_start(const server_config *cfg, ProtobufCService *svc, server **out,
     }
     srv->svc = svc;
     srv->max_message = cfg->max_message;
+    srv->observe = cfg->observe;
+    srv->observe_arg = cfg->observe_arg;
     srv->n_ctxs = cfg->contexts > 0 ? cfg->contexts : 128;
     int rv = nng_rep0_open(&srv->sock);
     if (rv != 0) {
@@ -546,4 +555,8 @@ void server_close(server *srv) {
 
 uint64_t server_requests(server *srv) {
     return atomic_load(&srv->requests);
+}
+
+int server_in_flight(server *srv) {
+    return atomic_load(&srv->in_flight);
 }

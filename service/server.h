@@ -30,6 +30,15 @@
 
 typedef struct server server;
 
+/* Told of every call answered: the method (NULL when the request named
+ * none this server serves, or did not decode), the status, the output
+ * (NULL on failure) and how long the call took from receipt to reply, in
+ * microseconds. Runs on NNG's threads and the writer's, so it must be
+ * quick and never block (metrics.h's atomics). */
+typedef void (*server_observe_fn)(void *arg, const ProtobufCMethodDescriptor *method,
+                                  int status, const ProtobufCMessage *output,
+                                  int64_t dur_us);
+
 typedef struct server_config {
     const char *const *listen; /* URLs: ipc://PATH, tcp://HOST:PORT, ... */
     size_t n_listen;
@@ -43,6 +52,8 @@ typedef struct server_config {
     const char *tls_cert_file;
     const char *tls_key_file;
     const char *tls_client_ca_file;
+    server_observe_fn observe; /* NULL: none */
+    void *observe_arg;
 } server_config;
 
 /* Listens on every URL and starts serving `svc` (which must outlive the
@@ -65,6 +76,9 @@ void server_close(server *srv);
 
 /* Requests answered so far. */
 uint64_t server_requests(server *srv);
+
+/* Requests received and not yet answered, now. */
+int server_in_flight(server *srv);
 
 /* --- for handlers: `closure_data` of a handler is its call --- */
 

@@ -1777,3 +1777,33 @@ int store_batch_admins_valid(store *st, const store_batch *b, int64_t now_ms,
     *count = n;
     return TOKEND_OK;
 }
+
+/* ---------- sizes, for the metrics page ---------- */
+
+static uint64_t family_property(store *st, int cf, const char *name) {
+    uint64_t v = 0;
+    return rocksdb_property_int_cf(st->db, st->cf[cf], name, &v) == 0 ? v : 0;
+}
+
+int store_sizes_read(store *st, store_sizes *out, tokend_error *err) {
+    memset(out, 0, sizeof(*out));
+    int rv = read_begin(st, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    out->block_cache_capacity = rocksdb_cache_get_capacity(st->cache);
+    out->block_cache_usage = rocksdb_cache_get_usage(st->cache);
+    out->block_cache_pinned = rocksdb_cache_get_pinned_usage(st->cache);
+    for (int c = 0; c < CF_COUNT && c < STORE_FAMILIES; c++) {
+        store_family_sizes *f = &out->families[c];
+        f->name = cf_names[c];
+        f->memtable_bytes = family_property(st, c, "rocksdb.cur-size-all-mem-tables");
+        f->table_readers_bytes =
+            family_property(st, c, "rocksdb.estimate-table-readers-mem");
+        f->live_data_bytes = family_property(st, c, "rocksdb.estimate-live-data-size");
+        f->sst_bytes = family_property(st, c, "rocksdb.total-sst-files-size");
+        f->keys = family_property(st, c, "rocksdb.estimate-num-keys");
+    }
+    read_end(st);
+    return TOKEND_OK;
+}

@@ -190,4 +190,28 @@ int store_batch_admins_valid(store *st, const store_batch *b, int64_t now_ms,
  * commit). */
 int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err);
 
+/* Column families of the store, for store_sizes. */
+#define STORE_FAMILIES 5
+
+/* RocksDB's memory and sizes, for the metrics page (RocksDB's properties,
+ * estimates where RocksDB says so). */
+typedef struct store_family_sizes {
+    const char *name;             /* "default", "tokens", "ids", "owners", "usage" */
+    uint64_t memtable_bytes;      /* rocksdb.cur-size-all-mem-tables */
+    uint64_t table_readers_bytes; /* rocksdb.estimate-table-readers-mem */
+    uint64_t live_data_bytes;     /* rocksdb.estimate-live-data-size */
+    uint64_t sst_bytes;           /* rocksdb.total-sst-files-size */
+    uint64_t keys;                /* rocksdb.estimate-num-keys */
+} store_family_sizes;
+
+typedef struct store_sizes {
+    uint64_t block_cache_capacity, block_cache_usage, block_cache_pinned;
+    store_family_sizes families[STORE_FAMILIES];
+} store_sizes;
+
+/* Reads them, safe from any thread (a reopen waits for it). A property
+ * RocksDB does not answer reads as 0. TOKEND_OK, or TOKEND_STORAGE_ERROR
+ * when the store is closed (a failed reopen). */
+int store_sizes_read(store *st, store_sizes *out, tokend_error *err);
+
 #endif /* TOKEND_STORE_H */

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -41,6 +42,11 @@ struct writer {
     bool degraded;
     int64_t degraded_since_ms, next_probe_ms, next_reminder_ms;
     unsigned long refused; /* jobs answered STORAGE_ERROR while degraded */
+    /* For writer_observe, read from other threads. */
+    metrics_histogram commit_us, group_jobs;
+    int64_t started_unix_ms;
+    _Atomic int64_t last_flush_unix_ms, last_flush_us;
+    atomic_bool writes_stopped;
 };
 
 #define WRITER_PROBE_MS 1000
@@ -59,6 +65,7 @@ static void enter_degraded(writer *w, const tokend_error *why) {
     }
     int64_t now = mono_ms();
     w->degraded = true;
+    atomic_store(&w->writes_stopped, true);
     w->degraded_since_ms = now;
     w->next_probe_ms = now + WRITER_PROBE_MS;
     w->next_reminder_ms = now + WRITER_REMINDER_MS;
@@ -99,17 +106,20 @@ static bool writable(writer *w, bool now_please) {
     LOG(LOG_INFO, "store.writes_resumed", "down_ms=%lld refused=%lu",
         (long long)(now - w->degraded_since_ms), w->refused);
     w->degraded = false;
+    atomic_store(&w->writes_stopped, false);
     return true;
 }
 
 /* Writes the drained usage counters, adding to what is stored. Tokens
- * revoked since their use are skipped, so no orphan usage rows appear. */
-static void flush_usage(writer *w, store_batch *batch, bool stopping) {
+ * revoked since their use are skipped, so no orphan usage rows appear.
+ * True if the table was flushed (also with nothing in it); false if the
+ * counts stay in memory (degraded, a failed commit) or there is no table. */
+static bool flush_usage(writer *w, store_batch *batch, bool stopping) {
     usage_entry *entries = NULL;
     size_t n = 0;
     uint64_t dropped = 0;
     if (w->usage == NULL || usage_drain(w->usage, &entries, &n, &dropped) != TOKEND_OK) {
-        return;
+        return false;
     }
     if (dropped > 0) {
         LOG(LOG_WARN, "usage.dropped", "count=%llu", (unsigned long long)dropped);
@@ -120,7 +130,7 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
     if (n == 0) {
         usage_flushed(w->usage);
         free(entries);
-        return;
+        return true;
     }
     if (!ok) {
         /* Kept for a later flush; lost only if tokend stops meanwhile. */
@@ -129,7 +139,7 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
             LOG(LOG_WARN, "usage.not_written", "tokens=%zu", n);
         }
         free(entries);
-        return;
+        return false;
     }
     store_batch_clear(batch);
     for (size_t i = 0; i < n; i++) {
@@ -166,6 +176,7 @@ static void flush_usage(writer *w, store_batch *batch, bool stopping) {
     usage_flushed(w->usage); /* no-op after a restore */
     store_batch_clear(batch);
     free(entries);
+    return rv == TOKEND_OK;
 }
 
 /* Applies and commits one group of jobs, then settles each. */
@@ -187,7 +198,11 @@ static void commit_group(writer *w, writer_job *jobs, store_batch *batch) {
     int commit_rv = TOKEND_OK;
     if (store_batch_count(batch) > 0) {
         tokend_error err;
+        int64_t commit_start = metrics_now_us();
         commit_rv = store_batch_commit(w->st, batch, true, &err);
+        metrics_histogram_observe(&w->commit_us,
+                                  (uint64_t)(metrics_now_us() - commit_start));
+        metrics_histogram_observe(&w->group_jobs, n);
         if (commit_rv != TOKEND_OK) {
             char q[256];
             LOG(LOG_ERROR, "store.commit_failed", "jobs=%lu error=%s", n,
@@ -247,7 +262,11 @@ static void *writer_main(void *arg) {
         clock_gettime(CLOCK_REALTIME, &now);
         if (stopping || now.tv_sec > next_flush.tv_sec ||
             (now.tv_sec == next_flush.tv_sec && now.tv_nsec >= next_flush.tv_nsec)) {
-            flush_usage(w, batch, stopping);
+            int64_t flush_start = metrics_now_us();
+            if (flush_usage(w, batch, stopping)) {
+                atomic_store(&w->last_flush_us, metrics_now_us() - flush_start);
+                atomic_store(&w->last_flush_unix_ms, rpc_now_ms());
+            }
             deadline_after(&next_flush, w->usage_flush_ms);
         }
         if (stopping && jobs == NULL) {
@@ -266,6 +285,9 @@ int writer_start(store *st, usage *u, int usage_flush_ms, writer **out) {
     w->st = st;
     w->usage = u;
     w->usage_flush_ms = usage_flush_ms > 0 ? usage_flush_ms : 2000;
+    metrics_histogram_init(&w->commit_us, &metrics_latency_us);
+    metrics_histogram_init(&w->group_jobs, &metrics_size);
+    w->started_unix_ms = rpc_now_ms();
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
@@ -315,4 +337,13 @@ void writer_stats(writer *w, unsigned long *groups, unsigned long *jobs) {
     *groups = w->groups;
     *jobs = w->jobs;
     pthread_mutex_unlock(&w->lock);
+}
+
+void writer_observe(writer *w, writer_observed *out) {
+    out->commit_us = &w->commit_us;
+    out->group_jobs = &w->group_jobs;
+    out->started_unix_ms = w->started_unix_ms;
+    out->last_flush_unix_ms = atomic_load(&w->last_flush_unix_ms);
+    out->last_flush_us = atomic_load(&w->last_flush_us);
+    out->writes_stopped = atomic_load(&w->writes_stopped);
 }

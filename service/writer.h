@@ -17,8 +17,11 @@
 #ifndef TOKEND_WRITER_H
 #define TOKEND_WRITER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "metrics.h"
 #include "store.h"
 #include "usage.h"
 
@@ -52,5 +55,18 @@ void writer_stop(writer *w);
 
 /* Groups committed and jobs committed so far (for logs and benchmarks). */
 void writer_stats(writer *w, unsigned long *groups, unsigned long *jobs);
+
+/* What the metrics page reads of the writer, at any time from any thread. */
+typedef struct writer_observed {
+    const metrics_histogram *commit_us;  /* each group's synced commit, in us */
+    const metrics_histogram *group_jobs; /* jobs per committed group */
+    int64_t started_unix_ms;             /* when the writer started */
+    int64_t last_flush_unix_ms;          /* the last usage flush's end; 0: none yet */
+    int64_t last_flush_us;               /* how long that flush took */
+    bool writes_stopped;                 /* a disk fault stopped commits (degraded) */
+} writer_observed;
+
+/* Fills *out; the histograms stay the writer's, valid until writer_stop. */
+void writer_observe(writer *w, writer_observed *out);
 
 #endif /* TOKEND_WRITER_H */

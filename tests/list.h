@@ -159,4 +159,10 @@
     X(examples_python_client_over_tcp_and_ipc)                   \
     X(examples_python_client_unavailable_stalled_and_tls)        \
     X(examples_protocol_page_bytes_are_what_tokend_answers)      \
-    X(crash_smoke_five_kills)
+    X(crash_smoke_five_kills)                                    \
+    X(metrics_format_escapes_and_writes_cumulative_histograms)   \
+    X(metrics_counter_and_histogram_cost_in_nanoseconds)         \
+    X(metrics_pages_pass_promtool_move_and_hold_no_owner_or_id)  \
+    X(metrics_listen_refuses_a_taken_port_and_a_bad_address)     \
+    X(metrics_gateway_page_off_by_flag_and_by_environment)       \
+    X(metrics_real_prometheus_scrapes_both_and_sees_verifies)
