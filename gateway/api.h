@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "http.h"
+#include "proxy.h"
 #include "upstream.h"
 
 typedef struct api api;
@@ -26,6 +27,9 @@ typedef struct api_config {
     int ready_timeout_ms;          /* limit of /readyz's call; 0: the RPC one */
     const void *openapi;           /* the OpenAPI document, static */
     size_t openapi_len;
+    /* Peers whose forwarded headers (X-Forwarded-For, X-Original-URI, ...)
+     * are believed (copied); NULL: none. */
+    const proxy_trust *trust;
 } api_config;
 
 /* Returns a new api or NULL when out of memory. Free with api_free(). */
