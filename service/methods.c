@@ -588,6 +588,20 @@ done:
  * Verify: the hot path. A shape/checksum test, one SHA-256, one point
  * read, then pure checks; usage is counted in memory. */
 
+/* Adds the route and client of a Verify's context to its debug line (the
+ * route, never the query: a query may carry secrets). Formatted only when
+ * debug lines are printed: Verify is the hot path. */
+static void note_context(void *call, const Tokend__V1__RequestContext *ctx) {
+    if (log_min_level > LOG_DEBUG || ctx == NULL) {
+        return;
+    }
+    char route[ROUTE_MAX + 1], q[2 * ROUTE_MAX + 3];
+    route_normalise(ctx->method, ctx->path, route, sizeof(route));
+    const char *client =
+        ctx->client_ip != NULL && ctx->client_ip[0] ? ctx->client_ip : "-";
+    server_call_note(call, "route=%s client=%s", log_quote(q, sizeof(q), route), client);
+}
+
 static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in,
                           Tokend__V1__VerifyResponse_Closure closure, void *call) {
     methods *ms = (methods *)svc;
@@ -661,6 +675,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     }
     info_usage(ms, &info);
     server_call_note(call, "id=%s reason=%s", rec.id, tokend_status_name(resp.reason));
+    note_context(call, in->context);
     closure(&resp, call);
     token_record_free(&rec);
 }
