@@ -159,4 +159,13 @@
     X(examples_python_client_over_tcp_and_ipc)                   \
     X(examples_python_client_unavailable_stalled_and_tls)        \
     X(examples_protocol_page_bytes_are_what_tokend_answers)      \
+    X(context_trusted_proxy_nginx_and_caddy_headers)             \
+    X(context_untrusted_peer_forwarded_headers_are_ignored)      \
+    X(context_x_forwarded_for_chains)                            \
+    X(context_over_long_and_odd_values_still_verify)             \
+    X(context_bad_trusted_proxy_is_refused_at_start)             \
+    X(context_trusted_proxy_from_the_environment)                \
+    X(context_tokenctl_verify_flags)                             \
+    X(context_out_of_bounds_over_rpc_is_invalid_argument)        \
+    X(context_caddy_forward_auth)                                \
     X(crash_smoke_five_kills)
