@@ -584,6 +584,10 @@ TEST(context_caddy_forward_auth) {
         CURL(&r, orders_url, "-H", bearer(f.good), "-H", "User-Agent: caddy-test/1"),
         200);
     CHECK_STR(r.body, "upstream ok owner=partner:acme");
+    /* The owner the client claims itself is replaced by the gateway's. */
+    CHECK_INT(CURL(&r, orders_url, "-H", bearer(f.good), "-H", "X-Token-Owner: admin"),
+              200);
+    CHECK_STR(r.body, "upstream ok owner=partner:acme");
     /* tokend saw the request Caddy checked: its method and URI (not
      * /v1/auth) and its client, which Caddy's X-Forwarded-For names. The
      * client connects from 127.0.0.2 so that it differs from Caddy's own
