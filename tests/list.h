@@ -162,6 +162,7 @@
     X(context_trusted_proxy_nginx_and_caddy_headers)             \
     X(context_untrusted_peer_forwarded_headers_are_ignored)      \
     X(context_x_forwarded_for_chains)                            \
+    X(context_gateway_management_calls_carry_the_request)        \
     X(context_over_long_and_odd_values_still_verify)             \
     X(context_bad_trusted_proxy_is_refused_at_start)             \
     X(context_trusted_proxy_from_the_environment)                \

@@ -245,6 +245,49 @@ static const char *repeat_letters(size_t n) {
     return buf;
 }
 
+TEST(context_gateway_management_calls_carry_the_request) {
+    fixture f;
+    fixture_start(&f, NULL);
+    http_res r = {0};
+    const char *xff = "X-Forwarded-For: 192.0.2.81";
+    const char *admin = bearer(f.p.admin);
+    CHECK_INT(CURL(&r, fmt("%s/v1/tokens?owner=partner:acme", f.g.base), "-H", admin,
+                   "-H", xff),
+              200);
+    CHECK_SEEN(&f, "GET /v1/tokens", "192.0.2.81");
+    CHECK_INT(CURL(&r, fmt("%s/v1/tokens", f.g.base), "-X", "POST", "-H", admin, "-H",
+                   "Content-Type: application/json", "-H", "X-Real-IP: 192.0.2.82", "-d",
+                   "{\"name\":\"n\",\"owner\":\"partner:acme\",\"abilities\":[\"orders:"
+                   "read\"]}"),
+              201);
+    CHECK_SEEN(&f, "POST /v1/tokens", "192.0.2.82");
+    /* Without forwarded headers: the peer. */
+    char id[64];
+    snprintf(id, sizeof id, "%s",
+             test_contains(r.body, "\"id\":\"") ? strstr(r.body, "\"id\":\"") + 6 : "");
+    REQUIRE(strlen(id) > 16);
+    id[16] = '\0';
+    CHECK_INT(CURL(&r, fmt("%s/v1/tokens/%s", f.g.base, id), "-X", "DELETE", "-H", admin),
+              204);
+    /* The id is "{id}" in the route unless it happens to hold no digit. */
+    CHECK(log_has(&f.p, "route=\"DELETE /v1/tokens/"));
+    CHECK(log_has(&f.p, fmt("client=127.0.0.1 id=%s", id)));
+    res_free(&r);
+    /* libtokend's management calls carry a context as given. */
+    tokend_request_context ctx = {.method = "GET",
+                                  .path = "/admin/list?all=1",
+                                  .client_ip = "2001:db8::99",
+                                  .user_agent = "ops"};
+    tokend_call call = {.context = &ctx};
+    tokend_token_page page;
+    CHECK_INT(tokend_list(f.admin, &call, "partner:acme", 0, NULL, &page, NULL),
+              TOKEND_OK);
+    tokend_token_page_free(&page);
+    CHECK_SEEN(&f, "GET /admin/list", "2001:db8::99");
+    check_log_clean(&f);
+    fixture_stop(&f);
+}
+
 TEST(context_over_long_and_odd_values_still_verify) {
     fixture f;
     fixture_start(&f, NULL);
