@@ -169,4 +169,5 @@
     X(context_tokenctl_verify_flags)                             \
     X(context_out_of_bounds_over_rpc_is_invalid_argument)        \
     X(context_caddy_forward_auth)                                \
+    X(context_nginx_auth_request_sends_the_checked_request)      \
     X(crash_smoke_five_kills)

@@ -665,3 +665,98 @@ TEST(context_caddy_forward_auth) {
     }
     fixture_stop(&f);
 }
+
+/* ------------------------------------------------------------------------
+ * Behind nginx (auth_request). */
+
+/* The check location of docs/nginx-auth-request.md in front of an
+ * upstream (`return 200`), on free ports. */
+static void write_nginx_conf(const char *path, const char *dir, int nginx_port,
+                             int upstream_port, int gateway_port) {
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    fprintf(f,
+            "daemon off;\n"
+            "worker_processes 1;\n"
+            "pid %s/nginx.pid;\n"
+            "error_log %s/error.log info;\n"
+            "events { worker_connections 64; }\n"
+            "http {\n"
+            "  access_log off;\n"
+            "  client_body_temp_path %s/body;\n"
+            "  proxy_temp_path %s/proxy;\n"
+            "  fastcgi_temp_path %s/fastcgi;\n"
+            "  uwsgi_temp_path %s/uwsgi;\n"
+            "  scgi_temp_path %s/scgi;\n"
+            "  server {\n"
+            "    listen 127.0.0.1:%d;\n"
+            "    location / { return 200 \"upstream ok\\n\"; }\n"
+            "  }\n"
+            "  server {\n"
+            "    listen 127.0.0.1:%d;\n"
+            "    location /orders/ {\n"
+            "      auth_request /_tokend_auth;\n"
+            "      proxy_set_header Authorization \"\";\n"
+            "      proxy_pass http://127.0.0.1:%d;\n"
+            "    }\n"
+            "    location = /_tokend_auth {\n"
+            "      internal;\n"
+            "      proxy_pass http://127.0.0.1:%d/v1/auth?ability=orders:read;\n"
+            "      proxy_pass_request_body off;\n"
+            "      proxy_set_header Content-Length \"\";\n"
+            "      proxy_set_header X-Original-Method $request_method;\n"
+            "      proxy_set_header X-Original-URI $request_uri;\n"
+            "      proxy_set_header X-Real-IP $remote_addr;\n"
+            "    }\n"
+            "  }\n"
+            "}\n",
+            dir, dir, dir, dir, dir, dir, dir, upstream_port, nginx_port, upstream_port,
+            gateway_port);
+    fclose(f);
+}
+
+TEST(context_nginx_auth_request_sends_the_checked_request) {
+    const char *nginx_bin = "/usr/sbin/nginx";
+    REQUIRE(access(nginx_bin, X_OK) == 0);
+    fixture f;
+    fixture_start(&f, NULL);
+    const char *dir = test_tmpdir();
+    char conf[400], errlog[400];
+    snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+    snprintf(errlog, sizeof(errlog), "%s/error.log", dir);
+    int nginx_port = harness_free_port();
+    int upstream_port = harness_free_port();
+    write_nginx_conf(conf, dir, nginx_port, upstream_port, f.g.port);
+    fflush(NULL);
+    pid_t nginx = fork();
+    REQUIRE(nginx >= 0);
+    if (nginx == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        execl(nginx_bin, nginx_bin, "-p", dir, "-e", errlog, "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    bool up = false;
+    for (int i = 0; i < 250 && !(up = port_open(nginx_port)); i++) {
+        usleep(20 * 1000);
+    }
+    REQUIRE(up);
+    http_res r = {0};
+    char orders[128];
+    snprintf(orders, sizeof orders, "http://127.0.0.1:%d/orders/42?x=1", nginx_port);
+    /* A POST: nginx makes the check a GET, and says POST in X-Original-Method. */
+    CHECK_INT(
+        CURL(&r, "-X", "POST", "--interface", "127.0.0.3", orders, "-H", bearer(f.good)),
+        200);
+    CHECK_STR(r.body, "upstream ok\n");
+    CHECK_SEEN(&f, "POST /orders/{id}", "127.0.0.3");
+    CHECK_INT(CURL(&r, orders, "-H", bearer(f.weak)), 403);
+    CHECK_SEEN(&f, "GET /orders/{id}", "127.0.0.1");
+    res_free(&r);
+    check_log_clean(&f);
+    kill(nginx, SIGTERM);
+    while (waitpid(nginx, NULL, 0) < 0 && errno == EINTR) {
+    }
+    fixture_stop(&f);
+}
