@@ -54,6 +54,10 @@ struct tokend_client {
 typedef struct client_call {
     int timeout_ms;
     const char *credential; /* NULL or "": none */
+    /* The caller's tokend_request_context as the wire's, pointing at the
+     * caller's strings; `context` is &wire_context, or NULL for none. */
+    Tokend__V1__RequestContext wire_context;
+    const Tokend__V1__RequestContext *context;
     tokend_error err;
     void *result;
 } client_call;
@@ -156,6 +160,27 @@ void tokend_close(tokend_client *client) {
     client_free(client);
 }
 
+/* The wire's string of a public one: NULL is the empty string. */
+static char *wire_string(const char *s) {
+    return (char *)(s != NULL ? s : "");
+}
+
+/* Points call->context at the wire form of `ctx` (NULL: none). Nothing is
+ * checked here: the service refuses a field past its bounds and says which,
+ * so the one rule and its message live there. */
+static void call_context(client_call *call, const tokend_request_context *ctx) {
+    if (ctx == NULL) {
+        return;
+    }
+    Tokend__V1__RequestContext *w = &call->wire_context;
+    tokend__v1__request_context__init(w);
+    w->method = wire_string(ctx->method);
+    w->path = wire_string(ctx->path);
+    w->client_ip = wire_string(ctx->client_ip);
+    w->user_agent = wire_string(ctx->user_agent);
+    call->context = w;
+}
+
 /* Starts a call: checks the client and resolves the per-call overrides.
  * On TOKEND_OK the caller must call call_end(). */
 static int call_begin(tokend_client *client, const tokend_call *opts, client_call *call,
@@ -173,6 +198,7 @@ static int call_begin(tokend_client *client, const tokend_call *opts, client_cal
         opts != NULL && opts->timeout_ms > 0 ? opts->timeout_ms : client->timeout_ms;
     call->credential =
         opts != NULL && opts->credential != NULL ? opts->credential : client->credential;
+    call_context(call, opts != NULL ? opts->context : NULL);
     pthread_mutex_lock(&client->mtx);
     bool closing = client->closing;
     if (!closing) {
@@ -211,7 +237,7 @@ static void client_invoke(ProtobufCService *service, unsigned method_index,
                   method_index);
     } else if (rpc_call_new(client->rpc, NULL, NULL, &rpc, &call->err) == TOKEND_OK &&
                rpc_call_start(rpc, &service->descriptor->methods[method_index], input,
-                              call->credential, call->timeout_ms,
+                              call->credential, call->context, call->timeout_ms,
                               &call->err) == TOKEND_OK) {
         rpc_call_wait(rpc);
         rpc_call_result(rpc, &output, &call->err);
@@ -476,6 +502,8 @@ int tokend_verify(tokend_client *client, const tokend_call *call_opts, const cha
     request.n_abilities = n_abilities;
     request.mode = mode == TOKEND_ABILITIES_ANY ? TOKEND__V1__ABILITY_MODE__ANY
                                                 : TOKEND__V1__ABILITY_MODE__ALL;
+    /* The request the token came with; it also rides in the envelope. */
+    request.context = (Tokend__V1__RequestContext *)call.context;
     tokend__v1__token_service__verify(&client->service, &request, verify_done, &call);
 
 end:

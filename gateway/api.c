@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "rpc.h"
 #include "secret.h"
 #include "token.h"
@@ -38,6 +39,7 @@ struct api {
     const void *openapi;
     size_t openapi_len;
     gw_stats *stats; /* NULL: no /metrics */
+    proxy_trust trust; /* whose forwarded headers are believed */
 };
 
 typedef enum route {
@@ -92,6 +94,9 @@ api *api_new(const api_config *cfg) {
     a->openapi = cfg->openapi;
     a->openapi_len = cfg->openapi_len;
     a->stats = cfg->stats;
+    if (cfg->trust != NULL) {
+        a->trust = *cfg->trust;
+    }
     if (cfg->verify_credential != NULL && cfg->verify_credential[0] != '\0' &&
         (a->verify_credential = strdup(cfg->verify_credential)) == NULL) {
         free(a);
@@ -719,25 +724,39 @@ static void call_done(void *arg) {
     http_resume(arg);
 }
 
-/* Suspends the request and starts the call; the reply is built in
+/* Suspends the request and starts the call, made on behalf of the
+ * request `context` describes (NULL: none); the reply is built in
  * api_resume. Suspending first means the call's completion can never
  * come before the suspension it ends. */
-static void start_call(api *a, http_request *req, api_req *st, call_kind kind,
-                       const char *method, const ProtobufCMessage *input,
-                       const char *credential) {
+static void start_call_for(api *a, http_request *req, api_req *st, call_kind kind,
+                           const char *method, const ProtobufCMessage *input,
+                           const char *credential,
+                           const Tokend__V1__RequestContext *context) {
     st->kind = kind;
     http_suspend(req);
     /* A readiness probe wants its answer within its own (short) bound,
      * not after the RPC timeout. */
     int timeout_ms = kind == CALL_READY ? a->ready_timeout_ms : 0;
-    int rv = upstream_start(a->up, method, input, credential, timeout_ms, call_done, req,
-                            &st->call);
+    int rv = upstream_start(a->up, method, input, credential, context, timeout_ms,
+                            call_done, req, &st->call);
     if (rv != 0) {
         st->start_failure = rv;
         http_resume(req);
     }
 }
 
+/* A management call, made on behalf of the request itself. */
+static void start_call(api *a, http_request *req, api_req *st, call_kind kind,
+                       const char *method, const ProtobufCMessage *input,
+                       const char *credential) {
+    proxy_context ctx;
+    proxy_context_fill(&a->trust, req, false, &ctx);
+    start_call_for(a, req, st, kind, method, input, credential, &ctx.wire);
+}
+
+/* A Verify. Its context is the request the token came with: on /v1/auth
+ * the one a trusted proxy asks about, on /v1/tokens/self this one; a
+ * readiness probe is made for no request and has none. */
 static void start_verify(api *a, http_request *req, api_req *st, call_kind kind,
                          const char *token) {
     Tokend__V1__VerifyRequest in = TOKEND__V1__VERIFY_REQUEST__INIT;
@@ -746,7 +765,13 @@ static void start_verify(api *a, http_request *req, api_req *st, call_kind kind,
     in.n_abilities = st->n_abilities;
     in.mode =
         st->mode_any ? TOKEND__V1__ABILITY_MODE__ANY : TOKEND__V1__ABILITY_MODE__ALL;
-    start_call(a, req, st, kind, "Verify", &in.base, a->verify_credential);
+    proxy_context ctx;
+    if (kind != CALL_READY) {
+        proxy_context_fill(&a->trust, req, kind == CALL_AUTH, &ctx);
+        in.context = &ctx.wire;
+    }
+    start_call_for(a, req, st, kind, "Verify", &in.base, a->verify_credential,
+                   in.context);
 }
 
 static void handle_create(api *a, http_request *req, api_req *st, const char *bearer) {

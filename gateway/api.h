@@ -17,6 +17,7 @@
 
 #include "http.h"
 #include "stats.h"
+#include "proxy.h"
 #include "upstream.h"
 
 typedef struct api api;
@@ -28,6 +29,9 @@ typedef struct api_config {
     const void *openapi;           /* the OpenAPI document, static */
     size_t openapi_len;
     gw_stats *stats; /* borrowed: GET /metrics and the counts; NULL: off (404) */
+    /* Peers whose forwarded headers (X-Forwarded-For, X-Original-URI, ...)
+     * are believed (copied); NULL: none. */
+    const proxy_trust *trust;
 } api_config;
 
 /* Returns a new api or NULL when out of memory. Free with api_free(). */

@@ -1410,6 +1410,36 @@ int http_header_count(const http_request *req, const char *name) {
     return hc.n;
 }
 
+typedef struct header_walk {
+    const char *name;
+    bool (*fn)(void *cls, const char *value);
+    void *cls;
+} header_walk;
+
+static enum MHD_Result walk_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
+    (void)kind;
+    header_walk *w = cls;
+    if (strcasecmp(key, w->name) != 0) {
+        return MHD_YES;
+    }
+    return w->fn(w->cls, value != NULL ? value : "") ? MHD_YES : MHD_NO;
+}
+
+void http_header_each(const http_request *req, const char *name,
+                      bool (*fn)(void *cls, const char *value), void *cls) {
+    header_walk w = {name, fn, cls};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, walk_header, &w);
+}
+
+const struct sockaddr *http_peer(const http_request *req) {
+    const struct sockaddr *sa = peer_of(req->conn);
+    if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) {
+        return NULL;
+    }
+    return sa;
+}
+
 typedef struct query_walk {
     bool (*fn)(void *cls, const char *key, const char *value);
     void *cls;

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include <jansson.h>
 
 #include "tokend.h"
@@ -132,6 +134,13 @@ const char *http_body(const http_request *req, size_t *len);
  * many headers of that name there are. */
 const char *http_header(const http_request *req, const char *name);
 int http_header_count(const http_request *req, const char *name);
+/* Calls fn(cls, value) for each header `name` (case-insensitive) in the
+ * order sent, until fn returns false. */
+void http_header_each(const http_request *req, const char *name,
+                      bool (*fn)(void *cls, const char *value), void *cls);
+/* The address of the connection's peer (AF_INET or AF_INET6), or NULL when
+ * it has none of those (a socketpair's). */
+const struct sockaddr *http_peer(const http_request *req);
 
 /* Calls fn(cls, key, value) for each query parameter in order, as sent
  * (not percent-decoded; value NULL for a key without '='), until fn

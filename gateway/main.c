@@ -136,6 +136,12 @@ int main(int argc, char **argv) {
                 log_quote(q, sizeof(q), opts.hsts));
         goto out;
     }
+    proxy_trust trust;
+    if (proxy_trust_parse((const char *const *)opts.trusted_proxies.items,
+                          opts.trusted_proxies.n, &trust, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend-gateway: %s\n", err.message);
+        goto out;
+    }
     if ((opts.tls_cert == NULL) != (opts.tls_key == NULL)) {
         fprintf(stderr, "tokend-gateway: --tls-cert and --tls-key go together\n");
         goto out;
@@ -185,6 +191,7 @@ int main(int argc, char **argv) {
         .openapi = gateway_openapi_json,
         .openapi_len = gateway_openapi_json_len,
         .stats = stats,
+        .trust = &trust,
     };
     if ((a = api_new(&ac)) == NULL) {
         fprintf(stderr, "tokend-gateway: out of memory\n");

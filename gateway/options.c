@@ -55,6 +55,13 @@ static const opt_def options[] = {
      "connections open at once from one client address (IPv6: one /64); past it as "
      "--max-connections, among that address's. Behind a proxy every client has its "
      "address: raise it to --max-connections"},
+    {"trusted-proxy", OPT_LIST, "127.0.0.0/8,::1/128", FIELD(trusted_proxies), 0, 0, 0, 0,
+     "CIDR",
+     "network (10.0.0.0/8, 2001:db8::/32) or address of proxies whose forwarded headers "
+     "are believed: X-Real-IP and X-Forwarded-For for the client, and on /v1/auth "
+     "X-Original-Method/-URI or X-Forwarded-Method/-Uri for the request checked; repeat "
+     "for several (comma-separated in the environment). From any other peer they are "
+     "ignored and the peer is the client"},
     {"threads", OPT_INT, "2", FIELD(threads), 1, 256, 0, 0, "N",
      "HTTP worker threads, each an epoll event loop; no thread ever waits for tokend"},
     {"verify-credential", OPT_STRING, NULL, FIELD(verify_credential), 0, 0, OPT_SECRET, 0,

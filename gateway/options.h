@@ -30,7 +30,8 @@ typedef struct gw_options {
     int64_t threads;
     int64_t max_connections;
     int64_t max_connections_per_ip;
-    char *verify_credential; /* a tokend token or NULL; wiped on free */
+    opt_list trusted_proxies; /* CIDRs whose forwarded headers are believed */
+    char *verify_credential;  /* a tokend token or NULL; wiped on free */
     char *log_level;
     /* TLS to a tls+tcp:// --service: PEM files (NULL: none) and a name */
     char *service_tls_ca;

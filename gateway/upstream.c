@@ -131,8 +131,9 @@ static upstream_call *call_get(upstream *up) {
 }
 
 int upstream_start(upstream *up, const char *method_name, const ProtobufCMessage *input,
-                   const char *credential, int timeout_ms, rpc_call_done_fn done,
-                   void *arg, upstream_call **out) {
+                   const char *credential, const Tokend__V1__RequestContext *context,
+                   int timeout_ms, rpc_call_done_fn done, void *arg,
+                   upstream_call **out) {
     *out = NULL;
     if (atomic_load(&up->closing)) {
         return TOKEND_UNAVAILABLE;
@@ -157,7 +158,7 @@ int upstream_start(upstream *up, const char *method_name, const ProtobufCMessage
     c->started_us = metrics_now_us();
     /* `done` may run (and read *out) before rpc_call_start returns. */
     *out = c;
-    int rv = rpc_call_start(c->rpc, method, input, credential,
+    int rv = rpc_call_start(c->rpc, method, input, credential, context,
                             timeout_ms > 0 ? timeout_ms : up->timeout_ms, NULL);
     if (rv != TOKEND_OK) {
         *out = NULL;

@@ -54,10 +54,13 @@ int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err)
 
 /*
  * Starts calling TokenService method `method` (e.g. "Verify") with `input`
- * (its request message) and `credential` (NULL or "": none), within
+ * (its request message), `credential` (NULL or "": none) and `context`,
+ * the HTTP request the call is made for (the envelope's Request.context;
+ * NULL: none), within
  * timeout_ms (0: the upstream's own limit; /readyz gives a shorter one).
  * Everything is
- * packed before this returns, so the caller may free `input` at once; the
+ * packed before this returns, so the caller may free `input` and `context`
+ * at once; the
  * packed payload is wiped (it may carry a token).
  *
  * Returns 0 with *out set: `done(arg)` will run exactly once, on an NNG
@@ -67,8 +70,8 @@ int upstream_open(const upstream_config *cfg, upstream **out, tokend_error *err)
  * down) or TOKEND_INTERNAL (out of memory, unknown method).
  */
 int upstream_start(upstream *up, const char *method, const ProtobufCMessage *input,
-                   const char *credential, int timeout_ms, rpc_call_done_fn done,
-                   void *arg, upstream_call **out);
+                   const char *credential, const Tokend__V1__RequestContext *context,
+                   int timeout_ms, rpc_call_done_fn done, void *arg, upstream_call **out);
 
 /*
  * The outcome of a finished call (call only after `done` ran), on the

@@ -139,10 +139,28 @@ int tokend_connect(const tokend_options *opts, tokend_client **out, tokend_error
  * TOKEND_UNAVAILABLE; do not use the client after this. NULL is ignored. */
 void tokend_close(tokend_client *client);
 
-/* Per-call overrides; pass NULL to use the client's defaults. */
+/* The HTTP request a call is made for, e.g. the one a token came with.
+ * Every field is optional (NULL or ""). The service refuses a context past
+ * its bounds with TOKEND_INVALID_ARGUMENT naming the field
+ * ("context.client_ip: not an IPv4 or IPv6 address"). */
+typedef struct tokend_request_context {
+    const char *method;     /* "GET": letters, digits, '-', '_', '.'; at most 16 bytes */
+    const char *path;       /* "/orders/42?x=1": UTF-8 text, at most 2048 bytes */
+    const char *client_ip;  /* "203.0.113.7" or "2001:db8::1"; at most 45 bytes */
+    const char *user_agent; /* UTF-8 text, at most 256 bytes */
+} tokend_request_context;
+
+/* Per-call overrides; pass NULL to use the client's defaults. Fields are
+ * only ever appended, so a caller that zero-initialises the struct keeps
+ * working with a newer library. */
 typedef struct tokend_call {
     int timeout_ms;         /* 0: the client's default */
     const char *credential; /* NULL: the client's default */
+    /* The request the call is made on behalf of (NULL: none): sent with
+     * every call (the envelope's Request.context) and, by tokend_verify,
+     * as the request the token was presented with (VerifyRequest.context).
+     * Read during the call only. */
+    const tokend_request_context *context;
 } tokend_call;
 
 /* ------------------------------------------------------------------------

@@ -681,7 +681,8 @@ int rpc_call_new(rpc_client *client, rpc_call_done_fn done, void *arg, rpc_call 
 /* Packs the envelope of `input` straight into an NNG message: one copy
  * fewer of the secrets. The packed payload in between is wiped. */
 static int call_pack(const rpc_call *c, const ProtobufCMessage *input,
-                     const char *credential, nng_msg **out, tokend_error *err) {
+                     const char *credential, const Tokend__V1__RequestContext *context,
+                     nng_msg **out, tokend_error *err) {
     uint8_t stack_payload[RPC_CLIENT_STACK_PAYLOAD];
     size_t payload_len = protobuf_c_message_get_packed_size(input);
     uint8_t *payload =
@@ -698,6 +699,8 @@ static int call_pack(const rpc_call *c, const ProtobufCMessage *input,
     if (credential != NULL && credential[0] != '\0') {
         request.credential = (char *)credential;
     }
+    /* Packed from the caller's own strings: no copy of the context. */
+    request.context = (Tokend__V1__RequestContext *)context;
     request.payload.data = payload;
     request.payload.len = payload_len;
     nng_msg *msg = NULL;
@@ -717,7 +720,8 @@ static int call_pack(const rpc_call *c, const ProtobufCMessage *input,
 }
 
 int rpc_call_start(rpc_call *c, const ProtobufCMethodDescriptor *method,
-                   const ProtobufCMessage *input, const char *credential, int timeout_ms,
+                   const ProtobufCMessage *input, const char *credential,
+                   const Tokend__V1__RequestContext *context, int timeout_ms,
                    tokend_error *err) {
     if (input->descriptor != method->input) {
         return error_set(err, TOKEND_INTERNAL, "%s takes a %s, not a %s", method->name,
@@ -727,7 +731,7 @@ int rpc_call_start(rpc_call *c, const ProtobufCMethodDescriptor *method,
     c->timeout_ms = timeout_ms;
     c->request_id = atomic_fetch_add(&c->client->next_request_id, 1);
     nng_msg *msg = NULL;
-    int rv = call_pack(c, input, credential, &msg, err);
+    int rv = call_pack(c, input, credential, context, &msg, err);
     if (rv != TOKEND_OK) {
         return rv;
     }

@@ -29,6 +29,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "tokend.h"
+#include "tokend.pb-c.h"
 
 typedef struct rpc_client rpc_client;
 typedef struct rpc_call rpc_call;
@@ -105,10 +106,13 @@ int rpc_call_new(rpc_client *client, rpc_call_done_fn done, void *arg, rpc_call 
 /*
  * Starts `call` (new or reset, not in flight) on TokenService method
  * `method` with `input`, its request message, sent with `credential` (NULL
- * or "": none). timeout_ms (> 0) bounds the whole call: waiting for a
- * connection, sending and the reply; it is also the deadline the envelope
- * gives the service. `input` is packed before this returns, and the packed
- * copy wiped (it may hold a token).
+ * or "": none) and `context`, the envelope's Request.context: the request
+ * the call is made on behalf of (NULL: none; packed as given, not
+ * checked, so the service refuses one past its bounds). timeout_ms (> 0)
+ * bounds the whole call: waiting for a connection, sending and the reply;
+ * it is also the deadline the envelope gives the service. `input` and
+ * `context` are packed before this returns, and the packed copy wiped (it
+ * may hold a token).
  *
  * Returns TOKEND_OK: the call is in flight and will end (its `done` runs
  * once, maybe before this returns). Or TOKEND_INTERNAL (out of memory,
@@ -116,7 +120,8 @@ int rpc_call_new(rpc_client *client, rpc_call_done_fn done, void *arg, rpc_call 
  * sent and `done` does not run.
  */
 int rpc_call_start(rpc_call *call, const ProtobufCMethodDescriptor *method,
-                   const ProtobufCMessage *input, const char *credential, int timeout_ms,
+                   const ProtobufCMessage *input, const char *credential,
+                   const Tokend__V1__RequestContext *context, int timeout_ms,
                    tokend_error *err);
 
 /* Returns once the started call is over and its `done` (if any) has

@@ -308,7 +308,7 @@ static int admin_token_via_control(const config *cfg) {
     req.owner = cfg->admin_owner;
     if (rv == TOKEND_OK) {
         rv = rpc_call_start(call, &tokend__v1__control__descriptor.methods[0], &req.base,
-                            NULL, 5000, &err);
+                            NULL, NULL, 5000, &err);
     }
     const ProtobufCMessage *out = NULL;
     if (rv == TOKEND_OK) {

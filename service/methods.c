@@ -173,12 +173,50 @@ static bool has_ability(const token_record *rec, const char *ability) {
     return token_ability_granted(rec->abilities, rec->n_abilities, ability);
 }
 
+/* Writes `route` into out[0..cap) with each segment long enough to be a
+ * token (a prefix and 38 more characters) as {redacted}: a client that
+ * put its token in the URL must not find it in the log. */
+static void route_redact(const char *route, char *out, size_t cap) {
+    size_t n = 0;
+    for (const char *p = route; *p != '\0' && n + 1 < cap;) {
+        size_t seg = strcspn(p, "/ ");
+        const char *text = seg > TOKEN_SECRET_LEN + TOKEN_CHECKSUM_LEN ? "{redacted}" : p;
+        size_t len = text == p ? seg : strlen(text);
+        len = len < cap - 1 - n ? len : cap - 1 - n;
+        memcpy(out + n, text, len);
+        n += len;
+        p += seg;
+        if (*p != '\0' && n + 1 < cap) {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* Adds the route and client of a request context to the call's log line
+ * at --log-level debug (the route, never the query: a query may carry
+ * secrets). Formatted only when debug lines are printed: Verify is the
+ * hot path. */
+static void note_context(void *call, const Tokend__V1__RequestContext *ctx) {
+    if (log_min_level > LOG_DEBUG || ctx == NULL) {
+        return;
+    }
+    char normal[ROUTE_MAX + 1], route[ROUTE_MAX + 1], q[2 * ROUTE_MAX + 3];
+    route_normalise(ctx->method, ctx->path, normal, sizeof(normal));
+    route_redact(normal, route, sizeof(route));
+    const char *client =
+        ctx->client_ip != NULL && ctx->client_ip[0] ? ctx->client_ip : "-";
+    server_call_note(call, "route=%s client=%s", log_quote(q, sizeof(q), route), client);
+}
+
 /* Loads the token behind the call's credential into *caller, and its
  * digest into `digest` (if not NULL). On failure answers the call
  * (UNAUTHENTICATED, or why the record could not be read) and returns
- * false. */
+ * false. On success notes the caller and, with `note_envelope`, the
+ * request the call is made for (Request.context); a Verify notes its own
+ * VerifyRequest.context instead. */
 static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *caller,
-                         uint8_t *digest_out) {
+                         uint8_t *digest_out, bool note_envelope) {
     const char *cred = server_call_credential(call);
     size_t len = strlen(cred);
     if (len == 0) {
@@ -215,6 +253,9 @@ static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *
     }
     usage_touch(ms->u, caller->id, now_ms);
     server_call_note(call, "caller=%s", caller->id);
+    if (note_envelope) {
+        note_context(call, server_call_context(call));
+    }
     return true;
 }
 
@@ -506,7 +547,7 @@ static void handle_create_token(service_base *svc,
     int64_t now = rpc_now_ms();
     token_record caller;
     uint8_t caller_digest[TOKEN_DIGEST_LEN];
-    if (!authenticate(ms, call, now, &caller, caller_digest)) {
+    if (!authenticate(ms, call, now, &caller, caller_digest, true)) {
         return;
     }
     bool admin = has_ability(&caller, METHODS_ABILITY_ADMIN);
@@ -594,7 +635,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     int64_t now = rpc_now_ms();
     if (ms->verify_requires_credential) {
         token_record caller;
-        if (!authenticate(ms, call, now, &caller, NULL)) {
+        if (!authenticate(ms, call, now, &caller, NULL, false)) {
             return;
         }
         bool allowed = has_ability(&caller, METHODS_ABILITY_VERIFY) ||
@@ -661,6 +702,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     }
     info_usage(ms, &info);
     server_call_note(call, "id=%s reason=%s", rec.id, tokend_status_name(resp.reason));
+    note_context(call, in->context);
     closure(&resp, call);
     token_record_free(&rec);
 }
@@ -887,7 +929,8 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                                  "id must be %d base62 characters", TOKEN_ID_LEN);
                 goto fail;
             }
-            if (!(have_caller = authenticate(ms, call, now, &caller, caller_digest))) {
+            if (!(have_caller =
+                      authenticate(ms, call, now, &caller, caller_digest, true))) {
                 goto fail;
             }
             if (!may_manage(call, &caller, caller.owner, METHODS_ABILITY_WRITE,
@@ -918,7 +961,8 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             break;
         }
         case TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER: {
-            if (!(have_caller = authenticate(ms, call, now, &caller, caller_digest))) {
+            if (!(have_caller =
+                      authenticate(ms, call, now, &caller, caller_digest, true))) {
                 goto fail;
             }
             const char *owner = in->owner[0] != '\0' ? in->owner : caller.owner;
@@ -986,7 +1030,7 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller;
-    if (!authenticate(ms, call, now, &caller, NULL)) {
+    if (!authenticate(ms, call, now, &caller, NULL, true)) {
         return;
     }
     token_record *recs = NULL;
@@ -1095,7 +1139,7 @@ static void handle_get_token(service_base *svc, const Tokend__V1__GetTokenReques
         return;
     }
     token_record caller;
-    if (!authenticate(ms, call, now, &caller, NULL)) {
+    if (!authenticate(ms, call, now, &caller, NULL, true)) {
         return;
     }
     token_record rec = {0};

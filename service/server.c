@@ -42,7 +42,7 @@ typedef struct server_ctx {
     const ProtobufCMethodDescriptor *method;
     int status; /* set by server_call_fail */
     char message[256];
-    char note[256]; /* logfmt pairs for the log line */
+    char note[512]; /* logfmt pairs for the log line (a Verify's route: 160) */
     size_t note_len;
     bool quiet; /* its OK line will not be logged: skip notes */
     struct timespec started;

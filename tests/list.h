@@ -159,10 +159,21 @@
     X(examples_python_client_over_tcp_and_ipc)                   \
     X(examples_python_client_unavailable_stalled_and_tls)        \
     X(examples_protocol_page_bytes_are_what_tokend_answers)      \
-    X(crash_smoke_five_kills)                                    \
     X(metrics_format_escapes_and_writes_cumulative_histograms)   \
     X(metrics_counter_and_histogram_cost_in_nanoseconds)         \
     X(metrics_pages_pass_promtool_move_and_hold_no_owner_or_id)  \
     X(metrics_listen_refuses_a_taken_port_and_a_bad_address)     \
     X(metrics_gateway_page_off_by_flag_and_by_environment)       \
-    X(metrics_real_prometheus_scrapes_both_and_sees_verifies)
+    X(metrics_real_prometheus_scrapes_both_and_sees_verifies)    \
+    X(context_trusted_proxy_nginx_and_caddy_headers)             \
+    X(context_untrusted_peer_forwarded_headers_are_ignored)      \
+    X(context_x_forwarded_for_chains)                            \
+    X(context_gateway_management_calls_carry_the_request)        \
+    X(context_over_long_and_odd_values_still_verify)             \
+    X(context_bad_trusted_proxy_is_refused_at_start)             \
+    X(context_trusted_proxy_from_the_environment)                \
+    X(context_tokenctl_verify_flags)                             \
+    X(context_out_of_bounds_over_rpc_is_invalid_argument)        \
+    X(context_caddy_forward_auth)                                \
+    X(context_nginx_auth_request_sends_the_checked_request)      \
+    X(crash_smoke_five_kills)

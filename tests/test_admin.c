@@ -304,7 +304,7 @@ TEST(admin_token_recovers_stopped_and_running) {
     REQUIRE(rpc_call_new(client, NULL, NULL, &call, NULL) == TOKEND_OK);
     Tokend__V1__MintAdminTokenRequest req = TOKEND__V1__MINT_ADMIN_TOKEN_REQUEST__INIT;
     REQUIRE(rpc_call_start(call, &tokend__v1__control__descriptor.methods[0], &req.base,
-                           NULL, 3000, NULL) == TOKEND_OK);
+                           NULL, NULL, 3000, NULL) == TOKEND_OK);
     rpc_call_wait(call);
     const ProtobufCMessage *reply = NULL;
     tokend_error rerr;

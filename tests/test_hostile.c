@@ -777,6 +777,92 @@ static uint8_t *in_revoke_last_admin(const hostile *h, size_t *len) {
     return envelope("Revoke", &rr.base, h->p.admin, 0, len);
 }
 
+/* -- request contexts past their bounds (RequestContext) -- */
+
+/* A Verify of a victim with `ctx` as VerifyRequest.context. */
+static uint8_t *verify_ctx_env(const hostile *h, Tokend__V1__RequestContext *ctx,
+                               size_t *len) {
+    Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+    vr.token = (char *)h->v[0].token;
+    vr.context = ctx;
+    return envelope("Verify", &vr.base, NULL, 0, len);
+}
+
+/* A ListTokens of the victims with `ctx` as the envelope's context. */
+static uint8_t *list_ctx_env(const hostile *h, Tokend__V1__RequestContext *ctx,
+                             size_t *len) {
+    Tokend__V1__ListTokensRequest lr = TOKEND__V1__LIST_TOKENS_REQUEST__INIT;
+    lr.owner = VICTIM_OWNER;
+    uint8_t *p = NULL;
+    size_t plen = 0;
+    REQUIRE(rpc_pack(&lr.base, &p, &plen) == TOKEND_OK);
+    Tokend__V1__Request req = TOKEND__V1__REQUEST__INIT;
+    req.method = "ListTokens";
+    req.request_id = REQUEST_ID;
+    req.credential = (char *)h->p.admin;
+    req.context = ctx;
+    req.payload.data = p;
+    req.payload.len = plen;
+    uint8_t *buf = NULL;
+    REQUIRE(rpc_pack(&req.base, &buf, len) == TOKEND_OK);
+    free(p);
+    return buf;
+}
+
+static uint8_t *in_verify_ctx_path_2049(const hostile *h, size_t *len) {
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.path = repeat('p', 2049);
+    uint8_t *env = verify_ctx_env(h, &ctx, len);
+    free(ctx.path);
+    return env;
+}
+
+static uint8_t *in_verify_ctx_bad_ip(const hostile *h, size_t *len) {
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.client_ip = "999.0.0.1";
+    return verify_ctx_env(h, &ctx, len);
+}
+
+static uint8_t *in_verify_ctx_method_17(const hostile *h, size_t *len) {
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.method = "GETGETGETGETGETGE";
+    return verify_ctx_env(h, &ctx, len);
+}
+
+static uint8_t *in_verify_ctx_method_space(const hostile *h, size_t *len) {
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.method = "GET /";
+    return verify_ctx_env(h, &ctx, len);
+}
+
+static uint8_t *in_verify_ctx_ua_newline(const hostile *h, size_t *len) {
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.user_agent = "curl/8\r\nX-Injected: 1";
+    return verify_ctx_env(h, &ctx, len);
+}
+
+static uint8_t *in_list_ctx_ua_257(const hostile *h, size_t *len) {
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.user_agent = repeat('u', 257);
+    uint8_t *env = list_ctx_env(h, &ctx, len);
+    free(ctx.user_agent);
+    return env;
+}
+
+static uint8_t *in_list_ctx_ip_46(const hostile *h, size_t *len) {
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.client_ip = repeat('1', 46);
+    uint8_t *env = list_ctx_env(h, &ctx, len);
+    free(ctx.client_ip);
+    return env;
+}
+
+static uint8_t *in_list_ctx_path_not_utf8(const hostile *h, size_t *len) {
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.path = "/orders/\xc3";
+    return list_ctx_env(h, &ctx, len);
+}
+
 typedef struct rpc_row {
     const char *name;
     uint8_t *(*input)(const hostile *h, size_t *len);
@@ -885,6 +971,22 @@ static const rpc_row rpc_rows[] = {
     {"Revoke of the only admin token's whole owner", in_revoke_last_admin,
      TOKEND__V1__STATUS__FAILED_PRECONDITION, -1,
      "this would revoke the last admin token"},
+    {"Verify with a context path of 2049 bytes", in_verify_ctx_path_2049, INVALID, -1,
+     "context.path: longer than 2048 bytes"},
+    {"Verify with a context client_ip 999.0.0.1", in_verify_ctx_bad_ip, INVALID, -1,
+     "context.client_ip: not an IPv4 or IPv6 address"},
+    {"Verify with a context method of 17 bytes", in_verify_ctx_method_17, INVALID, -1,
+     "context.method: longer than 16 bytes"},
+    {"Verify with a context method \"GET /\"", in_verify_ctx_method_space, INVALID, -1,
+     "context.method: not an HTTP method"},
+    {"Verify with a context user_agent holding CR LF", in_verify_ctx_ua_newline, INVALID,
+     -1, "context.user_agent: not UTF-8 text without control characters"},
+    {"ListTokens with an envelope user_agent of 257 bytes", in_list_ctx_ua_257, INVALID,
+     -1, "context.user_agent: longer than 256 bytes"},
+    {"ListTokens with an envelope client_ip of 46 bytes", in_list_ctx_ip_46, INVALID, -1,
+     "context.client_ip: longer than 45 bytes"},
+    {"ListTokens with an envelope path not UTF-8", in_list_ctx_path_not_utf8, INVALID, -1,
+     "context.path: not UTF-8 text without control characters"},
 };
 
 TEST(hostile_rpc_table) {
