@@ -38,7 +38,7 @@ struct api {
     int ready_timeout_ms;    /* /readyz's call; 0: the RPC timeout */
     const void *openapi;
     size_t openapi_len;
-    gw_stats *stats; /* NULL: no /metrics */
+    gw_stats *stats;   /* NULL: no /metrics */
     proxy_trust trust; /* whose forwarded headers are believed */
 };
 

@@ -88,6 +88,12 @@ bool route_segment_is_id(const char *seg, size_t len) {
     if (len == 0) {
         return false;
     }
+    /* Long enough to hold a token's secret and checksum: whatever it is, a
+     * route name it is not, and a token pasted into a URL must never
+     * become a stored route. */
+    if (len >= ROUTE_SEGMENT_LONG) {
+        return true;
+    }
     bool all_digits = true, all_hex = true, ident = true, has_digit = false;
     size_t hyphens = 0;
     for (size_t i = 0; i < len; i++) {

@@ -8,8 +8,11 @@
  *   - numeric: 1 or more ASCII digits ("123");
  *   - UUID-like: 32 hex digits, bare or as 8-4-4-4-12 with hyphens;
  *   - a long identifier: 16 or more of [A-Za-z0-9_-] with at least one
- *     digit (a base62 token id, a hash, a ULID) — words without a digit,
- *     however long ("notificationsettings"), stay as they are.
+ *     digit (a base62 token id, a hash, a ULID) — words without a digit
+ *     ("notificationsettings") stay as they are;
+ *   - any segment of ROUTE_SEGMENT_LONG (38) bytes or more, whatever it
+ *     holds: as long as a token's secret and checksum, so a token pasted
+ *     into a URL never becomes a stored route.
  * The query and fragment are dropped, repeated slashes collapse, a
  * trailing slash goes (but "/" stays "/"), and an absolute-form target
  * ("https://host/x") keeps only its path. A route longer than ROUTE_MAX
@@ -29,6 +32,10 @@
 #define ROUTE_PATH_MAX 2048
 #define ROUTE_CLIENT_IP_MAX 45
 #define ROUTE_USER_AGENT_MAX 256
+
+/* A segment this long is "{id}" whatever it holds (TOKEN_SECRET_LEN +
+ * TOKEN_CHECKSUM_LEN). */
+#define ROUTE_SEGMENT_LONG 38
 
 /* The longest route route_normalise writes, in bytes, without its NUL. */
 #define ROUTE_MAX 160

@@ -31,6 +31,11 @@ TEST(route_ids_become_one_route) {
     CHECK(route_segment_is_id("7", 1));
     CHECK(!route_segment_is_id("billing-address-settings", 24));
     CHECK(!route_segment_is_id("abc123", 6));
+    /* A token in a URL, digits or none, never becomes a route. */
+    CHECK_STR(route("GET", "/hook/tkd_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL"),
+              "GET /hook/{id}");
+    CHECK_STR(route("GET", "/a/Bearer%20tkd_abcdefghijklmnopqrstuvwxyzABCDEF"),
+              "GET /a/{id}");
 }
 
 TEST(route_shapes_of_paths) {
@@ -54,11 +59,11 @@ TEST(route_long_paths_are_cut_at_a_segment) {
     CHECK(strlen(r) <= ROUTE_MAX);
     CHECK(strncmp(r, "GET /segment/segment", 20) == 0);
     CHECK(strcmp(r + strlen(r) - 4, "/...") == 0);
-    /* One segment too long for the route on its own. */
+    /* One segment too long for a route on its own is an id. */
     char one[600] = "/";
     memset(one + 1, 'a', 500);
     one[501] = '\0';
-    CHECK_STR(route("GET", one), "GET /...");
+    CHECK_STR(route("GET", one), "GET /{id}");
     /* A small buffer cuts, never overruns. */
     char small[12];
     size_t n = route_normalise("GET", "/orders/123/lines", small, sizeof(small));
