@@ -173,37 +173,17 @@ static bool has_ability(const token_record *rec, const char *ability) {
     return token_ability_granted(rec->abilities, rec->n_abilities, ability);
 }
 
-/* Writes `route` into out[0..cap) with each segment long enough to be a
- * token (a prefix and 38 more characters) as {redacted}: a client that
- * put its token in the URL must not find it in the log. */
-static void route_redact(const char *route, char *out, size_t cap) {
-    size_t n = 0;
-    for (const char *p = route; *p != '\0' && n + 1 < cap;) {
-        size_t seg = strcspn(p, "/ ");
-        const char *text = seg > TOKEN_SECRET_LEN + TOKEN_CHECKSUM_LEN ? "{redacted}" : p;
-        size_t len = text == p ? seg : strlen(text);
-        len = len < cap - 1 - n ? len : cap - 1 - n;
-        memcpy(out + n, text, len);
-        n += len;
-        p += seg;
-        if (*p != '\0' && n + 1 < cap) {
-            out[n++] = *p++;
-        }
-    }
-    out[n] = '\0';
-}
-
 /* Adds the route and client of a request context to the call's log line
  * at --log-level debug (the route, never the query: a query may carry
- * secrets). Formatted only when debug lines are printed: Verify is the
- * hot path. */
+ * secrets; a segment long enough to be a token is "{id}" in a route, so a
+ * token put in the URL never reaches the log). Formatted only when debug lines are
+ * printed: Verify is the hot path. */
 static void note_context(void *call, const Tokend__V1__RequestContext *ctx) {
     if (log_min_level > LOG_DEBUG || ctx == NULL) {
         return;
     }
-    char normal[ROUTE_MAX + 1], route[ROUTE_MAX + 1], q[2 * ROUTE_MAX + 3];
-    route_normalise(ctx->method, ctx->path, normal, sizeof(normal));
-    route_redact(normal, route, sizeof(route));
+    char route[ROUTE_MAX + 1], q[2 * ROUTE_MAX + 3];
+    route_normalise(ctx->method, ctx->path, route, sizeof(route));
     const char *client =
         ctx->client_ip != NULL && ctx->client_ip[0] ? ctx->client_ip : "-";
     server_call_note(call, "route=%s client=%s", log_quote(q, sizeof(q), route), client);
