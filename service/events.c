@@ -287,17 +287,23 @@ bool events_refusal_admit(events *ev, const char *method, int status,
     return admit;
 }
 
-void events_refusal_detail(events_what *what, events_field fields[4], char buf[24],
+void events_refusal_detail(events_what *what, events_field fields[5], char buf[24],
                            const char *method, int status, const char *reason,
-                           uint64_t unrecorded_before) {
+                           const char *owner, uint64_t unrecorded_before) {
+    bool actor = what->actor_owner != NULL && what->actor_owner[0] != '\0';
+    bool other = owner != NULL && owner[0] != '\0' &&
+                 (!actor || strcmp(owner, what->actor_owner) != 0);
+    what->owner = actor ? what->actor_owner : owner;
     fields[0] = (events_field){"method", method};
     fields[1] = (events_field){"status", tokend_status_name(status)};
     fields[2] = (events_field){"reason", reason};
     size_t n = 3;
+    if (actor && other) {
+        fields[n++] = (events_field){"target_owner", owner};
+    }
     if (unrecorded_before > 0) {
         snprintf(buf, 24, "%" PRIu64, unrecorded_before);
-        fields[3] = (events_field){"unrecorded_before", buf};
-        n = 4;
+        fields[n++] = (events_field){"unrecorded_before", buf};
     }
     what->kind = TOKEND__V1__EVENT_KIND__CALL_REFUSED;
     what->detail = fields;
@@ -378,12 +384,11 @@ void events_refused(events *ev, const char *method, int status, const char *reas
     events_what what = {
         .actor_id = actor_id,
         .actor_owner = actor_owner,
-        .owner = owner != NULL && owner[0] != '\0' ? owner : actor_owner,
         .context = context,
     };
-    events_field fields[4];
+    events_field fields[5];
     char buf[24];
-    events_refusal_detail(&what, fields, buf, method, status, reason, before);
+    events_refusal_detail(&what, fields, buf, method, status, reason, owner, before);
     (void)queue_event(ev, &what);
 }
 

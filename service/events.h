@@ -100,12 +100,14 @@ bool events_refusal_admit(events *ev, const char *method, int status,
                           const char *actor_id, const char *client_ip,
                           uint64_t *unrecorded_before);
 
-/* Fills what->detail with method, status, reason and, when not 0,
- * unrecorded_before (into fields[0..4] and buf, which must outlive the
- * put) for a CALL_REFUSED event. */
-void events_refusal_detail(events_what *what, events_field fields[4], char buf[24],
+/* Makes `what` a CALL_REFUSED event: its owner the caller's (so an owner
+ * sees its own refused calls, and never learns of another's), else the
+ * target `owner`; detail method, status, reason, target_owner (when the
+ * target is another owner's) and, when not 0, unrecorded_before (into
+ * fields[0..5) and buf, which must outlive the put). */
+void events_refusal_detail(events_what *what, events_field fields[5], char buf[24],
                            const char *method, int status, const char *reason,
-                           uint64_t unrecorded_before);
+                           const char *owner, uint64_t unrecorded_before);
 
 /* Records a refused management call (CALL_REFUSED) if the limiter admits
  * it, queued through the writer; never waits for the write. actor_id and

@@ -458,14 +458,13 @@ static int apply_refused(events *ev, store *st, store_batch *batch, const char *
     events_what what = {
         .actor_id = caller->present ? caller->id : NULL,
         .actor_owner = caller->present ? caller->owner : NULL,
-        .owner = owner,
         .context = ctx,
     };
-    events_field fields[4];
+    events_field fields[5];
     char buf[24];
     events_refusal_detail(&what, fields, buf, method, status,
                           why->code == status ? why->message : tokend_status_name(status),
-                          before);
+                          owner, before);
     (void)events_put(st, batch, rpc_now_ms(), &what, NULL);
     return status;
 }
