@@ -616,7 +616,7 @@ static int event_head_load(store *st, tokend_error *err) {
 }
 
 /* Opening is: refuse a missing store unless creating; check the families
- * on disk; open all five with their options (creating the missing ones if
+ * on disk; open all seven with their options (creating the missing ones if
  * allowed); check or write the schema marker. Any failure unwinds
  * through store_close, which copes with a half-built store. */
 int store_open(const char *dir, const store_options *opts, store **out,
