@@ -595,6 +595,8 @@ void events_free(events *ev) {
 /* ------------------------------------------------------------------------
  * ListEvents' reading. */
 
+#define EVENTS_EVENT_MAX (EVENTS_DETAIL_MAX * (64 + EVENTS_VALUE_MAX) + 8192)
+
 typedef struct list_scan {
     const events_query *q;
     Tokend__V1__Event **events;
@@ -624,7 +626,10 @@ static int list_take(void *arg, uint64_t seq, const uint8_t *v, size_t len) {
     }
     s->events[s->n++] = e;
     s->bytes += len + 8;
-    return s->n == s->q->page_size || s->bytes >= EVENTS_PAGE_BYTES - 20000;
+    /* The page ends once one more event could take it past the bound: an
+     * event is at most EVENTS_DETAIL_MAX values of EVENTS_VALUE_MAX bytes
+     * with their keys, the context and a few ids, under EVENTS_EVENT_MAX. */
+    return s->n == s->q->page_size || s->bytes >= EVENTS_PAGE_BYTES - EVENTS_EVENT_MAX;
 }
 
 int events_list(store *st, const events_query *q, Tokend__V1__Event ***out, size_t *n,
