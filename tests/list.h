@@ -170,4 +170,6 @@
     X(audit_retention_deletes_old_events_and_verify_starts_at_the_oldest_kept) \
     X(audit_events_retention_option_flag_and_bad_value)                        \
     X(audit_repeated_refusals_are_folded_and_counted)                          \
-    X(audit_gateway_get_events)
+    X(audit_gateway_get_events)                                                \
+    X(audit_failed_commit_leaves_the_head_where_it_was)                        \
+    X(audit_alerts_are_written_through_the_writer_in_order)

@@ -27,12 +27,14 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "crypto.h"
+#include "events.h"
 #include "harness.h"
 #include "rpc.h"
 #include "store.h"
 #include "test.h"
 #include "token.h"
 #include "tokend.pb-c.h"
+#include "writer.h"
 
 #define TOK 128
 
@@ -236,7 +238,7 @@ TEST(audit_records_creates_revokes_and_refusals_with_their_fields) {
     /* A create with an expiry, through libtokend. */
     tokend_created created;
     tokend_create_params params = {.owner = "partner:a",
-                                   .name = "writer",
+                                   .name = "wclient",
                                    .abilities = rw_abilities,
                                    .n_abilities = 2,
                                    .expires_in_seconds = 3600};
@@ -263,14 +265,14 @@ TEST(audit_records_creates_revokes_and_refusals_with_their_fields) {
     CHECK_INT(n, 2);
 
     /* Refusals: no valid credential, another owner, the last admin, the
-     * owner limit (3 for partner:a: writer + two more, then refused). */
+     * owner limit (3 for partner:a: wclient + two more, then refused). */
     tokend_client *nobody = harness_client(&p, "tkd_notatoken");
     CHECK_INT(tokend_revoke_owner(nobody, NULL, "partner:a", &n, NULL),
               TOKEND_UNAUTHENTICATED);
     tokend_close(nobody);
-    tokend_client *writer = harness_client(&p, wtok);
+    tokend_client *wclient = harness_client(&p, wtok);
     tokend_token_page tp;
-    CHECK_INT(tokend_list(writer, NULL, "partner:b", 10, NULL, &tp, NULL),
+    CHECK_INT(tokend_list(wclient, NULL, "partner:b", 10, NULL, &tp, NULL),
               TOKEND_PERMISSION_DENIED);
     CHECK_INT(tokend_revoke_id(admin, NULL, aid, &n, NULL), TOKEND_FAILED_PRECONDITION);
     for (int i = 0; i < 2; i++) {
@@ -280,9 +282,9 @@ TEST(audit_records_creates_revokes_and_refusals_with_their_fields) {
                                  .name = "over",
                                  .abilities = read_ability,
                                  .n_abilities = 1};
-    CHECK_INT(tokend_create(writer, NULL, &over, &created, NULL),
+    CHECK_INT(tokend_create(wclient, NULL, &over, &created, NULL),
               TOKEND_RESOURCE_EXHAUSTED);
-    tokend_close(writer);
+    tokend_close(wclient);
     sleep_ms(300); /* refusals are queued, not waited for */
 
     tokend_event_page all;
@@ -308,7 +310,7 @@ TEST(audit_records_creates_revokes_and_refusals_with_their_fields) {
     e = find(&all, "TOKEN_CREATED", wid);
     REQUIRE(e != NULL);
     CHECK_STR(e->owner, "partner:a");
-    CHECK_STR(detail_of(e, "name"), "writer");
+    CHECK_STR(detail_of(e, "name"), "wclient");
     CHECK_STR(detail_of(e, "abilities"), "tokens:read,tokens:write");
     char want[24];
     snprintf(want, sizeof(want), "%lld", (long long)wexp);
@@ -951,4 +953,108 @@ TEST(audit_gateway_get_events) {
     res_free(&r);
     harness_gateway_stop(&g);
     harness_stop(&p);
+}
+
+/* The head moves only with a commit: a failed batch's events leave it
+ * where it was, and the next event takes the seq the failed one had;
+ * several events of one batch chain one after another. */
+TEST(audit_failed_commit_leaves_the_head_where_it_was) {
+    REQUIRE(crypto_init(NULL) == TOKEND_OK);
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/store", test_tmpdir());
+    store_options so = {.create_if_missing = true};
+    store *st = NULL;
+    REQUIRE(store_open(dir, &so, &st, NULL) == TOKEND_OK);
+    store_batch *b = store_batch_new();
+    events_what what = {.kind = TOKEND__V1__EVENT_KIND__TOKEN_REVOKED, .owner = "o"};
+    REQUIRE(events_put(st, b, 1000, &what, NULL) == TOKEND_OK);
+    REQUIRE(events_put(st, b, 1001, &what, NULL) == TOKEND_OK);
+    uint64_t seq = 0;
+    uint8_t hash[STORE_EVENT_HASH_LEN], committed[STORE_EVENT_HASH_LEN];
+    store_batch_event_head(st, b, &seq, hash);
+    CHECK_INT(seq, 2); /* through the batch */
+    CHECK_INT(store_event_last_seq(st), 0);
+    REQUIRE(store_batch_commit(st, b, true, NULL) == TOKEND_OK);
+    CHECK_INT(store_event_last_seq(st), 2);
+    store_batch_event_head(st, NULL, &seq, committed);
+    CHECK(memcmp(hash, committed, sizeof(hash)) == 0);
+
+    /* A batch that fails applies nothing and moves nothing. */
+    REQUIRE(events_put(st, b, 1002, &what, NULL) == TOKEND_OK);
+    store_batch_fail(b, TOKEND_INTERNAL, "test");
+    CHECK_INT(store_batch_commit(st, b, true, NULL), TOKEND_INTERNAL);
+    CHECK_INT(store_event_last_seq(st), 2);
+    store_batch_event_head(st, b, &seq, hash);
+    CHECK_INT(seq, 2);
+    CHECK(memcmp(hash, committed, sizeof(hash)) == 0);
+    REQUIRE(events_put(st, b, 1003, &what, NULL) == TOKEND_OK);
+    REQUIRE(store_batch_commit(st, b, true, NULL) == TOKEND_OK);
+    CHECK_INT(store_event_last_seq(st), 3);
+    /* An event out of order is refused and adds nothing. */
+    CHECK_INT(
+        store_batch_put_event(st, b, 9, (const uint8_t *)"x", 1, hash, NULL, NULL, NULL),
+        TOKEND_INTERNAL);
+    CHECK_INT(store_batch_count(b), 0);
+    store_batch_free(b);
+    store_close(st);
+
+    /* The head is read back at open. */
+    REQUIRE(store_open(dir, NULL, &st, NULL) == TOKEND_OK);
+    CHECK_INT(store_event_last_seq(st), 3);
+    store_close(st);
+}
+
+/* What an alert module hands over: queued through the writer, in order,
+ * with its context and detail; anything but an alert kind is refused. */
+TEST(audit_alerts_are_written_through_the_writer_in_order) {
+    REQUIRE(crypto_init(NULL) == TOKEND_OK);
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/store", test_tmpdir());
+    store_options so = {.create_if_missing = true};
+    store *st = NULL;
+    REQUIRE(store_open(dir, &so, &st, NULL) == TOKEND_OK);
+    writer *w = NULL;
+    REQUIRE(writer_start(st, NULL, 1000, &w) == TOKEND_OK);
+    events *ev = events_new(st, w, 0);
+    REQUIRE(ev != NULL);
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.client_ip = "2001:db8::1";
+    ctx.path = "/orders/1?token=tkd_secret";
+    events_field detail[] = {{"network", "2001:db8::/64"}};
+    for (int i = 0; i < 20; i++) {
+        CHECK_INT(events_append_alert(ev, TOKEND__V1__EVENT_KIND__ALERT_NEW_NETWORK,
+                                      "AAAAAAAAAAAAAAAA", "partner:x", &ctx, detail, 1),
+                  TOKEND_OK);
+    }
+    CHECK_INT(events_append_alert(ev, TOKEND__V1__EVENT_KIND__TOKEN_CREATED, NULL, NULL,
+                                  NULL, NULL, 0),
+              TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(events_append_alert(ev, TOKEND__V1__EVENT_KIND__ALERT_DENIAL_BURST, NULL,
+                                  NULL, NULL, detail, EVENTS_DETAIL_MAX + 1),
+              TOKEND_INVALID_ARGUMENT);
+    events_stop(ev);
+    writer_stop(w); /* writes what is queued */
+    events_free(ev);
+    events_query q = {.kind = TOKEND__V1__EVENT_KIND__ALERT_NEW_NETWORK,
+                      .page_size = 100};
+    Tokend__V1__Event **page = NULL;
+    size_t n = 0;
+    char next[EVENTS_CURSOR_LEN + 1];
+    bool more = true;
+    REQUIRE(events_list(st, &q, &page, &n, next, &more, NULL) == TOKEND_OK);
+    CHECK_INT(n, 20);
+    CHECK(!more);
+    CHECK_STR(next, "0000000000000014");
+    for (size_t i = 0; i < n; i++) {
+        CHECK_INT(page[i]->seq, i + 1);
+        CHECK_STR(page[i]->owner, "partner:x");
+        CHECK_STR(page[i]->token_id, "AAAAAAAAAAAAAAAA");
+        REQUIRE(page[i]->context != NULL);
+        CHECK_STR(page[i]->context->client_ip, "2001:db8::1");
+        CHECK_STR(page[i]->context->path, "/orders/1"); /* never the query */
+        REQUIRE(page[i]->n_detail == 1);
+        CHECK_STR(page[i]->detail[0]->value, "2001:db8::/64");
+    }
+    events_page_free(page, n);
+    store_close(st);
 }
