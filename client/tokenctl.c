@@ -240,7 +240,8 @@ static const char usage_events[] =
     "                 CALL_REFUSED, ADMIN_RECOVERY or an ALERT_* kind\n"
     "  --since DUR    only events of the last DUR (e.g. 7d, 12h, 30m)\n"
     "  --follow       after the log so far, poll every second for new events\n"
-    "                 until interrupted (with --json: a feed for a SIEM)\n"
+    "                 until interrupted (with --json: a feed for a SIEM); while\n"
+    "                 tokend cannot be reached it says so once and keeps polling\n"
     "  --verify       read the whole log and recompute its hash chain; prints\n"
     "                 \"chain verified: N events, seq A..B\", or names the first\n"
     "                 broken link (\"seq N: hash does not match\", \"seq N:\n"
@@ -1635,14 +1636,28 @@ static int run_events(cli *c) {
     char *cursor = NULL;
     int exit_code = EXIT_DONE;
     bool header = !c->json && !verify;
+    bool waiting = false; /* --follow: tokend unreachable, said once */
     while (!events_stop) {
         tokend_event_page page;
         tokend_error err;
         f.cursor = cursor;
         if (tokend_list_events(c->client, NULL, &f, &page, &err) != TOKEND_OK) {
+            /* A feed outlives a restart of tokend: it says so once and
+             * polls on from its cursor. */
+            bool transient =
+                err.code == TOKEND_UNAVAILABLE || err.code == TOKEND_DEADLINE_EXCEEDED;
+            if (follow && transient) {
+                if (!waiting) {
+                    report_error(err.code, "%s (still following)", err.message);
+                    waiting = true;
+                }
+                sleep_ms(EVENTS_POLL_MS);
+                continue;
+            }
             exit_code = call_failed(&err);
             break;
         }
+        waiting = false;
         if (header && page.n_events > 0) {
             printf("%-6s %-20s %-24s %-16s %-16s %-16s %-15s %s\n", "SEQ", "TIME", "KIND",
                    "ACTOR", "OWNER", "TOKEN", "CLIENT IP", "DETAIL");

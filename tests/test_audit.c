@@ -699,6 +699,10 @@ static pid_t follow_start(const tokend_proc *p, const char *path) {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    char err_path[420];
+    snprintf(err_path, sizeof(err_path), "%s.err", path);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC,
+                                     0600);
     const char *argv[] = {harness_bin("tokenctl"),
                           "--url",
                           p->url,
@@ -765,6 +769,18 @@ TEST(audit_tokenctl_json_lines_parse_and_follow_sees_a_new_event) {
     harness_create(admin, "partner:later", "later", any_ability, 1, 0, NULL, 0, id,
                    sizeof(id));
     CHECK(file_gets(path, id, 5000));
+    /* It keeps following across a restart of tokend. */
+    tokend_close(admin);
+    harness_stop(&p);
+    sleep_ms(1500);
+    REQUIRE(harness_start(&p));
+    admin = harness_client(&p, p.admin);
+    harness_create(admin, "partner:restarted", "r", any_ability, 1, 0, NULL, 0, id,
+                   sizeof(id));
+    CHECK(file_gets(path, id, 8000));
+    char err_path[420];
+    snprintf(err_path, sizeof(err_path), "%s.err", path);
+    CHECK(file_gets(err_path, "still following", 0));
     kill(pid, SIGINT);
     int ws = 0;
     REQUIRE(waitpid(pid, &ws, 0) == pid);
