@@ -392,13 +392,26 @@ void events_refused(events *ev, const char *method, int status, const char *reas
     (void)queue_event(ev, &what);
 }
 
+/* NULL, or text an event may hold (UTF-8, no control characters), so
+ * that every reader of the log can decode and show it. */
+static bool text_ok(const char *s) {
+    return s == NULL || rpc_text_ok(s, strlen(s));
+}
+
 int events_append_alert(events *ev, Tokend__V1__EventKind kind, const char *token_id,
                         const char *owner, const Tokend__V1__RequestContext *context,
                         const events_field *detail, size_t n_detail) {
     if (ev == NULL || kind < TOKEND__V1__EVENT_KIND__ALERT_REVOKED_TOKEN_USED ||
         kind > TOKEND__V1__EVENT_KIND__ALERT_UNKNOWN_TOKEN_SPRAY ||
-        n_detail > EVENTS_DETAIL_MAX || (n_detail > 0 && detail == NULL)) {
+        n_detail > EVENTS_DETAIL_MAX || (n_detail > 0 && detail == NULL) ||
+        !text_ok(token_id) || !text_ok(owner)) {
         return TOKEND_INVALID_ARGUMENT;
+    }
+    for (size_t i = 0; i < n_detail; i++) {
+        if (detail[i].key == NULL || !text_ok(detail[i].key) ||
+            !text_ok(detail[i].value)) {
+            return TOKEND_INVALID_ARGUMENT;
+        }
     }
     events_what what = {
         .kind = kind,

@@ -121,7 +121,9 @@ void events_refused(events *ev, const char *method, int status, const char *reas
  * (may be NULL) and n_detail detail fields, through the writer, durably
  * and in the writer's order. Any thread; copies everything and returns at
  * once: TOKEND_OK (queued), TOKEND_INVALID_ARGUMENT (not an alert kind,
- * over EVENTS_DETAIL_MAX fields), TOKEND_RESOURCE_EXHAUSTED (over
+ * over EVENTS_DETAIL_MAX fields, a NULL key, a string that is not UTF-8
+ * text without control characters; the context is taken as checked, as
+ * the server checks a Verify's), TOKEND_RESOURCE_EXHAUSTED (over
  * EVENTS_QUEUE_MAX events queued: dropped and counted in the log line
  * event=events.dropped), TOKEND_UNAVAILABLE (stopping). */
 int events_append_alert(events *ev, Tokend__V1__EventKind kind, const char *token_id,

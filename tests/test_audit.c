@@ -656,6 +656,21 @@ TEST(audit_list_events_filters_and_rights) {
     CHECK_INT(tokend_list_events(reader, NULL, &(tokend_event_filter){.page_size = 1001},
                                  &page, &err),
               TOKEND_INVALID_ARGUMENT);
+    char longer[200];
+    memset(longer, 'o', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    CHECK_INT(tokend_list_events(admin, NULL, &(tokend_event_filter){.owner = longer},
+                                 &page, &err),
+              TOKEND_INVALID_ARGUMENT);
+    CHECK(test_contains(err.message, "owner"));
+    CHECK_INT(tokend_list_events(admin, NULL, &(tokend_event_filter){.token_id = "../x"},
+                                 &page, &err),
+              TOKEND_INVALID_ARGUMENT);
+    CHECK(test_contains(err.message, "token_id"));
+    CHECK_INT(tokend_list_events(admin, NULL,
+                                 &(tokend_event_filter){.owner = "bad\nowner"}, &page,
+                                 &err),
+              TOKEND_INVALID_ARGUMENT);
     tokend_close(reader);
     tokend_client *noread = harness_client(&p, wtok);
     CHECK_INT(tokend_list_events(noread, NULL, NULL, &page, &err),
@@ -1047,6 +1062,13 @@ TEST(audit_alerts_are_written_through_the_writer_in_order) {
               TOKEND_INVALID_ARGUMENT);
     CHECK_INT(events_append_alert(ev, TOKEND__V1__EVENT_KIND__ALERT_DENIAL_BURST, NULL,
                                   NULL, NULL, detail, EVENTS_DETAIL_MAX + 1),
+              TOKEND_INVALID_ARGUMENT);
+    events_field bad[] = {{"denials", "3\x01"}};
+    CHECK_INT(events_append_alert(ev, TOKEND__V1__EVENT_KIND__ALERT_DENIAL_BURST, NULL,
+                                  NULL, NULL, bad, 1),
+              TOKEND_INVALID_ARGUMENT);
+    CHECK_INT(events_append_alert(ev, TOKEND__V1__EVENT_KIND__ALERT_DENIAL_BURST, NULL,
+                                  "\xff", NULL, NULL, 0),
               TOKEND_INVALID_ARGUMENT);
     events_stop(ev);
     writer_stop(w); /* writes what is queued */
