@@ -177,8 +177,9 @@ PC_SED   = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 $(BUILD)/tokend.pc: client/tokend.pc.in include/tokend.h Makefile
 	$(PC_SED) $< > $@
 
+# tokenctl events --verify recomputes the audit log's SHA-256 chain.
 $(BUILD)/tokenctl: $(OBJ)/client/tokenctl.o $(BUILD)/libtokend.a
-	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_CLIENT)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS_CLIENT) $(call pc_libs,libcrypto)
 
 # --- service ---
 $(BUILD)/tokend: $(OBJ)/service/main.o $(SERVICE_OBJS) $(PROTO_OBJS)

@@ -27,7 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
+
+#include <openssl/sha.h>
 
 #include "error.h"
 #include "opt.h"
@@ -62,6 +65,7 @@ static const char usage_main[] =
     "  list     list an owner's tokens\n"
     "  show     show one token by its id, with its last use and use count\n"
     "  revoke   revoke a token by id or plain text, or every token of an owner\n"
+    "  events   the audit log: list, follow or verify its hash chain\n"
     "  help     show the help of a command (same as: tokenctl COMMAND --help)\n"
     "\n"
     "Global flags (accepted before or after the command):\n"
@@ -228,6 +232,39 @@ static const char usage_revoke[] =
     "\n"
     "Exit codes: 0 done, 1 refused (NOT_FOUND: no such id), 2 usage error,\n"
     "3 unavailable.\n";
+
+static const char usage_events[] =
+    "Usage: tokenctl events [--owner O] [--token ID] [--kind K] [--since 7d]\n"
+    "                       [--follow] [--json]\n"
+    "       tokenctl events --verify\n"
+    "\n"
+    "Lists the audit log, oldest first: creates, revokes, refused management\n"
+    "calls, admin recoveries and alerts, with time, caller and client address.\n"
+    "\n"
+    "  --owner OWNER  only events about OWNER's tokens (a non-admin sees its\n"
+    "                 own owner's only)\n"
+    "  --token ID     only events about the token with public id ID\n"
+    "  --kind KIND    only events of KIND: TOKEN_CREATED, TOKEN_REVOKED,\n"
+    "                 CALL_REFUSED, ADMIN_RECOVERY or an ALERT_* kind\n"
+    "  --since DUR    only events of the last DUR (e.g. 7d, 12h, 30m)\n"
+    "  --follow       after the log so far, poll every second for new events\n"
+    "                 until interrupted (with --json: a feed for a SIEM); while\n"
+    "                 tokend cannot be reached it says so once and keeps polling\n"
+    "  --verify       read the whole log and recompute its hash chain; prints\n"
+    "                 \"chain verified: N events, seq A..B\", or names the first\n"
+    "                 broken link (\"seq N: hash does not match\", \"seq N:\n"
+    "                 prev_hash is not seq N-1's hash\", \"gap after seq N\")\n"
+    "                 and exits 1. A log cut by retention is verified from its\n"
+    "                 oldest kept event, whose prev_hash is taken as given.\n"
+    "\n"
+    "A table by default; with --json one JSON object per line:\n"
+    "  {\"seq\":N,\"time\":MS,\"kind\":K,\"actor_id\":...,\"actor_owner\":...,\n"
+    "   \"owner\":...,\"token_id\":...,\"method\":...,\"path\":...,\n"
+    "   \"client_ip\":...,\"user_agent\":...,\"detail\":{...},\"hash\":HEX}\n"
+    "\n"
+    "Needs tokend:admin (every owner) or tokens:read (its own owner).\n"
+    "Exit codes: 0 done (verify: the chain holds), 1 refused or a broken chain,\n"
+    "2 usage error, 3 unavailable.\n";
 
 /* ------------------------------------------------------------------------
  * Small utilities. */
@@ -509,6 +546,11 @@ typedef enum flag_id {
     FLAG_PATH,
     FLAG_CLIENT_IP,
     FLAG_USER_AGENT,
+    FLAG_TOKEN_ID,
+    FLAG_KIND,
+    FLAG_SINCE,
+    FLAG_FOLLOW,
+    FLAG_VERIFY,
     FLAG_COUNT
 } flag_id;
 
@@ -557,6 +599,13 @@ static const flag_spec verify_flags[] = {
 static const flag_spec list_flags[] = {
     {"--owner", FLAG_OWNER, true, false},   {"--limit", FLAG_LIMIT, true, false},
     {"--cursor", FLAG_CURSOR, true, false}, {"--all", FLAG_ALL, false, true},
+    {NULL, FLAG_COUNT, false, false},
+};
+
+static const flag_spec events_flags[] = {
+    {"--owner", FLAG_OWNER, true, false},   {"--token", FLAG_TOKEN_ID, true, false},
+    {"--kind", FLAG_KIND, true, false},     {"--since", FLAG_SINCE, true, false},
+    {"--follow", FLAG_FOLLOW, false, true}, {"--verify", FLAG_VERIFY, false, true},
     {NULL, FLAG_COUNT, false, false},
 };
 
@@ -737,6 +786,8 @@ static int apply_flag(cli *c, const flag_spec *spec, char *value) {
             break;
         case FLAG_ANY:
         case FLAG_ALL:
+        case FLAG_FOLLOW:
+        case FLAG_VERIFY:
             break;
         case FLAG_ABILITY:
             strlist_push(&c->abilities, value);
@@ -757,6 +808,7 @@ static int run_list(cli *c);
 static int run_revoke(cli *c);
 static int run_show(cli *c);
 static int run_help(cli *c);
+static int run_events(cli *c);
 
 static const command commands[] = {
     {"create", create_flags, usage_create, run_create},
@@ -764,6 +816,7 @@ static const command commands[] = {
     {"list", list_flags, usage_list, run_list},
     {"show", show_flags, usage_show, run_show},
     {"revoke", revoke_flags, usage_revoke, run_revoke},
+    {"events", events_flags, usage_events, run_events},
     {"help", NULL, usage_main, run_help},
 };
 
@@ -963,7 +1016,8 @@ static int run_help(cli *c) {
     const command *cmd = find_command(c->positional.items[0]);
     if (cmd == NULL || c->positional.n > 1) {
         c->cmd = NULL;
-        return usage_error(c, "help: expected one of create, verify, list, revoke");
+        return usage_error(
+            c, "help: expected one of create, verify, list, show, revoke, events");
     }
     fputs(cmd->usage, stdout);
     return EXIT_DONE;
@@ -1425,4 +1479,255 @@ int main(int argc, char **argv) {
         }
     }
     return rv;
+}
+
+/* ------------------------------------------------------------------------
+ * events: listing, following and verifying the audit log. */
+
+#define EVENTS_POLL_MS 1000
+
+static volatile sig_atomic_t events_stop;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    events_stop = 1;
+}
+
+static void put_hex(FILE *out, const uint8_t *b, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "%02x", b[i]);
+    }
+}
+
+static void print_event_json(const tokend_event *e) {
+    const struct {
+        const char *key, *value;
+    } fields[] = {
+        {"kind", e->kind},   {"actor_id", e->actor_id},   {"actor_owner", e->actor_owner},
+        {"owner", e->owner}, {"token_id", e->token_id},   {"method", e->method},
+        {"path", e->path},   {"client_ip", e->client_ip}, {"user_agent", e->user_agent}};
+    printf("{\"seq\":%" PRIu64 ",\"time\":%" PRId64, e->seq, e->time_unix_ms);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        printf(",\"%s\":", fields[i].key);
+        json_string(stdout, fields[i].value);
+    }
+    fputs(",\"detail\":{", stdout);
+    for (size_t i = 0; i < e->n_detail; i++) {
+        if (i > 0) {
+            putc(',', stdout);
+        }
+        json_string(stdout, e->detail[i].key);
+        putc(':', stdout);
+        json_string(stdout, e->detail[i].value);
+    }
+    fputs("},\"hash\":\"", stdout);
+    put_hex(stdout, e->hash, e->hash_len < 32 ? e->hash_len : 32);
+    fputs("\"}\n", stdout);
+}
+
+static void print_event_row(const tokend_event *e) {
+    char when[32];
+    printf("%-6" PRIu64 " %s ", e->seq,
+           format_time(e->time_unix_ms, "-", when, sizeof when));
+    put_padded(stdout, e->kind, 24);
+    putc(' ', stdout);
+    put_padded(stdout, e->actor_id[0] != '\0' ? e->actor_id : "-", 16);
+    putc(' ', stdout);
+    put_padded(stdout, e->owner[0] != '\0' ? e->owner : "-", 16);
+    putc(' ', stdout);
+    put_padded(stdout, e->token_id[0] != '\0' ? e->token_id : "-", 16);
+    putc(' ', stdout);
+    put_padded(stdout, e->client_ip[0] != '\0' ? e->client_ip : "-", 15);
+    for (size_t i = 0; i < e->n_detail; i++) {
+        putc(' ', stdout);
+        put_text(stdout, e->detail[i].key);
+        putc('=', stdout);
+        put_text(stdout, e->detail[i].value);
+    }
+    putc('\n', stdout);
+}
+
+/* The chain as far as it has been read. */
+typedef struct chain {
+    uint64_t n, first, last;
+    uint8_t last_hash[TOKEND_EVENT_HASH_LEN];
+} chain;
+
+/* Checks one event against the one before it; prints the broken link and
+ * returns false when it breaks. */
+static bool chain_step(chain *ch, const tokend_event *e) {
+    uint8_t *buf = malloc(TOKEND_EVENT_HASH_LEN + e->hashed_len + 1);
+    if (buf == NULL) {
+        oom();
+    }
+    memcpy(buf, e->prev_hash, TOKEND_EVENT_HASH_LEN);
+    memcpy(buf + TOKEND_EVENT_HASH_LEN, e->hashed, e->hashed_len);
+    uint8_t hash[SHA256_DIGEST_LENGTH];
+    SHA256(buf, TOKEND_EVENT_HASH_LEN + e->hashed_len, hash);
+    free(buf);
+    const char *broken = NULL;
+    uint64_t at = e->seq;
+    static const uint8_t zero[TOKEND_EVENT_HASH_LEN];
+    if (ch->n > 0 && e->seq != ch->last + 1) {
+        broken = "gap";
+        at = ch->last;
+    } else if (e->hash_len != TOKEND_EVENT_HASH_LEN ||
+               e->prev_hash_len != TOKEND_EVENT_HASH_LEN ||
+               memcmp(hash, e->hash, sizeof hash) != 0) {
+        broken = "hash does not match";
+    } else if (ch->n > 0 && memcmp(e->prev_hash, ch->last_hash, sizeof hash) != 0) {
+        broken = "prev_hash";
+    } else if (ch->n == 0 && e->seq == 1 &&
+               memcmp(e->prev_hash, zero, sizeof zero) != 0) {
+        broken = "prev_hash of seq 1 is not zero";
+    }
+    if (broken != NULL) {
+        if (strcmp(broken, "gap") == 0) {
+            printf("chain broken: gap after seq %" PRIu64 "\n", at);
+        } else if (strcmp(broken, "prev_hash") == 0) {
+            printf("chain broken: seq %" PRIu64 ": prev_hash is not seq %" PRIu64
+                   "'s hash\n",
+                   at, at - 1);
+        } else {
+            printf("chain broken: seq %" PRIu64 ": %s\n", at, broken);
+        }
+        return false;
+    }
+    if (ch->n == 0) {
+        ch->first = e->seq;
+    }
+    ch->n++;
+    ch->last = e->seq;
+    memcpy(ch->last_hash, e->hash, sizeof ch->last_hash);
+    return true;
+}
+
+/* Reads --since (a duration back from now) into *since_ms. */
+static int parse_since(const cli *c, int64_t *since_ms) {
+    const char *text = c->values[FLAG_SINCE];
+    if (text == NULL) {
+        *since_ms = 0;
+        return -1;
+    }
+    int64_t seconds = 0;
+    tokend_error err;
+    if (opt_parse_duration(text, &seconds, &err) != TOKEND_OK || seconds <= 0) {
+        return usage_error(c, "--since '%s': expected a duration such as 7d, 12h or 30m",
+                           text);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    *since_ms = seconds * 1000 < now_ms ? now_ms - seconds * 1000 : 0;
+    return -1;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* a signal ends it early, which is what we want */
+}
+
+static int run_events(cli *c) {
+    if (c->positional.n > 0) {
+        return usage_error(c, "events takes no arguments, only flags");
+    }
+    bool verify = c->seen[FLAG_VERIFY];
+    bool follow = c->seen[FLAG_FOLLOW];
+    if (verify &&
+        (follow || c->values[FLAG_OWNER] != NULL || c->values[FLAG_TOKEN_ID] != NULL ||
+         c->values[FLAG_KIND] != NULL || c->values[FLAG_SINCE] != NULL)) {
+        return usage_error(c,
+                           "--verify reads the whole log: give it no filter or --follow");
+    }
+    tokend_event_filter f = {
+        .owner = c->values[FLAG_OWNER],
+        .token_id = c->values[FLAG_TOKEN_ID],
+        .kind = c->values[FLAG_KIND],
+        .page_size = verify ? 1000 : 0,
+    };
+    int rv = parse_since(c, &f.since_unix_ms);
+    if (rv >= 0) {
+        return rv;
+    }
+    if ((rv = setup(c)) >= 0) {
+        return rv;
+    }
+    if (follow) {
+        struct sigaction sa = {.sa_handler = on_stop_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+    }
+    chain ch = {0};
+    char *cursor = NULL;
+    int exit_code = EXIT_DONE;
+    bool header = !c->json && !verify;
+    bool waiting = false; /* --follow: tokend unreachable, said once */
+    while (!events_stop) {
+        tokend_event_page page;
+        tokend_error err;
+        f.cursor = cursor;
+        if (tokend_list_events(c->client, NULL, &f, &page, &err) != TOKEND_OK) {
+            /* A feed outlives a restart of tokend: it says so once and
+             * polls on from its cursor. */
+            bool transient =
+                err.code == TOKEND_UNAVAILABLE || err.code == TOKEND_DEADLINE_EXCEEDED;
+            if (follow && transient) {
+                if (!waiting) {
+                    report_error(err.code, "%s (still following)", err.message);
+                    waiting = true;
+                }
+                sleep_ms(EVENTS_POLL_MS);
+                continue;
+            }
+            exit_code = call_failed(&err);
+            break;
+        }
+        waiting = false;
+        if (header && page.n_events > 0) {
+            printf("%-6s %-20s %-24s %-16s %-16s %-16s %-15s %s\n", "SEQ", "TIME", "KIND",
+                   "ACTOR", "OWNER", "TOKEN", "CLIENT IP", "DETAIL");
+            header = false;
+        }
+        bool sound = true;
+        for (size_t i = 0; sound && i < page.n_events; i++) {
+            if (verify) {
+                sound = chain_step(&ch, &page.events[i]);
+            } else if (c->json) {
+                print_event_json(&page.events[i]);
+            } else {
+                print_event_row(&page.events[i]);
+            }
+        }
+        fflush(stdout);
+        bool more = page.more;
+        if (page.next_cursor != NULL) {
+            free(cursor);
+            cursor = xstrdup(page.next_cursor);
+        }
+        tokend_event_page_free(&page);
+        if (!sound) {
+            exit_code = EXIT_REFUSED;
+            break;
+        }
+        if (!more && !follow) {
+            break;
+        }
+        if (!more) {
+            sleep_ms(EVENTS_POLL_MS);
+        }
+    }
+    free(cursor);
+    if (verify && exit_code == EXIT_DONE) {
+        if (ch.n == 0) {
+            puts("chain verified: 0 events");
+        } else {
+            printf("chain verified: %" PRIu64 " events, seq %" PRIu64 "..%" PRIu64 "%s\n",
+                   ch.n, ch.first, ch.last,
+                   ch.first > 1 ? " (from the oldest kept event: older ones were deleted "
+                                  "by retention, its prev_hash is taken as given)"
+                                : "");
+        }
+    }
+    return exit_code;
 }

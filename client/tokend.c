@@ -716,3 +716,165 @@ int tokend_get(tokend_client *client, const tokend_call *call_opts, const char *
     }
     return finish_call(&call, err);
 }
+
+/* ------------------------------------------------------------------------
+ * ListEvents. */
+
+static void event_free(tokend_event *e) {
+    free(e->kind);
+    free(e->actor_id);
+    free(e->actor_owner);
+    free(e->owner);
+    free(e->token_id);
+    free(e->method);
+    free(e->path);
+    free(e->client_ip);
+    free(e->user_agent);
+    for (size_t i = 0; e->detail != NULL && i < e->n_detail; i++) {
+        free(e->detail[i].key);
+        free(e->detail[i].value);
+    }
+    free(e->detail);
+    free(e->hashed);
+    memset(e, 0, sizeof *e);
+}
+
+/* The bytes the event's hash covers after prev_hash: the event packed
+ * again with its hash left out (the message is the decoded reply's, so
+ * its hash field is put back before the reply is freed). */
+static int event_hashed(Tokend__V1__Event *in, tokend_event *out) {
+    ProtobufCBinaryData hash = in->hash;
+    in->hash.data = NULL;
+    in->hash.len = 0;
+    out->hashed_len = tokend__v1__event__get_packed_size(in);
+    out->hashed = malloc(out->hashed_len + 1);
+    if (out->hashed != NULL) {
+        tokend__v1__event__pack(in, out->hashed);
+    }
+    in->hash = hash;
+    return out->hashed != NULL ? 0 : -1;
+}
+
+static int event_from_wire(Tokend__V1__Event *in, tokend_event *out) {
+    const ProtobufCEnumValue *kind = protobuf_c_enum_descriptor_get_value(
+        &tokend__v1__event_kind__descriptor, in->kind);
+    const Tokend__V1__RequestContext *c = in->context;
+    out->seq = in->seq;
+    out->time_unix_ms = in->time_unix_ms;
+    out->kind = dup_string(kind != NULL ? kind->name : "UNKNOWN");
+    out->actor_id = dup_string(in->actor_id);
+    out->actor_owner = dup_string(in->actor_owner);
+    out->owner = dup_string(in->owner);
+    out->token_id = dup_string(in->token_id);
+    out->method = dup_string(c != NULL ? c->method : NULL);
+    out->path = dup_string(c != NULL ? c->path : NULL);
+    out->client_ip = dup_string(c != NULL ? c->client_ip : NULL);
+    out->user_agent = dup_string(c != NULL ? c->user_agent : NULL);
+    if (out->kind == NULL || out->actor_id == NULL || out->actor_owner == NULL ||
+        out->owner == NULL || out->token_id == NULL || out->method == NULL ||
+        out->path == NULL || out->client_ip == NULL || out->user_agent == NULL) {
+        return -1;
+    }
+    if (in->n_detail > 0) {
+        if ((out->detail = calloc(in->n_detail, sizeof *out->detail)) == NULL) {
+            return -1;
+        }
+        for (; out->n_detail < in->n_detail; out->n_detail++) {
+            tokend_kv *kv = &out->detail[out->n_detail];
+            kv->key = dup_string(in->detail[out->n_detail]->key);
+            kv->value = dup_string(in->detail[out->n_detail]->value);
+            if (kv->key == NULL || kv->value == NULL) {
+                out->n_detail++;
+                return -1;
+            }
+        }
+    }
+    out->prev_hash_len = in->prev_hash.len;
+    out->hash_len = in->hash.len;
+    memcpy(out->prev_hash, in->prev_hash.data,
+           in->prev_hash.len < TOKEND_EVENT_HASH_LEN ? in->prev_hash.len
+                                                     : TOKEND_EVENT_HASH_LEN);
+    memcpy(out->hash, in->hash.data,
+           in->hash.len < TOKEND_EVENT_HASH_LEN ? in->hash.len : TOKEND_EVENT_HASH_LEN);
+    return event_hashed(in, out);
+}
+
+static void events_done(const Tokend__V1__ListEventsResponse *response, void *data) {
+    client_call *call = data;
+    tokend_event_page *out = call->result;
+    if (response == NULL) {
+        return;
+    }
+    if (response->n_events > 0) {
+        if ((out->events = calloc(response->n_events, sizeof *out->events)) == NULL) {
+            goto oom;
+        }
+        for (; out->n_events < response->n_events; out->n_events++) {
+            /* The reply is the caller's to read only; the hash is put back. */
+            if (event_from_wire(response->events[out->n_events],
+                                &out->events[out->n_events]) != 0) {
+                out->n_events++;
+                goto oom;
+            }
+        }
+    }
+    if (response->next_cursor != NULL && response->next_cursor[0] != '\0' &&
+        (out->next_cursor = strdup(response->next_cursor)) == NULL) {
+        goto oom;
+    }
+    out->more = response->more;
+    return;
+
+oom:
+    tokend_event_page_free(out);
+    error_set(&call->err, TOKEND_INTERNAL, "out of memory");
+}
+
+int tokend_list_events(tokend_client *client, const tokend_call *call_opts,
+                       const tokend_event_filter *filter, tokend_event_page *out,
+                       tokend_error *err) {
+    client_call call;
+    if (out != NULL) {
+        memset(out, 0, sizeof *out);
+    }
+    if (call_begin(client, call_opts, &call, out) != TOKEND_OK) {
+        return finish_call(&call, err);
+    }
+    tokend_event_filter none = {0};
+    const tokend_event_filter *f = filter != NULL ? filter : &none;
+    const ProtobufCEnumValue *kind =
+        f->kind != NULL && f->kind[0] != '\0'
+            ? protobuf_c_enum_descriptor_get_value_by_name(
+                  &tokend__v1__event_kind__descriptor, f->kind)
+            : NULL;
+    if (out == NULL) {
+        error_set(&call.err, TOKEND_INVALID_ARGUMENT, "tokend_list_events: out is NULL");
+    } else if (f->kind != NULL && f->kind[0] != '\0' && kind == NULL) {
+        error_set(&call.err, TOKEND_INVALID_ARGUMENT, "kind is not an event kind");
+    } else {
+        Tokend__V1__ListEventsRequest request = TOKEND__V1__LIST_EVENTS_REQUEST__INIT;
+        request.owner = (char *)(f->owner != NULL ? f->owner : "");
+        request.token_id = (char *)(f->token_id != NULL ? f->token_id : "");
+        request.kind = kind != NULL ? (Tokend__V1__EventKind)kind->value
+                                    : TOKEND__V1__EVENT_KIND__EVENT_ANY;
+        request.since_unix_ms = f->since_unix_ms;
+        request.cursor = (char *)(f->cursor != NULL ? f->cursor : "");
+        request.page_size = f->page_size;
+        tokend__v1__token_service__list_events(&client->service, &request, events_done,
+                                               &call);
+    }
+    call_end(client);
+    return finish_call(&call, err);
+}
+
+void tokend_event_page_free(tokend_event_page *page) {
+    if (page == NULL) {
+        return;
+    }
+    for (size_t i = 0; page->events != NULL && i < page->n_events; i++) {
+        event_free(&page->events[i]);
+    }
+    free(page->events);
+    free(page->next_cursor);
+    memset(page, 0, sizeof *page);
+}

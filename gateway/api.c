@@ -52,6 +52,7 @@ typedef enum route {
     ROUTE_SELF,
     ROUTE_TOKENS,
     ROUTE_TOKEN_ID,
+    ROUTE_EVENTS,
 } route;
 
 enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8 };
@@ -66,6 +67,7 @@ typedef enum call_kind {
     CALL_REVOKE_ID,    /* Revoke one id */
     CALL_REVOKE_OWNER, /* Revoke the caller's owner's tokens */
     CALL_GET,          /* GetToken: GET /v1/tokens/{id} */
+    CALL_EVENTS,       /* ListEvents: GET /v1/events */
 } call_kind;
 
 /* Per request, attached with http_set_data; api_release frees it. */
@@ -82,6 +84,11 @@ typedef struct api_req {
     uint32_t limit;
     char *cursor;
     char *owner;
+    /* GET /v1/events only */
+    char *token_id;
+    int event_kind; /* an EventKind; 0: any */
+    bool have_kind, have_since;
+    int64_t since;
 } api_req;
 
 api *api_new(const api_config *cfg) {
@@ -122,6 +129,7 @@ void api_release(void *cls, void *data) {
     }
     free(st->cursor);
     free(st->owner);
+    free(st->token_id);
     free(st);
 }
 
@@ -292,6 +300,9 @@ static route route_of(const char *path, const char **id) {
     }
     if (strcmp(path, "/v1/tokens/self") == 0) {
         return ROUTE_SELF;
+    }
+    if (strcmp(path, "/v1/events") == 0) {
+        return ROUTE_EVENTS;
     }
     /* Everything below /v1/tokens/ is a token id, checked by the caller:
      * "/v1/tokens/../x" is just an id that is not one. */
@@ -496,7 +507,34 @@ static bool take_param(void *cls, const char *raw_key, const char *raw_value) {
             snprintf(q->error, sizeof(q->error), "mode must be \"all\" or \"any\"");
             ok = false;
         }
-    } else if (q->r == ROUTE_TOKENS && strcmp(key, "limit") == 0 && !st->have_limit) {
+    } else if (q->r == ROUTE_EVENTS && strcmp(key, "token_id") == 0 &&
+               st->token_id == NULL) {
+        st->token_id = value;
+        value = NULL;
+    } else if (q->r == ROUTE_EVENTS && strcmp(key, "kind") == 0 && !st->have_kind) {
+        const ProtobufCEnumValue *k = protobuf_c_enum_descriptor_get_value_by_name(
+            &tokend__v1__event_kind__descriptor, value);
+        st->have_kind = true;
+        if (k == NULL) {
+            snprintf(q->error, sizeof(q->error),
+                     "kind must be an event kind such as TOKEN_CREATED");
+            ok = false;
+        } else {
+            st->event_kind = k->value;
+        }
+    } else if (q->r == ROUTE_EVENTS && strcmp(key, "since") == 0 && !st->have_since) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno != 0 || end == value || *end != '\0' || v < 0) {
+            snprintf(q->error, sizeof(q->error), "since must be a time in Unix ms");
+            ok = false;
+        } else {
+            st->have_since = true;
+            st->since = v;
+        }
+    } else if ((q->r == ROUTE_TOKENS || q->r == ROUTE_EVENTS) &&
+               strcmp(key, "limit") == 0 && !st->have_limit) {
         char *end = NULL;
         errno = 0;
         long v = strtol(value, &end, 10);
@@ -508,10 +546,12 @@ static bool take_param(void *cls, const char *raw_key, const char *raw_value) {
             st->have_limit = true;
             st->limit = (uint32_t)v;
         }
-    } else if (q->r == ROUTE_TOKENS && strcmp(key, "cursor") == 0 && st->cursor == NULL) {
+    } else if ((q->r == ROUTE_TOKENS || q->r == ROUTE_EVENTS) &&
+               strcmp(key, "cursor") == 0 && st->cursor == NULL) {
         st->cursor = value;
         value = NULL;
-    } else if (q->r == ROUTE_TOKENS && strcmp(key, "owner") == 0 && st->owner == NULL) {
+    } else if ((q->r == ROUTE_TOKENS || q->r == ROUTE_EVENTS) &&
+               strcmp(key, "owner") == 0 && st->owner == NULL) {
         st->owner = value;
         value = NULL;
     } else {
@@ -916,6 +956,24 @@ void api_handle(void *cls, http_request *req) {
                 start_call(a, req, st, CALL_LIST, "ListTokens", &in.base, bearer);
             }
             return;
+        case ROUTE_EVENTS:
+            if (parse_query(req, st, r)) {
+                Tokend__V1__ListEventsRequest in = TOKEND__V1__LIST_EVENTS_REQUEST__INIT;
+                in.page_size = st->have_limit ? st->limit : 0;
+                in.kind = (Tokend__V1__EventKind)st->event_kind;
+                in.since_unix_ms = st->since;
+                if (st->cursor != NULL) {
+                    in.cursor = st->cursor;
+                }
+                if (st->owner != NULL) {
+                    in.owner = st->owner;
+                }
+                if (st->token_id != NULL) {
+                    in.token_id = st->token_id;
+                }
+                start_call(a, req, st, CALL_EVENTS, "ListEvents", &in.base, bearer);
+            }
+            return;
         case ROUTE_TOKEN_ID:
             if (!no_query(req)) {
                 return;
@@ -982,6 +1040,57 @@ static json_t *token_json(const Tokend__V1__TokenInfo *info, const char *plain) 
     }
     json_decref(abilities);
     json_decref(metadata);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *hex_json(ProtobufCBinaryData b) {
+    char hex[2 * 64 + 1];
+    size_t n = b.len < 64 ? b.len : 64;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", b.data[i]);
+    }
+    hex[2 * n] = '\0';
+    return json_string(hex);
+}
+
+/* An audit event in JSON (docs/gateway.md); NULL when out of memory or
+ * when the service sent text that is not UTF-8. */
+static json_t *event_json(const Tokend__V1__Event *e) {
+    const ProtobufCEnumValue *kind = protobuf_c_enum_descriptor_get_value(
+        &tokend__v1__event_kind__descriptor, e->kind);
+    const Tokend__V1__RequestContext *c = e->context;
+    json_t *o = json_object();
+    json_t *ctx = json_object();
+    json_t *detail = json_object();
+    bool ok = o != NULL && ctx != NULL && detail != NULL &&
+              json_object_set_new(o, "seq", json_integer((json_int_t)e->seq)) == 0 &&
+              json_object_set_new(o, "time", json_integer(e->time_unix_ms)) == 0 &&
+              set_string(o, "kind", kind != NULL ? kind->name : "UNKNOWN") &&
+              set_string(o, "actor_id", e->actor_id) &&
+              set_string(o, "actor_owner", e->actor_owner) &&
+              set_string(o, "owner", e->owner) && set_string(o, "token_id", e->token_id);
+    if (ok && c != NULL) {
+        ok = set_string(ctx, "method", c->method) && set_string(ctx, "path", c->path) &&
+             set_string(ctx, "client_ip", c->client_ip) &&
+             set_string(ctx, "user_agent", c->user_agent);
+    }
+    for (size_t i = 0; ok && i < e->n_detail; i++) {
+        ok =
+            e->detail[i]->key != NULL &&
+            json_object_set_new(
+                detail, e->detail[i]->key,
+                json_string(e->detail[i]->value != NULL ? e->detail[i]->value : "")) == 0;
+    }
+    ok = ok && json_object_set(o, "context", ctx) == 0 &&
+         json_object_set(o, "detail", detail) == 0 &&
+         json_object_set_new(o, "prev_hash", hex_json(e->prev_hash)) == 0 &&
+         json_object_set_new(o, "hash", hex_json(e->hash)) == 0;
+    json_decref(ctx);
+    json_decref(detail);
     if (!ok) {
         json_decref(o);
         return NULL;
@@ -1130,6 +1239,30 @@ void api_resume(void *cls, http_request *req) {
                                          ? json_string(resp->next_cursor)
                                          : json_null()) == 0;
             json_decref(tokens);
+            if (!ok) {
+                json_decref(doc);
+                doc = NULL;
+            }
+            reply_token(req, 200, doc);
+            return;
+        }
+        case CALL_EVENTS: {
+            const Tokend__V1__ListEventsResponse *resp =
+                (const Tokend__V1__ListEventsResponse *)out;
+            json_t *list = json_array();
+            json_t *doc = json_object();
+            bool ok = list != NULL && doc != NULL;
+            for (size_t i = 0; ok && i < resp->n_events; i++) {
+                json_t *e = event_json(resp->events[i]);
+                ok = e != NULL && json_array_append_new(list, e) == 0;
+            }
+            ok = ok && json_object_set(doc, "events", list) == 0 &&
+                 json_object_set_new(doc, "next_cursor",
+                                     resp->next_cursor != NULL && resp->next_cursor[0]
+                                         ? json_string(resp->next_cursor)
+                                         : json_null()) == 0 &&
+                 json_object_set_new(doc, "more", json_boolean(resp->more)) == 0;
+            json_decref(list);
             if (!ok) {
                 json_decref(doc);
                 doc = NULL;

@@ -15,6 +15,7 @@
 #ifndef TOKEND_H
 #define TOKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -296,6 +297,63 @@ void tokend_token_page_free(tokend_token_page *page);
  * zeroed. */
 int tokend_get(tokend_client *client, const tokend_call *call, const char *id,
                tokend_token_info *out, tokend_error *err);
+
+/* ------------------------------------------------------------------------
+ * ListEvents: the audit log (docs/audit.md). */
+
+/* Which events to list; every field optional (zeroed: all the caller may
+ * see, from the oldest). */
+typedef struct tokend_event_filter {
+    const char *owner;     /* NULL/"": any (a non-admin sees its own only) */
+    const char *token_id;  /* NULL/"": any */
+    const char *kind;      /* an EventKind name ("TOKEN_CREATED"); NULL/"": any */
+    int64_t since_unix_ms; /* only events at or after it; 0: any */
+    const char *cursor;    /* next_cursor of an earlier page; NULL: the oldest */
+    uint32_t page_size;    /* 0: 100; at most 1000 */
+} tokend_event_filter;
+
+#define TOKEND_EVENT_HASH_LEN 32
+
+typedef struct tokend_event {
+    uint64_t seq; /* from 1, in the log's order, without gaps */
+    int64_t time_unix_ms;
+    char *kind;                   /* "TOKEN_CREATED", "CALL_REFUSED", ... */
+    char *actor_id, *actor_owner; /* the caller credential's; "" when none */
+    char *owner, *token_id;       /* what it concerns; "" when none */
+    /* The request behind it ("" when not known). */
+    char *method, *path, *client_ip, *user_agent;
+    tokend_kv *detail; /* n_detail key/values, in the event's order */
+    size_t n_detail;
+    /* The chain: hash = SHA-256(prev_hash || hashed), where `hashed` is the
+     * event as received, packed again without its hash. The lengths are
+     * the received ones (TOKEND_EVENT_HASH_LEN in a sound log; at most
+     * that much is copied). */
+    uint8_t prev_hash[TOKEND_EVENT_HASH_LEN];
+    uint8_t hash[TOKEND_EVENT_HASH_LEN];
+    size_t prev_hash_len, hash_len;
+    uint8_t *hashed;
+    size_t hashed_len;
+} tokend_event;
+
+typedef struct tokend_event_page {
+    tokend_event *events; /* n_events, oldest first */
+    size_t n_events;
+    /* Pass as filter.cursor for the next page, and keep polling with it
+     * for new events; NULL only while the log is empty. */
+    char *next_cursor;
+    bool more; /* the page was cut: more may match at once */
+} tokend_event_page;
+
+/* Lists audit events. Needs tokend:admin (any owner's) or tokens:read
+ * (its own owner's; another owner filter is TOKEND_PERMISSION_DENIED). An
+ * unknown kind name is TOKEND_INVALID_ARGUMENT. Free *out with
+ * tokend_event_page_free(). */
+int tokend_list_events(tokend_client *client, const tokend_call *call,
+                       const tokend_event_filter *filter, tokend_event_page *out,
+                       tokend_error *err);
+
+/* Frees what tokend_list_events() put in *page. */
+void tokend_event_page_free(tokend_event_page *page);
 
 #ifdef __cplusplus
 }

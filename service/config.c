@@ -32,6 +32,10 @@ static const opt_def options[] = {
      "requests served concurrently"},
     {"usage-flush-ms", OPT_INT, "2000", FIELD(usage_flush_ms), 10, 60000, 0, CMD_SERVE,
      "MS", "how often last-used times and use counts are written, in ms"},
+    {"events-retention", OPT_DURATION, "365d", FIELD(events_retention_s), 0, 0, 0,
+     CMD_SERVE, "DURATION",
+     "how long audit events are kept (e.g. 90d); older ones are deleted, the newest "
+     "never; 0 keeps them forever"},
     {"block-cache-mb", OPT_INT, "32", FIELD(block_cache_mb), 1, 65536, 0, CMD_SERVE,
      "MIB", "RocksDB block cache size, in MiB"},
     {"memtable-mb", OPT_INT, "64", FIELD(memtable_mb), 4, 65536, 0, CMD_SERVE, "MIB",

@@ -29,6 +29,7 @@ typedef struct config {
     int64_t max_tokens_per_owner;
     int64_t contexts;
     int64_t usage_flush_ms;
+    int64_t events_retention_s; /* audit events older are deleted; 0: kept */
     int64_t block_cache_mb;
     int64_t memtable_mb;
     int64_t drain_ms;

@@ -225,6 +225,8 @@ static int cmd_init(const config *cfg) {
     rv = b ? store_batch_put_token(b, digest, &rec, &err)
            : error_set(&err, TOKEND_INTERNAL, NULL);
     if (rv == TOKEND_OK) {
+        /* The first event of the log, with the token it records. */
+        (void)methods_event_created(st, b, &rec, NULL, NULL, NULL, NULL);
         store_batch_mark_initialised(b, now);
         rv = store_batch_commit(st, b, true, &err);
     }
@@ -402,6 +404,9 @@ static int cmd_admin_token(const config *cfg) {
     rv = b ? store_batch_put_token(b, digest, &rec, &err)
            : error_set(&err, TOKEND_INTERNAL, "out of memory");
     if (rv == TOKEND_OK) {
+        /* Its ADMIN_RECOVERY event in the same batch: a failure there
+         * fails the commit, and then neither is written. */
+        (void)methods_event_created(st, b, &rec, NULL, NULL, NULL, "offline");
         rv = store_batch_commit(st, b, true, &err);
     }
     store_batch_free(b);
@@ -502,6 +507,7 @@ static int cmd_serve(const config *cfg) {
     usage *u = NULL;
     writer *w = NULL;
     methods *ms = NULL;
+    events *ev = NULL;
     server *srv = NULL;
     server *control = NULL;
     stats_rpc *rpc_stats = NULL;
@@ -564,7 +570,8 @@ static int cmd_serve(const config *cfg) {
         .max_tokens_per_owner = (uint64_t)cfg->max_tokens_per_owner,
     };
     ms = methods_new(&mc, st, w, u);
-    if (ms == NULL) {
+    ev = events_new(st, w, cfg->events_retention_s);
+    if (ms == NULL || ev == NULL) {
         fprintf(stderr, "tokend: out of memory\n");
         goto out;
     }
@@ -572,6 +579,7 @@ static int cmd_serve(const config *cfg) {
         fprintf(stderr, "tokend: out of memory\n");
         goto out;
     }
+    methods_set_events(ms, ev);
     server_config sc = {
         .listen = (const char *const *)cfg->listen.items,
         .n_listen = cfg->listen.n,
@@ -640,10 +648,11 @@ static int cmd_serve(const config *cfg) {
     exit_code = 0;
 out:
     /* Order matters: the metrics page reads them all, so it goes first;
-     * the writer settles its queued jobs (their replies go out through the
-     * still-open server), flushes usage, then the server closes, then the
-     * store. */
+     * retention queues no more steps; the writer settles its queued jobs
+     * (their replies go out through the still-open server), flushes usage,
+     * then the server closes, then the store. */
     metrics_http_stop(mh);
+    events_stop(ev);
     writer_stop(w);
     if (srv != NULL) {
         uint64_t served = server_requests(srv);
@@ -659,6 +668,7 @@ out:
     }
     methods_free(ms);
     stats_rpc_free(rpc_stats);
+    events_free(ev);
     usage_free(u);
     store_close(st);
     crypto_shutdown();

@@ -8,6 +8,7 @@
  */
 #include "methods.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "events.h"
 #include "error.h"
 #include "log.h"
 #include "record.h"
@@ -34,6 +36,7 @@ struct methods {
     writer *w;
     usage *u;
     atomic_uint created_seq; /* see token_record.created_seq */
+    events *ev;              /* the audit log; NULL: none (methods_set_events) */
 };
 
 typedef Tokend__V1__TokenService_Service service_base;
@@ -167,6 +170,33 @@ static bool check_text_total(void *call, const char *owner,
 }
 
 /* ------------------------------------------------------------------------
+ * Refusals: answered at once, and recorded as CALL_REFUSED events (through
+ * the limiter of events.h) for the management calls, `method` naming the
+ * call (NULL: not one, e.g. Verify). The event is queued before the call
+ * is answered, while its context is still valid; the answer does not wait
+ * for it. */
+
+static void refuse(methods *ms, void *call, const char *method,
+                   const token_record *caller, const char *owner, int status,
+                   const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
+static void refuse(methods *ms, void *call, const char *method,
+                   const token_record *caller, const char *owner, int status,
+                   const char *fmt, ...) {
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    if (method != NULL) {
+        events_refused(ms->ev, method, status, reason, caller != NULL ? caller->id : NULL,
+                       caller != NULL ? caller->owner : NULL, owner,
+                       server_call_context(call));
+    }
+    server_call_fail(call, status, "%s", reason);
+}
+
+/* ------------------------------------------------------------------------
  * Who is calling. */
 
 static bool has_ability(const token_record *rec, const char *ability) {
@@ -194,18 +224,20 @@ static void note_context(void *call, const Tokend__V1__RequestContext *ctx) {
  * (UNAUTHENTICATED, or why the record could not be read) and returns
  * false. On success notes the caller and, with `note_envelope`, the
  * request the call is made for (Request.context); a Verify notes its own
- * VerifyRequest.context instead. */
-static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *caller,
-                         uint8_t *digest_out, bool note_envelope) {
+ * VerifyRequest.context instead. `method` names the call in the audit
+ * event of a refusal (NULL: no event, as for Verify). */
+static bool authenticate(methods *ms, void *call, const char *method, int64_t now_ms,
+                         token_record *caller, uint8_t *digest_out, bool note_envelope) {
     const char *cred = server_call_credential(call);
     size_t len = strlen(cred);
     if (len == 0) {
-        server_call_fail(call, TOKEND_UNAUTHENTICATED,
-                         "this call needs a caller credential (a tokend token)");
+        refuse(ms, call, method, NULL, NULL, TOKEND_UNAUTHENTICATED,
+               "this call needs a caller credential (a tokend token)");
         return false;
     }
     if (!token_well_formed(cred, len)) {
-        server_call_fail(call, TOKEND_UNAUTHENTICATED, "caller credential is malformed");
+        refuse(ms, call, method, NULL, NULL, TOKEND_UNAUTHENTICATED,
+               "caller credential is malformed");
         return false;
     }
     uint8_t digest[TOKEN_DIGEST_LEN];
@@ -215,8 +247,8 @@ static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *
     }
     int rv = store_get_token(ms->st, digest, caller, NULL);
     if (rv == TOKEND_NOT_FOUND) {
-        server_call_fail(call, TOKEND_UNAUTHENTICATED,
-                         "caller credential is not a valid token (unknown or revoked)");
+        refuse(ms, call, method, NULL, NULL, TOKEND_UNAUTHENTICATED,
+               "caller credential is not a valid token (unknown or revoked)");
         return false;
     }
     if (digest_out != NULL) {
@@ -227,7 +259,8 @@ static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *
         return false;
     }
     if (token_expired(caller->expires_ms, now_ms)) {
-        server_call_fail(call, TOKEND_UNAUTHENTICATED, "caller credential has expired");
+        refuse(ms, call, method, NULL, NULL, TOKEND_UNAUTHENTICATED,
+               "caller credential has expired");
         token_record_free(caller);
         return false;
     }
@@ -243,19 +276,20 @@ static bool authenticate(methods *ms, void *call, int64_t now_ms, token_record *
  * owner's; any other caller only its own owner's, and only with `right`
  * (tokens:read or tokens:write). `verb` names the action for the message.
  * Answers the call (PERMISSION_DENIED) and returns false when refused. */
-static bool may_manage(void *call, const token_record *caller, const char *owner,
-                       const char *right, const char *verb) {
+static bool may_manage(methods *ms, void *call, const char *method,
+                       const token_record *caller, const char *owner, const char *right,
+                       const char *verb) {
     if (has_ability(caller, METHODS_ABILITY_ADMIN)) {
         return true;
     }
     if (strcmp(owner, caller->owner) != 0) {
-        server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                         "caller may only %s its own owner's tokens", verb);
+        refuse(ms, call, method, caller, owner, TOKEND_PERMISSION_DENIED,
+               "caller may only %s its own owner's tokens", verb);
         return false;
     }
     if (!has_ability(caller, right)) {
-        server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                         "caller credential lacks the %s ability", right);
+        refuse(ms, call, method, caller, owner, TOKEND_PERMISSION_DENIED,
+               "caller credential lacks the %s ability", right);
         return false;
     }
     return true;
@@ -272,6 +306,8 @@ typedef struct job_caller {
     bool present; /* false: a revoke by plain text, which needs none */
     uint8_t digest[TOKEN_DIGEST_LEN];
     int64_t expires_ms;
+    char id[TOKEN_ID_LEN + 1]; /* for the audit event: the actor */
+    char owner[TOKEN_OWNER_MAX + 1];
 } job_caller;
 
 static void job_caller_set(job_caller *jc, const token_record *caller,
@@ -279,6 +315,8 @@ static void job_caller_set(job_caller *jc, const token_record *caller,
     jc->present = true;
     memcpy(jc->digest, digest, TOKEN_DIGEST_LEN);
     jc->expires_ms = caller->expires_ms;
+    snprintf(jc->id, sizeof(jc->id), "%s", caller->id);
+    snprintf(jc->owner, sizeof(jc->owner), "%s", caller->owner);
 }
 
 /* Run by a job's apply: TOKEND_OK if the caller credential is still valid
@@ -417,6 +455,70 @@ int methods_mint(const char *prefix, const char *owner, const char *name,
 }
 
 /* ------------------------------------------------------------------------
+ * Audit events of writes, added to the batch of the change they record. */
+
+/* Whether `status` is a refusal the audit log records. */
+static bool is_refusal(int status) {
+    return status == TOKEND_UNAUTHENTICATED || status == TOKEND_PERMISSION_DENIED ||
+           status == TOKEND_FAILED_PRECONDITION || status == TOKEND_RESOURCE_EXHAUSTED;
+}
+
+/* A write refused in the writer's order (apply): its CALL_REFUSED event
+ * goes into the batch, through the limiter like any refusal. Returns
+ * `status`, for apply to return. */
+static int apply_refused(events *ev, store *st, store_batch *batch, const char *method,
+                         int status, const tokend_error *why, const job_caller *caller,
+                         const char *owner, void *call) {
+    uint64_t before = 0;
+    const Tokend__V1__RequestContext *ctx =
+        call != NULL ? server_call_context(call) : NULL;
+    if (ev == NULL || !is_refusal(status) ||
+        !events_refusal_admit(ev, method, status, caller->present ? caller->id : NULL,
+                              ctx != NULL ? ctx->client_ip : NULL, &before)) {
+        return status;
+    }
+    events_what what = {
+        .actor_id = caller->present ? caller->id : NULL,
+        .actor_owner = caller->present ? caller->owner : NULL,
+        .context = ctx,
+    };
+    events_field fields[5];
+    char buf[24];
+    events_refusal_detail(&what, fields, buf, method, status,
+                          why->code == status ? why->message : tokend_status_name(status),
+                          owner, before);
+    (void)events_put(st, batch, rpc_now_ms(), &what, NULL);
+    return status;
+}
+
+/* TOKEN_CREATED (or, for `tokend admin-token`, ADMIN_RECOVERY with `via`)
+ * of `rec`, made by `caller` (NULL: none). */
+int methods_event_created(store *st, store_batch *batch, const token_record *rec,
+                          const char *actor_id, const char *actor_owner,
+                          const Tokend__V1__RequestContext *ctx, const char *via) {
+    char abilities[TOKEN_ABILITIES_JOINED_MAX + 1];
+    (void)token_abilities_join(rec->abilities, rec->n_abilities, abilities);
+    char expires[24];
+    snprintf(expires, sizeof(expires), "%lld", (long long)rec->expires_ms);
+    events_field fields[4] = {{"name", rec->name},
+                              {"abilities", abilities},
+                              {"expires_unix_ms", expires},
+                              {"via", via}};
+    events_what what = {
+        .kind = via != NULL ? TOKEND__V1__EVENT_KIND__ADMIN_RECOVERY
+                            : TOKEND__V1__EVENT_KIND__TOKEN_CREATED,
+        .actor_id = actor_id,
+        .actor_owner = actor_owner,
+        .owner = rec->owner,
+        .token_id = rec->id,
+        .context = ctx,
+        .detail = fields,
+        .n_detail = via != NULL ? 4 : 3,
+    };
+    return events_put(st, batch, rpc_now_ms(), &what, NULL);
+}
+
+/* ------------------------------------------------------------------------
  * CreateToken. */
 
 typedef struct create_job {
@@ -431,6 +533,7 @@ typedef struct create_job {
     char token[TOKEN_MAX_LEN + 1];
     uint8_t digest[TOKEN_DIGEST_LEN];
     token_record rec;
+    events *ev; /* the audit log, or NULL */
 } create_job;
 
 /* In the writer's order: the caller credential still valid, the id new,
@@ -440,7 +543,8 @@ static int create_apply(writer_job *wj, store *st, store_batch *batch) {
     create_job *job = (create_job *)wj;
     int rv = job_caller_check(&job->caller, st, batch, &job->why);
     if (rv != TOKEND_OK) {
-        return rv;
+        return apply_refused(job->ev, st, batch, "CreateToken", rv, &job->why,
+                             &job->caller, job->rec.owner, job->call);
     }
     uint8_t existing[TOKEN_DIGEST_LEN];
     /* 95 random bits make an id collision absurdly unlikely; refusing one
@@ -455,13 +559,24 @@ static int create_apply(writer_job *wj, store *st, store_batch *batch) {
         return rv;
     }
     if (job->max_tokens != 0 && count >= job->max_tokens) {
-        return error_set(&job->why, TOKEND_RESOURCE_EXHAUSTED,
-                         RPC_OWNER_LIMIT_MESSAGE
-                         ": %s has %llu tokens, the most allowed; revoke some to "
-                         "create more",
-                         job->rec.owner, (unsigned long long)count);
+        rv = error_set(&job->why, TOKEND_RESOURCE_EXHAUSTED,
+                       RPC_OWNER_LIMIT_MESSAGE
+                       ": %s has %llu tokens, the most allowed; revoke some to "
+                       "create more",
+                       job->rec.owner, (unsigned long long)count);
+        return apply_refused(job->ev, st, batch, "CreateToken", rv, &job->why,
+                             &job->caller, job->rec.owner, job->call);
     }
-    return store_batch_put_token(batch, job->digest, &job->rec, NULL);
+    rv = store_batch_put_token(batch, job->digest, &job->rec, NULL);
+    if (rv == TOKEND_OK && job->ev != NULL) {
+        bool recovery = job->recovery_closure != NULL;
+        rv = methods_event_created(st, batch, &job->rec,
+                                   job->caller.present ? job->caller.id : NULL,
+                                   job->caller.present ? job->caller.owner : NULL,
+                                   recovery ? NULL : server_call_context(job->call),
+                                   recovery ? "control" : NULL);
+    }
+    return rv;
 }
 
 static void create_done(writer_job *wj, int status) {
@@ -527,7 +642,7 @@ static void handle_create_token(service_base *svc,
     int64_t now = rpc_now_ms();
     token_record caller;
     uint8_t caller_digest[TOKEN_DIGEST_LEN];
-    if (!authenticate(ms, call, now, &caller, caller_digest, true)) {
+    if (!authenticate(ms, call, "CreateToken", now, &caller, caller_digest, true)) {
         return;
     }
     bool admin = has_ability(&caller, METHODS_ABILITY_ADMIN);
@@ -546,16 +661,16 @@ static void handle_create_token(service_base *svc,
         !check_text_total(call, owner, in)) {
         goto done;
     }
-    if (!may_manage(call, &caller, owner, METHODS_ABILITY_WRITE, "create")) {
+    if (!may_manage(ms, call, "CreateToken", &caller, owner, METHODS_ABILITY_WRITE,
+                    "create")) {
         goto done;
     }
     if (!admin) {
         for (size_t i = 0; i < in->n_abilities; i++) {
             if (!token_pattern_within(caller.abilities, caller.n_abilities,
                                       in->abilities[i])) {
-                server_call_fail(
-                    call, TOKEND_PERMISSION_DENIED,
-                    "abilities[%zu] is not within the caller's own abilities", i);
+                refuse(ms, call, "CreateToken", &caller, owner, TOKEND_PERMISSION_DENIED,
+                       "abilities[%zu] is not within the caller's own abilities", i);
                 goto done;
             }
         }
@@ -568,8 +683,8 @@ static void handle_create_token(service_base *svc,
             server_call_fail(call, TOKEND_INVALID_ARGUMENT,
                              "expires_in_seconds must be between 0 and 10000 years");
         } else {
-            server_call_fail(call, TOKEND_PERMISSION_DENIED,
-                             "a token may not outlive the caller's own credential");
+            refuse(ms, call, "CreateToken", &caller, owner, TOKEND_PERMISSION_DENIED,
+                   "a token may not outlive the caller's own credential");
         }
         goto done;
     }
@@ -591,6 +706,7 @@ static void handle_create_token(service_base *svc,
     job->call = call;
     job_caller_set(&job->caller, &caller, caller_digest);
     job->max_tokens = ms->max_tokens_per_owner;
+    job->ev = ms->ev;
     if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
         server_call_fail(call, TOKEND_UNAVAILABLE, "service is shutting down");
         goto done;
@@ -615,7 +731,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     int64_t now = rpc_now_ms();
     if (ms->verify_requires_credential) {
         token_record caller;
-        if (!authenticate(ms, call, now, &caller, NULL, false)) {
+        if (!authenticate(ms, call, NULL, now, &caller, NULL, false)) {
             return;
         }
         bool allowed = has_ability(&caller, METHODS_ABILITY_VERIFY) ||
@@ -706,6 +822,10 @@ typedef struct revoke_job {
     uint8_t digest[TOKEN_DIGEST_LEN];
     char *owner;
     uint64_t revoked;
+    events *ev; /* the audit log, or NULL */
+    /* The one token revoked by id or plain text, for its event. */
+    char target_id[TOKEN_ID_LEN + 1];
+    char target_owner[TOKEN_OWNER_MAX + 1];
 } revoke_job;
 
 static void revoke_job_free(revoke_job *job) {
@@ -731,11 +851,16 @@ static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest) {
  * admin token at now_ms, into *admin. A token of another owner than
  * `scope` (when not NULL) is NOT_FOUND, as if it did not exist. */
 static int revoke_target(store *st, store_batch *batch, const uint8_t *digest,
-                         const char *scope, int64_t now_ms, bool *admin) {
+                         const char *scope, int64_t now_ms, bool *admin,
+                         revoke_job *job) {
     token_record rec;
     int rv = store_batch_get_token(st, batch, digest, &rec, NULL);
     if (rv != TOKEND_OK) {
         return rv;
+    }
+    if (job != NULL) {
+        snprintf(job->target_id, sizeof(job->target_id), "%s", rec.id);
+        snprintf(job->target_owner, sizeof(job->target_owner), "%s", rec.owner);
     }
     *admin = has_ability(&rec, METHODS_ABILITY_ADMIN) &&
              !token_expired(rec.expires_ms, now_ms);
@@ -772,8 +897,7 @@ static int keep_an_admin(store *st, store_batch *batch, uint64_t admins, int64_t
  * through the batch too, so the creates queued before it in the same
  * group go with the rest; the creates after it find their credential
  * gone if it was one of them. */
-static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
-    revoke_job *job = (revoke_job *)wj;
+static int revoke_change(revoke_job *job, store *st, store_batch *batch) {
     int rv = job_caller_check(&job->caller, st, batch, &job->why);
     if (rv != TOKEND_OK) {
         return rv;
@@ -789,7 +913,7 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
             /* now we know the digest */
             __attribute__((fallthrough));
         case REVOKE_TOKEN:
-            rv = revoke_target(st, batch, job->digest, job->scope, now, &admin);
+            rv = revoke_target(st, batch, job->digest, job->scope, now, &admin, job);
             if (rv == TOKEND_OK) {
                 rv = keep_an_admin(st, batch, admin ? 1 : 0, now, &job->why);
             }
@@ -811,7 +935,8 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
                 uint8_t digest[TOKEN_DIGEST_LEN];
                 if (store_batch_get_digest(st, batch, ids[i], digest, NULL) ==
                         TOKEND_OK &&
-                    revoke_target(st, batch, digest, NULL, now, &admin) == TOKEND_OK &&
+                    revoke_target(st, batch, digest, NULL, now, &admin, NULL) ==
+                        TOKEND_OK &&
                     admin) {
                     admins++;
                 }
@@ -834,6 +959,36 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
         }
     }
     return TOKEND_INTERNAL;
+}
+
+/* The revoke, then its event in the same batch: TOKEN_REVOKED with by
+ * and revoked, or CALL_REFUSED for a refusal in the writer's order. */
+static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
+    revoke_job *job = (revoke_job *)wj;
+    int rv = revoke_change(job, st, batch);
+    const char *owner = job->kind == REVOKE_OWNER ? job->owner : job->target_owner;
+    if (rv != TOKEND_OK) {
+        return apply_refused(job->ev, st, batch, "Revoke", rv, &job->why, &job->caller,
+                             owner[0] != '\0' ? owner : NULL, job->call);
+    }
+    if (job->ev == NULL) {
+        return rv;
+    }
+    static const char *const by[] = {"id", "token", "owner"};
+    char count[24];
+    snprintf(count, sizeof(count), "%llu", (unsigned long long)job->revoked);
+    events_field fields[2] = {{"by", by[job->kind]}, {"revoked", count}};
+    events_what what = {
+        .kind = TOKEND__V1__EVENT_KIND__TOKEN_REVOKED,
+        .actor_id = job->caller.present ? job->caller.id : NULL,
+        .actor_owner = job->caller.present ? job->caller.owner : NULL,
+        .owner = owner,
+        .token_id = job->kind == REVOKE_OWNER ? NULL : job->target_id,
+        .context = server_call_context(job->call),
+        .detail = fields,
+        .n_detail = 2,
+    };
+    return events_put(st, batch, rpc_now_ms(), &what, NULL);
 }
 
 static void revoke_done(writer_job *wj, int status) {
@@ -909,12 +1064,12 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
                                  "id must be %d base62 characters", TOKEN_ID_LEN);
                 goto fail;
             }
-            if (!(have_caller =
-                      authenticate(ms, call, now, &caller, caller_digest, true))) {
+            if (!(have_caller = authenticate(ms, call, "Revoke", now, &caller,
+                                             caller_digest, true))) {
                 goto fail;
             }
-            if (!may_manage(call, &caller, caller.owner, METHODS_ABILITY_WRITE,
-                            "revoke")) {
+            if (!may_manage(ms, call, "Revoke", &caller, caller.owner,
+                            METHODS_ABILITY_WRITE, "revoke")) {
                 goto fail;
             }
             if (!has_ability(&caller, METHODS_ABILITY_ADMIN)) {
@@ -941,15 +1096,16 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
             break;
         }
         case TOKEND__V1__REVOKE_REQUEST__TARGET_OWNER: {
-            if (!(have_caller =
-                      authenticate(ms, call, now, &caller, caller_digest, true))) {
+            if (!(have_caller = authenticate(ms, call, "Revoke", now, &caller,
+                                             caller_digest, true))) {
                 goto fail;
             }
             const char *owner = in->owner[0] != '\0' ? in->owner : caller.owner;
             if (!check_text(call, "owner", owner, TOKEN_OWNER_MAX)) {
                 goto fail;
             }
-            if (!may_manage(call, &caller, owner, METHODS_ABILITY_WRITE, "revoke")) {
+            if (!may_manage(ms, call, "Revoke", &caller, owner, METHODS_ABILITY_WRITE,
+                            "revoke")) {
                 goto fail;
             }
             job->owner = strdup(owner);
@@ -971,6 +1127,7 @@ static void handle_revoke(service_base *svc, const Tokend__V1__RevokeRequest *in
     }
     job->base.apply = revoke_apply;
     job->base.done = revoke_done;
+    job->ev = ms->ev;
     job->closure = closure;
     job->call = call;
     if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
@@ -1010,7 +1167,7 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
     token_record caller;
-    if (!authenticate(ms, call, now, &caller, NULL, true)) {
+    if (!authenticate(ms, call, "ListTokens", now, &caller, NULL, true)) {
         return;
     }
     token_record *recs = NULL;
@@ -1037,7 +1194,8 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
         server_call_fail(call, TOKEND_INVALID_ARGUMENT, "cursor is not valid");
         goto done;
     }
-    if (!may_manage(call, &caller, owner, METHODS_ABILITY_READ, "list")) {
+    if (!may_manage(ms, call, "ListTokens", &caller, owner, METHODS_ABILITY_READ,
+                    "list")) {
         goto done;
     }
     int rv = store_list_owner_within(ms->st, owner, cursor, limit, METHODS_LIST_BYTES,
@@ -1119,12 +1277,13 @@ static void handle_get_token(service_base *svc, const Tokend__V1__GetTokenReques
         return;
     }
     token_record caller;
-    if (!authenticate(ms, call, now, &caller, NULL, true)) {
+    if (!authenticate(ms, call, "GetToken", now, &caller, NULL, true)) {
         return;
     }
     token_record rec = {0};
     bool have_rec = false;
-    if (!may_manage(call, &caller, caller.owner, METHODS_ABILITY_READ, "read")) {
+    if (!may_manage(ms, call, "GetToken", &caller, caller.owner, METHODS_ABILITY_READ,
+                    "read")) {
         goto done;
     }
     server_call_note(call, "id=%s", id);
@@ -1158,6 +1317,97 @@ done:
     if (have_rec) {
         token_record_free(&rec);
     }
+    token_record_free(&caller);
+}
+
+/* ------------------------------------------------------------------------
+ * ListEvents. */
+
+/* Checks a ListEvents request's filters into *q; answers the call and
+ * returns false when one is not valid. */
+static bool events_query_of(void *call, const Tokend__V1__ListEventsRequest *in,
+                            events_query *q) {
+    const char *token_id = in->token_id != NULL ? in->token_id : "";
+    const char *cursor = in->cursor != NULL ? in->cursor : "";
+    if (token_id[0] != '\0' && !token_id_ok(token_id, strlen(token_id))) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "token_id must be %d base62 characters", TOKEN_ID_LEN);
+        return false;
+    }
+    if (protobuf_c_enum_descriptor_get_value(&tokend__v1__event_kind__descriptor,
+                                             (int)in->kind) == NULL) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "kind %d is not an EventKind",
+                         (int)in->kind);
+        return false;
+    }
+    if (in->since_unix_ms < 0) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "since_unix_ms must not be negative");
+        return false;
+    }
+    if (in->page_size > METHODS_LIST_MAX) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "page_size must be at most %d",
+                         METHODS_LIST_MAX);
+        return false;
+    }
+    if (cursor[0] != '\0' && !events_cursor_decode(cursor, &q->after)) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "cursor is not valid");
+        return false;
+    }
+    q->token_id = token_id[0] != '\0' ? token_id : NULL;
+    q->kind = in->kind;
+    q->since_ms = in->since_unix_ms;
+    q->page_size = in->page_size == 0 ? METHODS_LIST_DEFAULT : in->page_size;
+    return true;
+}
+
+/* The audit log, a page at a time. An admin reads any events; another
+ * caller needs tokens:read and reads its own owner's events only (an
+ * owner filter naming another owner is PERMISSION_DENIED, as in
+ * ListTokens). */
+static void handle_list_events(service_base *svc, const Tokend__V1__ListEventsRequest *in,
+                               Tokend__V1__ListEventsResponse_Closure closure,
+                               void *call) {
+    methods *ms = (methods *)svc;
+    token_record caller;
+    if (!authenticate(ms, call, "ListEvents", rpc_now_ms(), &caller, NULL, true)) {
+        return;
+    }
+    events_query q = {0};
+    Tokend__V1__Event **page = NULL;
+    size_t n = 0;
+    bool admin = has_ability(&caller, METHODS_ABILITY_ADMIN);
+    const char *owner = in->owner != NULL && in->owner[0] != '\0' ? in->owner
+                        : admin                                   ? NULL
+                                                                  : caller.owner;
+    if (owner != NULL && !check_text(call, "owner", owner, TOKEN_OWNER_MAX)) {
+        goto done;
+    }
+    if (!events_query_of(call, in, &q)) {
+        goto done;
+    }
+    if (!may_manage(ms, call, "ListEvents", &caller, owner != NULL ? owner : caller.owner,
+                    METHODS_ABILITY_READ, "read the events of")) {
+        goto done;
+    }
+    q.owner = owner;
+    char next[EVENTS_CURSOR_LEN + 1];
+    bool more = false;
+    tokend_error err;
+    int rv = events_list(ms->st, &q, &page, &n, next, &more, &err);
+    if (rv != TOKEND_OK) {
+        server_call_fail(call, rv, "could not read the audit log: %s", err.message);
+        goto done;
+    }
+    Tokend__V1__ListEventsResponse resp = TOKEND__V1__LIST_EVENTS_RESPONSE__INIT;
+    resp.events = page;
+    resp.n_events = n;
+    resp.next_cursor = next;
+    resp.more = more;
+    server_call_note(call, "count=%zu", n);
+    closure(&resp, call);
+done:
+    events_page_free(page, n);
     token_record_free(&caller);
 }
 
@@ -1222,6 +1472,7 @@ static void handle_mint_admin_token(Tokend__V1__Control_Service *svc,
     job->rec.created_seq = atomic_fetch_add(&ms->created_seq, 1);
     job->base.apply = create_apply;
     job->base.done = create_done;
+    job->ev = ms->ev;
     job->recovery_closure = closure;
     job->call = call;
     if (writer_submit(ms->w, &job->base) != TOKEND_OK) {
@@ -1257,6 +1508,7 @@ methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) 
     ms->base.revoke = handle_revoke;
     ms->base.list_tokens = handle_list_tokens;
     ms->base.get_token = handle_get_token;
+    ms->base.list_events = handle_list_events;
     tokend__v1__control__init(&ms->control, control_destroy);
     ms->control.mint_admin_token = handle_mint_admin_token;
     ms->prefix = strdup(cfg->prefix != NULL ? cfg->prefix : TOKEN_DEFAULT_PREFIX);
@@ -1271,6 +1523,10 @@ methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) 
     ms->w = w;
     ms->u = u;
     return ms;
+}
+
+void methods_set_events(methods *ms, events *ev) {
+    ms->ev = ev;
 }
 
 void methods_free(methods *ms) {

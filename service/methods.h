@@ -32,6 +32,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "events.h"
 #include "store.h"
 #include "token.h"
 #include "usage.h"
@@ -100,6 +101,19 @@ int methods_mint_recovery(const char *prefix, const char *owner, int64_t now_ms,
 
 /* Logs the recovery of `rec`, made `via` "offline" or "control". */
 void methods_log_recovery(const token_record *rec, const char *via);
+
+/* The audit log the methods record their events in (events.h); until it
+ * is set, none are recorded. Set it before serving. */
+void methods_set_events(methods *ms, events *ev);
+
+/* Adds the audit event of a new token `rec` to `batch`: TOKEN_CREATED, or
+ * with `via` ("offline", "control") ADMIN_RECOVERY; actor and context may
+ * be NULL. Used by the writer's creates and by `tokend init` and `tokend
+ * admin-token` offline, in the batch that puts the token. On failure the
+ * batch is failed too (events_put). */
+int methods_event_created(store *st, store_batch *batch, const token_record *rec,
+                          const char *actor_id, const char *actor_owner,
+                          const Tokend__V1__RequestContext *ctx, const char *via);
 
 /* The Control service (tokend.proto), for the control socket's server
  * only; owned by `ms`, valid until methods_free. */

@@ -476,3 +476,46 @@ bool record_usage_decode(const uint8_t *value, size_t len, int64_t *last_used_ms
     *use_count = get_be64(value + 8);
     return true;
 }
+
+/* ---------- the audit log's keys ---------- */
+
+void record_event_key(uint64_t seq, uint8_t key[RECORD_EVENT_KEY_LEN]) {
+    put_be64(key, seq);
+}
+
+uint64_t record_event_key_seq(const uint8_t *key, size_t len) {
+    return len == RECORD_EVENT_KEY_LEN ? get_be64(key) : 0;
+}
+
+size_t record_event_index_prefix(char kind, const char *name,
+                                 uint8_t key[RECORD_EVENT_INDEX_MAX]) {
+    size_t len = name != NULL ? strlen(name) : 0;
+    if (len == 0 || len > TOKEN_OWNER_MAX) {
+        return 0;
+    }
+    key[0] = (uint8_t)kind;
+    memcpy(key + 1, name, len);
+    key[1 + len] = 0;
+    return len + 2;
+}
+
+size_t record_event_index_key(char kind, const char *name, uint64_t seq,
+                              uint8_t key[RECORD_EVENT_INDEX_MAX]) {
+    size_t len = record_event_index_prefix(kind, name, key);
+    if (len == 0) {
+        return 0;
+    }
+    put_be64(key + len, seq);
+    return len + RECORD_EVENT_KEY_LEN;
+}
+
+bool record_event_hash(const uint8_t *value, size_t len,
+                       uint8_t hash[RECORD_EVENT_HASH_LEN]) {
+    if (value == NULL || len < RECORD_EVENT_HASH_LEN + 2 ||
+        value[len - RECORD_EVENT_HASH_LEN - 2] != 0x5a ||
+        value[len - RECORD_EVENT_HASH_LEN - 1] != RECORD_EVENT_HASH_LEN) {
+        return false;
+    }
+    memcpy(hash, value + len - RECORD_EVENT_HASH_LEN, RECORD_EVENT_HASH_LEN);
+    return true;
+}

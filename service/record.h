@@ -84,4 +84,33 @@ void record_usage_encode(int64_t last_used_ms, uint64_t use_count,
 bool record_usage_decode(const uint8_t *value, size_t len, int64_t *last_used_ms,
                          uint64_t *use_count);
 
+/* The audit log (events.h). The events family's key is be64(seq), so its
+ * keys sort in the log's order; the value is the packed Event, hash set.
+ * The event index family holds, for each event, empty-valued keys
+ * 'o' owner NUL be64(seq) (when it concerns an owner) and 't' token id
+ * be64(seq) (when it concerns a token), so that a filter on either is a
+ * prefix scan in seq order. */
+#define RECORD_EVENT_KEY_LEN 8
+#define RECORD_EVENT_HASH_LEN 32
+#define RECORD_EVENT_INDEX_MAX (1 + TOKEN_OWNER_MAX + 1 + RECORD_EVENT_KEY_LEN)
+
+void record_event_key(uint64_t seq, uint8_t key[RECORD_EVENT_KEY_LEN]);
+/* The seq of an events key; 0 if key[0..len) is not one. */
+uint64_t record_event_key_seq(const uint8_t *key, size_t len);
+
+/* The prefix of the index keys of `owner` ('o') or of token id `id`
+ * ('t'); returns its length, 0 for a NULL, empty or too long name. */
+size_t record_event_index_prefix(char kind, const char *name,
+                                 uint8_t key[RECORD_EVENT_INDEX_MAX]);
+/* That prefix followed by be64(seq); returns the key's length or 0. */
+size_t record_event_index_key(char kind, const char *name, uint64_t seq,
+                              uint8_t key[RECORD_EVENT_INDEX_MAX]);
+
+/* The hash an events value carries: protobuf-c packs fields in number
+ * order and `hash` (field 11, 32 bytes) is the last, so a stored event
+ * ends with its tag 0x5a, length 0x20 and the 32 bytes. False if the
+ * value does not end so. */
+bool record_event_hash(const uint8_t *value, size_t len,
+                       uint8_t hash[RECORD_EVENT_HASH_LEN]);
+
 #endif /* TOKEND_RECORD_H */

@@ -65,7 +65,22 @@
 #define STORE_ABILITY_ADMIN "tokend:admin"
 
 /* Column families, in the order of their handles in struct store. */
-enum { CF_META, CF_TOKENS, CF_IDS, CF_OWNERS, CF_USAGE, CF_COUNT };
+enum {
+    CF_META,
+    CF_TOKENS,
+    CF_IDS,
+    CF_OWNERS,
+    CF_USAGE,
+    CF_EVENTS,
+    CF_EVENT_INDEX,
+    CF_COUNT
+};
+
+/* The audit log's families (record.h has their keys). A store made before
+ * them gets them at its first read-write open. */
+static bool family_optional(int c) {
+    return c == CF_EVENTS || c == CF_EVENT_INDEX;
+}
 
 /* The owners whose token counts are cached (store_batch_owner_count):
  * slots of a direct-mapped table, an owner in the slot its hash names. */
@@ -77,8 +92,10 @@ typedef struct owner_count {
     char owner[TOKEN_OWNER_MAX + 1];
 } owner_count;
 
-static const char *const cf_names[CF_COUNT] = {"default", "tokens", "ids", "owners",
-                                               "usage"};
+_Static_assert(CF_COUNT == STORE_FAMILIES, "STORE_FAMILIES is the number of families");
+
+static const char *const cf_names[CF_COUNT] = {
+    "default", "tokens", "ids", "owners", "usage", "events", "event_index"};
 
 struct store {
     rocksdb_t *db;
@@ -102,6 +119,12 @@ struct store {
     pthread_mutex_t count_lock;
     owner_count *counts;
     uint64_t count_generation;
+    /* The audit log's head: the last committed event's seq (0: none) and
+     * hash, loaded at open and moved on by each commit that appends
+     * events. Written by the committing thread only; the seq is atomic
+     * so that readers (ListEvents) may ask for it. */
+    _Atomic uint64_t ev_seq;
+    uint8_t ev_hash[RECORD_EVENT_HASH_LEN];
 };
 
 /* A batch is a byte log of operations, never stored: op, cf, key length,
@@ -138,6 +161,11 @@ struct store_batch {
     size_t slot_cap, slot_used;
     char *names; /* owners of the count slots, each NUL-terminated */
     size_t names_len, names_cap;
+    /* The audit log's head through the batch, once it appends an event;
+     * the store's head takes it only if the batch commits. */
+    bool ev_set;
+    uint64_t ev_seq;
+    uint8_t ev_hash[RECORD_EVENT_HASH_LEN];
 };
 
 /* One operation of a batch's log, as batch_read_op reads it. */
@@ -285,9 +313,12 @@ static rocksdb_options_t *family_options(rocksdb_cache_t *cache, bool bloom,
 }
 
 /* Settings that belong to the database rather than a family. */
-static void database_options(rocksdb_options_t *o, bool create, size_t memtable_bytes) {
+static void database_options(rocksdb_options_t *o, bool create, bool read_only,
+                             size_t memtable_bytes) {
     rocksdb_options_set_create_if_missing(o, create);
-    rocksdb_options_set_create_missing_column_families(o, create);
+    /* The audit log's families are added to an older store when it is
+     * opened for writing; check_families refuses any other one missing. */
+    rocksdb_options_set_create_missing_column_families(o, create || !read_only);
     rocksdb_options_set_max_open_files(o, STORE_MAX_OPEN_FILES);
     rocksdb_options_set_db_write_buffer_size(o, memtable_bytes);
     /* Families written rarely (meta) would otherwise pin old WAL files. */
@@ -318,7 +349,8 @@ static bool store_exists(const char *dir) {
 /* Checks the column families an existing store has: none unknown to this
  * version (RocksDB would make us open them all), and, unless we may
  * create them, all of ours present. */
-static int check_families(const char *dir, bool create, tokend_error *err) {
+static int check_families(const char *dir, bool create, bool read_only,
+                          tokend_error *err) {
     rocksdb_options_t *o = rocksdb_options_create();
     char *rocks_err = NULL;
     size_t n = 0;
@@ -343,7 +375,7 @@ static int check_families(const char *dir, bool create, tokend_error *err) {
         }
     }
     for (int c = 0; c < CF_COUNT && rv == TOKEND_OK; c++) {
-        if (!have[c] && !create) {
+        if (!have[c] && !create && (read_only || !family_optional(c))) {
             rv = error_set(err, TOKEND_STORAGE_ERROR,
                            "%s is not a complete tokend store (no column family \"%s\")",
                            dir, cf_names[c]);
@@ -485,7 +517,9 @@ static int db_open(store *st, bool create, tokend_error *err) {
     fam[CF_IDS] = family_options(st->cache, true, mem / STORE_INDEX_SHARE);
     fam[CF_OWNERS] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
     fam[CF_USAGE] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
-    database_options(fam[CF_META], create, mem);
+    fam[CF_EVENTS] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
+    fam[CF_EVENT_INDEX] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
+    database_options(fam[CF_META], create, st->read_only, mem);
 
     char *rocks_err = NULL;
     if (st->read_only) {
@@ -550,8 +584,41 @@ static void db_close(store *st, bool flush) {
     }
 }
 
+/* Reads the audit log's head: the last key of the events family and the
+ * hash its value ends with. */
+static int event_head_load(store *st, tokend_error *err) {
+    atomic_store(&st->ev_seq, 0);
+    memset(st->ev_hash, 0, sizeof(st->ev_hash));
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(st->db, st->read_opts, st->cf[CF_EVENTS]);
+    rocksdb_iter_seek_to_last(it);
+    int rv = TOKEND_OK;
+    if (rocksdb_iter_valid(it)) {
+        size_t klen = 0, vlen = 0;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        uint64_t seq = record_event_key_seq(key, klen);
+        if (seq == 0 || !record_event_hash(val, vlen, st->ev_hash)) {
+            rv =
+                error_set(err, TOKEND_INTERNAL,
+                          "the audit log's last event does not decode (%zu bytes)", vlen);
+        } else {
+            atomic_store(&st->ev_seq, seq);
+        }
+    }
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(it, &rocks_err);
+    if (rocks_err != NULL && rv == TOKEND_OK) {
+        rv = storage_error(rocks_err, "reading the audit log's head", err);
+    } else {
+        rocksdb_free(rocks_err);
+    }
+    rocksdb_iter_destroy(it);
+    return rv;
+}
+
 /* Opening is: refuse a missing store unless creating; check the families
- * on disk; open all five with their options (creating the missing ones if
+ * on disk; open all seven with their options (creating the missing ones if
  * allowed); check or write the schema marker. Any failure unwinds
  * through store_close, which copes with a half-built store. */
 int store_open(const char *dir, const store_options *opts, store **out,
@@ -578,7 +645,7 @@ int store_open(const char *dir, const store_options *opts, store **out,
                          dir);
     }
     if (exists) {
-        int rv = check_families(dir, create, err);
+        int rv = check_families(dir, create, opts->read_only, err);
         if (rv != TOKEND_OK) {
             return rv;
         }
@@ -629,6 +696,9 @@ int store_open(const char *dir, const store_options *opts, store **out,
     }
     if (rv == TOKEND_OK && !st->read_only) {
         rv = admin_index_build(st, err);
+    }
+    if (rv == TOKEND_OK) {
+        rv = event_head_load(st, err);
     }
     if (rv != TOKEND_OK) {
         st->read_only = true; /* nothing to flush */
@@ -698,6 +768,9 @@ int store_reopen(store *st, tokend_error *err) {
         /* Reads go on from a read-only instance; the next reopen retries. */
         st->read_only = true;
         (void)db_open(st, false, NULL);
+    }
+    if (rv == TOKEND_OK) {
+        rv = event_head_load(st, err);
     }
     pthread_rwlock_unlock(&st->swap);
     return rv;
@@ -1216,6 +1289,7 @@ void store_batch_clear(store_batch *b) {
     }
     b->slot_used = 0;
     b->names_len = 0;
+    b->ev_set = false;
 }
 
 size_t store_batch_count(const store_batch *b) {
@@ -1630,6 +1704,10 @@ int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err) 
         rv = batch_write(st, b, sync, err);
         if (rv == TOKEND_OK) {
             counts_commit(st, b);
+            if (b->ev_set) {
+                memcpy(st->ev_hash, b->ev_hash, sizeof(st->ev_hash));
+                atomic_store(&st->ev_seq, b->ev_seq);
+            }
         }
     }
     store_batch_clear(b);
@@ -1806,4 +1884,203 @@ int store_sizes_read(store *st, store_sizes *out, tokend_error *err) {
     }
     read_end(st);
     return TOKEND_OK;
+}
+
+/* ---------- the audit log ---------- */
+
+void store_batch_fail(store_batch *b, int status, const char *why) {
+    if (b != NULL) {
+        batch_fail(b, status, why != NULL ? why : "the write batch was failed");
+    }
+}
+
+void store_batch_event_head(store *st, const store_batch *b, uint64_t *seq,
+                            uint8_t hash[STORE_EVENT_HASH_LEN]) {
+    if (b != NULL && b->ev_set) {
+        *seq = b->ev_seq;
+        memcpy(hash, b->ev_hash, STORE_EVENT_HASH_LEN);
+    } else {
+        *seq = atomic_load(&st->ev_seq);
+        memcpy(hash, st->ev_hash, STORE_EVENT_HASH_LEN);
+    }
+}
+
+uint64_t store_event_last_seq(store *st) {
+    return st != NULL ? atomic_load(&st->ev_seq) : 0;
+}
+
+/* The index keys of one event, put or deleted. */
+static void event_index_ops(store_batch *b, int op, uint64_t seq, const char *owner,
+                            const char *token_id) {
+    uint8_t key[RECORD_EVENT_INDEX_MAX];
+    size_t klen = record_event_index_key('o', owner, seq, key);
+    if (klen > 0) {
+        batch_op(b, op, CF_EVENT_INDEX, key, klen, "", 0);
+    }
+    klen = record_event_index_key('t', token_id, seq, key);
+    if (klen > 0) {
+        batch_op(b, op, CF_EVENT_INDEX, key, klen, "", 0);
+    }
+}
+
+int store_batch_put_event(store *st, store_batch *b, uint64_t seq, const uint8_t *value,
+                          size_t len, const uint8_t hash[STORE_EVENT_HASH_LEN],
+                          const char *owner, const char *token_id, tokend_error *err) {
+    if (st == NULL || b == NULL || value == NULL || hash == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_put_event: NULL argument");
+    }
+    uint64_t head = 0;
+    uint8_t head_hash[STORE_EVENT_HASH_LEN];
+    store_batch_event_head(st, b, &head, head_hash);
+    if (seq != head + 1) {
+        return error_set(err, TOKEND_INTERNAL,
+                         "audit event %llu does not follow the log's head %llu",
+                         (unsigned long long)seq, (unsigned long long)head);
+    }
+    if (b->failure.code != TOKEND_OK) {
+        return batch_failure(b, err);
+    }
+    uint8_t key[RECORD_EVENT_KEY_LEN];
+    record_event_key(seq, key);
+    batch_op(b, OP_PUT, CF_EVENTS, key, sizeof(key), value, len);
+    event_index_ops(b, OP_PUT, seq, owner, token_id);
+    b->count++;
+    b->ev_set = true;
+    b->ev_seq = seq;
+    memcpy(b->ev_hash, hash, STORE_EVENT_HASH_LEN);
+    return b->failure.code != TOKEND_OK ? batch_failure(b, err) : TOKEND_OK;
+}
+
+void store_batch_delete_event(store_batch *b, uint64_t seq, const char *owner,
+                              const char *token_id) {
+    if (b == NULL) {
+        return;
+    }
+    uint8_t key[RECORD_EVENT_KEY_LEN];
+    record_event_key(seq, key);
+    batch_op(b, OP_DELETE, CF_EVENTS, key, sizeof(key), NULL, 0);
+    event_index_ops(b, OP_DELETE, seq, owner, token_id);
+    b->count++;
+}
+
+/* One event read during a scan: its value under the scan's snapshot.
+ * Index entries whose event is gone are skipped (none should be). */
+static int scan_take_indexed(store *st, const rocksdb_readoptions_t *ro, uint64_t seq,
+                             store_event_fn fn, void *arg, int *stop, tokend_error *err) {
+    uint8_t key[RECORD_EVENT_KEY_LEN];
+    record_event_key(seq, key);
+    rocksdb_pinnableslice_t *v = NULL;
+    int rv = get_raw(st, ro, CF_EVENTS, key, sizeof(key), &v, err);
+    if (rv == TOKEND_NOT_FOUND) {
+        return TOKEND_OK;
+    }
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    size_t vlen = 0;
+    const uint8_t *val = (const uint8_t *)rocksdb_pinnableslice_value(v, &vlen);
+    *stop = fn(arg, seq, val, vlen);
+    rocksdb_pinnableslice_destroy(v);
+    return TOKEND_OK;
+}
+
+int store_events_scan(store *st, char index, const char *name, uint64_t after,
+                      size_t max_keys, store_event_fn fn, void *arg, uint64_t *last_seq,
+                      bool *ended, tokend_error *err) {
+    *last_seq = after;
+    *ended = false;
+    if (st == NULL || fn == NULL || max_keys == 0 || (index != 0 && name == NULL)) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_events_scan: bad argument");
+    }
+    uint8_t lower[RECORD_EVENT_INDEX_MAX], upper[RECORD_EVENT_INDEX_MAX];
+    size_t plen = 0;
+    if (index != 0) {
+        plen = record_event_index_prefix(index, name, lower);
+        if (plen == 0) {
+            return error_set(err, TOKEND_INVALID_ARGUMENT, "filter name is not valid");
+        }
+        memcpy(upper, lower, plen);
+        upper[plen - 1] = 1; /* past every prefix NUL ... key */
+        record_event_index_key(index, name, after + 1, lower);
+    } else {
+        record_event_key(after + 1, lower);
+    }
+    int rv = read_begin(st, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    const rocksdb_snapshot_t *snap = rocksdb_create_snapshot(st->db);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(ro, snap);
+    if (index != 0) {
+        rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper, plen);
+    }
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+        st->db, ro, st->cf[index != 0 ? CF_EVENT_INDEX : CF_EVENTS]);
+    rocksdb_iter_seek(it, (const char *)lower,
+                      index != 0 ? plen + RECORD_EVENT_KEY_LEN : RECORD_EVENT_KEY_LEN);
+    size_t seen = 0;
+    int stop = 0;
+    for (; rv == TOKEND_OK && !stop && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        if (seen == max_keys) {
+            break;
+        }
+        seen++;
+        size_t klen = 0;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        uint64_t seq = 0;
+        if (index != 0) {
+            seq = klen == plen + RECORD_EVENT_KEY_LEN
+                      ? record_event_key_seq(key + plen, RECORD_EVENT_KEY_LEN)
+                      : 0;
+        } else {
+            seq = record_event_key_seq(key, klen);
+        }
+        if (seq == 0) {
+            rv = error_set(err, TOKEND_INTERNAL, "the audit log holds a malformed key");
+            break;
+        }
+        *last_seq = seq;
+        if (index != 0) {
+            rv = scan_take_indexed(st, ro, seq, fn, arg, &stop, err);
+        } else {
+            size_t vlen = 0;
+            const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+            stop = fn(arg, seq, val, vlen);
+        }
+    }
+    /* The loop's step ran past a stopping event, and a scan cut by
+     * max_keys stands on the next key unread: either way the iterator is
+     * valid exactly when keys follow. */
+    *ended = rv == TOKEND_OK && !rocksdb_iter_valid(it);
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(it, &rocks_err);
+    if (rocks_err != NULL) {
+        if (rv == TOKEND_OK) {
+            rv = storage_error(rocks_err, "scanning the audit log", err);
+        } else {
+            rocksdb_free(rocks_err);
+        }
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_release_snapshot(st->db, snap);
+    read_end(st);
+    return rv;
+}
+
+int store_event_raw_put(store *st, uint64_t seq, const uint8_t *value, size_t len,
+                        tokend_error *err) {
+    if (st == NULL || value == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_event_raw_put: NULL argument");
+    }
+    uint8_t key[RECORD_EVENT_KEY_LEN];
+    record_event_key(seq, key);
+    char *rocks_err = NULL;
+    rocksdb_put_cf(st->db, st->write_sync, st->cf[CF_EVENTS], (const char *)key,
+                   sizeof(key), (const char *)value, len, &rocks_err);
+    return rocks_err != NULL ? storage_error(rocks_err, "rewriting an event", err)
+                             : TOKEND_OK;
 }

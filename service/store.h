@@ -190,13 +190,14 @@ int store_batch_admins_valid(store *st, const store_batch *b, int64_t now_ms,
  * commit). */
 int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err);
 
-/* Column families of the store, for store_sizes. */
-#define STORE_FAMILIES 5
+/* Column families of the store, for store_sizes (store.c asserts it is
+ * their number). */
+#define STORE_FAMILIES 7
 
 /* RocksDB's memory and sizes, for the metrics page (RocksDB's properties,
  * estimates where RocksDB says so). */
 typedef struct store_family_sizes {
-    const char *name;             /* "default", "tokens", "ids", "owners", "usage" */
+    const char *name;             /* "default", "tokens", "ids", ... (store.h's top) */
     uint64_t memtable_bytes;      /* rocksdb.cur-size-all-mem-tables */
     uint64_t table_readers_bytes; /* rocksdb.estimate-table-readers-mem */
     uint64_t live_data_bytes;     /* rocksdb.estimate-live-data-size */
@@ -213,5 +214,63 @@ typedef struct store_sizes {
  * RocksDB does not answer reads as 0. TOKEND_OK, or TOKEND_STORAGE_ERROR
  * when the store is closed (a failed reopen). */
 int store_sizes_read(store *st, store_sizes *out, tokend_error *err);
+/* ---------- the audit log (events.h builds the events) ----------
+ *
+ * events       be64(seq) -> the packed Event (its hash last, record.h)
+ * event_index  'o' owner NUL be64(seq), 't' token id be64(seq) -> ""
+ *
+ * The log's head (last seq, its hash) is kept in memory: loaded at open,
+ * read through a batch while the writer builds a group, and moved on only
+ * when a batch that appended events commits. A failed or cleared batch
+ * leaves it where the last commit put it, so the next event takes the
+ * seq the failed one would have had. */
+#define STORE_EVENT_HASH_LEN 32
+
+/* The head through the batch: the seq of the last event (0: none yet)
+ * and its hash (32 zero bytes before the first). `b` may be NULL (the
+ * committed head). Call it from the thread that commits. */
+void store_batch_event_head(store *st, const store_batch *b, uint64_t *seq,
+                            uint8_t hash[STORE_EVENT_HASH_LEN]);
+
+/* The last committed event's seq (0: none); any thread. */
+uint64_t store_event_last_seq(store *st);
+
+/* Appends event `seq`, which must be the head's seq + 1 (else
+ * TOKEND_INTERNAL and nothing added): value[0..len) is the packed Event,
+ * hash its hash; owner and token_id (NULL or "": none) get index keys.
+ * The batch's head becomes this event. */
+int store_batch_put_event(store *st, store_batch *b, uint64_t seq, const uint8_t *value,
+                          size_t len, const uint8_t hash[STORE_EVENT_HASH_LEN],
+                          const char *owner, const char *token_id, tokend_error *err);
+
+/* Makes the batch's commit fail with `status` and `why`, applying none of
+ * it: for a job that added its change but could not add the change's
+ * event, so that neither is written. */
+void store_batch_fail(store_batch *b, int status, const char *why);
+
+/* Deletes event `seq` and its index keys (retention: the same owner and
+ * token id it was put with). */
+void store_batch_delete_event(store_batch *b, uint64_t seq, const char *owner,
+                              const char *token_id);
+
+/* Called for each event of a scan, in seq order; returns nonzero to stop
+ * after it. The value is valid during the call only. */
+typedef int (*store_event_fn)(void *arg, uint64_t seq, const uint8_t *value, size_t len);
+
+/* Scans the events after seq `after` in seq order, from one snapshot:
+ * all of them (index 0), or those of owner `name` (index 'o') or token
+ * id `name` ('t'), through the event index. Reads at most `max_keys`
+ * keys, so a call's work is bounded whatever the filters match. On
+ * TOKEND_OK *last_seq is the seq of the last key read (`after` if none)
+ * and *ended whether no key follows it. */
+int store_events_scan(store *st, char index, const char *name, uint64_t after,
+                      size_t max_keys, store_event_fn fn, void *arg, uint64_t *last_seq,
+                      bool *ended, tokend_error *err);
+
+/* Overwrites the stored bytes of event `seq`, outside any batch and
+ * without its index or head: for tests of `tokenctl events --verify` (a
+ * tampered store) only. */
+int store_event_raw_put(store *st, uint64_t seq, const uint8_t *value, size_t len,
+                        tokend_error *err);
 
 #endif /* TOKEND_STORE_H */

@@ -33,7 +33,9 @@ struct writer_job {
      * (store_batch_get_*: it sees every job before it, committed or
      * earlier in the same group, so the jobs' outcome is that of running
      * them one after another in queue order). Returns a tokend status; on
-     * an error it must have added nothing. Runs on the writer thread. */
+     * an error it must have added nothing but, for a refusal, its audit
+     * event (events.h), which then commits with the group. Runs on the
+     * writer thread. */
     int (*apply)(writer_job *job, store *st, store_batch *batch);
     /* Runs on the writer thread once the job is settled: `status` is
      * apply's error, or the commit's status. The job may free itself. */
