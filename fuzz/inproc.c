@@ -65,7 +65,7 @@ void fuzz_put_token(store *st, const char *owner, char *const *abilities,
 void fuzz_serve(store *st, const char *url) {
     usage *u = usage_new(1024);
     writer *w = NULL;
-    if (u == NULL || writer_start(st, u, 1000, &w) != TOKEND_OK) {
+    if (u == NULL || writer_start(st, u, NULL, 1000, &w) != TOKEND_OK) {
         fuzz_die("writer");
     }
     methods_config mc = {.prefix = TOKEN_DEFAULT_PREFIX};

@@ -159,4 +159,13 @@
     X(examples_python_client_over_tcp_and_ipc)                   \
     X(examples_python_client_unavailable_stalled_and_tls)        \
     X(examples_protocol_page_bytes_are_what_tokend_answers)      \
-    X(crash_smoke_five_kills)
+    X(crash_smoke_five_kills)                                    \
+    X(usage_series_by_outcome_route_client_across_restart)       \
+    X(usage_series_routes_past_the_bound_count_as_other)         \
+    X(usage_series_keeps_the_top_client_addresses)               \
+    X(usage_series_owner_and_deployment_sums)                    \
+    X(usage_series_minute_and_hour_steps_and_ranges)             \
+    X(usage_series_retention_drops_old_buckets)                  \
+    X(usage_series_authorization)                                \
+    X(usage_series_no_store_write_per_verify)                    \
+    X(usage_series_options_by_flag_environment_and_bad_value)
