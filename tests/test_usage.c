@@ -591,3 +591,87 @@ TEST(usage_series_options_by_flag_environment_and_bad_value) {
     tokend_close(admin);
     CHECK_INT(harness_stop(&p), 0);
 }
+
+/* tokenctl with the admin credential and p's URL in the environment. */
+static int ctl(const tokend_proc *p, char **out, char **err, const char *const *args) {
+    const char *argv[32] = {harness_bin("tokenctl")};
+    size_t n = 1;
+    for (size_t i = 0; args[i] != NULL && n < 31; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    static char url_env[400], cred_env[200];
+    snprintf(url_env, sizeof(url_env), "TOKEND_URL=%s", p->url);
+    snprintf(cred_env, sizeof(cred_env), "TOKEND_CREDENTIAL=%s", p->admin);
+    const char *env[] = {url_env, cred_env, NULL};
+    return harness_exec(argv, NULL, env, out, err);
+}
+
+#define CTL(p, out, err, ...) \
+    ctl((p), (out), (err), (const char *const[]){__VA_ARGS__, NULL})
+
+TEST(usage_series_tokenctl_table_json_and_errors) {
+    tokend_proc p;
+    harness_init(&p);
+    REQUIRE(harness_start(&p));
+    tokend_client *admin = harness_client(&p, p.admin);
+    const char *abilities[] = {"orders:read"};
+    char token[TOK], id[TOK];
+    harness_create(admin, "acme", "ctl", abilities, 1, 0, token, sizeof(token), id,
+                   sizeof(id));
+    CHECK_INT(verify_ctx(&p, token, NULL, "GET", "/orders/5", "203.0.113.7"), TOKEND_OK);
+    CHECK_INT(verify_ctx(&p, token, NULL, "GET", "/orders/6", "203.0.113.7"), TOKEND_OK);
+    CHECK_INT(verify_ctx(&p, token, "orders:write", "POST", "/orders", "192.0.2.1"),
+              TOKEND_INSUFFICIENT_ABILITY);
+    char *out = NULL, *err = NULL;
+    CHECK_INT(CTL(&p, &out, &err, "usage", id, "--step", "hour"), 0);
+    CHECK(test_contains(out, "START"));
+    CHECK(test_contains(out, "TOP ROUTE"));
+    CHECK(test_contains(out, "GET /orders/{id} (2)"));
+    CHECK(test_contains(out, "203.0.113.7 (2)"));
+    CHECK(test_contains(out, "total: 3 calls, 2 OK, 1 denied"));
+    CHECK(!test_contains(out, "calls ▁") && !test_contains(out, "█")); /* not a tty */
+    free(out);
+    free(err);
+    CHECK_INT(CTL(&p, &out, &err, "usage", "--owner", "acme", "--since", "2h", "--json"),
+              0);
+    CHECK(test_contains(out, "{\"step\":\"minute\",\"buckets\":[{\"start\":"));
+    CHECK(test_contains(out, "\"routes\":{"));
+    CHECK(test_contains(out, "\"GET /orders/{id}\":2"));
+    CHECK(test_contains(out, "\"client_ips\":{"));
+    CHECK(test_contains(out, "\"INSUFFICIENT_ABILITY\":1"));
+    free(out);
+    free(err);
+    CHECK_INT(CTL(&p, &out, &err, "usage", id, "--step", "day"), 2);
+    CHECK(test_contains(err, "--step must be minute or hour"));
+    free(out);
+    free(err);
+    CHECK_INT(CTL(&p, &out, &err, "usage", id, "--since", "200d"), 2);
+    CHECK(test_contains(err, "--since"));
+    free(out);
+    free(err);
+    CHECK_INT(CTL(&p, &out, &err, "usage", id, "--since", "49h"), 1);
+    CHECK(test_contains(err, "INVALID_ARGUMENT"));
+    free(out);
+    free(err);
+    CHECK_INT(CTL(&p, &out, &err, "usage"), 2);
+    free(out);
+    free(err);
+    CHECK_INT(CTL(&p, &out, &err, "usage", "AAAAAAAAAAAAAAAA"), 1);
+    CHECK(test_contains(err, "NOT_FOUND"));
+    free(out);
+    free(err);
+    /* On a terminal, a sparkline first. */
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "TOKEND_URL='%s' TOKEND_CREDENTIAL='%s' '%s' usage %s",
+             p.url, p.admin, harness_bin("tokenctl"), id);
+    const char *script[] = {"script", "-qec", cmd, "/dev/null", NULL};
+    CHECK_INT(harness_exec(script, NULL, NULL, &out, &err), 0);
+    CHECK(test_contains(out, "calls "));
+    CHECK(test_contains(out, "█")); /* the busiest step has the full bar */
+    CHECK(test_contains(out, "total: 3 calls"));
+    free(out);
+    free(err);
+    tokend_close(admin);
+    CHECK_INT(harness_stop(&p), 0);
+}
