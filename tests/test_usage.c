@@ -675,3 +675,88 @@ TEST(usage_series_tokenctl_table_json_and_errors) {
     tokend_close(admin);
     CHECK_INT(harness_stop(&p), 0);
 }
+
+TEST(usage_series_rest_json_shape_and_errors) {
+    tokend_proc p;
+    harness_init(&p);
+    REQUIRE(harness_start(&p));
+    gateway_proc g = {0};
+    REQUIRE(harness_gateway_start(&g, p.url, 0));
+    tokend_client *admin = harness_client(&p, p.admin);
+    const char *reader_ab[] = {"tokens:read"};
+    const char *plain_ab[] = {"orders:read"};
+    char reader[TOK], token[TOK], other[TOK], rid[TOK], id[TOK], oid[TOK];
+    harness_create(admin, "acme", "reader", reader_ab, 1, 0, reader, sizeof(reader), rid,
+                   sizeof(rid));
+    harness_create(admin, "acme", "erp", plain_ab, 1, 0, token, sizeof(token), id,
+                   sizeof(id));
+    harness_create(admin, "beta", "other", plain_ab, 1, 0, other, sizeof(other), oid,
+                   sizeof(oid));
+    CHECK_INT(verify_ctx(&p, token, NULL, "GET", "/orders/9", "203.0.113.7"), TOKEND_OK);
+    CHECK_INT(verify_ctx(&p, token, NULL, "GET", "/orders/10", "203.0.113.7"), TOKEND_OK);
+    /* The bucket's start, as the RPC sees it, for the exact body. */
+    tokend_usage u;
+    REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_HOUR, &u, NULL) == TOKEND_OK);
+    REQUIRE(u.n_buckets == 1);
+    int64_t hour = u.buckets[0].start_unix_ms;
+    tokend_usage_free(&u);
+
+    char bearer[200], url[300], want[600];
+    snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", reader);
+    snprintf(url, sizeof(url), "%s/v1/tokens/%s/usage?step=hour", g.base, id);
+    http_res r = {0};
+    CHECK_INT(CURL(&r, url, "-H", bearer), 200);
+    snprintf(want, sizeof(want),
+             "{\"step\":\"hour\",\"buckets\":[{\"start\":%lld,\"outcomes\":{\"OK\":2},"
+             "\"routes\":{\"GET /orders/{id}\":2},\"client_ips\":{\"203.0.113.7\":2}}]}",
+             (long long)hour);
+    CHECK(test_contains(r.body, want));
+    CHECK(test_contains(r.headers, "application/json"));
+    /* The caller's owner, the range given. */
+    snprintf(url, sizeof(url), "%s/v1/usage?step=minute&from=%lld&to=%lld", g.base,
+             (long long)hour, (long long)(hour + 3600000));
+    CHECK_INT(CURL(&r, url, "-H", bearer), 200);
+    CHECK(test_contains(r.body, "{\"step\":\"minute\",\"buckets\":[{\"start\":"));
+    CHECK(test_contains(r.body, "\"outcomes\":{\"OK\":"));
+    /* A range before the calls: no buckets. */
+    snprintf(url, sizeof(url), "%s/v1/usage?from=1000&to=2000", g.base);
+    CHECK_INT(CURL(&r, url, "-H", bearer), 200);
+    CHECK(test_contains(r.body, "{\"step\":\"minute\",\"buckets\":[]}"));
+    /* owner= : another owner is 403 for a non-admin, fine for the admin. */
+    snprintf(url, sizeof(url), "%s/v1/usage?owner=beta", g.base);
+    CHECK_INT(CURL(&r, url, "-H", bearer), 403);
+    CHECK(test_contains(r.body, "PERMISSION_DENIED"));
+    char admin_bearer[200];
+    snprintf(admin_bearer, sizeof(admin_bearer), "Authorization: Bearer %s", p.admin);
+    CHECK_INT(CURL(&r, url, "-H", admin_bearer), 200);
+    /* Another owner's token id, an id no token has, a bad id: 404. */
+    snprintf(url, sizeof(url), "%s/v1/tokens/%s/usage", g.base, oid);
+    CHECK_INT(CURL(&r, url, "-H", bearer), 404);
+    CHECK(test_contains(r.body, "NOT_FOUND"));
+    snprintf(url, sizeof(url), "%s/v1/tokens/short/usage", g.base);
+    CHECK_INT(CURL(&r, url, "-H", bearer), 404);
+    /* Without tokens:read: 403; without a bearer: 401. */
+    char plain_bearer[200];
+    snprintf(plain_bearer, sizeof(plain_bearer), "Authorization: Bearer %s", token);
+    snprintf(url, sizeof(url), "%s/v1/tokens/%s/usage", g.base, id);
+    CHECK_INT(CURL(&r, url, "-H", plain_bearer), 403);
+    CHECK_INT(CURL(&r, url), 401);
+    /* Bad queries: 400 as problem JSON. */
+    const char *bad[] = {"?step=day", "?from=abc", "?from=5&to=4", "?owner=acme",
+                         "?from=1&to=999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        snprintf(url, sizeof(url), "%s/v1/tokens/%s/usage%s", g.base, id, bad[i]);
+        CHECK_INT(CURL(&r, url, "-H", bearer), 400);
+        CHECK(test_contains(r.body, "\"status\":400"));
+    }
+    snprintf(url, sizeof(url), "%s/v1/usage", g.base);
+    CHECK_INT(CURL(&r, "-X", "DELETE", url, "-H", bearer), 405);
+    snprintf(url, sizeof(url), "%s/v1/openapi.json", g.base);
+    CHECK_INT(CURL(&r, url), 200);
+    CHECK(test_contains(r.body, "\"/v1/tokens/{id}/usage\""));
+    CHECK(test_contains(r.body, "\"/v1/usage\""));
+    res_free(&r);
+    tokend_close(admin);
+    CHECK_INT(harness_gateway_stop(&g), 0);
+    CHECK_INT(harness_stop(&p), 0);
+}
