@@ -589,6 +589,34 @@ done:
  * Verify: the hot path. A shape/checksum test, one SHA-256, one point
  * read, then pure checks; usage is counted in memory. */
 
+static bool route_token_char(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '_';
+}
+
+/* Writes "{id}" over every run of [A-Za-z0-9_] in `route` long enough to
+ * hold a token (39 or more: prefix, secret, checksum). route_normalise
+ * makes a segment that is a token "{id}" already, but not one inside a
+ * longer segment ("/login/key=tkd_..."), and a route is stored: no
+ * plain-text token may reach the disk. A route has at most ROUTE_MAX
+ * bytes, so this is one short pass. */
+static void route_scrub_tokens(char *route) {
+    const size_t token_min = 1 + TOKEN_SECRET_LEN + TOKEN_CHECKSUM_LEN;
+    for (char *p = route; *p != '\0';) {
+        size_t run = 0;
+        while (route_token_char(p[run])) {
+            run++;
+        }
+        if (run >= token_min) {
+            memcpy(p, "{id}", 4);
+            memmove(p + 4, p + run, strlen(p + run) + 1);
+            p += 4;
+        } else {
+            p += run > 0 ? run : 1;
+        }
+    }
+}
+
 /* Counts a Verify in the usage series (series.h), by its context's route
  * and client address; `rec` is NULL for a token the service does not
  * know, which then counts in the deployment's sums only. */
@@ -601,6 +629,7 @@ static void count_verify(methods *ms, const Tokend__V1__VerifyRequest *in,
     char route[ROUTE_MAX + 1];
     route_normalise(c != NULL ? c->method : NULL, c != NULL ? c->path : NULL, route,
                     sizeof(route));
+    route_scrub_tokens(route);
     series_add_call(ms->series, rec != NULL ? rec->id : NULL,
                     rec != NULL ? rec->owner : NULL, reason, route,
                     c != NULL ? c->client_ip : NULL, now_ms);

@@ -315,8 +315,9 @@ typedef struct staged_bucket {
 } staged_bucket;
 
 typedef struct staging {
-    staged_bucket *items;
-    size_t n;
+    staged_bucket *items; /* n of them, cap allocated: grown as keys come,
+                             since owners and the deployment share theirs */
+    size_t n, cap;
     uint32_t *index; /* nslots; item + 1 */
     size_t nslots;
 } staging;
@@ -329,6 +330,8 @@ static uint64_t key_hash(const uint8_t *key, size_t len) {
     return h ^ (h >> 29);
 }
 
+/* The staged bucket of `key`, made if missing; NULL without memory. The
+ * pointer holds until the next call. */
 static staged_bucket *staged_of(staging *g, const uint8_t *key, size_t klen) {
     size_t mask = g->nslots - 1;
     size_t i = key_hash(key, klen) & mask;
@@ -341,6 +344,15 @@ static staged_bucket *staged_of(staging *g, const uint8_t *key, size_t klen) {
         if (sb->klen == klen && memcmp(sb->key, key, klen) == 0) {
             return sb;
         }
+    }
+    if (g->n == g->cap) {
+        size_t cap = g->cap == 0 ? 64 : g->cap * 2;
+        staged_bucket *grown = realloc(g->items, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return NULL;
+        }
+        g->items = grown;
+        g->cap = cap;
     }
     staged_bucket *sb = &g->items[g->n];
     memset(sb, 0, sizeof(*sb));
@@ -368,8 +380,9 @@ static int stage_entry(series *s, staging *g, const series_entry *e) {
                 continue;
             }
             staged_bucket *sb = staged_of(g, key, klen);
-            int rv = series_bucket_add(&sb->b, &e->b, s->max_routes,
-                                       s->max_ips * SERIES_IPS_IN_MEMORY);
+            int rv = sb == NULL ? TOKEND_INTERNAL
+                                : series_bucket_add(&sb->b, &e->b, s->max_routes,
+                                                    s->max_ips * SERIES_IPS_IN_MEMORY);
             if (rv != TOKEND_OK) {
                 return rv;
             }
@@ -436,9 +449,8 @@ int series_stage(series *s, store *st, store_batch *batch, size_t *staged,
     while (g.nslots < t->used * 6 * 2) {
         g.nslots *= 2;
     }
-    g.items = calloc(t->used * 6, sizeof(*g.items));
     g.index = calloc(g.nslots, sizeof(*g.index));
-    int rv = g.items != NULL && g.index != NULL
+    int rv = g.index != NULL
                  ? TOKEND_OK
                  : error_set(err, TOKEND_INTERNAL, "out of memory staging usage series");
     for (size_t i = 0; i < t->used && rv == TOKEND_OK; i++) {
