@@ -1202,8 +1202,9 @@ typedef struct usage_target {
     const char *name;
 } usage_target;
 
-/* Checks the request's shape and range into *target, *from, *to and
- * *step_ms; answers INVALID_ARGUMENT and returns false on a bad one. */
+/* Checks the request's shape and its range into *from, *to and *step_ms
+ * (the defaults applied); answers INVALID_ARGUMENT and returns false on a
+ * bad one. */
 static bool usage_request_ok(void *call, const Tokend__V1__GetUsageRequest *in,
                              int64_t now, int64_t *from, int64_t *to, int64_t *step_ms) {
     const char *id = in->id != NULL ? in->id : "";
@@ -1247,7 +1248,7 @@ static bool usage_request_ok(void *call, const Tokend__V1__GetUsageRequest *in,
 /* The rights of ListTokens: the deployment for an admin only; an owner
  * with tokens:read of it (or as an admin); a token id as GetToken (another
  * owner's is NOT_FOUND). Answers the call and returns false when refused.
- * *owner_copy gets a malloc'd owner the target points into. */
+ * The target points into the request or the caller's record. */
 static bool usage_authorize(methods *ms, void *call,
                             const Tokend__V1__GetUsageRequest *in,
                             const token_record *caller, usage_target *target) {
