@@ -171,4 +171,5 @@
     X(usage_series_options_by_flag_environment_and_bad_value)    \
     X(usage_series_tokenctl_table_json_and_errors)               \
     X(usage_series_rest_json_shape_and_errors)                   \
-    X(usage_series_never_stores_a_token_in_a_route)
+    X(usage_series_never_stores_a_token_in_a_route)              \
+    X(usage_series_family_is_added_to_an_older_store)

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <rocksdb/c.h>
+
 #include "harness.h"
 #include "rpc_client.h"
 #include "store.h"
@@ -795,4 +797,52 @@ TEST(usage_series_never_stores_a_token_in_a_route) {
     CHECK_INT(harness_stop(&p), 0);
     CHECK(!harness_dir_contains(p.data_dir, token));
     CHECK(!harness_dir_contains(p.data_dir, token + 4)); /* nor its secret */
+}
+
+/* A store made before the series family: drop it behind the store's back. */
+static void drop_series_family(const char *dir) {
+    rocksdb_options_t *o = rocksdb_options_create();
+    const char *names[] = {"default", "tokens", "ids", "owners", "usage", "series"};
+    const rocksdb_options_t *fam[] = {o, o, o, o, o, o};
+    rocksdb_column_family_handle_t *cf[6];
+    char *rerr = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, 6, names, fam, cf, &rerr);
+    REQUIRE(rerr == NULL && db != NULL);
+    rocksdb_drop_column_family(db, cf[5], &rerr);
+    REQUIRE(rerr == NULL);
+    for (int c = 0; c < 6; c++) {
+        rocksdb_column_family_handle_destroy(cf[c]);
+    }
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+}
+
+TEST(usage_series_family_is_added_to_an_older_store) {
+    tokend_proc p;
+    harness_init(&p);
+    drop_series_family(p.data_dir);
+    /* Read-only, it cannot be made: refused, naming it. */
+    store_options ro = {.read_only = true};
+    store *st = NULL;
+    tokend_error err;
+    CHECK_INT(store_open(p.data_dir, &ro, &st, &err), TOKEND_STORAGE_ERROR);
+    CHECK(test_contains(err.message, "\"series\""));
+    /* tokend serve opens it read-write and adds it; the admin token of
+     * init still works and usage is counted. */
+    REQUIRE(harness_start(&p));
+    tokend_client *admin = harness_client(&p, p.admin);
+    const char *abilities[] = {"orders:read"};
+    char token[TOK], id[TOK];
+    harness_create(admin, "acme", "upgraded", abilities, 1, 0, token, sizeof(token), id,
+                   sizeof(id));
+    CHECK_INT(verify_ctx(&p, token, NULL, "GET", "/u", "192.0.2.1"), TOKEND_OK);
+    tokend_close(admin);
+    CHECK_INT(harness_stop(&p), 0);
+    REQUIRE(store_open(p.data_dir, &ro, &st, &err) == TOKEND_OK);
+    size_t n = 0;
+    CHECK_INT(store_series_range(st, SERIES_TOKEN, SERIES_HOUR, id, 0, INT64_MAX,
+                                 count_bucket, &n, NULL),
+              TOKEND_OK);
+    CHECK_INT(n, 1);
+    store_close(st);
 }
