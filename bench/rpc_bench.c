@@ -42,6 +42,7 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "rpc.h"
+#include "rpc_client.h"
 #include "tokend.h"
 
 #define ECHO_CTXS 128
@@ -197,7 +198,7 @@ static int raw_call(raw_client *rc, const uint8_t *req) {
 
 /* ---- load generation ---- */
 
-typedef enum op { OP_ECHO, OP_VERIFY, OP_CREATE, OP_VERIFY_MANY } op;
+typedef enum op { OP_ECHO, OP_VERIFY, OP_CREATE, OP_VERIFY_MANY, OP_VERIFY_RPC } op;
 
 typedef struct shared {
     op what;
@@ -207,6 +208,12 @@ typedef struct shared {
     char **tokens; /* OP_VERIFY_MANY: picked at random */
     size_t n_tokens;
     const uint8_t *echo_req;
+    /* OP_VERIFY_RPC: the RPC engine libtokend runs on, so that a Verify can
+     * carry a request context (libtokend's calls have none yet); `context`
+     * false sends none, for the usage_overhead reference. */
+    rpc_client *rpc;
+    bool context;
+    atomic_ulong seq;
     double stop_at;
     atomic_long done;
     atomic_long errors;
@@ -217,6 +224,65 @@ typedef struct worker {
     double *lat; /* per-call latency samples (seconds), sequential mode */
     size_t n_lat, cap_lat;
 } worker;
+
+/* What a gateway in front of an API sends: a few routes, each with ids,
+ * from a few clients (the usage series count them all). */
+static const char *const bench_paths[] = {
+    "/orders/12345?expand=lines",
+    "/orders/67890",
+    "/orders",
+    "/customers/42/orders",
+    "/invoices/0f8fad5b-d9cb-469f-a165-70867728950e",
+    "/orders/12345/lines/7",
+    "/products?page=3",
+    "/customers/9001"};
+static const char *const bench_ips[] = {"203.0.113.7", "203.0.113.8", "198.51.100.20",
+                                        "2001:db8::1"};
+
+/* The Verify of OP_VERIFY_RPC; `n` picks its context. */
+static void verify_request(const char *token, bool context, unsigned long n,
+                           Tokend__V1__VerifyRequest *vr, Tokend__V1__RequestContext *ctx,
+                           char **ab) {
+    tokend__v1__verify_request__init(vr);
+    tokend__v1__request_context__init(ctx);
+    vr->token = (char *)token;
+    vr->abilities = ab;
+    vr->n_abilities = 1;
+    if (context) {
+        ctx->method = n % 5 == 4 ? "POST" : "GET";
+        ctx->path = (char *)bench_paths[n % 8];
+        ctx->client_ip = (char *)bench_ips[(n / 8) % 4];
+        ctx->user_agent = "erp-sync/4.2 (+https://partner.example)";
+        vr->context = ctx;
+    }
+}
+
+static int verify_rpc(shared *sh) {
+    static const ProtobufCMethodDescriptor *verify;
+    if (verify == NULL) {
+        verify = protobuf_c_service_descriptor_get_method_by_name(
+            &tokend__v1__token_service__descriptor, "Verify");
+    }
+    char *ab[] = {"orders:read"};
+    Tokend__V1__VerifyRequest vr;
+    Tokend__V1__RequestContext ctx;
+    verify_request(sh->token, sh->context, atomic_fetch_add(&sh->seq, 1), &vr, &ctx, ab);
+    rpc_call *call = NULL;
+    if (rpc_call_new(sh->rpc, NULL, NULL, &call, NULL) != TOKEND_OK) {
+        return -1;
+    }
+    int rv = rpc_call_start(call, verify, &vr.base, NULL, NULL, 5000, NULL);
+    if (rv == TOKEND_OK) {
+        rpc_call_wait(call);
+        const ProtobufCMessage *out = NULL;
+        rv = rpc_call_result(call, &out, NULL);
+        if (rv == TOKEND_OK) {
+            rv = ((const Tokend__V1__VerifyResponse *)out)->reason;
+        }
+    }
+    rpc_call_free(call);
+    return rv;
+}
 
 static int one_call(shared *sh) {
     switch (sh->what) {
@@ -233,6 +299,8 @@ static int one_call(shared *sh) {
             return tokend_verify(sh->client, NULL, t, ab, 1, TOKEND_ABILITIES_ALL, NULL,
                                  NULL);
         }
+        case OP_VERIFY_RPC:
+            return verify_rpc(sh);
         case OP_CREATE: {
             const char *ab[] = {"orders:read"};
             tokend_create_params p = {.owner = "bench:create",
@@ -372,11 +440,10 @@ static result run(shared *sh, pid_t server, int threads, double seconds) {
 /* Wire sizes of a representative Verify request and reply, so the echo
  * moves exactly as many bytes as tokend does. */
 static void verify_sizes(const char *token, size_t *req_bytes, size_t *reply_bytes) {
-    Tokend__V1__VerifyRequest vr = TOKEND__V1__VERIFY_REQUEST__INIT;
+    Tokend__V1__VerifyRequest vr;
+    Tokend__V1__RequestContext ctx;
     char *ab[] = {"orders:read"};
-    vr.token = (char *)token;
-    vr.abilities = ab;
-    vr.n_abilities = 1;
+    verify_request(token, true, 0, &vr, &ctx, ab);
     uint8_t *payload;
     size_t plen;
     rpc_pack(&vr.base, &payload, &plen);
@@ -635,7 +702,18 @@ int main(int argc, char **argv) {
     nng_msleep(300);
 
     shared sh_echo = {.what = OP_ECHO, .raw = &raw, .echo_req = echo_req};
-    shared sh_verify = {.what = OP_VERIFY, .client = admin_c, .token = created.token};
+    const char *urls[] = {url};
+    rpc_client_config rc = {.urls = urls, .n_urls = 1};
+    rpc_client *rpc = NULL;
+    if (rpc_client_open(&rc, &rpc, NULL) != TOKEND_OK) {
+        fprintf(stderr, "rpc_bench: cannot open an RPC client for %s\n", url);
+        return 1;
+    }
+    /* The verify benchmarks send the context a gateway sends. */
+    shared sh_verify = {
+        .what = OP_VERIFY_RPC, .rpc = rpc, .token = created.token, .context = true};
+    shared sh_bare = {
+        .what = OP_VERIFY_RPC, .rpc = rpc, .token = created.token, .context = false};
     shared sh_create = {.what = OP_CREATE, .client = admin_c};
 
     printf("rpc_bench: request %zu bytes, reply %zu bytes, ipc://, %d callers, %.1f s "
@@ -649,6 +727,12 @@ int main(int argc, char **argv) {
     double client_us = (cpu_seconds_of(getpid()) - self0) / (double)en_alone.calls * 1e6;
     run_pair(&sh_echo, echo_pid, &sh_verify, tokend_pid, threads, seconds, false, &en,
              &vn);
+    /* usage_overhead: tokend's CPU per Verify with a context (counted by
+     * route and client in the usage series) against the same Verify
+     * without one, in alternating slices. */
+    result with_ctx, without_ctx;
+    run_pair(&sh_verify, tokend_pid, &sh_bare, tokend_pid, threads, seconds, false,
+             &with_ctx, &without_ctx);
     result cn = run(&sh_create, tokend_pid, threads, seconds);
     double e_cpu_us = en.server_cpu_us, v_cpu_us = vn.server_cpu_us,
            c_cpu_us = cn.server_cpu_us;
@@ -663,10 +747,13 @@ int main(int argc, char **argv) {
     printf("%-26s %12.1f %12.1f %8.2f\n", "server CPU per call (us)", v_cpu_us, e_cpu_us,
            v_cpu_us / e_cpu_us);
     printf("%-26s %12s %12.1f %8s\n", "client CPU per call (us)", "-", client_us, "-");
+    printf("%-26s %12.1f %12.1f %8.2f\n", "CPU/verify ctx vs none",
+           with_ctx.server_cpu_us, without_ctx.server_cpu_us,
+           with_ctx.server_cpu_us / without_ctx.server_cpu_us);
     printf("%-26s %12.0f %12s %8s\n", "create/s, N callers (sync)", cn.per_s, "-", "-");
     printf("%-26s %12.1f %12s %8s\n", "server CPU per create (us)", c_cpu_us, "-", "-");
-    printf("\nerrors: echo %ld, verify %ld/%ld, create %ld\n", e1.errors + en.errors,
-           v1.errors, vn.errors, cn.errors);
+    printf("\nerrors: echo %ld, verify %ld/%ld/%ld, create %ld\n", e1.errors + en.errors,
+           v1.errors, vn.errors, with_ctx.errors + without_ctx.errors, cn.errors);
 
     if (tsv != NULL) {
         FILE *tf = fopen(tsv, "w");
@@ -679,6 +766,8 @@ int main(int argc, char **argv) {
             snprintf(name, sizeof(name), "rpc_verify_tput_%d", threads);
             tsv_line(tf, name, vn.per_s, "req/s", en.per_s);
             tsv_line(tf, "verify_cpu_us", v_cpu_us, "us", e_cpu_us);
+            tsv_line(tf, "usage_overhead", with_ctx.server_cpu_us, "us",
+                     without_ctx.server_cpu_us);
             snprintf(name, sizeof(name), "rpc_create_tput_%d", threads);
             tsv_line(tf, name, cn.per_s, "req/s", 0);
             fclose(tf);
@@ -687,6 +776,7 @@ int main(int argc, char **argv) {
 
     tokend_created_free(&created);
     tokend_close(admin_c);
+    rpc_client_free(rpc);
     nng_close(raw.sock);
     free(echo_req);
     kill(echo_pid, SIGKILL);
@@ -697,5 +787,5 @@ int main(int argc, char **argv) {
     if (system(cmd) != 0) {
         fprintf(stderr, "rpc_bench: could not remove %s\n", dir);
     }
-    return vn.errors + cn.errors > 0 ? 1 : 0;
+    return vn.errors + with_ctx.errors + without_ctx.errors + cn.errors > 0 ? 1 : 0;
 }

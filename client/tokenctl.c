@@ -29,6 +29,7 @@
 #include <string.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/sha.h>
 
@@ -66,6 +67,8 @@ static const char usage_main[] =
     "  show     show one token by its id, with its last use and use count\n"
     "  revoke   revoke a token by id or plain text, or every token of an owner\n"
     "  events   the audit log: list, follow or verify its hash chain\n"
+    "  usage    calls per minute or hour of a token or an owner: outcomes,\n"
+    "           routes, clients\n"
     "  help     show the help of a command (same as: tokenctl COMMAND --help)\n"
     "\n"
     "Global flags (accepted before or after the command):\n"
@@ -265,6 +268,29 @@ static const char usage_events[] =
     "Needs tokend:admin (every owner) or tokens:read (its own owner).\n"
     "Exit codes: 0 done (verify: the chain holds), 1 refused or a broken chain,\n"
     "2 usage error, 3 unavailable.\n";
+static const char usage_usage[] =
+    "Usage: tokenctl usage ID [--since DURATION] [--step minute|hour]\n"
+    "       tokenctl usage --owner OWNER [--since DURATION] [--step minute|hour]\n"
+    "\n"
+    "Shows the Verify calls of the token with public id ID, or the sum over\n"
+    "OWNER's tokens, as a table: one row per minute (or hour) with calls,\n"
+    "its start (UTC), OK, denied, and the busiest route and client address,\n"
+    "then the totals. On a terminal a sparkline of calls per step comes first.\n"
+    "Calls the service holds in memory are included.\n"
+    "\n"
+    "  --owner OWNER      the sum over OWNER's tokens (revoked ones included)\n"
+    "  --since DURATION   how far back: 90m, 24h, 7d (default 24h; at most\n"
+    "                     2880 steps: 48h of minutes, 120d of hours)\n"
+    "  --step STEP        minute (default; kept 48h by default) or hour (90d)\n"
+    "\n"
+    "With --json, prints one object, as the gateway's GET /v1/tokens/{id}/usage:\n"
+    "  {\"step\":\"minute\",\"buckets\":[{\"start\":MS,\"outcomes\":{\"OK\":N,...},\n"
+    "    \"routes\":{\"GET "
+    "/orders/{id}\":N,...},\"client_ips\":{\"203.0.113.7\":N,...}}]}\n"
+    "\n"
+    "Needs a credential allowed to read the owner's tokens (tokend:admin, or\n"
+    "tokens:read of the same owner). Another owner's id is NOT_FOUND.\n"
+    "Exit codes: 0 shown, 1 refused, 2 usage error, 3 unavailable.\n";
 
 /* ------------------------------------------------------------------------
  * Small utilities. */
@@ -551,6 +577,7 @@ typedef enum flag_id {
     FLAG_SINCE,
     FLAG_FOLLOW,
     FLAG_VERIFY,
+    FLAG_STEP,
     FLAG_COUNT
 } flag_id;
 
@@ -610,6 +637,13 @@ static const flag_spec events_flags[] = {
 };
 
 static const flag_spec show_flags[] = {
+    {NULL, FLAG_COUNT, false, false},
+};
+
+static const flag_spec usage_flags[] = {
+    {"--owner", FLAG_OWNER, true, false},
+    {"--since", FLAG_SINCE, true, false},
+    {"--step", FLAG_STEP, true, false},
     {NULL, FLAG_COUNT, false, false},
 };
 
@@ -807,6 +841,7 @@ static int run_verify(cli *c);
 static int run_list(cli *c);
 static int run_revoke(cli *c);
 static int run_show(cli *c);
+static int run_usage(cli *c);
 static int run_help(cli *c);
 static int run_events(cli *c);
 
@@ -817,6 +852,7 @@ static const command commands[] = {
     {"show", show_flags, usage_show, run_show},
     {"revoke", revoke_flags, usage_revoke, run_revoke},
     {"events", events_flags, usage_events, run_events},
+    {"usage", usage_flags, usage_usage, run_usage},
     {"help", NULL, usage_main, run_help},
 };
 
@@ -1434,6 +1470,223 @@ static int run_revoke(cli *c) {
 
 /* ------------------------------------------------------------------------
  * main. */
+
+/* ------------------------------------------------------------------------
+ * usage: a token's or an owner's usage series. */
+
+/* The calls of a bucket, and its largest entry of `c` (n of them). */
+static uint64_t bucket_calls(const tokend_usage_bucket *b) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < b->n_outcomes; i++) {
+        n += b->outcomes[i].count;
+    }
+    return n;
+}
+
+static uint64_t bucket_count(const tokend_usage_count *c, size_t n, const char *key) {
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(c[i].key, key) == 0) {
+            return c[i].count;
+        }
+    }
+    return 0;
+}
+
+/* "KEY (N)" of the entry with most calls, or "-". */
+static char *top_of(const tokend_usage_count *c, size_t n) {
+    const tokend_usage_count *top = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (top == NULL || c[i].count > top->count) {
+            top = &c[i];
+        }
+    }
+    if (top == NULL) {
+        return xstrdup("-");
+    }
+    char *s = NULL;
+    if (asprintf(&s, "%s (%" PRIu64 ")", top->key, top->count) < 0) {
+        oom();
+    }
+    return s;
+}
+
+/* The calls per step from the first bucket to the last, as a line of
+ * block characters (at most the last 120 steps): for a terminal only. */
+static void print_sparkline(const tokend_usage *u, int64_t step_ms) {
+    static const char *const bars[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+    if (u->n_buckets == 0) {
+        return;
+    }
+    int64_t last = u->buckets[u->n_buckets - 1].start_unix_ms;
+    int64_t first = u->buckets[0].start_unix_ms;
+    if ((last - first) / step_ms >= 120) {
+        first = last - 119 * step_ms;
+    }
+    uint64_t max = 1;
+    for (size_t i = 0; i < u->n_buckets; i++) {
+        uint64_t n = bucket_calls(&u->buckets[i]);
+        max = n > max ? n : max;
+    }
+    fputs("calls ", stdout);
+    size_t i = 0;
+    for (int64_t t = first; t <= last; t += step_ms) {
+        while (i < u->n_buckets && u->buckets[i].start_unix_ms < t) {
+            i++;
+        }
+        uint64_t n = i < u->n_buckets && u->buckets[i].start_unix_ms == t
+                         ? bucket_calls(&u->buckets[i])
+                         : 0;
+        /* 1..max calls map onto the 8 bars; none is a blank. */
+        fputs(n == 0 ? " " : bars[(n * 8 - 1) / max], stdout);
+    }
+    fputs("\n\n", stdout);
+}
+
+static void print_usage_table(const tokend_usage *u) {
+    enum { START, CALLS, OK, DENIED, ROUTE, CLIENT, N_COLUMNS };
+    static const char *const headers[N_COLUMNS] = {"START",  "CALLS",     "OK",
+                                                   "DENIED", "TOP ROUTE", "TOP CLIENT"};
+    size_t width[N_COLUMNS];
+    for (int col = 0; col < N_COLUMNS; col++) {
+        width[col] = strlen(headers[col]);
+    }
+    size_t n = u->n_buckets;
+    char **cells = calloc(n * N_COLUMNS + 1, sizeof *cells);
+    if (cells == NULL) {
+        oom();
+    }
+    uint64_t total = 0, total_ok = 0;
+    for (size_t row = 0; row < n; row++) {
+        const tokend_usage_bucket *b = &u->buckets[row];
+        char buf[64];
+        char **cell = &cells[row * N_COLUMNS];
+        uint64_t calls = bucket_calls(b),
+                 ok = bucket_count(b->outcomes, b->n_outcomes, "OK");
+        total += calls;
+        total_ok += ok;
+        cell[START] = xstrdup(format_time(b->start_unix_ms, "-", buf, sizeof buf));
+        snprintf(buf, sizeof buf, "%" PRIu64, calls);
+        cell[CALLS] = xstrdup(buf);
+        snprintf(buf, sizeof buf, "%" PRIu64, ok);
+        cell[OK] = xstrdup(buf);
+        snprintf(buf, sizeof buf, "%" PRIu64, calls - ok);
+        cell[DENIED] = xstrdup(buf);
+        cell[ROUTE] = top_of(b->routes, b->n_routes);
+        cell[CLIENT] = top_of(b->client_ips, b->n_client_ips);
+        for (int col = 0; col < N_COLUMNS; col++) {
+            size_t w = display_width(cell[col]);
+            width[col] = w > width[col] ? w : width[col];
+        }
+    }
+    for (int col = 0; col < N_COLUMNS; col++) {
+        if (col == N_COLUMNS - 1) {
+            fputs(headers[col], stdout);
+        } else {
+            put_padded(stdout, headers[col], width[col] + 2);
+        }
+    }
+    putc('\n', stdout);
+    for (size_t row = 0; row < n; row++) {
+        for (int col = 0; col < N_COLUMNS; col++) {
+            char *cell = cells[row * N_COLUMNS + col];
+            if (col == N_COLUMNS - 1) {
+                put_text(stdout, cell);
+            } else {
+                put_padded(stdout, cell, width[col] + 2);
+            }
+            free(cell);
+        }
+        putc('\n', stdout);
+    }
+    free(cells);
+    printf("total: %" PRIu64 " calls, %" PRIu64 " OK, %" PRIu64 " denied\n", total,
+           total_ok, total - total_ok);
+}
+
+static void json_counts(FILE *out, const char *name, const tokend_usage_count *c,
+                        size_t n) {
+    fprintf(out, ",\"%s\":{", name);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            putc(',', out);
+        }
+        json_string(out, c[i].key);
+        fprintf(out, ":%" PRIu64, c[i].count);
+    }
+    putc('}', out);
+}
+
+/* The shape of the gateway's GET /v1/tokens/{id}/usage. */
+static void print_usage_json(const tokend_usage *u) {
+    printf("{\"step\":\"%s\",\"buckets\":[",
+           u->step == TOKEND_USAGE_HOUR ? "hour" : "minute");
+    for (size_t i = 0; i < u->n_buckets; i++) {
+        const tokend_usage_bucket *b = &u->buckets[i];
+        printf("%s{\"start\":%" PRId64, i > 0 ? "," : "", b->start_unix_ms);
+        json_counts(stdout, "outcomes", b->outcomes, b->n_outcomes);
+        json_counts(stdout, "routes", b->routes, b->n_routes);
+        json_counts(stdout, "client_ips", b->client_ips, b->n_client_ips);
+        putc('}', stdout);
+    }
+    fputs("]}\n", stdout);
+}
+
+static int run_usage(cli *c) {
+    bool by_owner = c->values[FLAG_OWNER] != NULL;
+    if ((c->positional.n != 1 && !by_owner) || (c->positional.n != 0 && by_owner) ||
+        (c->positional.n == 1 && c->positional.items[0][0] == '\0')) {
+        return usage_error(c, "usage needs exactly one ID, or --owner OWNER");
+    }
+    tokend_usage_query q = {0};
+    const char *step = c->values[FLAG_STEP] != NULL ? c->values[FLAG_STEP] : "minute";
+    if (strcmp(step, "minute") == 0) {
+        q.step = TOKEND_USAGE_MINUTE;
+    } else if (strcmp(step, "hour") == 0) {
+        q.step = TOKEND_USAGE_HOUR;
+    } else {
+        return usage_error(c, "--step must be minute or hour, not '%s'", step);
+    }
+    int64_t step_ms = q.step == TOKEND_USAGE_HOUR ? 3600000 : 60000;
+    int64_t since = 24 * 3600;
+    const char *since_text = c->values[FLAG_SINCE];
+    if (since_text != NULL &&
+        (opt_parse_duration(since_text, &since, NULL) != TOKEND_OK || since <= 0 ||
+         since > 120LL * 86400)) {
+        return usage_error(c,
+                           "--since '%s': expected a duration such as 90m, 24h or 7d "
+                           "(at most 120d)",
+                           since_text);
+    }
+    int rv = setup(c);
+    if (rv >= 0) {
+        return rv;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    /* From the start of the step the range begins in, so its first bucket
+     * is whole. */
+    q.from_unix_ms = (now_ms - since * 1000) / step_ms * step_ms;
+    q.to_unix_ms = now_ms;
+    q.id = by_owner ? NULL : c->positional.items[0];
+    q.owner = by_owner ? c->values[FLAG_OWNER] : NULL;
+    tokend_usage u;
+    tokend_error err;
+    rv = tokend_get_usage(c->client, NULL, &q, &u, &err);
+    if (rv != TOKEND_OK) {
+        return call_failed(&err);
+    }
+    if (c->json) {
+        print_usage_json(&u);
+    } else {
+        if (isatty(STDOUT_FILENO)) {
+            print_sparkline(&u, step_ms);
+        }
+        print_usage_table(&u);
+    }
+    tokend_usage_free(&u);
+    return EXIT_DONE;
+}
 
 static void cli_free(cli *c) {
     tokend_close(c->client);

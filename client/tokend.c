@@ -878,3 +878,115 @@ void tokend_event_page_free(tokend_event_page *page) {
     free(page->next_cursor);
     memset(page, 0, sizeof *page);
 }
+
+/* ------------------------------------------------------------------------
+ * GetUsage. */
+
+/* Copies one map of a bucket (all three entry types share a layout). */
+static int counts_from_wire(Tokend__V1__UsageBucket__RoutesEntry *const *entries,
+                            size_t n, tokend_usage_count **out, size_t *n_out) {
+    if (n == 0) {
+        return 0;
+    }
+    if ((*out = calloc(n, sizeof **out)) == NULL) {
+        return -1;
+    }
+    for (; *n_out < n; (*n_out)++) {
+        const char *key = entries[*n_out]->key != NULL ? entries[*n_out]->key : "";
+        if (((*out)[*n_out].key = strdup(key)) == NULL) {
+            return -1;
+        }
+        (*out)[*n_out].count = entries[*n_out]->value;
+    }
+    return 0;
+}
+
+static void usage_done(const Tokend__V1__GetUsageResponse *response, void *data) {
+    client_call *call = data;
+    tokend_usage *out = call->result;
+    if (response == NULL) {
+        return;
+    }
+    out->step = response->step == TOKEND__V1__USAGE_STEP__HOUR ? TOKEND_USAGE_HOUR
+                                                               : TOKEND_USAGE_MINUTE;
+    if (response->n_buckets > 0 &&
+        (out->buckets = calloc(response->n_buckets, sizeof *out->buckets)) == NULL) {
+        goto oom;
+    }
+    for (; out->n_buckets < response->n_buckets; out->n_buckets++) {
+        const Tokend__V1__UsageBucket *in = response->buckets[out->n_buckets];
+        tokend_usage_bucket *b = &out->buckets[out->n_buckets];
+        b->start_unix_ms = in->start_unix_ms;
+        if (counts_from_wire((Tokend__V1__UsageBucket__RoutesEntry *const *)in->outcomes,
+                             in->n_outcomes, &b->outcomes, &b->n_outcomes) != 0 ||
+            counts_from_wire(in->routes, in->n_routes, &b->routes, &b->n_routes) != 0 ||
+            counts_from_wire(
+                (Tokend__V1__UsageBucket__RoutesEntry *const *)in->client_ips,
+                in->n_client_ips, &b->client_ips, &b->n_client_ips) != 0) {
+            out->n_buckets++;
+            goto oom;
+        }
+    }
+    return;
+
+oom:
+    tokend_usage_free(out);
+    error_set(&call->err, TOKEND_INTERNAL, "out of memory");
+}
+
+int tokend_get_usage(tokend_client *client, const tokend_call *call_opts,
+                     const tokend_usage_query *query, tokend_usage *out,
+                     tokend_error *err) {
+    client_call call;
+    if (out != NULL) {
+        memset(out, 0, sizeof *out);
+    }
+    if (call_begin(client, call_opts, &call, out) != TOKEND_OK) {
+        return finish_call(&call, err);
+    }
+    if (out == NULL || query == NULL) {
+        error_set(&call.err, TOKEND_INVALID_ARGUMENT,
+                  "tokend_get_usage: query or out is NULL");
+    } else {
+        Tokend__V1__GetUsageRequest request = TOKEND__V1__GET_USAGE_REQUEST__INIT;
+        if (query->id != NULL) {
+            request.id = (char *)query->id;
+        }
+        if (query->owner != NULL) {
+            request.owner = (char *)query->owner;
+        }
+        request.deployment = query->deployment != 0;
+        request.from_unix_ms = query->from_unix_ms;
+        request.to_unix_ms = query->to_unix_ms;
+        request.step = query->step == TOKEND_USAGE_HOUR ? TOKEND__V1__USAGE_STEP__HOUR
+                                                        : TOKEND__V1__USAGE_STEP__MINUTE;
+        tokend__v1__token_service__get_usage(&client->service, &request, usage_done,
+                                             &call);
+    }
+    call_end(client);
+    if (call.err.code != TOKEND_OK && out != NULL) {
+        tokend_usage_free(out);
+    }
+    return finish_call(&call, err);
+}
+
+static void counts_free(tokend_usage_count *c, size_t n) {
+    for (size_t i = 0; c != NULL && i < n; i++) {
+        free(c[i].key);
+    }
+    free(c);
+}
+
+void tokend_usage_free(tokend_usage *usage) {
+    if (usage == NULL) {
+        return;
+    }
+    for (size_t i = 0; usage->buckets != NULL && i < usage->n_buckets; i++) {
+        tokend_usage_bucket *b = &usage->buckets[i];
+        counts_free(b->outcomes, b->n_outcomes);
+        counts_free(b->routes, b->n_routes);
+        counts_free(b->client_ips, b->n_client_ips);
+    }
+    free(usage->buckets);
+    memset(usage, 0, sizeof *usage);
+}

@@ -103,6 +103,25 @@ static void write_seeds(const char *dir) {
     Tokend__V1__GetTokenRequest gr = TOKEND__V1__GET_TOKEN_REQUEST__INIT;
     gr.id = "0123456789abcdef";
     write_seed(dir, "get", "GetToken", &gr.base, ADMIN_PLACEHOLDER);
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.method = "GET";
+    ctx.path = "/orders/123?expand=lines";
+    ctx.client_ip = "203.0.113.7";
+    ctx.user_agent = "fuzz/1";
+    vr.context = &ctx;
+    vr.mode = TOKEND__V1__ABILITY_MODE__ALL;
+    vr.n_abilities = 1;
+    write_seed(dir, "verify_context", "Verify", &vr.base, "");
+    Tokend__V1__GetUsageRequest ur = TOKEND__V1__GET_USAGE_REQUEST__INIT;
+    ur.owner = "partner:fuzz";
+    ur.step = TOKEND__V1__USAGE_STEP__HOUR;
+    write_seed(dir, "usage_owner", "GetUsage", &ur.base, ADMIN_PLACEHOLDER);
+    ur.owner = "";
+    ur.id = "0123456789abcdef";
+    ur.step = TOKEND__V1__USAGE_STEP__MINUTE;
+    ur.from_unix_ms = 1764685200000;
+    ur.to_unix_ms = 1764688800000;
+    write_seed(dir, "usage_id", "GetUsage", &ur.base, ADMIN_PLACEHOLDER);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

@@ -64,11 +64,12 @@ void fuzz_put_token(store *st, const char *owner, char *const *abilities,
 
 void fuzz_serve(store *st, const char *url) {
     usage *u = usage_new(1024);
+    series *sr = series_new(1024, 20, 10); /* GetUsage and Verify's contexts too */
     writer *w = NULL;
-    if (u == NULL || writer_start(st, u, 1000, &w) != TOKEND_OK) {
+    if (u == NULL || sr == NULL || writer_start(st, u, sr, 1000, &w) != TOKEND_OK) {
         fuzz_die("writer");
     }
-    methods_config mc = {.prefix = TOKEN_DEFAULT_PREFIX};
+    methods_config mc = {.prefix = TOKEN_DEFAULT_PREFIX, .series = sr};
     methods *ms = methods_new(&mc, st, w, u);
     if (ms == NULL) {
         fuzz_die("out of memory");

@@ -53,6 +53,8 @@ typedef enum route {
     ROUTE_TOKENS,
     ROUTE_TOKEN_ID,
     ROUTE_EVENTS,
+    ROUTE_TOKEN_USAGE, /* GET /v1/tokens/{id}/usage */
+    ROUTE_USAGE,       /* GET /v1/usage */
 } route;
 
 enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8 };
@@ -68,6 +70,8 @@ typedef enum call_kind {
     CALL_REVOKE_OWNER, /* Revoke the caller's owner's tokens */
     CALL_GET,          /* GetToken: GET /v1/tokens/{id} */
     CALL_EVENTS,       /* ListEvents: GET /v1/events */
+    CALL_TOKEN_USAGE,  /* GetUsage of an id: GET /v1/tokens/{id}/usage */
+    CALL_USAGE,        /* GetUsage of an owner: GET /v1/usage */
 } call_kind;
 
 /* Per request, attached with http_set_data; api_release frees it. */
@@ -89,6 +93,10 @@ typedef struct api_req {
     int event_kind; /* an EventKind; 0: any */
     bool have_kind, have_since;
     int64_t since;
+    /* The usage routes' range and step. */
+    bool have_from, have_to, have_step;
+    int64_t from_ms, to_ms;
+    bool step_hour;
 } api_req;
 
 api *api_new(const api_config *cfg) {
@@ -230,7 +238,8 @@ static void reply_failure(http_request *req, const api_req *st, int status,
             unauthorized(req, code, message);
             return;
         case TOKEND_NOT_FOUND:
-            if (st->kind == CALL_REVOKE_ID || st->kind == CALL_GET) {
+            if (st->kind == CALL_REVOKE_ID || st->kind == CALL_GET ||
+                st->kind == CALL_TOKEN_USAGE) {
                 http_reply_problem(req, 404, code, message);
             } else {
                 unauthorized(req, code, message);
@@ -304,10 +313,17 @@ static route route_of(const char *path, const char **id) {
     if (strcmp(path, "/v1/events") == 0) {
         return ROUTE_EVENTS;
     }
+    if (strcmp(path, "/v1/usage") == 0) {
+        return ROUTE_USAGE;
+    }
     /* Everything below /v1/tokens/ is a token id, checked by the caller:
      * "/v1/tokens/../x" is just an id that is not one. */
     if (strncmp(path, tokens_prefix, sizeof(tokens_prefix) - 1) == 0) {
         *id = path + sizeof(tokens_prefix) - 1;
+        const char *slash = strchr(*id, '/');
+        if (slash != NULL && strcmp(slash, "/usage") == 0) {
+            return ROUTE_TOKEN_USAGE; /* *id ends at the slash */
+        }
         return ROUTE_TOKEN_ID;
     }
     if (strcmp(path, "/healthz") == 0) {
@@ -468,6 +484,24 @@ typedef struct query_ctx {
     char error[160];
 } query_ctx;
 
+static bool usage_route(route r) {
+    return r == ROUTE_USAGE || r == ROUTE_TOKEN_USAGE;
+}
+
+/* A time parameter: Unix ms, 1 up to year 9999. */
+static bool unix_ms_of(const char *value, const char *name, int64_t *out, query_ctx *q) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0' || v < 1 || v > 253402300799999LL) {
+        snprintf(q->error, sizeof(q->error), "%s must be a time in Unix milliseconds",
+                 name);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 static bool take_param(void *cls, const char *raw_key, const char *raw_value) {
     query_ctx *q = cls;
     api_req *st = q->st;
@@ -550,10 +584,23 @@ static bool take_param(void *cls, const char *raw_key, const char *raw_value) {
                strcmp(key, "cursor") == 0 && st->cursor == NULL) {
         st->cursor = value;
         value = NULL;
-    } else if ((q->r == ROUTE_TOKENS || q->r == ROUTE_EVENTS) &&
+    } else if ((q->r == ROUTE_TOKENS || q->r == ROUTE_EVENTS || q->r == ROUTE_USAGE) &&
                strcmp(key, "owner") == 0 && st->owner == NULL) {
         st->owner = value;
         value = NULL;
+    } else if (usage_route(q->r) && strcmp(key, "step") == 0 && !st->have_step) {
+        st->have_step = true;
+        st->step_hour = strcmp(value, "hour") == 0;
+        if (!st->step_hour && strcmp(value, "minute") != 0) {
+            snprintf(q->error, sizeof(q->error), "step must be \"minute\" or \"hour\"");
+            ok = false;
+        }
+    } else if (usage_route(q->r) && strcmp(key, "from") == 0 && !st->have_from) {
+        st->have_from = true;
+        ok = unix_ms_of(value, "from", &st->from_ms, q);
+    } else if (usage_route(q->r) && strcmp(key, "to") == 0 && !st->have_to) {
+        st->have_to = true;
+        ok = unix_ms_of(value, "to", &st->to_ms, q);
     } else {
         /* Unknown or repeated: a typo ("abilities=") must not pass as
          * "no ability asked for". */
@@ -877,7 +924,16 @@ void api_handle(void *cls, http_request *req) {
         http_reply_problem(req, 404, "NO_ROUTE", "no such path");
         return;
     }
-    if (r == ROUTE_TOKEN_ID && !token_id_ok(id, strlen(id))) {
+    char usage_id[TOKEN_ID_LEN + 1] = "";
+    if (r == ROUTE_TOKEN_USAGE) {
+        /* The id is the path's segment before "/usage". */
+        size_t len = (size_t)(strchr(id, '/') - id);
+        if (len == TOKEN_ID_LEN) {
+            memcpy(usage_id, id, TOKEN_ID_LEN);
+        }
+        id = usage_id;
+    }
+    if ((r == ROUTE_TOKEN_ID || r == ROUTE_TOKEN_USAGE) && !token_id_ok(id, strlen(id))) {
         http_reply_problem(req, 404, "NOT_FOUND",
                            "no such token: an id is 16 base62 characters");
         return;
@@ -972,6 +1028,23 @@ void api_handle(void *cls, http_request *req) {
                     in.token_id = st->token_id;
                 }
                 start_call(a, req, st, CALL_EVENTS, "ListEvents", &in.base, bearer);
+            }
+            return;
+        case ROUTE_TOKEN_USAGE:
+        case ROUTE_USAGE:
+            if (parse_query(req, st, r)) {
+                Tokend__V1__GetUsageRequest in = TOKEND__V1__GET_USAGE_REQUEST__INIT;
+                if (r == ROUTE_TOKEN_USAGE) {
+                    in.id = (char *)id;
+                } else if (st->owner != NULL) {
+                    in.owner = st->owner;
+                }
+                in.from_unix_ms = st->have_from ? st->from_ms : 0;
+                in.to_unix_ms = st->have_to ? st->to_ms : 0;
+                in.step = st->step_hour ? TOKEND__V1__USAGE_STEP__HOUR
+                                        : TOKEND__V1__USAGE_STEP__MINUTE;
+                start_call(a, req, st, r == ROUTE_USAGE ? CALL_USAGE : CALL_TOKEN_USAGE,
+                           "GetUsage", &in.base, bearer);
             }
             return;
         case ROUTE_TOKEN_ID:
@@ -1096,6 +1169,59 @@ static json_t *event_json(const Tokend__V1__Event *e) {
         return NULL;
     }
     return o;
+}
+
+/* One map of a usage bucket as a JSON object. */
+static json_t *usage_map_json(Tokend__V1__UsageBucket__RoutesEntry *const *entries,
+                              size_t n) {
+    json_t *o = json_object();
+    for (size_t i = 0; o != NULL && i < n; i++) {
+        if (entries[i]->key == NULL ||
+            json_object_set_new(o, entries[i]->key,
+                                json_integer((json_int_t)entries[i]->value)) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* {"step":"minute"|"hour","buckets":[{"start":MS,"outcomes":{...},
+ * "routes":{...},"client_ips":{...}}]} (docs/gateway.md); NULL when out of
+ * memory or when the service sent text that is not UTF-8. */
+static json_t *usage_json(const Tokend__V1__GetUsageResponse *resp) {
+    json_t *doc = json_object();
+    json_t *buckets = json_array();
+    bool ok = doc != NULL && buckets != NULL &&
+              set_string(doc, "step",
+                         resp->step == TOKEND__V1__USAGE_STEP__HOUR ? "hour" : "minute");
+    for (size_t i = 0; ok && i < resp->n_buckets; i++) {
+        const Tokend__V1__UsageBucket *b = resp->buckets[i];
+        json_t *o = json_object();
+        json_t *outcomes = usage_map_json(
+            (Tokend__V1__UsageBucket__RoutesEntry *const *)b->outcomes, b->n_outcomes);
+        json_t *routes = usage_map_json(b->routes, b->n_routes);
+        json_t *ips =
+            usage_map_json((Tokend__V1__UsageBucket__RoutesEntry *const *)b->client_ips,
+                           b->n_client_ips);
+        ok = o != NULL && outcomes != NULL && routes != NULL && ips != NULL &&
+             json_object_set_new(o, "start", json_integer(b->start_unix_ms)) == 0 &&
+             json_object_set(o, "outcomes", outcomes) == 0 &&
+             json_object_set(o, "routes", routes) == 0 &&
+             json_object_set(o, "client_ips", ips) == 0 &&
+             json_array_append(buckets, o) == 0;
+        json_decref(o);
+        json_decref(outcomes);
+        json_decref(routes);
+        json_decref(ips);
+    }
+    ok = ok && json_object_set(doc, "buckets", buckets) == 0;
+    json_decref(buckets);
+    if (!ok) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
 }
 
 static void reply_token(http_request *req, int status, json_t *doc) {
@@ -1280,6 +1406,14 @@ void api_resume(void *cls, http_request *req) {
             }
             http_log_note(req, "id=%s", resp->info->id);
             reply_token(req, 200, token_json(resp->info, NULL));
+            return;
+        }
+        case CALL_TOKEN_USAGE:
+        case CALL_USAGE: {
+            const Tokend__V1__GetUsageResponse *resp =
+                (const Tokend__V1__GetUsageResponse *)out;
+            http_log_note(req, "buckets=%zu", resp->n_buckets);
+            reply_token(req, 200, usage_json(resp));
             return;
         }
         case CALL_REVOKE_ID:

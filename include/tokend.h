@@ -355,6 +355,61 @@ int tokend_list_events(tokend_client *client, const tokend_call *call,
 /* Frees what tokend_list_events() put in *page. */
 void tokend_event_page_free(tokend_event_page *page);
 
+/* ------------------------------------------------------------------------
+ * GetUsage: usage series, Verify calls per minute or per hour. */
+
+typedef enum tokend_usage_step {
+    TOKEND_USAGE_MINUTE = 0, /* kept for tokend --usage-minute-retention (48 h) */
+    TOKEND_USAGE_HOUR = 1    /* kept for tokend --usage-hour-retention (90 days) */
+} tokend_usage_step;
+
+/* What a GetUsage asks for: at most one of id, owner and deployment. */
+typedef struct tokend_usage_query {
+    const char *id;         /* a token's own series */
+    const char *owner;      /* the sum over an owner's tokens; NULL/"" with id
+                               NULL/"" and deployment 0: the caller's owner */
+    int deployment;         /* 1: the whole deployment (tokend:admin only) */
+    int64_t from_unix_ms;   /* buckets starting in [from, to); 0: to less 24 h */
+    int64_t to_unix_ms;     /* 0: now */
+    tokend_usage_step step; /* at most 2880 buckets of it in the range */
+} tokend_usage_query;
+
+/* One count of a bucket: an outcome ("OK", "EXPIRED", ...), a route
+ * ("GET /orders/{id}", "-" for none, "other" past the bound) or a client
+ * address ("203.0.113.7", "-", "other"), and its calls. */
+typedef struct tokend_usage_count {
+    char *key;
+    uint64_t count;
+} tokend_usage_count;
+
+typedef struct tokend_usage_bucket {
+    int64_t start_unix_ms; /* a multiple of the step */
+    tokend_usage_count *outcomes;
+    size_t n_outcomes;
+    tokend_usage_count *routes;
+    size_t n_routes;
+    tokend_usage_count *client_ips;
+    size_t n_client_ips;
+} tokend_usage_bucket;
+
+typedef struct tokend_usage {
+    tokend_usage_step step;
+    tokend_usage_bucket *buckets; /* n_buckets, oldest first; only those with calls */
+    size_t n_buckets;
+} tokend_usage;
+
+/* Reads a usage series into *out: the stored buckets and the calls the
+ * service still holds in memory. Rights as tokend_list (tokens:read of the
+ * owner, or tokend:admin; the deployment for tokend:admin only); another
+ * owner's token id is TOKEND_NOT_FOUND as in tokend_get. On TOKEND_OK free
+ * *out with tokend_usage_free(); on error it is zeroed. */
+int tokend_get_usage(tokend_client *client, const tokend_call *call,
+                     const tokend_usage_query *query, tokend_usage *out,
+                     tokend_error *err);
+
+/* Frees what tokend_get_usage() put in *usage and zeroes it. */
+void tokend_usage_free(tokend_usage *usage);
+
 #ifdef __cplusplus
 }
 #endif

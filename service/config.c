@@ -36,6 +36,18 @@ static const opt_def options[] = {
      CMD_SERVE, "DURATION",
      "how long audit events are kept (e.g. 90d); older ones are deleted, the newest "
      "never; 0 keeps them forever"},
+    {"usage-minute-retention", OPT_DURATION, "48h", FIELD(usage_minute_retention_s), 0, 0,
+     0, CMD_SERVE, "DURATION",
+     "how long usage series are kept by the minute (e.g. 48h); 0 keeps them"},
+    {"usage-hour-retention", OPT_DURATION, "90d", FIELD(usage_hour_retention_s), 0, 0, 0,
+     CMD_SERVE, "DURATION",
+     "how long usage series are kept by the hour (e.g. 90d); 0 keeps them"},
+    {"usage-routes", OPT_INT, "20", FIELD(usage_routes), 1, 100, 0, CMD_SERVE, "N",
+     "routes counted per token and usage bucket; the rest count as \"other\""},
+    {"usage-client-ips", OPT_INT, "10", FIELD(usage_client_ips), 1, 100, 0, CMD_SERVE,
+     "N",
+     "client addresses kept per usage bucket (the top N by calls); the rest count as "
+     "\"other\""},
     {"block-cache-mb", OPT_INT, "32", FIELD(block_cache_mb), 1, 65536, 0, CMD_SERVE,
      "MIB", "RocksDB block cache size, in MiB"},
     {"memtable-mb", OPT_INT, "64", FIELD(memtable_mb), 4, 65536, 0, CMD_SERVE, "MIB",

@@ -30,6 +30,10 @@ typedef struct config {
     int64_t contexts;
     int64_t usage_flush_ms;
     int64_t events_retention_s; /* audit events older are deleted; 0: kept */
+    int64_t usage_minute_retention_s;
+    int64_t usage_hour_retention_s;
+    int64_t usage_routes;
+    int64_t usage_client_ips;
     int64_t block_cache_mb;
     int64_t memtable_mb;
     int64_t drain_ms;

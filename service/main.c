@@ -49,6 +49,8 @@
 #include "writer.h"
 
 #define USAGE_CAPACITY (256 * 1024)
+/* (token, minute) entries of the usage series between two flushes. */
+#define SERIES_CAPACITY (64 * 1024)
 
 static void usage_top(FILE *out) {
     fprintf(out,
@@ -505,6 +507,7 @@ static int cmd_serve(const config *cfg) {
     tokend_error err;
     store *st = NULL;
     usage *u = NULL;
+    series *sr = NULL;
     writer *w = NULL;
     methods *ms = NULL;
     events *ev = NULL;
@@ -529,7 +532,9 @@ static int cmd_serve(const config *cfg) {
         return 1;
     }
     store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20,
-                        .memtable_bytes = (size_t)cfg->memtable_mb << 20};
+                        .memtable_bytes = (size_t)cfg->memtable_mb << 20,
+                        .series_minute_keep_ms = cfg->usage_minute_retention_s * 1000,
+                        .series_hour_keep_ms = cfg->usage_hour_retention_s * 1000};
     struct stat dir_stat;
     if (stat(cfg->data_dir, &dir_stat) != 0 && errno == ENOENT) {
         fprintf(stderr,
@@ -559,7 +564,10 @@ static int cmd_serve(const config *cfg) {
         return 1;
     }
     u = usage_new(USAGE_CAPACITY);
-    if (u == NULL || writer_start(st, u, (int)cfg->usage_flush_ms, &w) != TOKEND_OK) {
+    sr = series_new(SERIES_CAPACITY, (size_t)cfg->usage_routes,
+                    (size_t)cfg->usage_client_ips);
+    if (u == NULL || sr == NULL ||
+        writer_start(st, u, sr, (int)cfg->usage_flush_ms, &w) != TOKEND_OK) {
         fprintf(stderr, "tokend: cannot start the writer\n");
         goto out;
     }
@@ -568,6 +576,7 @@ static int cmd_serve(const config *cfg) {
         .max_lifetime_s = cfg->max_lifetime_s,
         .verify_requires_credential = cfg->verify_requires_credential,
         .max_tokens_per_owner = (uint64_t)cfg->max_tokens_per_owner,
+        .series = sr,
     };
     ms = methods_new(&mc, st, w, u);
     ev = events_new(st, w, cfg->events_retention_s);
@@ -670,6 +679,7 @@ out:
     stats_rpc_free(rpc_stats);
     events_free(ev);
     usage_free(u);
+    series_free(sr);
     store_close(st);
     crypto_shutdown();
     return exit_code;

@@ -35,6 +35,7 @@ struct methods {
     store *st;
     writer *w;
     usage *u;
+    series *series;          /* NULL: no usage series */
     atomic_uint created_seq; /* see token_record.created_seq */
     events *ev;              /* the audit log; NULL: none (methods_set_events) */
 };
@@ -725,6 +726,24 @@ done:
  * Verify: the hot path. A shape/checksum test, one SHA-256, one point
  * read, then pure checks; usage is counted in memory. */
 
+/* Counts a Verify in the usage series (series.h), by its context's route
+ * and client address (route_normalise makes any segment long enough to
+ * hold a token "{id}", so no plain-text token reaches a stored route); `rec` is NULL for
+ * a token the service does not know, which then counts in the deployment's sums only. */
+static void count_verify(methods *ms, const Tokend__V1__VerifyRequest *in,
+                         const token_record *rec, int reason, int64_t now_ms) {
+    if (ms->series == NULL) {
+        return;
+    }
+    const Tokend__V1__RequestContext *c = in->context;
+    char route[ROUTE_MAX + 1];
+    route_normalise(c != NULL ? c->method : NULL, c != NULL ? c->path : NULL, route,
+                    sizeof(route));
+    series_add_call(ms->series, rec != NULL ? rec->id : NULL,
+                    rec != NULL ? rec->owner : NULL, reason, route,
+                    c != NULL ? c->client_ip : NULL, now_ms);
+}
+
 static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in,
                           Tokend__V1__VerifyResponse_Closure closure, void *call) {
     methods *ms = (methods *)svc;
@@ -762,6 +781,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     size_t len = strlen(token);
     if (!token_well_formed(token, len)) {
         resp.reason = TOKEND__V1__STATUS__MALFORMED;
+        count_verify(ms, in, NULL, resp.reason, now);
         closure(&resp, call);
         return;
     }
@@ -774,6 +794,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     int rv = store_get_token(ms->st, digest, &rec, NULL);
     if (rv == TOKEND_NOT_FOUND) {
         resp.reason = TOKEND__V1__STATUS__NOT_FOUND;
+        count_verify(ms, in, NULL, resp.reason, now);
         closure(&resp, call);
         return;
     }
@@ -797,6 +818,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
         usage_touch(ms->u, rec.id, now);
     }
     info_usage(ms, &info);
+    count_verify(ms, in, &rec, resp.reason, now);
     server_call_note(call, "id=%s reason=%s", rec.id, tokend_status_name(resp.reason));
     note_context(call, in->context);
     closure(&resp, call);
@@ -1412,6 +1434,262 @@ done:
 }
 
 /* ------------------------------------------------------------------------
+ * GetUsage. */
+
+#define METHODS_USAGE_BUCKETS_MAX 2880
+#define METHODS_USAGE_DEFAULT_MS (24LL * 3600 * 1000)
+/* A GetUsage reply's bound, packed: routes and addresses of 2880 buckets
+ * could otherwise pass a client's 16 MiB receive limit. */
+#define METHODS_USAGE_BYTES ((size_t)8 << 20)
+
+/* The series a GetUsage names, once checked and authorized. */
+typedef struct usage_target {
+    series_scope scope;
+    const char *name;
+} usage_target;
+
+/* Checks the request's shape and its range into *from, *to and *step_ms
+ * (the defaults applied); answers INVALID_ARGUMENT and returns false on a
+ * bad one. */
+static bool usage_request_ok(void *call, const Tokend__V1__GetUsageRequest *in,
+                             int64_t now, int64_t *from, int64_t *to, int64_t *step_ms) {
+    const char *id = in->id != NULL ? in->id : "";
+    const char *owner = in->owner != NULL ? in->owner : "";
+    if (id[0] != '\0' && !token_id_ok(id, strlen(id))) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "id must be %d base62 characters",
+                         TOKEN_ID_LEN);
+        return false;
+    }
+    if (owner[0] != '\0' && !check_text(call, "owner", owner, TOKEN_OWNER_MAX)) {
+        return false;
+    }
+    if ((id[0] != '\0') + (owner[0] != '\0') + in->deployment > 1) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "give at most one of id, owner and deployment");
+        return false;
+    }
+    if (in->step != TOKEND__V1__USAGE_STEP__MINUTE &&
+        in->step != TOKEND__V1__USAGE_STEP__HOUR) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT, "step must be MINUTE or HOUR");
+        return false;
+    }
+    *step_ms =
+        in->step == TOKEND__V1__USAGE_STEP__HOUR ? SERIES_HOUR_MS : SERIES_MINUTE_MS;
+    *to = in->to_unix_ms != 0 ? in->to_unix_ms : now;
+    *from = in->from_unix_ms != 0 ? in->from_unix_ms : *to - METHODS_USAGE_DEFAULT_MS;
+    if (*from < 0 || *to <= *from) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "the range must have 0 <= from_unix_ms < to_unix_ms");
+        return false;
+    }
+    if ((*to - *from) / *step_ms > METHODS_USAGE_BUCKETS_MAX) {
+        server_call_fail(call, TOKEND_INVALID_ARGUMENT,
+                         "the range holds more than %d buckets of the step",
+                         METHODS_USAGE_BUCKETS_MAX);
+        return false;
+    }
+    return true;
+}
+
+/* The rights of ListTokens: the deployment for an admin only; an owner
+ * with tokens:read of it (or as an admin); a token id as GetToken (another
+ * owner's is NOT_FOUND). Answers the call and returns false when refused.
+ * The target points into the request or the caller's record. */
+static bool usage_authorize(methods *ms, void *call,
+                            const Tokend__V1__GetUsageRequest *in,
+                            const token_record *caller, usage_target *target) {
+    const char *id = in->id != NULL ? in->id : "";
+    bool admin = has_ability(caller, METHODS_ABILITY_ADMIN);
+    if (in->deployment) {
+        if (!admin) {
+            server_call_fail(call, TOKEND_PERMISSION_DENIED,
+                             "the deployment's usage needs the %s ability",
+                             METHODS_ABILITY_ADMIN);
+            return false;
+        }
+        *target = (usage_target){SERIES_ALL, ""};
+        return true;
+    }
+    if (id[0] == '\0') {
+        const char *owner =
+            in->owner != NULL && in->owner[0] != '\0' ? in->owner : caller->owner;
+        *target = (usage_target){SERIES_OWNER, owner};
+        return may_manage(ms, call, "GetUsage", caller, owner, METHODS_ABILITY_READ,
+                          "read the usage of");
+    }
+    if (!may_manage(ms, call, "GetUsage", caller, caller->owner, METHODS_ABILITY_READ,
+                    "read")) {
+        return false;
+    }
+    uint8_t digest[TOKEN_DIGEST_LEN];
+    token_record rec;
+    int rv = store_get_digest(ms->st, id, digest, NULL);
+    if (rv == TOKEND_OK) {
+        rv = store_get_token(ms->st, digest, &rec, NULL);
+        if (rv == TOKEND_OK) {
+            if (!admin && strcmp(rec.owner, caller->owner) != 0) {
+                rv = TOKEND_NOT_FOUND;
+            }
+            token_record_free(&rec);
+        }
+    }
+    if (rv == TOKEND_NOT_FOUND) {
+        server_call_fail(call, rv, "no such token (never issued, or revoked)");
+        return false;
+    }
+    if (rv != TOKEND_OK) {
+        server_call_fail(call, rv, "could not read the token's record");
+        return false;
+    }
+    *target = (usage_target){SERIES_TOKEN, id};
+    return true;
+}
+
+/* One (text, count) list of a bucket as a map of the reply. The three map
+ * entry types have one layout (base, key, value) and differ in their
+ * descriptor. The entries' array rides in the pointer array's spare last
+ * slot, for usage_map_free. */
+typedef Tokend__V1__UsageBucket__RoutesEntry usage_entry_msg;
+
+static void *usage_map(const series_count *c, size_t n,
+                       const ProtobufCMessageDescriptor *desc, size_t *n_out) {
+    usage_entry_msg *items = calloc(n + 1, sizeof(*items));
+    usage_entry_msg **ptrs = calloc(n + 1, sizeof(*ptrs));
+    if (items == NULL || ptrs == NULL) {
+        free(items);
+        free(ptrs);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        protobuf_c_message_init(desc, &items[i]);
+        items[i].key = c[i].text;
+        items[i].value = c[i].n;
+        ptrs[i] = &items[i];
+    }
+    ptrs[n] = items;
+    *n_out = n;
+    return ptrs;
+}
+
+static void usage_map_free(void *ptrs, size_t n) {
+    usage_entry_msg **p = ptrs;
+    if (p != NULL) {
+        free(p[n]);
+    }
+    free(p);
+}
+
+/* Fills `out` from `b` (pointing at its texts). False without memory. */
+static bool usage_bucket_fill(Tokend__V1__UsageBucket *out, int64_t start,
+                              const series_bucket *b,
+                              Tokend__V1__UsageBucket__OutcomesEntry *outcomes,
+                              Tokend__V1__UsageBucket__OutcomesEntry **outcome_ptrs) {
+    tokend__v1__usage_bucket__init(out);
+    out->start_unix_ms = start;
+    for (int o = 0; o < RECORD_SERIES_OUTCOMES; o++) {
+        if (b->outcomes[o] == 0) {
+            continue;
+        }
+        tokend__v1__usage_bucket__outcomes_entry__init(&outcomes[out->n_outcomes]);
+        outcomes[out->n_outcomes].key = (char *)tokend_status_name(o);
+        outcomes[out->n_outcomes].value = b->outcomes[o];
+        outcome_ptrs[out->n_outcomes] = &outcomes[out->n_outcomes];
+        out->n_outcomes++;
+    }
+    out->outcomes = outcome_ptrs;
+    out->routes =
+        usage_map(b->routes, b->n_routes,
+                  &tokend__v1__usage_bucket__routes_entry__descriptor, &out->n_routes);
+    out->client_ips = usage_map(b->ips, b->n_ips,
+                                &tokend__v1__usage_bucket__client_ips_entry__descriptor,
+                                &out->n_client_ips);
+    return out->routes != NULL && out->client_ips != NULL;
+}
+
+/* Steps: check the request, authenticate, authorize (usage_authorize),
+ * read the stored and not yet stored buckets (series_read), answer. */
+static void handle_get_usage(service_base *svc, const Tokend__V1__GetUsageRequest *in,
+                             Tokend__V1__GetUsageResponse_Closure closure, void *call) {
+    methods *ms = (methods *)svc;
+    int64_t now = rpc_now_ms(), from = 0, to = 0, step_ms = 0;
+    if (!usage_request_ok(call, in, now, &from, &to, &step_ms)) {
+        return;
+    }
+    token_record caller;
+    if (!authenticate(ms, call, "GetUsage", now, &caller, NULL, true)) {
+        return;
+    }
+    series_bucket *buckets = NULL;
+    int64_t *starts = NULL;
+    size_t n = 0;
+    Tokend__V1__UsageBucket *msgs = NULL;
+    Tokend__V1__UsageBucket **msg_ptrs = NULL;
+    Tokend__V1__UsageBucket__OutcomesEntry *outcomes = NULL;
+    Tokend__V1__UsageBucket__OutcomesEntry **outcome_ptrs = NULL;
+    usage_target target;
+    if (!usage_authorize(ms, call, in, &caller, &target)) {
+        goto done;
+    }
+    if (ms->series == NULL) {
+        server_call_fail(call, TOKEND_UNIMPLEMENTED,
+                         "this service keeps no usage series");
+        goto done;
+    }
+    series_step step = step_ms == SERIES_HOUR_MS ? SERIES_HOUR : SERIES_MINUTE;
+    tokend_error err;
+    int rv = series_read(ms->series, ms->st, target.scope, step, target.name, from, to,
+                         &buckets, &starts, &n, &err);
+    if (rv != TOKEND_OK) {
+        server_call_fail(call, rv, "could not read the usage series: %s", err.message);
+        goto done;
+    }
+    msgs = calloc(n + 1, sizeof(*msgs));
+    msg_ptrs = calloc(n + 1, sizeof(*msg_ptrs));
+    outcomes = calloc((n + 1) * RECORD_SERIES_OUTCOMES, sizeof(*outcomes));
+    outcome_ptrs = calloc((n + 1) * RECORD_SERIES_OUTCOMES, sizeof(*outcome_ptrs));
+    bool ok =
+        msgs != NULL && msg_ptrs != NULL && outcomes != NULL && outcome_ptrs != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = usage_bucket_fill(&msgs[i], starts[i], &buckets[i],
+                               outcomes + i * RECORD_SERIES_OUTCOMES,
+                               outcome_ptrs + i * RECORD_SERIES_OUTCOMES);
+        msg_ptrs[i] = &msgs[i];
+    }
+    if (!ok) {
+        server_call_fail(call, TOKEND_INTERNAL, "out of memory");
+        goto done;
+    }
+    Tokend__V1__GetUsageResponse resp = TOKEND__V1__GET_USAGE_RESPONSE__INIT;
+    resp.step = in->step;
+    resp.buckets = msg_ptrs;
+    resp.n_buckets = n;
+    if (tokend__v1__get_usage_response__get_packed_size(&resp) > METHODS_USAGE_BYTES) {
+        server_call_fail(call, TOKEND_RESOURCE_EXHAUSTED,
+                         "the usage of this range is over %zu MiB: ask for a shorter "
+                         "range or the hour step",
+                         METHODS_USAGE_BYTES >> 20);
+        goto done;
+    }
+    server_call_note(call, "buckets=%zu", n);
+    closure(&resp, call);
+done:
+    for (size_t i = 0; msgs != NULL && i < n; i++) {
+        usage_map_free(msgs[i].routes, msgs[i].n_routes);
+        usage_map_free(msgs[i].client_ips, msgs[i].n_client_ips);
+    }
+    for (size_t i = 0; i < n; i++) {
+        series_bucket_free(&buckets[i]);
+    }
+    free(buckets);
+    free(starts);
+    free(msgs);
+    free(msg_ptrs);
+    free(outcomes);
+    free(outcome_ptrs);
+    token_record_free(&caller);
+}
+
+/* ------------------------------------------------------------------------
  * Admin recovery: `tokend admin-token`, offline (main.c) or through the
  * control socket (below). Both make the token here and log it here. */
 
@@ -1509,6 +1787,7 @@ methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) 
     ms->base.list_tokens = handle_list_tokens;
     ms->base.get_token = handle_get_token;
     ms->base.list_events = handle_list_events;
+    ms->base.get_usage = handle_get_usage;
     tokend__v1__control__init(&ms->control, control_destroy);
     ms->control.mint_admin_token = handle_mint_admin_token;
     ms->prefix = strdup(cfg->prefix != NULL ? cfg->prefix : TOKEN_DEFAULT_PREFIX);
@@ -1522,6 +1801,7 @@ methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) 
     ms->st = st;
     ms->w = w;
     ms->u = u;
+    ms->series = cfg->series;
     return ms;
 }
 

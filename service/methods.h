@@ -35,6 +35,7 @@
 #include "events.h"
 #include "store.h"
 #include "token.h"
+#include "series.h"
 #include "usage.h"
 #include "writer.h"
 
@@ -57,6 +58,7 @@ typedef struct methods_config {
     int64_t max_lifetime_s;          /* 0: none */
     bool verify_requires_credential; /* Verify needs tokend:verify or admin */
     uint64_t max_tokens_per_owner;   /* a create past it: RESOURCE_EXHAUSTED; 0: none */
+    series *series;                  /* usage series (series.h); NULL: none kept */
 } methods_config;
 
 /* The TokenService: its handlers and what they share. */

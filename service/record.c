@@ -519,3 +519,213 @@ bool record_event_hash(const uint8_t *value, size_t len,
     memcpy(hash, value + len - RECORD_EVENT_HASH_LEN, RECORD_EVENT_HASH_LEN);
     return true;
 }
+
+/* ---------- usage series ---------- */
+
+void series_bucket_free(series_bucket *b) {
+    for (size_t i = 0; i < b->n_routes; i++) {
+        free(b->routes[i].text);
+    }
+    for (size_t i = 0; i < b->n_ips; i++) {
+        free(b->ips[i].text);
+    }
+    free(b->routes);
+    free(b->ips);
+    memset(b, 0, sizeof(*b));
+}
+
+size_t record_series_key(series_scope scope, series_step step, const char *name,
+                         int64_t start_ms, uint8_t key[RECORD_SERIES_KEY_MAX]) {
+    size_t len = name != NULL ? strnlen(name, TOKEN_OWNER_MAX + 1) : TOKEN_OWNER_MAX + 1;
+    if (len > TOKEN_OWNER_MAX) {
+        return 0;
+    }
+    key[0] = (uint8_t)scope;
+    key[1] = (uint8_t)step;
+    memcpy(key + 2, name, len);
+    key[2 + len] = 0;
+    put_be64(key + 3 + len, (uint64_t)start_ms);
+    return 3 + len + 8;
+}
+
+bool record_series_key_parse(const uint8_t *key, size_t len, int64_t *start_ms,
+                             series_step *step) {
+    if (len < 3 + 8) {
+        return false;
+    }
+    *step = (series_step)key[1];
+    *start_ms = (int64_t)get_be64(key + len - 8);
+    return true;
+}
+
+/* A growing output buffer; `failed` once an allocation failed. */
+typedef struct out_buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool failed;
+} out_buf;
+
+static void out_bytes(out_buf *o, const void *src, size_t n) {
+    if (o->failed) {
+        return;
+    }
+    if (o->len + n > o->cap) {
+        size_t cap = o->cap == 0 ? 256 : o->cap;
+        while (cap < o->len + n) {
+            cap *= 2;
+        }
+        uint8_t *grown = realloc(o->p, cap);
+        if (grown == NULL) {
+            o->failed = true;
+            return;
+        }
+        o->p = grown;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, src, n);
+    o->len += n;
+}
+
+static void out_varint(out_buf *o, uint64_t v) {
+    uint8_t b[10];
+    size_t n = 0;
+    do {
+        b[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v != 0) {
+            b[n] |= 0x80;
+        }
+        n++;
+    } while (v != 0);
+    out_bytes(o, b, n);
+}
+
+static bool out_counts(out_buf *o, const series_count *c, size_t n) {
+    out_varint(o, n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(c[i].text);
+        if (len > RECORD_SERIES_TEXT_MAX) {
+            return false;
+        }
+        uint8_t l = (uint8_t)len;
+        out_bytes(o, &l, 1);
+        out_bytes(o, c[i].text, len);
+        out_varint(o, c[i].n);
+    }
+    return true;
+}
+
+int record_series_encode(const series_bucket *b, uint8_t **out, size_t *len,
+                         tokend_error *err) {
+    *out = NULL;
+    *len = 0;
+    out_buf o = {0};
+    uint8_t version = 1, n_out = 0;
+    for (int s = 0; s < RECORD_SERIES_OUTCOMES; s++) {
+        n_out += b->outcomes[s] != 0;
+    }
+    out_bytes(&o, &version, 1);
+    out_bytes(&o, &n_out, 1);
+    for (int s = 0; s < RECORD_SERIES_OUTCOMES; s++) {
+        if (b->outcomes[s] != 0) {
+            uint8_t code = (uint8_t)s;
+            out_bytes(&o, &code, 1);
+            out_varint(&o, b->outcomes[s]);
+        }
+    }
+    bool fits =
+        out_counts(&o, b->routes, b->n_routes) && out_counts(&o, b->ips, b->n_ips);
+    if (!fits || o.failed) {
+        free(o.p);
+        return !fits ? error_set(err, TOKEND_INVALID_ARGUMENT,
+                                 "a series text is longer than %d bytes",
+                                 RECORD_SERIES_TEXT_MAX)
+                     : error_set(err, TOKEND_INTERNAL, "out of memory encoding a bucket");
+    }
+    *out = o.p;
+    *len = o.len;
+    return TOKEND_OK;
+}
+
+/* A bounded reader over stored bytes; `bad` once it ran past the end. */
+typedef struct in_buf {
+    const uint8_t *p;
+    size_t left;
+    bool bad;
+} in_buf;
+
+static uint8_t in_byte(in_buf *in) {
+    if (in->left == 0) {
+        in->bad = true;
+        return 0;
+    }
+    in->left--;
+    return *in->p++;
+}
+
+static uint64_t in_varint(in_buf *in) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && !in->bad; shift += 7) {
+        uint8_t b = in_byte(in);
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            return v;
+        }
+    }
+    in->bad = true;
+    return 0;
+}
+
+static bool in_counts(in_buf *in, series_count **out, size_t *n_out) {
+    uint64_t n = in_varint(in);
+    if (in->bad || n > RECORD_SERIES_ENTRIES_MAX) {
+        return false;
+    }
+    series_count *c = calloc(n + 1, sizeof(*c));
+    if (c == NULL) {
+        return false;
+    }
+    *out = c;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = in_byte(in);
+        if (in->bad || len > RECORD_SERIES_TEXT_MAX || len > in->left) {
+            return false;
+        }
+        c[i].text = strndup((const char *)in->p, len);
+        if (c[i].text == NULL || strlen(c[i].text) != len) {
+            free(c[i].text);
+            return false;
+        }
+        *n_out = i + 1;
+        in->p += len;
+        in->left -= len;
+        c[i].n = in_varint(in);
+        if (in->bad) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int record_series_decode(const uint8_t *buf, size_t len, series_bucket *b,
+                         tokend_error *err) {
+    memset(b, 0, sizeof(*b));
+    in_buf in = {buf, len, false};
+    bool ok = in_byte(&in) == 1;
+    size_t n_out = in_byte(&in);
+    for (size_t i = 0; ok && i < n_out; i++) {
+        uint8_t code = in_byte(&in);
+        uint64_t n = in_varint(&in);
+        ok = !in.bad && code < RECORD_SERIES_OUTCOMES;
+        if (ok) {
+            b->outcomes[code] += n;
+        }
+    }
+    ok = ok && !in.bad && in_counts(&in, &b->routes, &b->n_routes) &&
+         in_counts(&in, &b->ips, &b->n_ips) && in.left == 0;
+    if (!ok) {
+        series_bucket_free(b);
+        return error_set(err, TOKEND_INTERNAL, "a usage series bucket does not decode");
+    }
+    return TOKEND_OK;
+}

@@ -112,5 +112,69 @@ size_t record_event_index_key(char kind, const char *name, uint64_t seq,
  * value does not end so. */
 bool record_event_hash(const uint8_t *value, size_t len,
                        uint8_t hash[RECORD_EVENT_HASH_LEN]);
+/* ---------- usage series (series.h) ----------
+ *
+ * A series bucket: Verify calls in one minute or hour of one token, one
+ * owner or the deployment, by outcome (the verdict's status number), by
+ * route and by client address. Routes and addresses are kept as
+ * (text, count) pairs; "other" and "-" are ordinary entries. */
+#define RECORD_SERIES_OUTCOMES 5       /* OK .. INSUFFICIENT_ABILITY */
+#define RECORD_SERIES_TEXT_MAX 160     /* a route (route.h's ROUTE_MAX) or an address */
+#define RECORD_SERIES_ENTRIES_MAX 1024 /* routes or addresses of one bucket, decoded */
+
+typedef struct series_count {
+    char *text; /* malloc'd */
+    uint64_t n;
+} series_count;
+
+typedef struct series_bucket {
+    uint64_t outcomes[RECORD_SERIES_OUTCOMES];
+    series_count *routes;
+    size_t n_routes;
+    series_count *ips;
+    size_t n_ips;
+} series_bucket;
+
+/* Frees the bucket's entries and zeroes it. */
+void series_bucket_free(series_bucket *b);
+
+/* What a series key names: a token's series, an owner's sum, or the
+ * deployment's; by the minute or by the hour. */
+typedef enum series_scope {
+    SERIES_TOKEN = 't',
+    SERIES_OWNER = 'o',
+    SERIES_ALL = 'd'
+} series_scope;
+typedef enum series_step { SERIES_MINUTE = 'm', SERIES_HOUR = 'h' } series_step;
+
+/* Key of the series family: scope byte, step byte, the token id or owner
+ * ("" for the deployment), NUL, be64(bucket start ms). One series' keys
+ * are contiguous and sorted by time. */
+#define RECORD_SERIES_KEY_MAX (2 + TOKEN_OWNER_MAX + 1 + 8)
+
+/* Writes the key into `key`; returns its length, or 0 if `name` is NULL,
+ * longer than TOKEN_OWNER_MAX or holds a NUL (it cannot: a C string). */
+size_t record_series_key(series_scope scope, series_step step, const char *name,
+                         int64_t start_ms, uint8_t key[RECORD_SERIES_KEY_MAX]);
+
+/* The bucket start of a key of the series family (its last 8 bytes), and
+ * its step byte; false if `key` is too short to be one. */
+bool record_series_key_parse(const uint8_t *key, size_t len, int64_t *start_ms,
+                             series_step *step);
+
+/* Encodes a bucket into a malloc'd buffer (*out, *len bytes): version 1,
+ * then the nonzero outcomes as (status byte, varint count), then routes
+ * and addresses each as varint n, then n times (length byte, text,
+ * varint count). TOKEND_INTERNAL without memory, TOKEND_INVALID_ARGUMENT
+ * for a text over RECORD_SERIES_TEXT_MAX. */
+int record_series_encode(const series_bucket *b, uint8_t **out, size_t *len,
+                         tokend_error *err);
+
+/* Decodes what record_series_encode wrote into *b (overwritten; free it
+ * with series_bucket_free). Anything else — a bad version, a length past
+ * the end, more than RECORD_SERIES_ENTRIES_MAX entries, trailing bytes —
+ * is TOKEND_INTERNAL with *b empty. */
+int record_series_decode(const uint8_t *buf, size_t len, series_bucket *b,
+                         tokend_error *err);
 
 #endif /* TOKEND_RECORD_H */

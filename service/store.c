@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rocksdb/c.h>
@@ -73,13 +74,15 @@ enum {
     CF_USAGE,
     CF_EVENTS,
     CF_EVENT_INDEX,
+    CF_SERIES,
     CF_COUNT
 };
 
-/* The audit log's families (record.h has their keys). A store made before
- * them gets them at its first read-write open. */
+/* Families added after the first release (the audit log's, record.h has
+ * their keys; the usage series'): a store made before them gets them at
+ * its first read-write open. */
 static bool family_optional(int c) {
-    return c == CF_EVENTS || c == CF_EVENT_INDEX;
+    return c == CF_EVENTS || c == CF_EVENT_INDEX || c == CF_SERIES;
 }
 
 /* The owners whose token counts are cached (store_batch_owner_count):
@@ -95,7 +98,7 @@ typedef struct owner_count {
 _Static_assert(CF_COUNT == STORE_FAMILIES, "STORE_FAMILIES is the number of families");
 
 static const char *const cf_names[CF_COUNT] = {
-    "default", "tokens", "ids", "owners", "usage", "events", "event_index"};
+    "default", "tokens", "ids", "owners", "usage", "events", "event_index", "series"};
 
 struct store {
     rocksdb_t *db;
@@ -125,6 +128,11 @@ struct store {
      * so that readers (ListEvents) may ask for it. */
     _Atomic uint64_t ev_seq;
     uint8_t ev_hash[RECORD_EVENT_HASH_LEN];
+    /* Drops series buckets past their retention when RocksDB compacts the
+     * series family; it must outlive the database, so it is the store's.
+     * keep_ms: [0] minute buckets, [1] hour buckets. */
+    rocksdb_compactionfilter_t *series_filter;
+    int64_t series_keep_ms[2];
 };
 
 /* A batch is a byte log of operations, never stored: op, cf, key length,
@@ -507,6 +515,55 @@ static int check_free_space(const char *dir, tokend_error *err) {
     return TOKEND_OK;
 }
 
+/* ---------- series retention ---------- */
+
+/* A bucket's retention by its step: (minute, hour); 0 keeps it. */
+static int64_t series_keep(const store *st, series_step step) {
+    return st->series_keep_ms[step == SERIES_HOUR ? 1 : 0];
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t store_series_oldest(const store *st, series_step step, int64_t now_ms) {
+    int64_t keep = series_keep(st, step);
+    return keep > 0 ? now_ms - keep : INT64_MIN;
+}
+
+/* RocksDB's compaction filter of the series family: drops a bucket whose
+ * start is past its step's retention. Retention costs the writer nothing
+ * this way, and it reaches every series, also those of tokens and owners
+ * long idle, which deletes by the writer would have to scan for. Readers
+ * filter by the same cut (store_series_oldest), so a bucket compaction
+ * has not reached yet is not shown either. Runs on RocksDB's threads. */
+static unsigned char series_filter(void *state, int level, const char *key, size_t klen,
+                                   const char *val, size_t vlen, char **new_val,
+                                   size_t *new_vlen, unsigned char *changed) {
+    (void)level, (void)val, (void)vlen, (void)new_val, (void)new_vlen;
+    *changed = 0;
+    const store *st = state;
+    int64_t start = 0;
+    series_step step;
+    if (!record_series_key_parse((const uint8_t *)key, klen, &start, &step)) {
+        return 0;
+    }
+    return start < store_series_oldest(st, step, wall_ms());
+}
+
+/* RocksDB calls a filter's destructor without checking it; the state is
+ * the store, which frees itself. */
+static void series_filter_state_free(void *state) {
+    (void)state;
+}
+
+static const char *series_filter_name(void *state) {
+    (void)state;
+    return "tokend.series_retention";
+}
+
 /* Opens st->db and st->cf on st->dir: for reading only if st->read_only,
  * else read-write (creating the missing families if `create`). */
 static int db_open(store *st, bool create, tokend_error *err) {
@@ -519,6 +576,8 @@ static int db_open(store *st, bool create, tokend_error *err) {
     fam[CF_USAGE] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
     fam[CF_EVENTS] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
     fam[CF_EVENT_INDEX] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
+    fam[CF_SERIES] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
+    rocksdb_options_set_compaction_filter(fam[CF_SERIES], st->series_filter);
     database_options(fam[CF_META], create, st->read_only, mem);
 
     char *rocks_err = NULL;
@@ -682,6 +741,10 @@ int store_open(const char *dir, const store_options *opts, store **out,
                                                         : STORE_DEFAULT_CACHE_BYTES);
     st->memtable_bytes =
         opts->memtable_bytes != 0 ? opts->memtable_bytes : STORE_DEFAULT_MEMTABLE_BYTES;
+    st->series_keep_ms[0] = opts->series_minute_keep_ms;
+    st->series_keep_ms[1] = opts->series_hour_keep_ms;
+    st->series_filter = rocksdb_compactionfilter_create(
+        st, series_filter_state_free, series_filter, series_filter_name);
     st->read_opts = rocksdb_readoptions_create();
     st->write_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->write_sync, 1);
@@ -722,6 +785,9 @@ void store_close(store *st) {
     rocksdb_writeoptions_destroy(st->write_nosync);
     if (st->cache != NULL) {
         rocksdb_cache_destroy(st->cache);
+    }
+    if (st->series_filter != NULL) {
+        rocksdb_compactionfilter_destroy(st->series_filter);
     }
     pthread_rwlock_destroy(&st->swap);
     pthread_mutex_destroy(&st->count_lock);
@@ -1461,7 +1527,7 @@ static batch_slot *slot_take(store_batch *b, uint8_t tag, const void *key, size_
  * read through the batch are indexed (not usage, which a flush writes by
  * the thousand; of meta, the admin index's keys). */
 static void index_op(store_batch *b, int cf, const void *key, size_t klen, size_t at) {
-    if (cf != CF_TOKENS && cf != CF_IDS && cf != CF_OWNERS &&
+    if (cf != CF_TOKENS && cf != CF_IDS && cf != CF_OWNERS && cf != CF_SERIES &&
         !(cf == CF_META && admin_key_is(key, klen))) {
         return;
     }
@@ -2083,4 +2149,116 @@ int store_event_raw_put(store *st, uint64_t seq, const uint8_t *value, size_t le
                    sizeof(key), (const char *)value, len, &rocks_err);
     return rocks_err != NULL ? storage_error(rocks_err, "rewriting an event", err)
                              : TOKEND_OK;
+}
+
+/* ---------- usage series ---------- */
+
+int store_batch_put_series(store_batch *b, const uint8_t *key, size_t klen,
+                           const series_bucket *bucket, tokend_error *err) {
+    if (b == NULL || key == NULL || bucket == NULL || klen > RECORD_SERIES_KEY_MAX) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_batch_put_series: bad argument");
+    }
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    int rv = record_series_encode(bucket, &enc, &enc_len, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    batch_op(b, OP_PUT, CF_SERIES, key, klen, enc, enc_len);
+    b->count++;
+    free(enc);
+    return TOKEND_OK;
+}
+
+int store_batch_get_series(store *st, const store_batch *b, const uint8_t *key,
+                           size_t klen, series_bucket *out, tokend_error *err) {
+    memset(out, 0, sizeof(*out));
+    batch_op_view v;
+    switch (batch_latest(b, CF_SERIES, key, klen, &v)) {
+        case OP_PUT:
+            return record_series_decode((const uint8_t *)v.val, v.vlen, out, err);
+        case OP_DELETE:
+            return TOKEND_NOT_FOUND;
+        default:
+            break;
+    }
+    int rv = read_begin(st, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    rocksdb_pinnableslice_t *val = NULL;
+    rv = get_raw(st, st->read_opts, CF_SERIES, key, klen, &val, err);
+    read_end(st);
+    if (rv == TOKEND_OK) {
+        size_t len = 0;
+        const char *bytes = rocksdb_pinnableslice_value(val, &len);
+        rv = record_series_decode((const uint8_t *)bytes, len, out, err);
+        rocksdb_pinnableslice_destroy(val);
+    }
+    return rv;
+}
+
+int store_series_range(store *st, series_scope scope, series_step step, const char *name,
+                       int64_t from_ms, int64_t to_ms, store_series_fn fn, void *arg,
+                       tokend_error *err) {
+    uint8_t lower[RECORD_SERIES_KEY_MAX], upper[RECORD_SERIES_KEY_MAX];
+    int64_t oldest = store_series_oldest(st, step, wall_ms());
+    if (from_ms < oldest) {
+        from_ms = oldest;
+    }
+    if (from_ms < 0) {
+        from_ms = 0;
+    }
+    size_t llen = record_series_key(scope, step, name, from_ms, lower);
+    size_t ulen = record_series_key(scope, step, name, to_ms, upper);
+    if (llen == 0 || ulen == 0) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT, "store_series_range: bad name");
+    }
+    if (from_ms >= to_ms) {
+        return TOKEND_OK;
+    }
+    int rv = read_begin(st, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper, ulen);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf[CF_SERIES]);
+    for (rocksdb_iter_seek(it, (const char *)lower, llen);
+         rv == TOKEND_OK && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &klen);
+        const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        int64_t start = 0;
+        series_step kstep;
+        series_bucket bucket;
+        if (klen != llen || memcmp(key, lower, llen - 8) != 0 ||
+            !record_series_key_parse(key, klen, &start, &kstep)) {
+            continue; /* a longer name sharing the prefix: not this series */
+        }
+        rv = record_series_decode(val, vlen, &bucket, err);
+        if (rv == TOKEND_OK) {
+            rv = fn(arg, start, &bucket);
+        }
+    }
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(it, &rocks_err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    read_end(st);
+    if (rocks_err != NULL) {
+        return storage_error(rocks_err, "reading series", err);
+    }
+    return rv;
+}
+
+int store_compact_series(store *st, tokend_error *err) {
+    int rv = read_begin(st, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    rocksdb_compact_range_cf(st->db, st->cf[CF_SERIES], NULL, 0, NULL, 0);
+    read_end(st);
+    return TOKEND_OK;
 }

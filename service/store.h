@@ -9,6 +9,10 @@
  *   owners   owner NUL be64(created_ms) be32(created_seq) id -> "" (an
  *            owner's tokens in creation order, for paging)
  *   usage    public id -> be64(last_used_ms) be64(use_count)
+ *   series   scope step name NUL be64(bucket start ms) -> a usage series
+ *            bucket (record.h; scope: token, owner or deployment; step:
+ *            minute or hour), dropped past its retention by a compaction
+ *            filter (created by a read-write open of an older store)
  * and in default, the admin index: "admin\0" + id -> be64(expires_ms) for
  * every token with the tokend:admin ability, kept by put_token and
  * delete_token (built once for a store made before it, at its first
@@ -48,6 +52,9 @@ typedef struct store_options {
     size_t memtable_bytes;    /* all memtables together; 0: 64 MiB */
     bool create_if_missing;   /* create the directory and column families */
     bool read_only;           /* open for reading only (no writer) */
+    /* Retention of usage series buckets (series.h), in ms; 0 keeps them. */
+    int64_t series_minute_keep_ms;
+    int64_t series_hour_keep_ms;
 } store_options;
 
 /* Opens (or with create_if_missing, creates) the store in `dir`; on
@@ -192,7 +199,7 @@ int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err);
 
 /* Column families of the store, for store_sizes (store.c asserts it is
  * their number). */
-#define STORE_FAMILIES 7
+#define STORE_FAMILIES 8
 
 /* RocksDB's memory and sizes, for the metrics page (RocksDB's properties,
  * estimates where RocksDB says so). */
@@ -272,5 +279,38 @@ int store_events_scan(store *st, char index, const char *name, uint64_t after,
  * tampered store) only. */
 int store_event_raw_put(store *st, uint64_t seq, const uint8_t *value, size_t len,
                         tokend_error *err);
+/* ---------- usage series (series.h) ---------- */
+
+#include "record.h"
+
+/* Sets series[key] to `bucket` (encoded by record.h); counts one
+ * operation. INVALID_ARGUMENT for a bucket that does not encode. */
+int store_batch_put_series(store_batch *b, const uint8_t *key, size_t klen,
+                           const series_bucket *bucket, tokend_error *err);
+
+/* The bucket at `key` through the batch into *out (free it with
+ * series_bucket_free); TOKEND_NOT_FOUND when there is none. */
+int store_batch_get_series(store *st, const store_batch *b, const uint8_t *key,
+                           size_t klen, series_bucket *out, tokend_error *err);
+
+/* Called for each stored bucket of a range, oldest first; takes the
+ * bucket (frees it or keeps it). A status other than TOKEND_OK ends the
+ * scan with it. */
+typedef int (*store_series_fn)(void *arg, int64_t start_ms, series_bucket *bucket);
+
+/* The stored buckets of one series (scope, step, name: the id, the owner,
+ * or "" for the deployment) whose start is in [from_ms, to_ms) and not
+ * past the step's retention, oldest first, through `fn`. */
+int store_series_range(store *st, series_scope scope, series_step step, const char *name,
+                       int64_t from_ms, int64_t to_ms, store_series_fn fn, void *arg,
+                       tokend_error *err);
+
+/* The oldest bucket start the step's retention keeps at now_ms
+ * (INT64_MIN when it keeps all). */
+int64_t store_series_oldest(const store *st, series_step step, int64_t now_ms);
+
+/* Compacts the series family now, which drops the buckets past their
+ * retention (RocksDB also does it by itself as the family grows). */
+int store_compact_series(store *st, tokend_error *err);
 
 #endif /* TOKEND_STORE_H */

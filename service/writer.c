@@ -31,6 +31,7 @@
 struct writer {
     store *st;
     usage *usage;
+    series *series;
     int usage_flush_ms;
     pthread_t thread;
     pthread_mutex_t lock;
@@ -110,8 +111,32 @@ static bool writable(writer *w, bool now_please) {
     return true;
 }
 
-/* Writes the drained usage counters, adding to what is stored. Tokens
- * revoked since their use are skipped, so no orphan usage rows appear.
+/* Adds the usage series (series.h) to the flush's batch, which must be
+ * empty: a failure empties it again, so that no part of them commits, and
+ * they wait for the next flush. False when there was nothing to stage. */
+static bool stage_series(writer *w, store_batch *batch) {
+    size_t staged = 0;
+    uint64_t dropped = 0;
+    tokend_error err;
+    int rv = series_stage(w->series, w->st, batch, &staged, &dropped, &err);
+    if (dropped > 0) {
+        LOG(LOG_WARN, "series.dropped", "calls=%llu", (unsigned long long)dropped);
+    }
+    if (rv != TOKEND_OK) {
+        char q[256];
+        LOG(LOG_WARN, "series.stage_failed", "entries=%zu error=%s", staged,
+            log_quote(q, sizeof(q), err.message));
+        store_batch_clear(batch);
+        series_restore(w->series);
+        return false;
+    }
+    return staged > 0;
+}
+
+/* Writes the drained usage counters, adding to what is stored, and the
+ * usage series, in one unsynced batch. Tokens revoked since their use are
+ * skipped for the counters, so no orphan usage rows appear; their series
+ * stay until retention drops them (the owner's sums keep them anyway).
  * True if the table was flushed (also with nothing in it); false if the
  * counts stay in memory (degraded, a failed commit) or there is no table. */
 static bool flush_usage(writer *w, store_batch *batch, bool stopping) {
@@ -127,21 +152,26 @@ static bool flush_usage(writer *w, store_batch *batch, bool stopping) {
     /* Probes even with nothing to write, so that writes resume (and say
      * so) without waiting for the next job. */
     bool ok = writable(w, stopping);
-    if (n == 0) {
-        usage_flushed(w->usage);
-        free(entries);
-        return true;
-    }
     if (!ok) {
         /* Kept for a later flush; lost only if tokend stops meanwhile. */
         usage_restore(w->usage, entries, n);
-        if (stopping) {
+        if (stopping && n > 0) {
             LOG(LOG_WARN, "usage.not_written", "tokens=%zu", n);
         }
         free(entries);
         return false;
     }
     store_batch_clear(batch);
+    bool staged = w->series != NULL && stage_series(w, batch);
+    if (n == 0 && !staged) {
+        usage_flushed(w->usage);
+        if (w->series != NULL) {
+            series_flushed(w->series);
+        }
+        store_batch_clear(batch);
+        free(entries);
+        return true;
+    }
     for (size_t i = 0; i < n; i++) {
         uint8_t digest[TOKEN_DIGEST_LEN];
         if (store_get_digest(w->st, entries[i].id, digest, NULL) != TOKEND_OK) {
@@ -161,6 +191,9 @@ static bool flush_usage(writer *w, store_batch *batch, bool stopping) {
     /* From here a reader tells by the stored count whether an entry's
      * flush is in the store yet (usage.h). */
     usage_commit_begin(w->usage, entries, n);
+    if (staged) {
+        series_commit_begin(w->series);
+    }
     if (store_batch_count(batch) > 0) {
         rv = store_batch_commit(w->st, batch, false, &err);
     }
@@ -172,6 +205,11 @@ static bool flush_usage(writer *w, store_batch *batch, bool stopping) {
             enter_degraded(w, &err);
             usage_restore(w->usage, entries, n);
         }
+    }
+    if (staged && rv == TOKEND_STORAGE_ERROR) {
+        series_restore(w->series);
+    } else if (staged) {
+        series_flushed(w->series);
     }
     usage_flushed(w->usage); /* no-op after a restore */
     store_batch_clear(batch);
@@ -277,13 +315,14 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-int writer_start(store *st, usage *u, int usage_flush_ms, writer **out) {
+int writer_start(store *st, usage *u, series *sr, int usage_flush_ms, writer **out) {
     writer *w = calloc(1, sizeof(*w));
     if (w == NULL) {
         return TOKEND_INTERNAL;
     }
     w->st = st;
     w->usage = u;
+    w->series = sr;
     w->usage_flush_ms = usage_flush_ms > 0 ? usage_flush_ms : 2000;
     metrics_histogram_init(&w->commit_us, &metrics_latency_us);
     metrics_histogram_init(&w->group_jobs, &metrics_size);

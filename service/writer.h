@@ -11,7 +11,8 @@
  * reading the batch as the jobs before it left it, so a group commits
  * exactly what those jobs would have committed one by one.
  *
- * The writer also flushes the usage counters (usage.h) every
+ * The writer also flushes the usage counters (usage.h) and series
+ * (series.h) every
  * `usage_flush_ms` and once more when it stops.
  */
 #ifndef TOKEND_WRITER_H
@@ -23,6 +24,7 @@
 
 #include "metrics.h"
 #include "store.h"
+#include "series.h"
 #include "usage.h"
 
 typedef struct writer writer;
@@ -44,8 +46,10 @@ struct writer_job {
     int apply_status; /* the writer's; leave alone */
 };
 
-/* Starts the writer thread. `usage` may be NULL (nothing to flush). */
-int writer_start(store *st, usage *usage, int usage_flush_ms, writer **out);
+/* Starts the writer thread. `usage` may be NULL (nothing to flush), and
+ * `series` (no usage series; series.h) too. */
+int writer_start(store *st, usage *usage, series *series, int usage_flush_ms,
+                 writer **out);
 
 /* Queues a job. Returns TOKEND_OK, or TOKEND_UNAVAILABLE if the writer is
  * stopping (the job is then not run; its done is not called). */

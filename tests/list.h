@@ -189,4 +189,17 @@
     X(audit_gateway_get_events)                                                \
     X(audit_failed_commit_leaves_the_head_where_it_was)                        \
     X(audit_alerts_are_written_through_the_writer_in_order)                    \
+    X(usage_series_by_outcome_route_client_across_restart)                     \
+    X(usage_series_routes_past_the_bound_count_as_other)                       \
+    X(usage_series_keeps_the_top_client_addresses)                             \
+    X(usage_series_owner_and_deployment_sums)                                  \
+    X(usage_series_minute_and_hour_steps_and_ranges)                           \
+    X(usage_series_retention_drops_old_buckets)                                \
+    X(usage_series_authorization)                                              \
+    X(usage_series_no_store_write_per_verify)                                  \
+    X(usage_series_options_by_flag_environment_and_bad_value)                  \
+    X(usage_series_tokenctl_table_json_and_errors)                             \
+    X(usage_series_rest_json_shape_and_errors)                                 \
+    X(usage_series_never_stores_a_token_in_a_route)                            \
+    X(usage_series_family_is_added_to_an_older_store)                          \
     X(crash_smoke_five_kills)

@@ -1045,7 +1045,7 @@ TEST(audit_alerts_are_written_through_the_writer_in_order) {
     store *st = NULL;
     REQUIRE(store_open(dir, &so, &st, NULL) == TOKEND_OK);
     writer *w = NULL;
-    REQUIRE(writer_start(st, NULL, 1000, &w) == TOKEND_OK);
+    REQUIRE(writer_start(st, NULL, NULL, 1000, &w) == TOKEND_OK);
     events *ev = events_new(st, w, 0);
     REQUIRE(ev != NULL);
     Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
