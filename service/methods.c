@@ -693,14 +693,17 @@ static void revoke_job_free(revoke_job *job) {
 }
 
 /* Adds the deletion of the token with `digest`, as read through the
- * batch, to the batch. */
-static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest) {
+ * batch, to the batch, and its tombstone: a later presentation of it is
+ * then told from one of a token never issued (alerts.h). */
+static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest,
+                         int64_t now_ms) {
     token_record rec;
     int rv = store_batch_get_token(st, batch, digest, &rec, NULL);
     if (rv != TOKEND_OK) {
         return rv;
     }
     store_batch_delete_token(batch, digest, &rec);
+    store_batch_put_tombstone(batch, digest, &rec, now_ms);
     token_record_free(&rec);
     return TOKEND_OK;
 }
@@ -772,7 +775,7 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
                 rv = keep_an_admin(st, batch, admin ? 1 : 0, now, &job->why);
             }
             if (rv == TOKEND_OK) {
-                rv = revoke_digest(st, batch, job->digest);
+                rv = revoke_digest(st, batch, job->digest, now);
             }
             job->revoked = rv == TOKEND_OK ? 1 : 0;
             return rv;
@@ -802,7 +805,7 @@ static int revoke_apply(writer_job *wj, store *st, store_batch *batch) {
                 if (rv == TOKEND_OK &&
                     store_batch_get_digest(st, batch, ids[i], digest, NULL) ==
                         TOKEND_OK &&
-                    revoke_digest(st, batch, digest) == TOKEND_OK) {
+                    revoke_digest(st, batch, digest, now) == TOKEND_OK) {
                     job->revoked++;
                 }
                 free(ids[i]);

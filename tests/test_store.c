@@ -1190,11 +1190,14 @@ TEST(store_admin_index_counts_valid_admins_through_batches) {
 
     /* An older store: take the index away behind the store's back. */
     rocksdb_options_t *o = rocksdb_options_create();
-    const char *names[] = {"default", "tokens", "ids", "owners", "usage"};
-    const rocksdb_options_t *fam[] = {o, o, o, o, o};
-    rocksdb_column_family_handle_t *cf[5];
+    const char *names[] = {"default", "tokens",     "ids",     "owners",
+                           "usage",   "tombstones", "networks"};
+    enum { N_FAMILIES = sizeof(names) / sizeof(names[0]) };
+    const rocksdb_options_t *fam[N_FAMILIES] = {o, o, o, o, o, o, o};
+    rocksdb_column_family_handle_t *cf[N_FAMILIES];
     char *rerr = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, 5, names, fam, cf, &rerr);
+    rocksdb_t *db =
+        rocksdb_open_column_families(o, dir, N_FAMILIES, names, fam, cf, &rerr);
     REQUIRE(rerr == NULL && db != NULL);
     rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
@@ -1209,7 +1212,7 @@ TEST(store_admin_index_counts_valid_admins_through_batches) {
     REQUIRE(rerr == NULL);
     rocksdb_writebatch_destroy(wb);
     rocksdb_writeoptions_destroy(wo);
-    for (int c = 0; c < 5; c++) {
+    for (int c = 0; c < N_FAMILIES; c++) {
         rocksdb_column_family_handle_destroy(cf[c]);
     }
     rocksdb_close(db);
