@@ -33,6 +33,7 @@ struct methods {
     store *st;
     writer *w;
     usage *u;
+    alerts *alerts;
     atomic_uint created_seq; /* see token_record.created_seq */
 };
 
@@ -637,6 +638,8 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     int rv = store_get_token(ms->st, digest, &rec, NULL);
     if (rv == TOKEND_NOT_FOUND) {
         resp.reason = TOKEND__V1__STATUS__NOT_FOUND;
+        /* Revoked or never issued: the alerts tell which, off this path. */
+        alerts_observe(ms->alerts, resp.reason, NULL, NULL, digest, in->context, now);
         closure(&resp, call);
         return;
     }
@@ -660,6 +663,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
         usage_touch(ms->u, rec.id, now);
     }
     info_usage(ms, &info);
+    alerts_observe(ms->alerts, resp.reason, rec.id, rec.owner, NULL, in->context, now);
     server_call_note(call, "id=%s reason=%s", rec.id, tokend_status_name(resp.reason));
     closure(&resp, call);
     token_record_free(&rec);
@@ -1249,6 +1253,7 @@ methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) 
     ms->st = st;
     ms->w = w;
     ms->u = u;
+    ms->alerts = cfg->alerts;
     return ms;
 }
 

@@ -32,6 +32,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "alerts.h"
 #include "store.h"
 #include "token.h"
 #include "usage.h"
@@ -56,6 +57,7 @@ typedef struct methods_config {
     int64_t max_lifetime_s;          /* 0: none */
     bool verify_requires_credential; /* Verify needs tokend:verify or admin */
     uint64_t max_tokens_per_owner;   /* a create past it: RESOURCE_EXHAUSTED; 0: none */
+    alerts *alerts;                  /* every Verify's outcome goes there; NULL: none */
 } methods_config;
 
 /* The TokenService: its handlers and what they share. */
