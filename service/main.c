@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "config.h"
 #include "crypto.h"
 #include "error.h"
@@ -44,6 +45,7 @@
 #include "tokend.h"
 #include "methods.h"
 #include "usage.h"
+#include "webhook.h"
 #include "writer.h"
 
 #define USAGE_CAPACITY (256 * 1024)
@@ -465,8 +467,111 @@ static bool tls_options_ok(const config *cfg) {
     return true;
 }
 
+/* The alert durations must be more than nothing (0 would make every
+ * window empty, or keep no tombstone at all). */
+static bool alert_options_ok(const config *cfg) {
+    const struct {
+        const char *name;
+        int64_t value;
+    } d[] = {
+        {"tombstone-retention", cfg->tombstone_retention_s},
+        {"alert-network-history", cfg->alert_network_history_s},
+        {"alert-denial-window", cfg->alert_denial_window_s},
+        {"alert-volume-interval", cfg->alert_volume_interval_s},
+        {"alert-spray-window", cfg->alert_spray_window_s},
+        {"alert-repeat", cfg->alert_repeat_s},
+    };
+    for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+        if (d[i].value <= 0) {
+            fprintf(stderr, "tokend: --%s must be longer than 0s\n", d[i].name);
+            return false;
+        }
+    }
+    if (cfg->alert_webhook_secret != NULL && cfg->alert_webhook == NULL) {
+        fprintf(stderr,
+                "tokend: --alert-webhook-secret is set but no --alert-webhook URL "
+                "to sign for\n");
+        return false;
+    }
+    return true;
+}
+
+/* A logfmt value: bare when it is a number, address or network (what the
+ * alerts' own values are), else quoted. */
+static const char *log_value(char *buf, unsigned size, const char *s) {
+    size_t n = strspn(s, "0123456789abcdefABCDEF.:/-_");
+    if (s[0] != '\0' && s[n] == '\0' && n < size) {
+        memcpy(buf, s, n + 1);
+        return buf;
+    }
+    return log_quote(buf, size, s);
+}
+
+/* Where tokend's alerts go until the audit log takes them: one log line
+ * each (event=alert, never a token) and, with --alert-webhook, a POST. */
+static void alert_sink(void *ctx, const alert *a) {
+    webhook *wh = ctx;
+    char detail[ALERTS_DETAIL_MAX * (ALERTS_KEY_MAX + 2 * ALERTS_VALUE_MAX + 4)] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < a->n_detail && used < sizeof(detail); i++) {
+        char q[2 * ALERTS_VALUE_MAX + 4];
+        int n = snprintf(detail + used, sizeof(detail) - used, " %s=%s", a->detail[i].key,
+                         log_value(q, sizeof(q), a->detail[i].value));
+        used += n > 0 ? (size_t)n : 0;
+    }
+    char owner[2 * TOKEN_OWNER_MAX + 4], route[2 * ROUTE_MAX + 4], ip[64];
+    LOG(LOG_WARN, "alert", "kind=%s id=%s owner=%s client_ip=%s route=%s%s",
+        alerts_kind_name(a->kind), a->token_id[0] != '\0' ? a->token_id : "-",
+        log_quote(owner, sizeof(owner), a->owner[0] != '\0' ? a->owner : "-"),
+        log_value(ip, sizeof(ip), a->client_ip[0] != '\0' ? a->client_ip : "-"),
+        log_quote(route, sizeof(route), a->route), detail);
+    if (wh != NULL) {
+        char body[ALERTS_JSON_MAX];
+        size_t len = alerts_json(a, body, sizeof(body));
+        if (len == 0 || !webhook_enqueue(wh, body, len)) {
+            LOG(LOG_WARN, "alert.webhook_dropped", "kind=%s", alerts_kind_name(a->kind));
+        }
+    }
+}
+
+static int start_alerts(const config *cfg, store *st, writer *w, webhook **wh,
+                        alerts **al) {
+    tokend_error err;
+    if (cfg->alert_webhook != NULL) {
+        webhook_config wc = {
+            .url = cfg->alert_webhook,
+            .secret = cfg->alert_webhook_secret,
+            .queue = 1024,
+            .timeout_ms = cfg->alert_webhook_timeout_ms,
+            .backoff_min_ms = 1000,
+            .backoff_max_ms = 300000,
+        };
+        if (webhook_start(&wc, wh, &err) != TOKEND_OK) {
+            fprintf(stderr, "tokend: %s\n", err.message);
+            return err.code == TOKEND_INVALID_ARGUMENT ? 2 : 1;
+        }
+    }
+    alerts_config ac = {
+        .network_history_ms = cfg->alert_network_history_s * 1000,
+        .denials = cfg->alert_denials,
+        .denial_window_ms = cfg->alert_denial_window_s * 1000,
+        .volume_factor = cfg->alert_volume_factor,
+        .volume_min = cfg->alert_volume_min,
+        .volume_interval_ms = cfg->alert_volume_interval_s * 1000,
+        .spray = cfg->alert_spray,
+        .spray_window_ms = cfg->alert_spray_window_s * 1000,
+        .repeat_ms = cfg->alert_repeat_s * 1000,
+        .tracked = cfg->alert_tracked,
+    };
+    if (alerts_start(&ac, st, w, alert_sink, *wh, al, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_serve(const config *cfg) {
-    if (!tls_options_ok(cfg)) {
+    if (!tls_options_ok(cfg) || !alert_options_ok(cfg)) {
         return 2;
     }
     tokend_error err;
@@ -474,6 +579,8 @@ static int cmd_serve(const config *cfg) {
     usage *u = NULL;
     writer *w = NULL;
     methods *ms = NULL;
+    webhook *wh = NULL;
+    alerts *al = NULL;
     server *srv = NULL;
     server *control = NULL;
     int exit_code = 1;
@@ -491,7 +598,9 @@ static int cmd_serve(const config *cfg) {
         return 1;
     }
     store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20,
-                        .memtable_bytes = (size_t)cfg->memtable_mb << 20};
+                        .memtable_bytes = (size_t)cfg->memtable_mb << 20,
+                        .tombstone_retention_ms = cfg->tombstone_retention_s * 1000,
+                        .network_history_ms = cfg->alert_network_history_s * 1000};
     struct stat dir_stat;
     if (stat(cfg->data_dir, &dir_stat) != 0 && errno == ENOENT) {
         fprintf(stderr,
@@ -525,11 +634,17 @@ static int cmd_serve(const config *cfg) {
         fprintf(stderr, "tokend: cannot start the writer\n");
         goto out;
     }
+    int alerts_rv = start_alerts(cfg, st, w, &wh, &al);
+    if (alerts_rv != 0) {
+        exit_code = alerts_rv;
+        goto out;
+    }
     methods_config mc = {
         .prefix = cfg->token_prefix,
         .max_lifetime_s = cfg->max_lifetime_s,
         .verify_requires_credential = cfg->verify_requires_credential,
         .max_tokens_per_owner = (uint64_t)cfg->max_tokens_per_owner,
+        .alerts = al,
     };
     ms = methods_new(&mc, st, w, u);
     if (ms == NULL) {
@@ -595,9 +710,13 @@ static int cmd_serve(const config *cfg) {
     }
     exit_code = 0;
 out:
-    /* Order matters: the writer settles its queued jobs (their replies go
-     * out through the still-open server), flushes usage, then the server
-     * closes, then the store. */
+    /* Order matters: the alerts finish their queue and hand the writer
+     * their last networks; the webhook gives up what it has not delivered;
+     * the writer settles its queued jobs (their replies go out through the
+     * still-open server), flushes usage, then the server closes, then the
+     * store. alerts_observe stays safe until alerts_free. */
+    alerts_stop(al);
+    webhook_stop(wh);
     writer_stop(w);
     if (srv != NULL) {
         uint64_t served = server_requests(srv);
@@ -612,6 +731,7 @@ out:
         LOG(LOG_INFO, "stopped", "requests=%llu", (unsigned long long)served);
     }
     methods_free(ms);
+    alerts_free(al);
     usage_free(u);
     store_close(st);
     crypto_shutdown();
