@@ -140,7 +140,8 @@ store_batch *store_batch_new(void);
 void store_batch_free(store_batch *b);
 void store_batch_clear(store_batch *b);
 /* Operations added since the last clear or commit: each put_token,
- * delete_token, put_usage and mark_initialised call counts one. */
+ * delete_token, put_usage, put_tombstone, put_network and
+ * mark_initialised call counts one. */
 size_t store_batch_count(const store_batch *b);
 
 /* Adds a new token: tokens[digest], ids[id], owners[owner,created,id]. A

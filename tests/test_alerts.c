@@ -27,10 +27,12 @@
 
 #include "harness.h"
 #include "rpc.h"
+#include "alerts.h"
 #include "store.h"
 #include "test.h"
 #include "token.h"
 #include "tokend.pb-c.h"
+#include "writer.h"
 
 #define SECRET "alert-secret-for-the-test"
 
@@ -854,5 +856,81 @@ TEST(alerts_store_an_older_store_gains_the_two_families_on_a_write_open) {
     store_batch_free(b);
     store_tombstone t;
     CHECK_INT(store_get_tombstone(st, digest, 2000, &t, NULL), TOKEND_OK);
+    store_close(st);
+}
+
+/* ------------------------------------------------------------------------
+ * The queue in front of the alert thread, with the module alone. */
+
+typedef struct held_sink {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool release;
+    atomic_int alerts; /* read while the thread is held */
+} held_sink;
+
+/* A sink that holds the alert thread until released: the queue fills. */
+static void hold_sink(void *ctx, const alert *a) {
+    held_sink *h = ctx;
+    (void)a;
+    pthread_mutex_lock(&h->lock);
+    atomic_fetch_add(&h->alerts, 1);
+    while (!h->release) {
+        pthread_cond_wait(&h->cond, &h->lock);
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+TEST(alerts_full_queue_drops_and_counts_without_blocking) {
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/store", test_tmpdir());
+    int rv;
+    store *st = open_at(dir, true, false, 0, &rv);
+    REQUIRE(rv == TOKEND_OK);
+    writer *w = NULL;
+    REQUIRE(writer_start(st, NULL, 1000, &w) == TOKEND_OK);
+    held_sink h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+    alerts_config cfg = {.network_history_ms = 1000,
+                         .denials = 1000,
+                         .denial_window_ms = 1000,
+                         .volume_factor = 10,
+                         .volume_min = 1000000,
+                         .volume_interval_ms = 1000,
+                         .spray = 1,
+                         .spray_window_ms = 1000,
+                         .repeat_ms = 1000,
+                         .tracked = 64};
+    alerts *a = NULL;
+    REQUIRE(alerts_start(&cfg, st, w, hold_sink, &h, &a, NULL) == TOKEND_OK);
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.client_ip = "192.0.2.1";
+    uint8_t digest[TOKEN_DIGEST_LEN] = {1};
+    /* The first unknown token makes a spray alert, which the sink holds;
+     * everything after waits in the queue, then is dropped. */
+    alerts_observe(a, TOKEND__V1__STATUS__NOT_FOUND, NULL, NULL, digest, &ctx, 1000);
+    for (int i = 0; i < 200 && atomic_load(&h.alerts) == 0; i++) {
+        usleep(10000);
+    }
+    REQUIRE(atomic_load(&h.alerts) == 1);
+    const int n = 20000;
+    int64_t t0 = mono_ms();
+    for (int i = 0; i < n; i++) {
+        alerts_observe(a, TOKEND__V1__STATUS__NOT_FOUND, NULL, NULL, digest, &ctx, 1001);
+    }
+    int64_t took = mono_ms() - t0;
+    uint64_t counts[ALERTS_KINDS], dropped = 0;
+    alerts_counts(a, counts, &dropped);
+    CHECK(dropped > 0 && dropped < (uint64_t)n);
+    CHECK(counts[TOKEND__V1__EVENT_KIND__ALERT_UNKNOWN_TOKEN_SPRAY - ALERTS_FIRST] == 1);
+    CHECK(took < 1000); /* none of them waited for the held thread */
+    pthread_mutex_lock(&h.lock);
+    h.release = true;
+    pthread_cond_broadcast(&h.cond);
+    pthread_mutex_unlock(&h.lock);
+    alerts_stop(a);
+    alerts_free(a);
+    /* The rest were taken, and quiet: one spray, one alert. */
+    CHECK_INT(atomic_load(&h.alerts), 1);
+    writer_stop(w);
     store_close(st);
 }
