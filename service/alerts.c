@@ -5,8 +5,9 @@
  * each cell carries a sequence number, a producer claims a position with
  * one compare-and-swap and publishes the cell with a release store, so a
  * Verify callback never waits on a lock, and a full ring is seen at once
- * (the observation is dropped and counted). A semaphore wakes the alert
- * thread; its post is an atomic add unless the thread sleeps.
+ * (the observation is dropped and counted). The alert thread drains the
+ * ring without waiting and sleeps on a semaphore only when it is empty;
+ * a producer posts it only then, so a busy ring costs no system call.
  *
  * All detector state belongs to the alert thread alone: no locks.
  */
@@ -15,7 +16,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <semaphore.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -97,8 +97,9 @@ struct alerts {
     void *sink_ctx;
     cell *cells;
     atomic_size_t enq;
-    size_t deq; /* the alert thread's */
-    sem_t wake;
+    size_t deq;           /* the alert thread's */
+    sem_t wake;           /* posted when the thread sleeps and cells came */
+    atomic_bool sleeping; /* the thread is about to wait on `wake` */
     atomic_bool stopping;
     atomic_uint_fast64_t counts[ALERTS_KINDS];
     atomic_uint_fast64_t dropped;
@@ -114,7 +115,9 @@ struct alerts {
 /* ------------------------------------------------------------------------
  * The queue. */
 
-static bool queue_push(alerts *a, const observation *o) {
+/* Claims the next free cell, or NULL when the ring is full; *pos is its
+ * position, for queue_publish. */
+static cell *queue_claim(alerts *a, size_t *pos_out) {
     size_t pos = atomic_load_explicit(&a->enq, memory_order_relaxed);
     for (;;) {
         cell *c = &a->cells[pos & (QUEUE_CELLS - 1)];
@@ -123,25 +126,39 @@ static bool queue_push(alerts *a, const observation *o) {
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(
                     &a->enq, &pos, pos + 1, memory_order_relaxed, memory_order_relaxed)) {
-                c->obs = *o;
-                atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
-                return true;
+                *pos_out = pos;
+                return c;
             }
         } else if (dif < 0) {
-            return false; /* full */
+            return NULL; /* full */
         } else {
             pos = atomic_load_explicit(&a->enq, memory_order_relaxed);
         }
     }
 }
 
-/* Takes the next observation once its producer has published it (it
- * claimed the cell a moment ago when the semaphore was posted). */
+/* Hands a claimed and filled cell to the alert thread, waking it only if
+ * it sleeps: the fence orders the publication before the look at
+ * `sleeping`, as the thread orders its `sleeping` before its look at the
+ * queue, so at least one of the two sees the other. */
+static void queue_publish(alerts *a, cell *c, size_t pos) {
+    atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&a->sleeping, memory_order_relaxed) &&
+        atomic_exchange(&a->sleeping, false)) {
+        sem_post(&a->wake);
+    }
+}
+
+/* Whether the next cell is published. */
+static bool queue_ready(alerts *a) {
+    cell *c = &a->cells[a->deq & (QUEUE_CELLS - 1)];
+    return atomic_load_explicit(&c->seq, memory_order_acquire) == a->deq + 1;
+}
+
+/* Takes the next observation, which queue_ready said is published. */
 static void queue_pop(alerts *a, observation *o) {
     cell *c = &a->cells[a->deq & (QUEUE_CELLS - 1)];
-    while (atomic_load_explicit(&c->seq, memory_order_acquire) != a->deq + 1) {
-        sched_yield();
-    }
     *o = c->obs;
     atomic_store_explicit(&c->seq, a->deq + QUEUE_CELLS, memory_order_release);
     a->deq++;
@@ -159,26 +176,29 @@ void alerts_observe(alerts *a, int verdict, const char *id, const char *owner,
     if (a == NULL || atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
         return;
     }
-    observation o;
-    o.verdict = verdict;
-    o.time_ms = now_ms;
-    copy_str(o.id, sizeof(o.id), id);
-    copy_str(o.owner, sizeof(o.owner), owner);
-    if (digest != NULL) {
-        memcpy(o.digest, digest, TOKEN_DIGEST_LEN);
-    } else {
-        memset(o.digest, 0, TOKEN_DIGEST_LEN);
-    }
-    copy_str(o.method, sizeof(o.method), ctx != NULL ? ctx->method : NULL);
-    route_normalise(ctx != NULL ? ctx->method : NULL, ctx != NULL ? ctx->path : NULL,
-                    o.route, sizeof(o.route));
-    copy_str(o.client_ip, sizeof(o.client_ip), ctx != NULL ? ctx->client_ip : NULL);
-    copy_str(o.user_agent, sizeof(o.user_agent), ctx != NULL ? ctx->user_agent : NULL);
-    if (queue_push(a, &o)) {
-        sem_post(&a->wake);
-    } else {
+    size_t pos;
+    cell *c = queue_claim(a, &pos);
+    if (c == NULL) {
         atomic_fetch_add_explicit(&a->dropped, 1, memory_order_relaxed);
+        return;
     }
+    /* Filled in place: the cell is this caller's until published. */
+    observation *o = &c->obs;
+    o->verdict = verdict;
+    o->time_ms = now_ms;
+    copy_str(o->id, sizeof(o->id), id);
+    copy_str(o->owner, sizeof(o->owner), owner);
+    if (digest != NULL) {
+        memcpy(o->digest, digest, TOKEN_DIGEST_LEN);
+    } else {
+        memset(o->digest, 0, TOKEN_DIGEST_LEN);
+    }
+    copy_str(o->method, sizeof(o->method), ctx != NULL ? ctx->method : NULL);
+    route_normalise(ctx != NULL ? ctx->method : NULL, ctx != NULL ? ctx->path : NULL,
+                    o->route, sizeof(o->route));
+    copy_str(o->client_ip, sizeof(o->client_ip), ctx != NULL ? ctx->client_ip : NULL);
+    copy_str(o->user_agent, sizeof(o->user_agent), ctx != NULL ? ctx->user_agent : NULL);
+    queue_publish(a, c, pos);
 }
 
 /* ------------------------------------------------------------------------
@@ -578,22 +598,34 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Waits on `wake` for up to 200 ms (the bound on a wake-up missed in a
+ * race, and how often an idle thread looks at the clock). */
+static void alert_sleep(alerts *a) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 200 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    (void)sem_timedwait(&a->wake, &until);
+}
+
 static void *alert_thread(void *arg) {
     alerts *a = arg;
     for (;;) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 200 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        if (sem_timedwait(&a->wake, &until) == 0) {
+        if (queue_ready(a)) {
             observation o;
             queue_pop(a, &o);
             observe_one(a, &o);
-        } else if (errno == ETIMEDOUT && atomic_load(&a->stopping)) {
-            break; /* and nothing is queued */
+        } else if (atomic_load(&a->stopping)) {
+            break; /* and nothing is left */
+        } else {
+            atomic_store(&a->sleeping, true);
+            if (!queue_ready(a)) {
+                alert_sleep(a);
+            }
+            atomic_store(&a->sleeping, false);
         }
         int64_t now = now_ms();
         if (now >= a->next_flush_ms) {
@@ -674,6 +706,7 @@ void alerts_stop(alerts *a) {
         return;
     }
     atomic_store(&a->stopping, true);
+    sem_post(&a->wake);
     pthread_join(a->thread, NULL);
     a->started = false;
 }
