@@ -104,6 +104,10 @@ static const opt_def options[] = {
      OPT_SECRET, CMD_SERVE, "SECRET",
      "key of the webhook's X-Tokend-Signature (HMAC-SHA256 of \"TIMESTAMP.BODY\"); "
      "better given in the environment or the config file than as a flag"},
+    {"alert-webhook-ca", OPT_STRING, NULL, FIELD(alert_webhook_ca), 0, 0, 0, CMD_SERVE,
+     "PEM",
+     "CA certificates (PEM file) an https:// --alert-webhook must have a certificate "
+     "from (default: the system's, /etc/ssl/certs/ca-certificates.crt)"},
     {"alert-webhook-timeout-ms", OPT_INT, "5000", FIELD(alert_webhook_timeout_ms), 100,
      600000, 0, CMD_SERVE, "MS", "how long one webhook delivery may take, in ms"},
 };

@@ -54,6 +54,7 @@ typedef struct config {
     int64_t alert_tracked;
     char *alert_webhook;
     char *alert_webhook_secret; /* wiped when freed */
+    char *alert_webhook_ca;     /* PEM file of an https:// webhook's CAs */
     int64_t alert_webhook_timeout_ms;
 } config;
 

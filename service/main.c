@@ -541,6 +541,7 @@ static int start_alerts(const config *cfg, store *st, writer *w, webhook **wh,
         webhook_config wc = {
             .url = cfg->alert_webhook,
             .secret = cfg->alert_webhook_secret,
+            .ca_file = cfg->alert_webhook_ca,
             .queue = 1024,
             .timeout_ms = cfg->alert_webhook_timeout_ms,
             .backoff_min_ms = 1000,

@@ -197,7 +197,8 @@ static void *delivery_thread(void *arg) {
     return NULL;
 }
 
-static int client_setup(webhook *w, const char *url, tokend_error *err) {
+static int client_setup(webhook *w, const char *url, const char *ca_file,
+                        tokend_error *err) {
     if (nng_url_parse(&w->url, url) != 0) {
         return error_set(err, TOKEND_INVALID_ARGUMENT,
                          "--alert-webhook does not parse as a URL");
@@ -212,7 +213,9 @@ static int client_setup(webhook *w, const char *url, tokend_error *err) {
         rv = nng_tls_config_alloc(&w->tls, NNG_TLS_MODE_CLIENT);
         rv = rv != 0 ? rv : nng_tls_config_server_name(w->tls, w->url->u_hostname);
         rv = rv != 0 ? rv : nng_tls_config_auth_mode(w->tls, NNG_TLS_AUTH_MODE_REQUIRED);
-        rv = rv != 0 ? rv : nng_tls_config_ca_file(w->tls, WEBHOOK_CA_BUNDLE);
+        rv = rv != 0 ? rv
+                     : nng_tls_config_ca_file(
+                           w->tls, ca_file != NULL ? ca_file : WEBHOOK_CA_BUNDLE);
         rv = rv != 0 ? rv : nng_http_client_set_tls(w->client, w->tls);
     }
     rv = rv != 0 ? rv : nng_aio_alloc(&w->aio, NULL, NULL);
@@ -235,6 +238,7 @@ int webhook_start(const webhook_config *cfg, webhook **out, tokend_error *err) {
     }
     w->cfg = *cfg;
     w->cfg.url = NULL; /* the caller's; only the parsed copy is kept */
+    w->cfg.ca_file = NULL;
     w->seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     pthread_mutex_init(&w->lock, NULL);
     pthread_condattr_t ca;
@@ -250,7 +254,7 @@ int webhook_start(const webhook_config *cfg, webhook **out, tokend_error *err) {
     int rv = w->ring == NULL ||
                      (cfg->secret != NULL && cfg->secret[0] != '\0' && w->secret == NULL)
                  ? error_set(err, TOKEND_INTERNAL, "out of memory for the alert webhook")
-                 : client_setup(w, cfg->url, err);
+                 : client_setup(w, cfg->url, cfg->ca_file, err);
     if (rv == TOKEND_OK && pthread_create(&w->thread, NULL, delivery_thread, w) != 0) {
         rv = error_set(err, TOKEND_INTERNAL, "cannot start the alert webhook's thread");
     }

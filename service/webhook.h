@@ -15,7 +15,8 @@
  * the body and counts it. The alert itself is kept regardless (the log
  * line, the audit event): the webhook is a notification, not the record.
  * HTTP and TLS are NNG's (nng/supplemental/http); an https:// URL is
- * checked against the system's CA bundle.
+ * checked against ca_file, by default the system's CA bundle, and its
+ * host name.
  */
 #ifndef TOKEND_WEBHOOK_H
 #define TOKEND_WEBHOOK_H
@@ -29,6 +30,7 @@
 typedef struct webhook_config {
     const char *url;        /* http:// or https:// */
     const char *secret;     /* HMAC key; NULL or "": no signature header */
+    const char *ca_file;    /* https://: CAs (PEM) to check it by; NULL: the system's */
     size_t queue;           /* bodies waiting at most */
     int64_t timeout_ms;     /* one attempt at most */
     int64_t backoff_min_ms; /* first retry after about this */

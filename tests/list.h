@@ -172,4 +172,5 @@
     X(alerts_options_from_flags_environment_and_bad_values)               \
     X(alerts_store_tombstones_and_networks_within_their_retention)        \
     X(alerts_store_an_older_store_gains_the_two_families_on_a_write_open) \
-    X(alerts_full_queue_drops_and_counts_without_blocking)
+    X(alerts_full_queue_drops_and_counts_without_blocking)                \
+    X(alerts_https_webhook_checked_against_its_ca)

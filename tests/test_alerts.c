@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -933,4 +935,145 @@ TEST(alerts_full_queue_drops_and_counts_without_blocking) {
     CHECK_INT(atomic_load(&h.alerts), 1);
     writer_stop(w);
     store_close(st);
+}
+
+/* ------------------------------------------------------------------------
+ * An https:// webhook, checked against --alert-webhook-ca. */
+
+static const char https_receiver_py[] =
+    "import http.server, os, socket, ssl, sys\n"
+    "out, cert, key = sys.argv[1:4]\n"
+    "class S(http.server.HTTPServer):\n"
+    "    address_family = socket.AF_INET6\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    protocol_version = 'HTTP/1.1'\n"
+    "    def do_POST(self):\n"
+    "        body = self.rfile.read(int(self.headers['Content-Length']))\n"
+    "        with open(out + '.tmp', 'wb') as f:\n"
+    "            f.write(self.headers.get('X-Tokend-Timestamp', '').encode() + b'\\n')\n"
+    "            f.write(self.headers.get('X-Tokend-Signature', '').encode() + b'\\n')\n"
+    "            f.write(body)\n"
+    "        os.rename(out + '.tmp', out)\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Content-Length', '0')\n"
+    "        self.send_header('Connection', 'close')\n"
+    "        self.end_headers()\n"
+    "    def log_message(self, *a):\n"
+    "        pass\n"
+    "srv = S(('::', 0), H)\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "ctx.load_cert_chain(cert, key)\n"
+    "srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n"
+    "with open(out + '.port.tmp', 'w') as f:\n"
+    "    f.write(str(srv.server_address[1]))\n"
+    "os.rename(out + '.port.tmp', out + '.port')\n"
+    "srv.serve_forever()\n";
+
+static char *wait_for_file(const char *path, int ms) {
+    int64_t until = mono_ms() + ms;
+    char *text;
+    while ((text = harness_read_file(path)) == NULL && mono_ms() < until) {
+        usleep(20000);
+    }
+    return text;
+}
+
+TEST(alerts_https_webhook_checked_against_its_ca) {
+    const char *dir = test_tmpdir();
+    char cert[400], key[400], script[400], out[400], port_path[420];
+    snprintf(cert, sizeof(cert), "%s/hook.crt", dir);
+    snprintf(key, sizeof(key), "%s/hook.key", dir);
+    snprintf(script, sizeof(script), "%s/hook.py", dir);
+    snprintf(out, sizeof(out), "%s/delivered", dir);
+    snprintf(port_path, sizeof(port_path), "%s.port", out);
+    char *err = NULL;
+    int rc = harness_exec(
+        (const char *const[]){"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                              "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj",
+                              "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                              "-keyout", key, "-out", cert, NULL},
+        NULL, NULL, NULL, &err);
+    if (rc != 0) {
+        fprintf(stderr, "openssl: %s\n", err != NULL ? err : "");
+    }
+    free(err);
+    REQUIRE(rc == 0);
+    FILE *f = fopen(script, "w");
+    REQUIRE(f != NULL && fputs(https_receiver_py, f) >= 0);
+    fclose(f);
+    pid_t py = fork();
+    REQUIRE(py >= 0);
+    if (py == 0) {
+        execlp("python3", "python3", script, out, cert, key, (char *)NULL);
+        _exit(127);
+    }
+    char *port = wait_for_file(port_path, 10000);
+    REQUIRE(port != NULL);
+    char hook[96];
+    snprintf(hook, sizeof(hook), "https://localhost:%d/hook", atoi(port));
+    free(port);
+
+    rig g;
+    memset(&g, 0, sizeof(g));
+    harness_init(&g.p);
+    setenv("TOKEND_ALERT_WEBHOOK_SECRET", SECRET, 1);
+    char t[TOKEN_MAX_LEN + 1];
+
+    /* By the system's CAs, the receiver's own certificate is refused. */
+    const char *system_ca[] = {"--alert-webhook", hook, "--alert-spray", "1", NULL};
+    memcpy(g.p.extra, system_ca, sizeof(system_ca));
+    REQUIRE(harness_start(&g.p));
+    REQUIRE(nng_req0_open(&g.s) == 0);
+    nng_socket_set_ms(g.s, NNG_OPT_RECVTIMEO, 5000);
+    REQUIRE(nng_dial(g.s, g.p.url, NULL, 0) == 0);
+    unknown_token(t);
+    CHECK_INT(verify_from(&g, t, NULL, "2001:db8::6"), TOKEND__V1__STATUS__NOT_FOUND);
+    int64_t until = mono_ms() + 5000;
+    while (!log_contains(&g, "event=alert.webhook_failed status=0") &&
+           mono_ms() < until) {
+        usleep(50000);
+    }
+    CHECK(log_contains(&g, "event=alert.webhook_failed status=0"));
+    char *none = harness_read_file(out);
+    CHECK(none == NULL);
+    free(none);
+    nng_close(g.s);
+    CHECK_INT(harness_stop(&g.p), 0);
+    CHECK(log_contains(&g, "event=alert.webhook_undelivered alerts=1"));
+
+    /* With --alert-webhook-ca it is delivered. */
+    const char *own_ca[] = {
+        "--alert-webhook", hook, "--alert-webhook-ca", cert, "--alert-spray", "1", NULL};
+    memcpy(g.p.extra, own_ca, sizeof(own_ca));
+    REQUIRE(harness_start(&g.p));
+    REQUIRE(nng_req0_open(&g.s) == 0);
+    nng_socket_set_ms(g.s, NNG_OPT_RECVTIMEO, 5000);
+    REQUIRE(nng_dial(g.s, g.p.url, NULL, 0) == 0);
+    unknown_token(t);
+    CHECK_INT(verify_from(&g, t, NULL, "2001:db8::7"), TOKEND__V1__STATUS__NOT_FOUND);
+    char *got = wait_for_file(out, 10000);
+    if (got == NULL) {
+        char *log = harness_read_file(g.p.log_path);
+        fprintf(stderr, "no delivery; tokend's log:\n%s\n", log != NULL ? log : "");
+        free(log);
+    }
+    REQUIRE(got != NULL);
+    /* timestamp \n signature \n body */
+    char *sig = strchr(got, '\n');
+    REQUIRE(sig != NULL);
+    *sig++ = '\0';
+    char *body = strchr(sig, '\n');
+    REQUIRE(body != NULL);
+    *body++ = '\0';
+    delivery d = {.body = body};
+    snprintf(d.timestamp, sizeof(d.timestamp), "%s", got);
+    snprintf(d.signature, sizeof(d.signature), "%s", sig);
+    CHECK(signature_ok(&d));
+    CHECK(strstr(body, "\"kind\":\"ALERT_UNKNOWN_TOKEN_SPRAY\"") != NULL);
+    CHECK(strstr(body, "\"client_ip\":\"2001:db8::7\"") != NULL);
+    free(got);
+    nng_close(g.s);
+    CHECK_INT(harness_stop(&g.p), 0);
+    kill(py, SIGTERM);
+    waitpid(py, NULL, 0);
 }
