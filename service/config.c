@@ -83,6 +83,54 @@ static const opt_def options[] = {
      "let the process dump core, for debugging (by default it cannot, and other "
      "processes of the same user cannot read its memory, which holds credentials and "
      "new tokens)"},
+    {"tombstone-retention", OPT_DURATION, "30d", FIELD(tombstone_retention_s), 0, 0, 0,
+     CMD_SERVE, "DURATION",
+     "how long a revoked token's digest is kept, so that presenting it raises "
+     "ALERT_REVOKED_TOKEN_USED rather than counting as a token never issued"},
+    {"alert-network-history", OPT_DURATION, "30d", FIELD(alert_network_history_s), 0, 0,
+     0, CMD_SERVE, "DURATION",
+     "how long a client network (/24 or /64) a token used counts as known; a use from "
+     "one not seen within it raises ALERT_NEW_NETWORK"},
+    {"alert-denials", OPT_INT, "20", FIELD(alert_denials), 1, 1000000, 0, CMD_SERVE, "N",
+     "denials (insufficient ability or expired) of one token within "
+     "--alert-denial-window that raise ALERT_DENIAL_BURST"},
+    {"alert-denial-window", OPT_DURATION, "60s", FIELD(alert_denial_window_s), 0, 0, 0,
+     CMD_SERVE, "DURATION", "the window --alert-denials are counted in"},
+    {"alert-volume-factor", OPT_INT, "10", FIELD(alert_volume_factor), 2, 1000000, 0,
+     CMD_SERVE, "K",
+     "a token's calls in one --alert-volume-interval over K times its trailing "
+     "baseline (and at least --alert-volume-min) raise ALERT_VOLUME_SPIKE"},
+    {"alert-volume-min", OPT_INT, "600", FIELD(alert_volume_min), 1, 1000000000, 0,
+     CMD_SERVE, "N", "fewest calls in one interval that count as a volume spike"},
+    {"alert-volume-interval", OPT_DURATION, "60s", FIELD(alert_volume_interval_s), 0, 0,
+     0, CMD_SERVE, "DURATION",
+     "the interval a token's calls are counted in for the baseline"},
+    {"alert-spray", OPT_INT, "20", FIELD(alert_spray), 1, 1000000, 0, CMD_SERVE, "N",
+     "well-formed unknown tokens from one client address within --alert-spray-window "
+     "that raise ALERT_UNKNOWN_TOKEN_SPRAY"},
+    {"alert-spray-window", OPT_DURATION, "60s", FIELD(alert_spray_window_s), 0, 0, 0,
+     CMD_SERVE, "DURATION", "the window --alert-spray unknown tokens are counted in"},
+    {"alert-repeat", OPT_DURATION, "1h", FIELD(alert_repeat_s), 0, 0, 0, CMD_SERVE,
+     "DURATION",
+     "after an alert, how long the same kind stays quiet for the same token (or "
+     "client address), so that one incident is one alert"},
+    {"alert-tracked", OPT_INT, "16384", FIELD(alert_tracked), 64, 4194304, 0, CMD_SERVE,
+     "N",
+     "tokens, and client addresses, whose recent use the alerts keep in memory at once "
+     "(the least recently seen makes room)"},
+    {"alert-webhook", OPT_STRING, NULL, FIELD(alert_webhook), 0, 0, 0, CMD_SERVE, "URL",
+     "POST each alert as JSON to this http:// or https:// URL, retrying with backoff "
+     "until it answers 2xx (docs/alerts.md)"},
+    {"alert-webhook-secret", OPT_STRING, NULL, FIELD(alert_webhook_secret), 0, 0,
+     OPT_SECRET, CMD_SERVE, "SECRET",
+     "key of the webhook's X-Tokend-Signature (HMAC-SHA256 of \"TIMESTAMP.BODY\"); "
+     "better given in the environment or the config file than as a flag"},
+    {"alert-webhook-ca", OPT_STRING, NULL, FIELD(alert_webhook_ca), 0, 0, 0, CMD_SERVE,
+     "PEM",
+     "CA certificates (PEM file) an https:// --alert-webhook must have a certificate "
+     "from (default: the system's, /etc/ssl/certs/ca-certificates.crt)"},
+    {"alert-webhook-timeout-ms", OPT_INT, "5000", FIELD(alert_webhook_timeout_ms), 100,
+     600000, 0, CMD_SERVE, "MS", "how long one webhook delivery may take, in ms"},
 };
 
 const opt_table config_table = {OPT_TABLE_OF(options, config), .env_prefix = "TOKEND_"};

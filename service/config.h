@@ -46,6 +46,22 @@ typedef struct config {
     char *tls_client_ca; /* PEM file: CA(s) a client's certificate must chain to */
     bool allow_core_dumps;
     char *metrics_listen; /* ADDR:PORT of GET /metrics, or NULL: none */
+    /* Alerts (service/alerts.h) and their webhook (service/webhook.h). */
+    int64_t tombstone_retention_s;
+    int64_t alert_network_history_s;
+    int64_t alert_denials;
+    int64_t alert_denial_window_s;
+    int64_t alert_volume_factor;
+    int64_t alert_volume_min;
+    int64_t alert_volume_interval_s;
+    int64_t alert_spray;
+    int64_t alert_spray_window_s;
+    int64_t alert_repeat_s;
+    int64_t alert_tracked;
+    char *alert_webhook;
+    char *alert_webhook_secret; /* wiped when freed */
+    char *alert_webhook_ca;     /* PEM file of an https:// webhook's CAs */
+    int64_t alert_webhook_timeout_ms;
 } config;
 
 /* tokend's options over struct config, for opt_load (with a config_command

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -140,6 +141,18 @@ int crypto_key_pair_ok(const char *cert_pem, const char *key_pem, tokend_error *
     BIO_free(key_bio);
     BIO_free(cert_bio);
     return status;
+}
+
+int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                       uint8_t out[32]) {
+    unsigned int out_len = 0;
+    if (key_len > INT_MAX ||
+        HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &out_len) == NULL ||
+        out_len != 32) {
+        ERR_clear_error();
+        return TOKEND_INTERNAL;
+    }
+    return TOKEND_OK;
 }
 
 void crypto_wipe(void *buf, size_t n) {

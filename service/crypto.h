@@ -33,6 +33,12 @@ int crypto_random(void *buf, size_t n);
  * callers answer with a fixed message, so they take no tokend_error. */
 int crypto_sha256(const void *data, size_t len, uint8_t out[32]);
 
+/* HMAC-SHA256 of data[0..len) under key[0..key_len) into out (the
+ * alert webhook's signature). Returns TOKEND_OK, or TOKEND_INTERNAL on an
+ * OpenSSL error (the queue is left empty). */
+int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                       uint8_t out[32]);
+
 /* Checks that key_pem (an unencrypted PEM private key) belongs to the
  * first certificate of cert_pem (a PEM chain), which NNG's mbedTLS does
  * not: a mismatch would otherwise fail every TLS handshake, long after

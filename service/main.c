@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alerts.h"
 #include "config.h"
 #include "crypto.h"
 #include "error.h"
@@ -46,6 +47,7 @@
 #include "metrics_http.h"
 #include "stats.h"
 #include "usage.h"
+#include "webhook.h"
 #include "writer.h"
 
 #define USAGE_CAPACITY (256 * 1024)
@@ -493,8 +495,145 @@ static int serve_metrics(const char *listen, metrics_page *page, stats_sources *
     return rv;
 }
 
+/* The alert durations must be more than nothing (0 would make every
+ * window empty, or keep no tombstone at all). */
+static bool alert_options_ok(const config *cfg) {
+    const struct {
+        const char *name;
+        int64_t value;
+    } d[] = {
+        {"tombstone-retention", cfg->tombstone_retention_s},
+        {"alert-network-history", cfg->alert_network_history_s},
+        {"alert-denial-window", cfg->alert_denial_window_s},
+        {"alert-volume-interval", cfg->alert_volume_interval_s},
+        {"alert-spray-window", cfg->alert_spray_window_s},
+        {"alert-repeat", cfg->alert_repeat_s},
+    };
+    for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+        if (d[i].value <= 0) {
+            fprintf(stderr, "tokend: --%s must be longer than 0s\n", d[i].name);
+            return false;
+        }
+    }
+    if (cfg->alert_webhook_secret != NULL && cfg->alert_webhook == NULL) {
+        fprintf(stderr,
+                "tokend: --alert-webhook-secret is set but no --alert-webhook URL "
+                "to sign for\n");
+        return false;
+    }
+    return true;
+}
+
+/* A logfmt value: bare when it is a number, address or network (what the
+ * alerts' own values are), else quoted. */
+static const char *log_value(char *buf, unsigned size, const char *s) {
+    size_t n = strspn(s, "0123456789abcdefABCDEF.:/-_");
+    if (s[0] != '\0' && s[n] == '\0' && n < size) {
+        memcpy(buf, s, n + 1);
+        return buf;
+    }
+    return log_quote(buf, size, s);
+}
+
+/* Where an alert goes: the audit log (events_append_alert, through the
+ * writer, in order), one log line (event=alert, never a token) and, with
+ * --alert-webhook, a POST. */
+typedef struct alert_sinks {
+    events *ev;
+    webhook *wh;
+} alert_sinks;
+
+/* The alert as an audit event: its request context (the route's path,
+ * never a query) and its detail. */
+static void alert_record(events *ev, const alert *a) {
+    const char *path = strchr(a->route, ' ');
+    Tokend__V1__RequestContext ctx = TOKEND__V1__REQUEST_CONTEXT__INIT;
+    ctx.method = (char *)a->method;
+    ctx.path = (char *)(path != NULL ? path + 1 : a->route[0] == '/' ? a->route : "");
+    ctx.client_ip = (char *)a->client_ip;
+    ctx.user_agent = (char *)a->user_agent;
+    events_field detail[ALERTS_DETAIL_MAX];
+    size_t n = a->n_detail < ALERTS_DETAIL_MAX ? a->n_detail : ALERTS_DETAIL_MAX;
+    for (size_t i = 0; i < n; i++) {
+        detail[i] = (events_field){a->detail[i].key, a->detail[i].value};
+    }
+    int rv = events_append_alert(ev, a->kind, a->token_id, a->owner, &ctx, detail, n);
+    if (rv != TOKEND_OK) {
+        LOG(LOG_WARN, "alert.not_recorded", "kind=%s status=%s",
+            alerts_kind_name(a->kind), tokend_status_name(rv));
+    }
+}
+
+static void alert_sink(void *ctx, const alert *a) {
+    alert_sinks *sinks = ctx;
+    if (sinks->ev != NULL) {
+        alert_record(sinks->ev, a);
+    }
+    char detail[ALERTS_DETAIL_MAX * (ALERTS_KEY_MAX + 2 * ALERTS_VALUE_MAX + 4)] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < a->n_detail && used < sizeof(detail); i++) {
+        char q[2 * ALERTS_VALUE_MAX + 4];
+        int n = snprintf(detail + used, sizeof(detail) - used, " %s=%s", a->detail[i].key,
+                         log_value(q, sizeof(q), a->detail[i].value));
+        used += n > 0 ? (size_t)n : 0;
+    }
+    char owner[2 * TOKEN_OWNER_MAX + 4], route[2 * ROUTE_MAX + 4], ip[64];
+    LOG(LOG_WARN, "alert", "kind=%s id=%s owner=%s client_ip=%s route=%s%s",
+        alerts_kind_name(a->kind), a->token_id[0] != '\0' ? a->token_id : "-",
+        log_quote(owner, sizeof(owner), a->owner[0] != '\0' ? a->owner : "-"),
+        log_value(ip, sizeof(ip), a->client_ip[0] != '\0' ? a->client_ip : "-"),
+        log_quote(route, sizeof(route), a->route), detail);
+    if (sinks->wh != NULL) {
+        char body[ALERTS_JSON_MAX];
+        size_t len = alerts_json(a, body, sizeof(body));
+        if (len == 0 || !webhook_enqueue(sinks->wh, body, len)) {
+            LOG(LOG_WARN, "alert.webhook_dropped", "kind=%s", alerts_kind_name(a->kind));
+        }
+    }
+}
+
+/* Starts the webhook (with --alert-webhook) and the alerts, whose sink
+ * writes to `sinks` (its ev set by the caller, its wh set here). */
+static int start_alerts(const config *cfg, store *st, writer *w, alert_sinks *sinks,
+                        webhook **wh, alerts **al) {
+    tokend_error err;
+    if (cfg->alert_webhook != NULL) {
+        webhook_config wc = {
+            .url = cfg->alert_webhook,
+            .secret = cfg->alert_webhook_secret,
+            .ca_file = cfg->alert_webhook_ca,
+            .queue = 1024,
+            .timeout_ms = cfg->alert_webhook_timeout_ms,
+            .backoff_min_ms = 1000,
+            .backoff_max_ms = 300000,
+        };
+        if (webhook_start(&wc, wh, &err) != TOKEND_OK) {
+            fprintf(stderr, "tokend: %s\n", err.message);
+            return err.code == TOKEND_INVALID_ARGUMENT ? 2 : 1;
+        }
+    }
+    alerts_config ac = {
+        .network_history_ms = cfg->alert_network_history_s * 1000,
+        .denials = cfg->alert_denials,
+        .denial_window_ms = cfg->alert_denial_window_s * 1000,
+        .volume_factor = cfg->alert_volume_factor,
+        .volume_min = cfg->alert_volume_min,
+        .volume_interval_ms = cfg->alert_volume_interval_s * 1000,
+        .spray = cfg->alert_spray,
+        .spray_window_ms = cfg->alert_spray_window_s * 1000,
+        .repeat_ms = cfg->alert_repeat_s * 1000,
+        .tracked = cfg->alert_tracked,
+    };
+    sinks->wh = *wh;
+    if (alerts_start(&ac, st, w, alert_sink, sinks, al, &err) != TOKEND_OK) {
+        fprintf(stderr, "tokend: %s\n", err.message);
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_serve(const config *cfg) {
-    if (!tls_options_ok(cfg)) {
+    if (!tls_options_ok(cfg) || !alert_options_ok(cfg)) {
         return 2;
     }
     if (cfg->metrics_listen != NULL && !metrics_http_listen_ok(cfg->metrics_listen)) {
@@ -511,6 +650,8 @@ static int cmd_serve(const config *cfg) {
     writer *w = NULL;
     methods *ms = NULL;
     events *ev = NULL;
+    webhook *wh = NULL;
+    alerts *al = NULL;
     server *srv = NULL;
     server *control = NULL;
     stats_rpc *rpc_stats = NULL;
@@ -534,7 +675,9 @@ static int cmd_serve(const config *cfg) {
     store_options so = {.block_cache_bytes = (size_t)cfg->block_cache_mb << 20,
                         .memtable_bytes = (size_t)cfg->memtable_mb << 20,
                         .series_minute_keep_ms = cfg->usage_minute_retention_s * 1000,
-                        .series_hour_keep_ms = cfg->usage_hour_retention_s * 1000};
+                        .series_hour_keep_ms = cfg->usage_hour_retention_s * 1000,
+                        .tombstone_retention_ms = cfg->tombstone_retention_s * 1000,
+                        .network_history_ms = cfg->alert_network_history_s * 1000};
     struct stat dir_stat;
     if (stat(cfg->data_dir, &dir_stat) != 0 && errno == ENOENT) {
         fprintf(stderr,
@@ -571,16 +714,29 @@ static int cmd_serve(const config *cfg) {
         fprintf(stderr, "tokend: cannot start the writer\n");
         goto out;
     }
+    /* The audit log before the alerts, which record into it. */
+    ev = events_new(st, w, cfg->events_retention_s);
+    if (ev == NULL) {
+        fprintf(stderr, "tokend: out of memory\n");
+        goto out;
+    }
+    static alert_sinks sinks; /* outlives the alert thread: until exit */
+    sinks.ev = ev;
+    int alerts_rv = start_alerts(cfg, st, w, &sinks, &wh, &al);
+    if (alerts_rv != 0) {
+        exit_code = alerts_rv;
+        goto out;
+    }
     methods_config mc = {
         .prefix = cfg->token_prefix,
         .max_lifetime_s = cfg->max_lifetime_s,
         .verify_requires_credential = cfg->verify_requires_credential,
         .max_tokens_per_owner = (uint64_t)cfg->max_tokens_per_owner,
         .series = sr,
+        .alerts = al,
     };
     ms = methods_new(&mc, st, w, u);
-    ev = events_new(st, w, cfg->events_retention_s);
-    if (ms == NULL || ev == NULL) {
+    if (ms == NULL) {
         fprintf(stderr, "tokend: out of memory\n");
         goto out;
     }
@@ -657,10 +813,15 @@ static int cmd_serve(const config *cfg) {
     exit_code = 0;
 out:
     /* Order matters: the metrics page reads them all, so it goes first;
-     * retention queues no more steps; the writer settles its queued jobs
-     * (their replies go out through the still-open server), flushes usage,
-     * then the server closes, then the store. */
+     * the alerts finish their queue (their last events go to the audit
+     * log) and hand the writer their last networks; the webhook gives up
+     * what it has not delivered; retention queues no more steps; the
+     * writer settles its queued jobs (their replies go out through the
+     * still-open server), flushes usage, then the server closes, then the
+     * store. alerts_observe stays safe until alerts_free. */
     metrics_http_stop(mh);
+    alerts_stop(al);
+    webhook_stop(wh);
     events_stop(ev);
     writer_stop(w);
     if (srv != NULL) {
@@ -678,6 +839,7 @@ out:
     methods_free(ms);
     stats_rpc_free(rpc_stats);
     events_free(ev);
+    alerts_free(al);
     usage_free(u);
     series_free(sr);
     store_close(st);

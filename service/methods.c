@@ -35,7 +35,8 @@ struct methods {
     store *st;
     writer *w;
     usage *u;
-    series *series;          /* NULL: no usage series */
+    series *series; /* NULL: no usage series */
+    alerts *alerts;
     atomic_uint created_seq; /* see token_record.created_seq */
     events *ev;              /* the audit log; NULL: none (methods_set_events) */
 };
@@ -795,6 +796,8 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     if (rv == TOKEND_NOT_FOUND) {
         resp.reason = TOKEND__V1__STATUS__NOT_FOUND;
         count_verify(ms, in, NULL, resp.reason, now);
+        /* Revoked or never issued: the alerts tell which, off this path. */
+        alerts_observe(ms->alerts, resp.reason, NULL, NULL, digest, in->context, now);
         closure(&resp, call);
         return;
     }
@@ -819,6 +822,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     }
     info_usage(ms, &info);
     count_verify(ms, in, &rec, resp.reason, now);
+    alerts_observe(ms->alerts, resp.reason, rec.id, rec.owner, NULL, in->context, now);
     server_call_note(call, "id=%s reason=%s", rec.id, tokend_status_name(resp.reason));
     note_context(call, in->context);
     closure(&resp, call);
@@ -857,14 +861,17 @@ static void revoke_job_free(revoke_job *job) {
 }
 
 /* Adds the deletion of the token with `digest`, as read through the
- * batch, to the batch. */
-static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest) {
+ * batch, to the batch, and its tombstone: a later presentation of it is
+ * then told from one of a token never issued (alerts.h). */
+static int revoke_digest(store *st, store_batch *batch, const uint8_t *digest,
+                         int64_t now_ms) {
     token_record rec;
     int rv = store_batch_get_token(st, batch, digest, &rec, NULL);
     if (rv != TOKEND_OK) {
         return rv;
     }
     store_batch_delete_token(batch, digest, &rec);
+    store_batch_put_tombstone(batch, digest, &rec, now_ms);
     token_record_free(&rec);
     return TOKEND_OK;
 }
@@ -940,7 +947,7 @@ static int revoke_change(revoke_job *job, store *st, store_batch *batch) {
                 rv = keep_an_admin(st, batch, admin ? 1 : 0, now, &job->why);
             }
             if (rv == TOKEND_OK) {
-                rv = revoke_digest(st, batch, job->digest);
+                rv = revoke_digest(st, batch, job->digest, now);
             }
             job->revoked = rv == TOKEND_OK ? 1 : 0;
             return rv;
@@ -971,7 +978,7 @@ static int revoke_change(revoke_job *job, store *st, store_batch *batch) {
                 if (rv == TOKEND_OK &&
                     store_batch_get_digest(st, batch, ids[i], digest, NULL) ==
                         TOKEND_OK &&
-                    revoke_digest(st, batch, digest) == TOKEND_OK) {
+                    revoke_digest(st, batch, digest, now) == TOKEND_OK) {
                     job->revoked++;
                 }
                 free(ids[i]);
@@ -1802,6 +1809,7 @@ methods *methods_new(const methods_config *cfg, store *st, writer *w, usage *u) 
     ms->w = w;
     ms->u = u;
     ms->series = cfg->series;
+    ms->alerts = cfg->alerts;
     return ms;
 }
 

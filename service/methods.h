@@ -33,6 +33,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "events.h"
+#include "alerts.h"
 #include "store.h"
 #include "token.h"
 #include "series.h"
@@ -59,6 +60,7 @@ typedef struct methods_config {
     bool verify_requires_credential; /* Verify needs tokend:verify or admin */
     uint64_t max_tokens_per_owner;   /* a create past it: RESOURCE_EXHAUSTED; 0: none */
     series *series;                  /* usage series (series.h); NULL: none kept */
+    alerts *alerts;                  /* every Verify's outcome goes there; NULL: none */
 } methods_config;
 
 /* The TokenService: its handlers and what they share. */

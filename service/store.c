@@ -63,6 +63,8 @@
 #define STORE_MIN_FREE_BYTES ((unsigned long long)4 << 20)
 
 #define STORE_SCHEMA_VERSION "1"
+/* Tombstones and seen networks, unless store_options says otherwise. */
+#define STORE_DEFAULT_RETENTION_MS ((int64_t)30 * 24 * 3600 * 1000)
 #define STORE_ABILITY_ADMIN "tokend:admin"
 
 /* Column families, in the order of their handles in struct store. */
@@ -75,14 +77,17 @@ enum {
     CF_EVENTS,
     CF_EVENT_INDEX,
     CF_SERIES,
+    CF_TOMBSTONES,
+    CF_NETWORKS,
     CF_COUNT
 };
 
 /* Families added after the first release (the audit log's, record.h has
- * their keys; the usage series'): a store made before them gets them at
- * its first read-write open. */
+ * their keys; the usage series'; the alerts' tombstones and networks): a
+ * store made before them gets them at its first read-write open. */
 static bool family_optional(int c) {
-    return c == CF_EVENTS || c == CF_EVENT_INDEX || c == CF_SERIES;
+    return c == CF_EVENTS || c == CF_EVENT_INDEX || c == CF_SERIES ||
+           c == CF_TOMBSTONES || c == CF_NETWORKS;
 }
 
 /* The owners whose token counts are cached (store_batch_owner_count):
@@ -98,12 +103,24 @@ typedef struct owner_count {
 _Static_assert(CF_COUNT == STORE_FAMILIES, "STORE_FAMILIES is the number of families");
 
 static const char *const cf_names[CF_COUNT] = {
-    "default", "tokens", "ids", "owners", "usage", "events", "event_index", "series"};
+    "default", "tokens",      "ids",    "owners",     "usage",
+    "events",  "event_index", "series", "tombstones", "networks"};
+
+/* The compaction filter of a family whose values begin with a be64 Unix
+ * ms time (tombstones: revoked; networks: last seen): an entry older than
+ * `retention_ms` is dropped when its table is compacted. Readers check
+ * the age too, so an entry no compaction has reached yet is ignored. */
+typedef struct age_filter {
+    int64_t retention_ms;
+    const char *name;
+} age_filter;
 
 struct store {
     rocksdb_t *db;
     rocksdb_column_family_handle_t *cf[CF_COUNT];
     rocksdb_cache_t *cache;
+    age_filter tombstone_age, network_age;
+    rocksdb_compactionfilter_t *tombstone_filter, *network_filter;
     size_t memtable_bytes;            /* all memtables together */
     rocksdb_readoptions_t *read_opts; /* shared by every point read */
     rocksdb_writeoptions_t *write_sync;
@@ -282,6 +299,39 @@ static rocksdb_cache_t *block_cache_create(size_t capacity) {
     rocksdb_cache_t *cache = rocksdb_cache_create_lru_opts(lru);
     rocksdb_lru_cache_options_destroy(lru);
     return cache;
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static unsigned char age_filter_drop(void *state, int level, const char *key,
+                                     size_t key_len, const char *value, size_t value_len,
+                                     char **new_value, size_t *new_value_len,
+                                     unsigned char *value_changed) {
+    (void)level, (void)key, (void)key_len, (void)new_value, (void)new_value_len;
+    const age_filter *f = state;
+    *value_changed = 0;
+    if (value_len < 8) {
+        return 1; /* not an entry of ours */
+    }
+    int64_t at = (int64_t)get_be64((const uint8_t *)value);
+    return at + f->retention_ms < wall_ms() ? 1 : 0;
+}
+
+static const char *age_filter_name(void *state) {
+    return ((const age_filter *)state)->name;
+}
+
+static void age_filter_state_free(void *state) {
+    (void)state; /* part of struct store */
+}
+
+static rocksdb_compactionfilter_t *age_filter_create(age_filter *f) {
+    return rocksdb_compactionfilter_create(f, age_filter_state_free, age_filter_drop,
+                                           age_filter_name);
 }
 
 /* Options for one column family (or, for CF_META, the database as a
@@ -522,11 +572,6 @@ static int64_t series_keep(const store *st, series_step step) {
     return st->series_keep_ms[step == SERIES_HOUR ? 1 : 0];
 }
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int64_t store_series_oldest(const store *st, series_step step, int64_t now_ms) {
     int64_t keep = series_keep(st, step);
@@ -578,6 +623,10 @@ static int db_open(store *st, bool create, tokend_error *err) {
     fam[CF_EVENT_INDEX] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
     fam[CF_SERIES] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
     rocksdb_options_set_compaction_filter(fam[CF_SERIES], st->series_filter);
+    fam[CF_TOMBSTONES] = family_options(st->cache, true, mem / STORE_INDEX_SHARE);
+    fam[CF_NETWORKS] = family_options(st->cache, false, mem / STORE_INDEX_SHARE);
+    rocksdb_options_set_compaction_filter(fam[CF_TOMBSTONES], st->tombstone_filter);
+    rocksdb_options_set_compaction_filter(fam[CF_NETWORKS], st->network_filter);
     database_options(fam[CF_META], create, st->read_only, mem);
 
     char *rocks_err = NULL;
@@ -677,7 +726,7 @@ static int event_head_load(store *st, tokend_error *err) {
 }
 
 /* Opening is: refuse a missing store unless creating; check the families
- * on disk; open all seven with their options (creating the missing ones if
+ * on disk; open them all with their options (creating the missing ones if
  * allowed); check or write the schema marker. Any failure unwinds
  * through store_close, which copes with a half-built store. */
 int store_open(const char *dir, const store_options *opts, store **out,
@@ -745,6 +794,16 @@ int store_open(const char *dir, const store_options *opts, store **out,
     st->series_keep_ms[1] = opts->series_hour_keep_ms;
     st->series_filter = rocksdb_compactionfilter_create(
         st, series_filter_state_free, series_filter, series_filter_name);
+    st->tombstone_age =
+        (age_filter){opts->tombstone_retention_ms != 0 ? opts->tombstone_retention_ms
+                                                       : STORE_DEFAULT_RETENTION_MS,
+                     "tokend.tombstone_age"};
+    st->network_age =
+        (age_filter){opts->network_history_ms != 0 ? opts->network_history_ms
+                                                   : STORE_DEFAULT_RETENTION_MS,
+                     "tokend.network_age"};
+    st->tombstone_filter = age_filter_create(&st->tombstone_age);
+    st->network_filter = age_filter_create(&st->network_age);
     st->read_opts = rocksdb_readoptions_create();
     st->write_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->write_sync, 1);
@@ -788,6 +847,12 @@ void store_close(store *st) {
     }
     if (st->series_filter != NULL) {
         rocksdb_compactionfilter_destroy(st->series_filter);
+    }
+    if (st->tombstone_filter != NULL) {
+        rocksdb_compactionfilter_destroy(st->tombstone_filter);
+    }
+    if (st->network_filter != NULL) {
+        rocksdb_compactionfilter_destroy(st->network_filter);
     }
     pthread_rwlock_destroy(&st->swap);
     pthread_mutex_destroy(&st->count_lock);
@@ -2260,5 +2325,133 @@ int store_compact_series(store *st, tokend_error *err) {
     }
     rocksdb_compact_range_cf(st->db, st->cf[CF_SERIES], NULL, 0, NULL, 0);
     read_end(st);
+    return TOKEND_OK;
+}
+
+/* ---------- tombstones and seen networks ---------- */
+
+/* A tombstone's value: be64(revoked_ms), the id, the owner (the rest). */
+#define TOMBSTONE_HEAD (8 + TOKEN_ID_LEN)
+
+void store_batch_put_tombstone(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
+                               const token_record *rec, int64_t revoked_ms) {
+    if (b == NULL) {
+        return;
+    }
+    b->count++;
+    size_t owner_len = rec != NULL ? strnlen(rec->owner, TOKEN_OWNER_MAX + 1) : 0;
+    if (digest == NULL || rec == NULL || !token_id_ok(rec->id, strlen(rec->id)) ||
+        owner_len == 0 || owner_len > TOKEN_OWNER_MAX) {
+        batch_fail(b, TOKEND_INVALID_ARGUMENT, "tombstone of a token with a bad record");
+        return;
+    }
+    uint8_t val[TOMBSTONE_HEAD + TOKEN_OWNER_MAX];
+    put_be64(val, (uint64_t)revoked_ms);
+    memcpy(val + 8, rec->id, TOKEN_ID_LEN);
+    memcpy(val + TOMBSTONE_HEAD, rec->owner, owner_len);
+    batch_op(b, OP_PUT, CF_TOMBSTONES, digest, TOKEN_DIGEST_LEN, val,
+             TOMBSTONE_HEAD + owner_len);
+}
+
+int store_get_tombstone(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], int64_t now_ms,
+                        store_tombstone *out, tokend_error *err) {
+    if (st == NULL || digest == NULL || out == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_get_tombstone: NULL argument");
+    }
+    memset(out, 0, sizeof(*out));
+    int rv = read_begin(st, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    rocksdb_pinnableslice_t *v = NULL;
+    rv = get_raw(st, st->read_opts, CF_TOMBSTONES, digest, TOKEN_DIGEST_LEN, &v, err);
+    read_end(st);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    size_t len = 0;
+    const uint8_t *val = (const uint8_t *)rocksdb_pinnableslice_value(v, &len);
+    if (len <= TOMBSTONE_HEAD || len > TOMBSTONE_HEAD + TOKEN_OWNER_MAX) {
+        rv = error_set(err, TOKEND_INTERNAL, "a tombstone holds %zu bytes", len);
+    } else {
+        out->revoked_ms = (int64_t)get_be64(val);
+        memcpy(out->id, val + 8, TOKEN_ID_LEN);
+        memcpy(out->owner, val + TOMBSTONE_HEAD, len - TOMBSTONE_HEAD);
+        if (out->revoked_ms + st->tombstone_age.retention_ms < now_ms) {
+            rv = TOKEND_NOT_FOUND; /* past retention, not yet compacted away */
+        }
+    }
+    rocksdb_pinnableslice_destroy(v);
+    return rv;
+}
+
+/* A network's key: the token's id, then the network's bytes. */
+void store_batch_put_network(store_batch *b, const char *id, const store_network *net) {
+    if (b == NULL) {
+        return;
+    }
+    b->count++;
+    if (id == NULL || !token_id_ok(id, strnlen(id, TOKEN_ID_LEN + 1)) || net == NULL ||
+        net->len == 0 || net->len > STORE_NETWORK_MAX) {
+        batch_fail(b, TOKEND_INVALID_ARGUMENT, "a seen network with a bad id or length");
+        return;
+    }
+    uint8_t key[TOKEN_ID_LEN + STORE_NETWORK_MAX];
+    memcpy(key, id, TOKEN_ID_LEN);
+    memcpy(key + TOKEN_ID_LEN, net->bytes, net->len);
+    uint8_t val[8];
+    put_be64(val, (uint64_t)net->last_seen_ms);
+    batch_op(b, OP_PUT, CF_NETWORKS, key, TOKEN_ID_LEN + net->len, val, sizeof(val));
+}
+
+int store_get_networks(store *st, const char *id, int64_t now_ms, store_network *out,
+                       size_t max, size_t *n, tokend_error *err) {
+    if (n != NULL) {
+        *n = 0;
+    }
+    if (st == NULL || id == NULL || !token_id_ok(id, strnlen(id, TOKEN_ID_LEN + 1)) ||
+        out == NULL || n == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_get_networks: NULL argument or bad id");
+    }
+    int rv = read_begin(st, err);
+    if (rv != TOKEND_OK) {
+        return rv;
+    }
+    /* The id's keys are id + network bytes; id + "\xff..." bounds them. */
+    char upper[TOKEN_ID_LEN + 1];
+    memcpy(upper, id, TOKEN_ID_LEN);
+    upper[TOKEN_ID_LEN] = (char)0xff;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, upper, sizeof(upper));
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf[CF_NETWORKS]);
+    for (rocksdb_iter_seek(it, id, TOKEN_ID_LEN); rocksdb_iter_valid(it) && *n < max;
+         rocksdb_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
+        const char *key = rocksdb_iter_key(it, &klen);
+        const char *val = rocksdb_iter_value(it, &vlen);
+        if (klen <= TOKEN_ID_LEN || klen > TOKEN_ID_LEN + STORE_NETWORK_MAX ||
+            memcmp(key, id, TOKEN_ID_LEN) != 0 || vlen != 8) {
+            continue;
+        }
+        store_network *net = &out[*n];
+        net->last_seen_ms = (int64_t)get_be64((const uint8_t *)val);
+        if (net->last_seen_ms + st->network_age.retention_ms < now_ms) {
+            continue; /* outside the history window */
+        }
+        net->len = klen - TOKEN_ID_LEN;
+        memcpy(net->bytes, key + TOKEN_ID_LEN, net->len);
+        (*n)++;
+    }
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(it, &rocks_err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    read_end(st);
+    if (rocks_err != NULL) {
+        *n = 0;
+        return storage_error(rocks_err, "scanning seen networks", err);
+    }
     return TOKEND_OK;
 }

@@ -13,6 +13,15 @@
  *            bucket (record.h; scope: token, owner or deployment; step:
  *            minute or hour), dropped past its retention by a compaction
  *            filter (created by a read-write open of an older store)
+ *   tombstones  digest of a revoked token -> be64(revoked_ms) id owner, for
+ *            store_options.tombstone_retention_ms (the alerts tell a
+ *            revoked token presented from one never issued)
+ *   networks id + network bytes (store_network) -> be64(last_seen_ms), the
+ *            client networks a token was used from, for
+ *            store_options.network_history_ms
+ * Tombstones and networks older than their retention are dropped by a
+ * compaction filter, and readers ignore those no compaction reached yet.
+ * A read-write open of a store made before these two families adds them.
  * and in default, the admin index: "admin\0" + id -> be64(expires_ms) for
  * every token with the tokend:admin ability, kept by put_token and
  * delete_token (built once for a store made before it, at its first
@@ -55,6 +64,9 @@ typedef struct store_options {
     /* Retention of usage series buckets (series.h), in ms; 0 keeps them. */
     int64_t series_minute_keep_ms;
     int64_t series_hour_keep_ms;
+    /* How long tombstones and seen networks are kept, in ms; 0: 30 days. */
+    int64_t tombstone_retention_ms;
+    int64_t network_history_ms;
 } store_options;
 
 /* Opens (or with create_if_missing, creates) the store in `dir`; on
@@ -135,7 +147,8 @@ store_batch *store_batch_new(void);
 void store_batch_free(store_batch *b);
 void store_batch_clear(store_batch *b);
 /* Operations added since the last clear or commit: each put_token,
- * delete_token, put_usage and mark_initialised call counts one. */
+ * delete_token, put_usage, put_tombstone, put_network and
+ * mark_initialised call counts one. */
 size_t store_batch_count(const store_batch *b);
 
 /* Adds a new token: tokens[digest], ids[id], owners[owner,created,id]. A
@@ -190,6 +203,39 @@ int store_batch_owner_count(store *st, const store_batch *b, const char *owner,
 int store_batch_admins_valid(store *st, const store_batch *b, int64_t now_ms,
                              uint64_t *count, tokend_error *err);
 
+/* Tombstones: what a revoked token was, kept for the retention. */
+typedef struct store_tombstone {
+    int64_t revoked_ms;
+    char id[TOKEN_ID_LEN + 1];
+    char owner[TOKEN_OWNER_MAX + 1];
+} store_tombstone;
+
+/* Adds the tombstone of the token `rec` with `digest`, revoked at
+ * revoked_ms (the revoke's batch adds it with the deletion). A bad record
+ * makes the commit fail with TOKEND_INVALID_ARGUMENT. */
+void store_batch_put_tombstone(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
+                               const token_record *rec, int64_t revoked_ms);
+/* The tombstone of `digest` into *out; TOKEND_NOT_FOUND if there is none
+ * or it is past its retention at now_ms. Safe from any thread. */
+int store_get_tombstone(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], int64_t now_ms,
+                        store_tombstone *out, tokend_error *err);
+
+/* A client network a token was used from: 1 family byte (4 or 6) and the
+ * network's prefix (3 bytes of a /24, 8 of a /64). */
+#define STORE_NETWORK_MAX 9
+typedef struct store_network {
+    uint8_t bytes[STORE_NETWORK_MAX];
+    size_t len;
+    int64_t last_seen_ms;
+} store_network;
+
+/* Sets networks[id + net]. An invalid id or length fails the commit. */
+void store_batch_put_network(store_batch *b, const char *id, const store_network *net);
+/* At most `max` of id's networks seen within the history window at now_ms
+ * into out[0..*n), in key order. Safe from any thread. */
+int store_get_networks(store *st, const char *id, int64_t now_ms, store_network *out,
+                       size_t max, size_t *n, tokend_error *err);
+
 /* Applies the batch atomically; with sync, fsyncs the WAL first. A batch
  * an operation failed (see store_batch_delete_token) applies nothing and
  * returns that failure. The batch is empty afterwards whatever the
@@ -199,7 +245,7 @@ int store_batch_commit(store *st, store_batch *b, bool sync, tokend_error *err);
 
 /* Column families of the store, for store_sizes (store.c asserts it is
  * their number). */
-#define STORE_FAMILIES 8
+#define STORE_FAMILIES 10
 
 /* RocksDB's memory and sizes, for the metrics page (RocksDB's properties,
  * estimates where RocksDB says so). */

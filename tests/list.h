@@ -202,4 +202,18 @@
     X(usage_series_rest_json_shape_and_errors)                                 \
     X(usage_series_never_stores_a_token_in_a_route)                            \
     X(usage_series_family_is_added_to_an_older_store)                          \
+    X(alerts_revoked_token_presented_is_told_from_one_never_issued)            \
+    X(alerts_revoked_token_past_retention_counts_as_unknown)                   \
+    X(alerts_expired_token_presented_alerts_once)                              \
+    X(alerts_new_network_per_24_and_64_and_kept_across_a_restart)              \
+    X(alerts_denial_burst_of_one_token)                                        \
+    X(alerts_volume_spike_over_the_tokens_baseline)                            \
+    X(alerts_unknown_token_spray_from_one_client)                              \
+    X(alerts_webhook_retries_after_500s_with_backoff)                          \
+    X(alerts_hanging_webhook_slows_no_verify)                                  \
+    X(alerts_options_from_flags_environment_and_bad_values)                    \
+    X(alerts_store_tombstones_and_networks_within_their_retention)             \
+    X(alerts_store_an_older_store_gains_the_two_families_on_a_write_open)      \
+    X(alerts_full_queue_drops_and_counts_without_blocking)                     \
+    X(alerts_https_webhook_checked_against_its_ca)                             \
     X(crash_smoke_five_kills)

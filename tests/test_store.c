@@ -6,6 +6,7 @@
  * (service/record.c): the record codec against truncated and hostile
  * bytes.
  */
+#include "rawstore.h"
 #include "test.h"
 
 #include <pthread.h>
@@ -1189,32 +1190,24 @@ TEST(store_admin_index_counts_valid_admins_through_batches) {
     store_close(st);
 
     /* An older store: take the index away behind the store's back. */
-    rocksdb_options_t *o = rocksdb_options_create();
-    const char *names[] = {"default", "tokens", "ids",         "owners",
-                           "usage",   "events", "event_index", "series"};
-    const rocksdb_options_t *fam[] = {o, o, o, o, o, o, o, o};
-    rocksdb_column_family_handle_t *cf[8];
+    rawstore raw;
+    rawstore_open(dir, &raw);
+    rocksdb_column_family_handle_t *meta = rawstore_family(&raw, "default");
     char *rerr = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, 8, names, fam, cf, &rerr);
-    REQUIRE(rerr == NULL && db != NULL);
     rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    rocksdb_writebatch_delete_cf(wb, cf[0], "admin_index", 11);
+    rocksdb_writebatch_delete_cf(wb, meta, "admin_index", 11);
     for (unsigned n = 1; n <= 2; n++) {
         char key[6 + TOKEN_ID_LEN + 1];
         memcpy(key, "admin\0", 6);
         make_id(n, key + 6);
-        rocksdb_writebatch_delete_cf(wb, cf[0], key, 6 + TOKEN_ID_LEN);
+        rocksdb_writebatch_delete_cf(wb, meta, key, 6 + TOKEN_ID_LEN);
     }
-    rocksdb_write(db, wo, wb, &rerr);
+    rocksdb_write(raw.db, wo, wb, &rerr);
     REQUIRE(rerr == NULL);
     rocksdb_writebatch_destroy(wb);
     rocksdb_writeoptions_destroy(wo);
-    for (int c = 0; c < 8; c++) {
-        rocksdb_column_family_handle_destroy(cf[c]);
-    }
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    rawstore_close(&raw);
 
     /* Read-only opens do not build it ... */
     store_options ro = {.read_only = true};

@@ -19,6 +19,7 @@
 #include "harness.h"
 #include "rpc_client.h"
 #include "store.h"
+#include "rawstore.h"
 #include "test.h"
 #include "token.h"
 #include "tokend.pb-c.h"
@@ -801,21 +802,10 @@ TEST(usage_series_never_stores_a_token_in_a_route) {
 
 /* A store made before the series family: drop it behind the store's back. */
 static void drop_series_family(const char *dir) {
-    rocksdb_options_t *o = rocksdb_options_create();
-    const char *names[] = {"default", "tokens", "ids",         "owners",
-                           "usage",   "events", "event_index", "series"};
-    const rocksdb_options_t *fam[] = {o, o, o, o, o, o, o, o};
-    rocksdb_column_family_handle_t *cf[8];
-    char *rerr = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, 8, names, fam, cf, &rerr);
-    REQUIRE(rerr == NULL && db != NULL);
-    rocksdb_drop_column_family(db, cf[7], &rerr);
-    REQUIRE(rerr == NULL);
-    for (int c = 0; c < 8; c++) {
-        rocksdb_column_family_handle_destroy(cf[c]);
-    }
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    rawstore raw;
+    rawstore_open(dir, &raw);
+    rawstore_drop(&raw, "series");
+    rawstore_close(&raw);
 }
 
 TEST(usage_series_family_is_added_to_an_older_store) {
