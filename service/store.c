@@ -572,7 +572,6 @@ static int64_t series_keep(const store *st, series_step step) {
     return st->series_keep_ms[step == SERIES_HOUR ? 1 : 0];
 }
 
-
 int64_t store_series_oldest(const store *st, series_step step, int64_t now_ms) {
     int64_t keep = series_keep(st, step);
     return keep > 0 ? now_ms - keep : INT64_MIN;

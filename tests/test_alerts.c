@@ -399,6 +399,40 @@ static bool log_has_alert(rig *g, const char *kind, const char *needle) {
     return false;
 }
 
+/* Whether the audit log holds an event of `kind` whose `key` is `value`:
+ * key "token_id", "client_ip" or a detail key ("network"). Alerts reach
+ * the log through the writer, so it waits up to 5 s. */
+static bool event_has_alert(rig *g, const char *kind, const char *key,
+                            const char *value) {
+    int64_t until = mono_ms() + 5000;
+    do {
+        tokend_event_filter f = {.kind = kind};
+        tokend_event_page page;
+        bool found = false;
+        if (tokend_list_events(g->admin, NULL, &f, &page, NULL) == TOKEND_OK) {
+            for (size_t i = 0; i < page.n_events && !found; i++) {
+                const tokend_event *e = &page.events[i];
+                CHECK_STR(e->kind, kind);
+                if (strcmp(key, "token_id") == 0) {
+                    found = strcmp(e->token_id, value) == 0;
+                } else if (strcmp(key, "client_ip") == 0) {
+                    found = strcmp(e->client_ip, value) == 0;
+                }
+                for (size_t k = 0; k < e->n_detail && !found; k++) {
+                    found = strcmp(e->detail[k].key, key) == 0 &&
+                            strcmp(e->detail[k].value, value) == 0;
+                }
+            }
+            tokend_event_page_free(&page);
+        }
+        if (found) {
+            return true;
+        }
+        usleep(50000);
+    } while (mono_ms() < until);
+    return false;
+}
+
 static bool log_contains(rig *g, const char *needle) {
     char *log = harness_read_file(g->p.log_path);
     bool found = log != NULL && strstr(log, needle) != NULL;
@@ -439,6 +473,7 @@ TEST(alerts_revoked_token_presented_is_told_from_one_never_issued) {
     CHECK(strstr(g.r.got[i].body, "page=2") == NULL); /* the route, never the query */
     pthread_mutex_unlock(&g.r.lock);
     CHECK(log_has_alert(&g, "ALERT_REVOKED_TOKEN_USED", id));
+    CHECK(event_has_alert(&g, "ALERT_REVOKED_TOKEN_USED", "token_id", id));
 
     /* The token never issued raised nothing: one delivery in all. */
     usleep(500000);
@@ -481,6 +516,7 @@ TEST(alerts_expired_token_presented_alerts_once) {
     CHECK_STR(jstr(j, "owner", NULL), "acme");
     json_decref(j);
     CHECK(log_has_alert(&g, "ALERT_EXPIRED_TOKEN_USED", id));
+    CHECK(event_has_alert(&g, "ALERT_EXPIRED_TOKEN_USED", "token_id", id));
     usleep(300000);
     CHECK_INT(receiver_count_kind(&g.r, "ALERT_EXPIRED_TOKEN_USED"), 1);
     rig_stop(&g);
@@ -522,6 +558,7 @@ TEST(alerts_new_network_per_24_and_64_and_kept_across_a_restart) {
     }
     CHECK(seen4 && seen6);
     CHECK(log_has_alert(&g, "ALERT_NEW_NETWORK", "network=198.51.100.0/24"));
+    CHECK(event_has_alert(&g, "ALERT_NEW_NETWORK", "network", "198.51.100.0/24"));
 
     /* After a restart the networks seen are still known. */
     nng_close(g.s);
@@ -573,6 +610,7 @@ TEST(alerts_denial_burst_of_one_token) {
     CHECK_STR(jstr(j, "detail", "window_s"), "60");
     json_decref(j);
     CHECK(log_has_alert(&g, "ALERT_DENIAL_BURST", id));
+    CHECK(event_has_alert(&g, "ALERT_DENIAL_BURST", "token_id", id));
     usleep(300000);
     CHECK_INT(receiver_count_kind(&g.r, "ALERT_DENIAL_BURST"), 1); /* not the quiet one */
     rig_stop(&g);
@@ -606,6 +644,7 @@ TEST(alerts_volume_spike_over_the_tokens_baseline) {
     CHECK(atof(jstr(j, "detail", "baseline")) < 4.0);
     json_decref(j);
     CHECK(log_has_alert(&g, "ALERT_VOLUME_SPIKE", id));
+    CHECK(event_has_alert(&g, "ALERT_VOLUME_SPIKE", "token_id", id));
     rig_stop(&g);
 }
 
@@ -635,6 +674,7 @@ TEST(alerts_unknown_token_spray_from_one_client) {
     CHECK_STR(jstr(j, "token_id", NULL), "");
     json_decref(j);
     CHECK(log_has_alert(&g, "ALERT_UNKNOWN_TOKEN_SPRAY", "client_ip=192.0.2.66"));
+    CHECK(event_has_alert(&g, "ALERT_UNKNOWN_TOKEN_SPRAY", "client_ip", "192.0.2.66"));
     usleep(300000);
     CHECK_INT(receiver_count_kind(&g.r, "ALERT_UNKNOWN_TOKEN_SPRAY"), 1);
     rig_stop(&g);
