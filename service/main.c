@@ -760,7 +760,8 @@ static int cmd_serve(const config *cfg) {
         fprintf(stderr, "tokend: %s\n", err.message);
         goto out;
     }
-    sources = (stats_sources){.rpc = rpc_stats, .srv = srv, .w = w, .st = st};
+    sources = (stats_sources){
+        .rpc = rpc_stats, .srv = srv, .w = w, .st = st, .alerts = al, .wh = wh};
     if (cfg->metrics_listen != NULL &&
         (serve_metrics(cfg->metrics_listen, &page, &sources, &mh, &err) != TOKEND_OK)) {
         fprintf(stderr, "tokend: %s\n", err.message);

@@ -197,6 +197,35 @@ static void collect_store(void *arg, metrics_out *o) {
                  offsetof(store_family_sizes, keys));
 }
 
+static void collect_alerts(void *arg, metrics_out *o) {
+    const stats_sources *src = arg;
+    uint64_t counts[ALERTS_KINDS], dropped = 0;
+    alerts_counts(src->alerts, counts, &dropped);
+    metrics_family(o, "tokend_alerts_total", METRICS_COUNTER,
+                   "Alerts raised (docs/alerts.md), by kind.");
+    for (int k = 0; k < ALERTS_KINDS; k++) {
+        metrics_label l[] = {{"kind", alerts_kind_name(ALERTS_FIRST + k)}};
+        metrics_sample_u64(o, "tokend_alerts_total", l, 1, counts[k]);
+    }
+    metrics_family(o, "tokend_alert_observations_dropped_total", METRICS_COUNTER,
+                   "Verify outcomes the alert queue had no room for (not examined).");
+    metrics_sample_u64(o, "tokend_alert_observations_dropped_total", NULL, 0, dropped);
+    if (src->wh == NULL) {
+        return;
+    }
+    uint64_t delivered = 0, failed = 0, wh_dropped = 0;
+    webhook_counts(src->wh, &delivered, &failed, &wh_dropped);
+    metrics_family(o, "tokend_alert_webhook_deliveries_total", METRICS_COUNTER,
+                   "Alerts the webhook answered 2xx to.");
+    metrics_sample_u64(o, "tokend_alert_webhook_deliveries_total", NULL, 0, delivered);
+    metrics_family(o, "tokend_alert_webhook_failed_attempts_total", METRICS_COUNTER,
+                   "Webhook attempts that failed and were retried later.");
+    metrics_sample_u64(o, "tokend_alert_webhook_failed_attempts_total", NULL, 0, failed);
+    metrics_family(o, "tokend_alert_webhook_dropped_total", METRICS_COUNTER,
+                   "Alerts never POSTed: the delivery queue was full or tokend stopped.");
+    metrics_sample_u64(o, "tokend_alert_webhook_dropped_total", NULL, 0, wh_dropped);
+}
+
 int stats_page_add(metrics_page *page, const stats_sources *src) {
     int rv = TOKEND_OK;
     if (src->rpc != NULL && src->srv != NULL) {
@@ -207,6 +236,9 @@ int stats_page_add(metrics_page *page, const stats_sources *src) {
     }
     if (rv == TOKEND_OK && src->st != NULL) {
         rv = metrics_page_add(page, collect_store, (void *)src);
+    }
+    if (rv == TOKEND_OK && src->alerts != NULL) {
+        rv = metrics_page_add(page, collect_alerts, (void *)src);
     }
     return rv;
 }

@@ -13,8 +13,10 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "metrics.h"
+#include "alerts.h"
 #include "server.h"
 #include "store.h"
+#include "webhook.h"
 #include "writer.h"
 
 /* Calls of one served service: by method and status, their latency by
@@ -36,6 +38,8 @@ typedef struct stats_sources {
     server *srv;
     writer *w;
     store *st;
+    alerts *alerts; /* NULL: no alerts page */
+    webhook *wh;    /* NULL: no webhook configured */
 } stats_sources;
 
 /* Adds a collector per source to `page` (metrics_page_init'd). `src` is

@@ -585,9 +585,13 @@ TEST(alerts_new_network_per_24_and_64_and_kept_across_a_restart) {
 
 TEST(alerts_denial_burst_of_one_token) {
     rig g;
+    int metrics_port = harness_free_port();
+    char metrics_addr[32], metrics_url[64];
+    snprintf(metrics_addr, sizeof metrics_addr, "127.0.0.1:%d", metrics_port);
+    snprintf(metrics_url, sizeof metrics_url, "http://%s/metrics", metrics_addr);
     rig_start(&g, ANSWER_OK, 0,
               (const char *const[]){"--alert-denials", "5", "--alert-denial-window",
-                                    "60s", NULL});
+                                    "60s", "--metrics-listen", metrics_addr, NULL});
     char probed[TOKEN_MAX_LEN + 1], id[TOKEN_ID_LEN + 1];
     char quiet[TOKEN_MAX_LEN + 1], qid[TOKEN_ID_LEN + 1];
     create(&g, "acme", "orders:read", 0, probed, id);
@@ -613,6 +617,16 @@ TEST(alerts_denial_burst_of_one_token) {
     CHECK(event_has_alert(&g, "ALERT_DENIAL_BURST", "token_id", id));
     usleep(300000);
     CHECK_INT(receiver_count_kind(&g.r, "ALERT_DENIAL_BURST"), 1); /* not the quiet one */
+    /* Counted on the metrics page, by kind, as is the delivery. */
+    http_res r = {0};
+    CHECK_INT(CURL(&r, metrics_url), 200);
+    CHECK(r.body != NULL &&
+          strstr(r.body, "tokend_alerts_total{kind=\"ALERT_DENIAL_BURST\"} 1\n") != NULL);
+    CHECK(r.body != NULL &&
+          strstr(r.body, "tokend_alerts_total{kind=\"ALERT_VOLUME_SPIKE\"} 0\n") != NULL);
+    CHECK(r.body != NULL &&
+          strstr(r.body, "tokend_alert_webhook_deliveries_total 1\n") != NULL);
+    res_free(&r);
     rig_stop(&g);
 }
 
