@@ -863,6 +863,97 @@ static uint8_t *in_list_ctx_path_not_utf8(const hostile *h, size_t *len) {
     return list_ctx_env(h, &ctx, len);
 }
 
+/* -- usage series and the audit log (GetUsage, ListEvents) -- */
+
+static uint8_t *usage_env(const hostile *h, Tokend__V1__GetUsageRequest *ur,
+                          const char *credential, size_t *len) {
+    (void)h;
+    return envelope("GetUsage", &ur->base, credential, 0, len);
+}
+
+static uint8_t *in_usage_path_id(const hostile *h, size_t *len) {
+    Tokend__V1__GetUsageRequest ur = TOKEND__V1__GET_USAGE_REQUEST__INIT;
+    ur.id = "../../etc/passwd";
+    return usage_env(h, &ur, h->p.admin, len);
+}
+
+static uint8_t *in_usage_id_and_owner(const hostile *h, size_t *len) {
+    Tokend__V1__GetUsageRequest ur = TOKEND__V1__GET_USAGE_REQUEST__INIT;
+    ur.id = (char *)h->v[0].id;
+    ur.owner = VICTIM_OWNER;
+    return usage_env(h, &ur, h->p.admin, len);
+}
+
+static uint8_t *in_usage_range_reversed(const hostile *h, size_t *len) {
+    Tokend__V1__GetUsageRequest ur = TOKEND__V1__GET_USAGE_REQUEST__INIT;
+    ur.owner = VICTIM_OWNER;
+    ur.from_unix_ms = 2000000000000;
+    ur.to_unix_ms = 1000000000000;
+    return usage_env(h, &ur, h->p.admin, len);
+}
+
+static uint8_t *in_usage_range_too_long(const hostile *h, size_t *len) {
+    Tokend__V1__GetUsageRequest ur = TOKEND__V1__GET_USAGE_REQUEST__INIT;
+    ur.owner = VICTIM_OWNER;
+    ur.from_unix_ms = 1;
+    ur.to_unix_ms = INT64_MAX;
+    return usage_env(h, &ur, h->p.admin, len);
+}
+
+static uint8_t *in_usage_step_9(const hostile *h, size_t *len) {
+    Tokend__V1__GetUsageRequest ur = TOKEND__V1__GET_USAGE_REQUEST__INIT;
+    ur.owner = VICTIM_OWNER;
+    ur.step = (Tokend__V1__UsageStep)9;
+    return usage_env(h, &ur, h->p.admin, len);
+}
+
+static uint8_t *in_usage_no_credential(const hostile *h, size_t *len) {
+    Tokend__V1__GetUsageRequest ur = TOKEND__V1__GET_USAGE_REQUEST__INIT;
+    ur.owner = VICTIM_OWNER;
+    return usage_env(h, &ur, NULL, len);
+}
+
+static uint8_t *events_env(Tokend__V1__ListEventsRequest *er, const char *credential,
+                           size_t *len) {
+    return envelope("ListEvents", &er->base, credential, 0, len);
+}
+
+static uint8_t *in_events_kind_99(const hostile *h, size_t *len) {
+    Tokend__V1__ListEventsRequest er = TOKEND__V1__LIST_EVENTS_REQUEST__INIT;
+    er.kind = (Tokend__V1__EventKind)99;
+    return events_env(&er, h->p.admin, len);
+}
+
+static uint8_t *in_events_since_negative(const hostile *h, size_t *len) {
+    Tokend__V1__ListEventsRequest er = TOKEND__V1__LIST_EVENTS_REQUEST__INIT;
+    er.since_unix_ms = INT64_MIN;
+    return events_env(&er, h->p.admin, len);
+}
+
+static uint8_t *in_events_cursor_garbage(const hostile *h, size_t *len) {
+    Tokend__V1__ListEventsRequest er = TOKEND__V1__LIST_EVENTS_REQUEST__INIT;
+    er.cursor = "\x01not-a-cursor";
+    return events_env(&er, h->p.admin, len);
+}
+
+static uint8_t *in_events_token_id_path(const hostile *h, size_t *len) {
+    Tokend__V1__ListEventsRequest er = TOKEND__V1__LIST_EVENTS_REQUEST__INIT;
+    er.token_id = "../../etc/passwd";
+    return events_env(&er, h->p.admin, len);
+}
+
+static uint8_t *in_events_page_5000(const hostile *h, size_t *len) {
+    Tokend__V1__ListEventsRequest er = TOKEND__V1__LIST_EVENTS_REQUEST__INIT;
+    er.page_size = 5000;
+    return events_env(&er, h->p.admin, len);
+}
+
+static uint8_t *in_events_other_owner(const hostile *h, size_t *len) {
+    Tokend__V1__ListEventsRequest er = TOKEND__V1__LIST_EVENTS_REQUEST__INIT;
+    er.owner = "admin"; /* a victim reading the admin's events */
+    return events_env(&er, h->v[0].token, len);
+}
+
 typedef struct rpc_row {
     const char *name;
     uint8_t *(*input)(const hostile *h, size_t *len);
@@ -987,6 +1078,28 @@ static const rpc_row rpc_rows[] = {
      "context.client_ip: longer than 45 bytes"},
     {"ListTokens with an envelope path not UTF-8", in_list_ctx_path_not_utf8, INVALID, -1,
      "context.path: not UTF-8 text without control characters"},
+    {"GetUsage of id ../../etc/passwd", in_usage_path_id, INVALID, -1,
+     "id must be 16 base62 characters"},
+    {"GetUsage of an id and an owner", in_usage_id_and_owner, INVALID, -1,
+     "give at most one of id, owner and deployment"},
+    {"GetUsage of a reversed range", in_usage_range_reversed, INVALID, -1,
+     "the range must have 0 <= from_unix_ms < to_unix_ms"},
+    {"GetUsage of a range to INT64_MAX", in_usage_range_too_long, INVALID, -1,
+     "the range holds more than 2880 buckets of the step"},
+    {"GetUsage of step 9", in_usage_step_9, INVALID, -1, "step must be MINUTE or HOUR"},
+    {"GetUsage without a credential", in_usage_no_credential, UNAUTH, -1,
+     "needs a caller credential"},
+    {"ListEvents of kind 99", in_events_kind_99, INVALID, -1,
+     "kind 99 is not an EventKind"},
+    {"ListEvents since INT64_MIN", in_events_since_negative, INVALID, -1,
+     "since_unix_ms must not be negative"},
+    {"ListEvents of a garbage cursor", in_events_cursor_garbage, INVALID, -1,
+     "cursor is not valid"},
+    {"ListEvents of token_id ../../etc/passwd", in_events_token_id_path, INVALID, -1,
+     "token_id must be 16 base62 characters"},
+    {"ListEvents page_size 5000", in_events_page_5000, INVALID, -1,
+     "page_size must be at most 1000"},
+    {"ListEvents of another owner by a victim", in_events_other_owner, DENIED, -1, NULL},
 };
 
 TEST(hostile_rpc_table) {
