@@ -95,9 +95,10 @@ bool route_segment_is_id(const char *seg, size_t len) {
         return true;
     }
     bool all_digits = true, all_hex = true, ident = true, has_digit = false;
-    size_t hyphens = 0;
+    size_t hyphens = 0, digits = 0;
     for (size_t i = 0; i < len; i++) {
         char c = seg[i];
+        digits += is_digit(c);
         all_digits = all_digits && is_digit(c);
         has_digit = has_digit || is_digit(c);
         all_hex = all_hex && is_hex(c);
@@ -119,6 +120,9 @@ bool route_segment_is_id(const char *seg, size_t len) {
         if (hex) {
             return true;
         }
+    }
+    if (ident && digits >= 4) {
+        return true; /* "INV-2026001", "ord_93121": a number with a label */
     }
     return len >= 16 && ident && has_digit;
 }

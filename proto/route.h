@@ -7,6 +7,8 @@
  * "{id}" when it is
  *   - numeric: 1 or more ASCII digits ("123");
  *   - UUID-like: 32 hex digits, bare or as 8-4-4-4-12 with hyphens;
+ *   - a labelled number: [A-Za-z0-9_-] with 4 or more digits
+ *     ("INV-2026001", "ord_93121"), while "v2", "sha256" and "oauth2" stay;
  *   - a long identifier: 16 or more of [A-Za-z0-9_-] with at least one
  *     digit (a base62 token id, a hash, a ULID) — words without a digit
  *     ("notificationsettings") stay as they are;

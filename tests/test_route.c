@@ -26,6 +26,9 @@ TEST(route_ids_become_one_route) {
     CHECK_STR(route("GET", "/account/notificationsettings"),
               "GET /account/notificationsettings");
     CHECK_STR(route("GET", "/v2/orders"), "GET /v2/orders");
+    CHECK_STR(route("GET", "/invoices/INV-2026001"), "GET /invoices/{id}");
+    CHECK_STR(route("GET", "/orders/ord_93121/lines"), "GET /orders/{id}/lines");
+    CHECK_STR(route("GET", "/hash/sha256/oauth2"), "GET /hash/sha256/oauth2");
     CHECK(!route_segment_is_id("v2", 2));
     CHECK(!route_segment_is_id("", 0));
     CHECK(route_segment_is_id("7", 1));
