@@ -29,6 +29,13 @@
 #include "tokend.h"
 
 #define QUEUE_CELLS 4096 /* a power of two */
+/* Every this many publications, one wakes a sleeping alert thread. */
+#define QUEUE_WAKE_EVERY (QUEUE_CELLS / 4)
+/* How long the alert thread sleeps when it found its queue empty: the
+ * first sleep after work is short (observations wait at most that long),
+ * each further idle one twice as long, up to the longest. */
+#define SLEEP_MIN_MS 10
+#define SLEEP_MAX_MS 200
 #define PROBES 8         /* slots a key may sit in, from its hash on */
 #define NETS_MAX 16      /* networks remembered per token */
 #define PENDING_MAX 1024 /* network writes gathered for one writer job */
@@ -137,12 +144,18 @@ static cell *queue_claim(alerts *a, size_t *pos_out) {
     }
 }
 
-/* Hands a claimed and filled cell to the alert thread, waking it only if
- * it sleeps: the fence orders the publication before the look at
- * `sleeping`, as the thread orders its `sleeping` before its look at the
- * queue, so at least one of the two sees the other. */
+/* Hands a claimed and filled cell to the alert thread. The thread polls
+ * (alert_sleep), so a Verify does not wake it: a wake-up is a futex call
+ * and a context switch, several microseconds of CPU, more than the whole
+ * hand-off. Only the publication that fills a quarter of the queue wakes
+ * a sleeping thread, so a burst cannot fill the queue while it sleeps.
+ * The fence orders the publication before the look at `sleeping`, as the
+ * thread orders its `sleeping` before its look at the queue. */
 static void queue_publish(alerts *a, cell *c, size_t pos) {
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+    if ((pos & (QUEUE_WAKE_EVERY - 1)) != QUEUE_WAKE_EVERY - 1) {
+        return;
+    }
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&a->sleeping, memory_order_relaxed) &&
         atomic_exchange(&a->sleeping, false)) {
@@ -598,12 +611,12 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits on `wake` for up to 200 ms (the bound on a wake-up missed in a
- * race, and how often an idle thread looks at the clock). */
-static void alert_sleep(alerts *a) {
+/* Waits on `wake` for up to `ms` (woken early only by a queue filling
+ * up, or by alerts_stop). */
+static void alert_sleep(alerts *a, long ms) {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += 200 * 1000000L;
+    until.tv_nsec += ms * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
@@ -613,17 +626,20 @@ static void alert_sleep(alerts *a) {
 
 static void *alert_thread(void *arg) {
     alerts *a = arg;
+    long sleep_ms = SLEEP_MIN_MS;
     for (;;) {
         if (queue_ready(a)) {
             observation o;
             queue_pop(a, &o);
             observe_one(a, &o);
+            sleep_ms = SLEEP_MIN_MS;
         } else if (atomic_load(&a->stopping)) {
             break; /* and nothing is left */
         } else {
             atomic_store(&a->sleeping, true);
             if (!queue_ready(a)) {
-                alert_sleep(a);
+                alert_sleep(a, sleep_ms);
+                sleep_ms = sleep_ms * 2 < SLEEP_MAX_MS ? sleep_ms * 2 : SLEEP_MAX_MS;
             }
             atomic_store(&a->sleeping, false);
         }
