@@ -115,7 +115,7 @@ static void collect_requests(void *arg, metrics_out *o) {
             if (v == 0) {
                 continue; /* a status once seen, from then on */
             }
-            char code[8];
+            char code[12]; /* an int, as the compiler counts; a status is 3 digits */
             snprintf(code, sizeof(code), "%d", STATUS_MIN + i);
             metrics_label l[] = {{"route", gw_stats_route_name((gw_route_class)c)},
                                  {"code", code}};

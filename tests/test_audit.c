@@ -83,8 +83,10 @@ static int list_all(tokend_client *c, tokend_event_filter f, tokend_event_page *
             realloc(all->events, (all->n_events + page.n_events + 1) * sizeof(*grown));
         REQUIRE(grown != NULL);
         all->events = grown;
-        memcpy(all->events + all->n_events, page.events,
-               page.n_events * sizeof(*page.events));
+        if (page.n_events > 0) { /* an empty page may have no array */
+            memcpy(all->events + all->n_events, page.events,
+                   page.n_events * sizeof(*page.events));
+        }
         all->n_events += page.n_events;
         page.n_events = 0; /* moved */
         free(cursor);
