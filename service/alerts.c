@@ -185,7 +185,8 @@ static void copy_str(char *dst, size_t cap, const char *src) {
 
 void alerts_observe(alerts *a, int verdict, const char *id, const char *owner,
                     const uint8_t digest[TOKEN_DIGEST_LEN],
-                    const Tokend__V1__RequestContext *ctx, int64_t now_ms) {
+                    const Tokend__V1__RequestContext *ctx, const char *route,
+                    int64_t now_ms) {
     if (a == NULL || atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
         return;
     }
@@ -207,8 +208,12 @@ void alerts_observe(alerts *a, int verdict, const char *id, const char *owner,
         memset(o->digest, 0, TOKEN_DIGEST_LEN);
     }
     copy_str(o->method, sizeof(o->method), ctx != NULL ? ctx->method : NULL);
-    route_normalise(ctx != NULL ? ctx->method : NULL, ctx != NULL ? ctx->path : NULL,
-                    o->route, sizeof(o->route));
+    if (route != NULL) {
+        copy_str(o->route, sizeof(o->route), route);
+    } else {
+        route_normalise(ctx != NULL ? ctx->method : NULL, ctx != NULL ? ctx->path : NULL,
+                        o->route, sizeof(o->route));
+    }
     copy_str(o->client_ip, sizeof(o->client_ip), ctx != NULL ? ctx->client_ip : NULL);
     copy_str(o->user_agent, sizeof(o->user_agent), ctx != NULL ? ctx->user_agent : NULL);
     queue_publish(a, c, pos);

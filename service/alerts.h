@@ -106,10 +106,12 @@ int alerts_start(const alerts_config *cfg, store *st, writer *w, alerts_sink sin
  * INSUFFICIENT_ABILITY; others are ignored); id and owner the token's
  * (NULL for NOT_FOUND), digest the presented token's SHA-256 (for
  * NOT_FOUND); ctx the request's context, checked by route_context_ok (may
- * be NULL). NULL `a`, or one stopped, ignores it. */
+ * be NULL); route its route_normalise, when the caller has it already
+ * (NULL: made here from ctx). NULL `a`, or one stopped, ignores it. */
 void alerts_observe(alerts *a, int verdict, const char *id, const char *owner,
                     const uint8_t digest[TOKEN_DIGEST_LEN],
-                    const Tokend__V1__RequestContext *ctx, int64_t now_ms);
+                    const Tokend__V1__RequestContext *ctx, const char *route,
+                    int64_t now_ms);
 
 /* Alerts raised per kind (counts[kind - ALERTS_FIRST]) and observations
  * dropped on a full queue, for metrics. Any thread. */

@@ -727,22 +727,33 @@ done:
  * Verify: the hot path. A shape/checksum test, one SHA-256, one point
  * read, then pure checks; usage is counted in memory. */
 
-/* Counts a Verify in the usage series (series.h), by its context's route
- * and client address (route_normalise makes any segment long enough to
- * hold a token "{id}", so no plain-text token reaches a stored route); `rec` is NULL for
- * a token the service does not know, which then counts in the deployment's sums only. */
-static void count_verify(methods *ms, const Tokend__V1__VerifyRequest *in,
-                         const token_record *rec, int reason, int64_t now_ms) {
-    if (ms->series == NULL) {
+/* Hands a Verify's verdict to the usage series (series.h) and the alerts
+ * (alerts.h), with the route of its context computed once for both
+ * (route_normalise makes any segment long enough to hold a token "{id}",
+ * so no plain-text token reaches a stored route). `rec` is NULL for a
+ * token the service does not know, which then counts in the deployment's
+ * sums only; `digest` is given for NOT_FOUND (the alerts look for a
+ * tombstone) and NULL otherwise; MALFORMED goes to the series only. */
+static void verify_seen(methods *ms, const Tokend__V1__VerifyRequest *in,
+                        const token_record *rec, const uint8_t *digest, int reason,
+                        int64_t now_ms) {
+    bool to_alerts = ms->alerts != NULL && reason != TOKEND__V1__STATUS__MALFORMED;
+    if (ms->series == NULL && !to_alerts) {
         return;
     }
     const Tokend__V1__RequestContext *c = in->context;
     char route[ROUTE_MAX + 1];
     route_normalise(c != NULL ? c->method : NULL, c != NULL ? c->path : NULL, route,
                     sizeof(route));
-    series_add_call(ms->series, rec != NULL ? rec->id : NULL,
-                    rec != NULL ? rec->owner : NULL, reason, route,
-                    c != NULL ? c->client_ip : NULL, now_ms);
+    if (ms->series != NULL) {
+        series_add_call(ms->series, rec != NULL ? rec->id : NULL,
+                        rec != NULL ? rec->owner : NULL, reason, route,
+                        c != NULL ? c->client_ip : NULL, now_ms);
+    }
+    if (to_alerts) {
+        alerts_observe(ms->alerts, reason, rec != NULL ? rec->id : NULL,
+                       rec != NULL ? rec->owner : NULL, digest, c, route, now_ms);
+    }
 }
 
 static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in,
@@ -782,7 +793,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     size_t len = strlen(token);
     if (!token_well_formed(token, len)) {
         resp.reason = TOKEND__V1__STATUS__MALFORMED;
-        count_verify(ms, in, NULL, resp.reason, now);
+        verify_seen(ms, in, NULL, NULL, resp.reason, now);
         closure(&resp, call);
         return;
     }
@@ -795,9 +806,8 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
     int rv = store_get_token(ms->st, digest, &rec, NULL);
     if (rv == TOKEND_NOT_FOUND) {
         resp.reason = TOKEND__V1__STATUS__NOT_FOUND;
-        count_verify(ms, in, NULL, resp.reason, now);
         /* Revoked or never issued: the alerts tell which, off this path. */
-        alerts_observe(ms->alerts, resp.reason, NULL, NULL, digest, in->context, now);
+        verify_seen(ms, in, NULL, digest, resp.reason, now);
         closure(&resp, call);
         return;
     }
@@ -821,8 +831,7 @@ static void handle_verify(service_base *svc, const Tokend__V1__VerifyRequest *in
         usage_touch(ms->u, rec.id, now);
     }
     info_usage(ms, &info);
-    count_verify(ms, in, &rec, resp.reason, now);
-    alerts_observe(ms->alerts, resp.reason, rec.id, rec.owner, NULL, in->context, now);
+    verify_seen(ms, in, &rec, NULL, resp.reason, now);
     server_call_note(call, "id=%s reason=%s", rec.id, tokend_status_name(resp.reason));
     note_context(call, in->context);
     closure(&resp, call);

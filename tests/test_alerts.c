@@ -952,7 +952,8 @@ TEST(alerts_full_queue_drops_and_counts_without_blocking) {
     uint8_t digest[TOKEN_DIGEST_LEN] = {1};
     /* The first unknown token makes a spray alert, which the sink holds;
      * everything after waits in the queue, then is dropped. */
-    alerts_observe(a, TOKEND__V1__STATUS__NOT_FOUND, NULL, NULL, digest, &ctx, 1000);
+    alerts_observe(a, TOKEND__V1__STATUS__NOT_FOUND, NULL, NULL, digest, &ctx, NULL,
+                   1000);
     for (int i = 0; i < 200 && atomic_load(&h.alerts) == 0; i++) {
         usleep(10000);
     }
@@ -960,7 +961,8 @@ TEST(alerts_full_queue_drops_and_counts_without_blocking) {
     const int n = 20000;
     int64_t t0 = mono_ms();
     for (int i = 0; i < n; i++) {
-        alerts_observe(a, TOKEND__V1__STATUS__NOT_FOUND, NULL, NULL, digest, &ctx, 1001);
+        alerts_observe(a, TOKEND__V1__STATUS__NOT_FOUND, NULL, NULL, digest, &ctx, NULL,
+                       1001);
     }
     int64_t took = mono_ms() - t0;
     uint64_t counts[ALERTS_KINDS], dropped = 0;
