@@ -120,6 +120,10 @@ static bool utf8_check(const char *str, size_t len, bool allow_control) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < len) {
+        if (s[i] >= 0x20 && s[i] < 0x7F) {
+            i++; /* printable ASCII, nearly every byte we see: no decoding */
+            continue;
+        }
         if (s[i] == 0 || (!allow_control && (s[i] < 0x20 || s[i] == 0x7F))) {
             return false;
         }
