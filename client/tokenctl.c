@@ -289,7 +289,8 @@ static const char usage_usage[] =
     "/orders/{id}\":N,...},\"client_ips\":{\"203.0.113.7\":N,...}}]}\n"
     "\n"
     "Needs a credential allowed to read the owner's tokens (tokend:admin, or\n"
-    "tokens:read of the same owner). Another owner's id is NOT_FOUND.\n"
+    "tokens:read of the same owner). Another owner's id is NOT_FOUND. A revoked\n"
+    "token's id still shows its calls for tokend's --tombstone-retention (30d).\n"
     "Exit codes: 0 shown, 1 refused, 2 usage error, 3 unavailable.\n";
 
 /* ------------------------------------------------------------------------

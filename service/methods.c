@@ -1550,6 +1550,16 @@ static bool usage_authorize(methods *ms, void *call,
         }
     }
     if (rv == TOKEND_NOT_FOUND) {
+        /* A revoked token's series stay readable while its tombstone is
+         * kept (--tombstone-retention): what a leaked token did is the
+         * first question after revoking it. Its owner's rights apply. */
+        store_tombstone tomb;
+        rv = store_get_tombstone_of_id(ms->st, id, rpc_now_ms(), &tomb, NULL);
+        if (rv == TOKEND_OK && !admin && strcmp(tomb.owner, caller->owner) != 0) {
+            rv = TOKEND_NOT_FOUND;
+        }
+    }
+    if (rv == TOKEND_NOT_FOUND) {
         server_call_fail(call, rv, "no such token (never issued, or revoked)");
         return false;
     }

@@ -2329,8 +2329,17 @@ int store_compact_series(store *st, tokend_error *err) {
 
 /* ---------- tombstones and seen networks ---------- */
 
-/* A tombstone's value: be64(revoked_ms), the id, the owner (the rest). */
+/* A tombstone's value: be64(revoked_ms), the id, the owner (the rest).
+ * It is put under two keys: the digest (32 bytes: the alerts look up a
+ * token presented) and 'i' + the public id (17 bytes: GetUsage of a
+ * revoked token's id), which the age filter drops alike. */
 #define TOMBSTONE_HEAD (8 + TOKEN_ID_LEN)
+#define TOMBSTONE_ID_KEY_LEN (1 + TOKEN_ID_LEN)
+
+static void tombstone_id_key(const char *id, uint8_t key[TOMBSTONE_ID_KEY_LEN]) {
+    key[0] = 'i';
+    memcpy(key + 1, id, TOKEN_ID_LEN);
+}
 
 void store_batch_put_tombstone(store_batch *b, const uint8_t digest[TOKEN_DIGEST_LEN],
                                const token_record *rec, int64_t revoked_ms) {
@@ -2350,21 +2359,22 @@ void store_batch_put_tombstone(store_batch *b, const uint8_t digest[TOKEN_DIGEST
     memcpy(val + TOMBSTONE_HEAD, rec->owner, owner_len);
     batch_op(b, OP_PUT, CF_TOMBSTONES, digest, TOKEN_DIGEST_LEN, val,
              TOMBSTONE_HEAD + owner_len);
+    uint8_t id_key[TOMBSTONE_ID_KEY_LEN];
+    tombstone_id_key(rec->id, id_key);
+    batch_op(b, OP_PUT, CF_TOMBSTONES, id_key, sizeof(id_key), val,
+             TOMBSTONE_HEAD + owner_len);
 }
 
-int store_get_tombstone(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], int64_t now_ms,
-                        store_tombstone *out, tokend_error *err) {
-    if (st == NULL || digest == NULL || out == NULL) {
-        return error_set(err, TOKEND_INVALID_ARGUMENT,
-                         "store_get_tombstone: NULL argument");
-    }
+/* The tombstone under key[0..klen) into *out (see store_get_tombstone). */
+static int tombstone_read(store *st, const uint8_t *key, size_t klen, int64_t now_ms,
+                          store_tombstone *out, tokend_error *err) {
     memset(out, 0, sizeof(*out));
     int rv = read_begin(st, err);
     if (rv != TOKEND_OK) {
         return rv;
     }
     rocksdb_pinnableslice_t *v = NULL;
-    rv = get_raw(st, st->read_opts, CF_TOMBSTONES, digest, TOKEN_DIGEST_LEN, &v, err);
+    rv = get_raw(st, st->read_opts, CF_TOMBSTONES, key, klen, &v, err);
     read_end(st);
     if (rv != TOKEND_OK) {
         return rv;
@@ -2383,6 +2393,27 @@ int store_get_tombstone(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], int64
     }
     rocksdb_pinnableslice_destroy(v);
     return rv;
+}
+
+int store_get_tombstone(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], int64_t now_ms,
+                        store_tombstone *out, tokend_error *err) {
+    if (st == NULL || digest == NULL || out == NULL) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_get_tombstone: NULL argument");
+    }
+    return tombstone_read(st, digest, TOKEN_DIGEST_LEN, now_ms, out, err);
+}
+
+int store_get_tombstone_of_id(store *st, const char *id, int64_t now_ms,
+                              store_tombstone *out, tokend_error *err) {
+    if (st == NULL || id == NULL || out == NULL ||
+        !token_id_ok(id, strnlen(id, TOKEN_ID_LEN + 1))) {
+        return error_set(err, TOKEND_INVALID_ARGUMENT,
+                         "store_get_tombstone_of_id: NULL argument or bad id");
+    }
+    uint8_t key[TOMBSTONE_ID_KEY_LEN];
+    tombstone_id_key(id, key);
+    return tombstone_read(st, key, sizeof(key), now_ms, out, err);
 }
 
 /* A network's key: the token's id, then the network's bytes. */

@@ -13,7 +13,8 @@
  *            bucket (record.h; scope: token, owner or deployment; step:
  *            minute or hour), dropped past its retention by a compaction
  *            filter (created by a read-write open of an older store)
- *   tombstones  digest of a revoked token -> be64(revoked_ms) id owner, for
+ *   tombstones  digest of a revoked token, and 'i' + its id ->
+ *            be64(revoked_ms) id owner, for
  *            store_options.tombstone_retention_ms (the alerts tell a
  *            revoked token presented from one never issued)
  *   networks id + network bytes (store_network) -> be64(last_seen_ms), the
@@ -219,6 +220,11 @@ void store_batch_put_tombstone(store_batch *b, const uint8_t digest[TOKEN_DIGEST
  * or it is past its retention at now_ms. Safe from any thread. */
 int store_get_tombstone(store *st, const uint8_t digest[TOKEN_DIGEST_LEN], int64_t now_ms,
                         store_tombstone *out, tokend_error *err);
+
+/* The same by the revoked token's public id (a second key, 'i' + id, put
+ * with the first): who owned a revoked token, for GetUsage of its id. */
+int store_get_tombstone_of_id(store *st, const char *id, int64_t now_ms,
+                              store_tombstone *out, tokend_error *err);
 
 /* A client network a token was used from: 1 family byte (4 or 6) and the
  * network's prefix (3 bytes of a /24, 8 of a /64). */

@@ -202,6 +202,7 @@
     X(usage_series_rest_json_shape_and_errors)                                 \
     X(usage_series_never_stores_a_token_in_a_route)                            \
     X(usage_series_family_is_added_to_an_older_store)                          \
+    X(usage_series_of_a_revoked_token_stay_readable_by_id)                     \
     X(alerts_revoked_token_presented_is_told_from_one_never_issued)            \
     X(alerts_revoked_token_past_retention_counts_as_unknown)                   \
     X(alerts_expired_token_presented_alerts_once)                              \

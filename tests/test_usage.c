@@ -837,3 +837,56 @@ TEST(usage_series_family_is_added_to_an_older_store) {
     CHECK_INT(n, 1);
     store_close(st);
 }
+
+/* What a leaked token did is the first question after revoking it: a
+ * revoked token's series stay readable by its id, with its owner's rights,
+ * while its tombstone is kept (--tombstone-retention), and not after. */
+TEST(usage_series_of_a_revoked_token_stay_readable_by_id) {
+    tokend_proc p;
+    harness_init(&p);
+    p.extra[0] = "--usage-flush-ms=100";
+    p.extra[1] = "--tombstone-retention=3s";
+    REQUIRE(harness_start(&p));
+    tokend_client *admin = harness_client(&p, p.admin);
+    const char *reader_ab[] = {"tokens:read"};
+    const char *orders_ab[] = {"orders:read"};
+    char leaked[TOK], lid[TOK], reader[TOK], outsider[TOK];
+    harness_create(admin, "acme", "leaked", orders_ab, 1, 0, leaked, sizeof(leaked), lid,
+                   sizeof(lid));
+    harness_create(admin, "acme", "reader", reader_ab, 1, 0, reader, sizeof(reader), NULL,
+                   0);
+    harness_create(admin, "beta", "reader", reader_ab, 1, 0, outsider, sizeof(outsider),
+                   NULL, 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(verify_ctx(&p, leaked, NULL, "GET", "/orders/7", "198.51.100.23"),
+                  TOKEND_OK);
+    }
+    uint64_t revoked = 0;
+    REQUIRE(tokend_revoke_id(admin, NULL, lid, &revoked, NULL) == TOKEND_OK);
+    CHECK_INT(verify_ctx(&p, leaked, NULL, "GET", "/orders/8", "198.51.100.23"),
+              TOKEND_NOT_FOUND);
+    tokend_client *r = harness_client(&p, reader);
+    tokend_client *o = harness_client(&p, outsider);
+    tokend_usage u;
+    REQUIRE(get_usage(r, lid, NULL, 0, TOKEND_USAGE_HOUR, &u, NULL) == TOKEND_OK);
+    CHECK_INT(sum_of(&u, 'o', "OK"), 3);
+    CHECK_INT(sum_of(&u, 'o', "NOT_FOUND"), 0); /* an unknown token has no series */
+    CHECK_INT(sum_of(&u, 'r', "GET /orders/{id}"), 3);
+    CHECK_INT(sum_of(&u, 'c', "198.51.100.23"), 3);
+    tokend_usage_free(&u);
+    REQUIRE(get_usage(admin, lid, NULL, 0, TOKEND_USAGE_MINUTE, &u, NULL) == TOKEND_OK);
+    CHECK_INT(sum_of(&u, 'o', "OK"), 3);
+    tokend_usage_free(&u);
+    /* Another owner: as if it never existed. */
+    tokend_error err;
+    CHECK_INT(get_usage(o, lid, NULL, 0, TOKEND_USAGE_HOUR, &u, &err), TOKEND_NOT_FOUND);
+    /* Past the retention the tombstone no longer tells whose it was. */
+    usleep(3300 * 1000);
+    CHECK_INT(get_usage(r, lid, NULL, 0, TOKEND_USAGE_HOUR, &u, &err), TOKEND_NOT_FOUND);
+    CHECK_INT(get_usage(admin, lid, NULL, 0, TOKEND_USAGE_HOUR, &u, &err),
+              TOKEND_NOT_FOUND);
+    tokend_close(o);
+    tokend_close(r);
+    tokend_close(admin);
+    CHECK_INT(harness_stop(&p), 0);
+}
