@@ -587,6 +587,7 @@ static void pending_flush(alerts *a) {
     a->pending = NULL;
     job->base.apply = networks_apply;
     job->base.done = networks_done;
+    job->base.unsynced = true; /* lost in a crash: a network alerts once more */
     if (writer_submit(a->w, &job->base) != TOKEND_OK) {
         free(job);
     }

@@ -230,14 +230,16 @@ static void commit_group(writer *w, writer_job *jobs, store_batch *batch) {
         w->refused += n;
         return;
     }
+    bool sync = false;
     for (writer_job *j = jobs; j != NULL; j = j->next, n++) {
         j->apply_status = j->apply(j, w->st, batch);
+        sync = sync || !j->unsynced;
     }
     int commit_rv = TOKEND_OK;
     if (store_batch_count(batch) > 0) {
         tokend_error err;
         int64_t commit_start = metrics_now_us();
-        commit_rv = store_batch_commit(w->st, batch, true, &err);
+        commit_rv = store_batch_commit(w->st, batch, sync, &err);
         metrics_histogram_observe(&w->commit_us,
                                   (uint64_t)(metrics_now_us() - commit_start));
         metrics_histogram_observe(&w->group_jobs, n);

@@ -42,6 +42,10 @@ struct writer_job {
     /* Runs on the writer thread once the job is settled: `status` is
      * apply's error, or the commit's status. The job may free itself. */
     void (*done)(writer_job *job, int status);
+    /* The job's writes are data a crash may lose, like the usage counts
+     * (the alerts' seen networks): a group of only such jobs commits
+     * without an fsync; any other job in the group makes it synced. */
+    bool unsynced;
     writer_job *next; /* the writer's; leave alone */
     int apply_status; /* the writer's; leave alone */
 };
