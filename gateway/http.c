@@ -25,6 +25,7 @@
 #include <microhttpd.h>
 
 #include "error.h"
+#include "listen.h"
 #include "log.h"
 
 #define HTTP_MAX_REPLY_HEADERS 8
@@ -188,59 +189,7 @@ static int64_t mono_ms(void) {
 }
 
 /* ------------------------------------------------------------------------
- * Listen address. */
-
-static bool parse_listen(const char *listen, struct sockaddr_storage *ss, bool *v6) {
-    char host[64];
-    const char *port_text;
-    memset(ss, 0, sizeof(*ss));
-    if (listen == NULL) {
-        return false;
-    }
-    if (listen[0] == '[') {
-        const char *close = strchr(listen, ']');
-        if (close == NULL || close[1] != ':' ||
-            (size_t)(close - listen - 1) >= sizeof(host)) {
-            return false;
-        }
-        memcpy(host, listen + 1, (size_t)(close - listen - 1));
-        host[close - listen - 1] = '\0';
-        port_text = close + 2;
-        *v6 = true;
-    } else {
-        const char *colon = strrchr(listen, ':');
-        if (colon == NULL || (size_t)(colon - listen) >= sizeof(host)) {
-            return false;
-        }
-        memcpy(host, listen, (size_t)(colon - listen));
-        host[colon - listen] = '\0';
-        port_text = colon + 1;
-        *v6 = false;
-    }
-    if (*port_text == '\0' || strlen(port_text) > 5) {
-        return false;
-    }
-    long port = 0;
-    for (const char *p = port_text; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9') {
-            return false;
-        }
-        port = port * 10 + (*p - '0');
-    }
-    if (port > 65535) {
-        return false;
-    }
-    if (*v6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons((uint16_t)port);
-        return inet_pton(AF_INET6, host, &a->sin6_addr) == 1;
-    }
-    struct sockaddr_in *a = (struct sockaddr_in *)ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &a->sin_addr) == 1;
-}
+ * Option values checked at start: HSTS, the listen address (listen.h). */
 
 bool http_hsts_ok(const char *value) {
     if (value == NULL || strncmp(value, "max-age=", 8) != 0) {
@@ -276,7 +225,7 @@ bool http_hsts_ok(const char *value) {
 bool http_listen_ok(const char *listen) {
     struct sockaddr_storage ss;
     bool v6;
-    return parse_listen(listen, &ss, &v6);
+    return listen_addr_parse(listen, &ss, &v6);
 }
 
 /* ------------------------------------------------------------------------
@@ -1549,7 +1498,7 @@ int http_start(const http_config *cfg, const http_handlers *handlers, http_serve
     }
     struct sockaddr_storage addr;
     bool v6 = false;
-    if (!parse_listen(cfg->listen, &addr, &v6)) {
+    if (!listen_addr_parse(cfg->listen, &addr, &v6)) {
         return error_set(err, TOKEND_INVALID_ARGUMENT,
                          "--listen must be IPv4:PORT or [IPv6]:PORT, not \"%s\"",
                          cfg->listen);

@@ -19,6 +19,7 @@
 #include <microhttpd.h>
 
 #include "error.h"
+#include "listen.h"
 #include "log.h"
 
 /* A scraper or two, and an operator's curl. */
@@ -33,56 +34,10 @@ struct metrics_http {
     int port;
 };
 
-/* Parses "HOST:PORT"/"[IPv6]:PORT", numeric host, into *ss. */
-static bool parse_listen(const char *listen, struct sockaddr_storage *ss, bool *v6) {
-    char host[64];
-    const char *port_text;
-    memset(ss, 0, sizeof(*ss));
-    if (listen == NULL) {
-        return false;
-    }
-    if (listen[0] == '[') {
-        const char *close = strchr(listen, ']');
-        if (close == NULL || close[1] != ':' ||
-            (size_t)(close - listen - 1) >= sizeof(host)) {
-            return false;
-        }
-        memcpy(host, listen + 1, (size_t)(close - listen - 1));
-        host[close - listen - 1] = '\0';
-        port_text = close + 2;
-        *v6 = true;
-    } else {
-        const char *colon = strrchr(listen, ':');
-        if (colon == NULL || (size_t)(colon - listen) >= sizeof(host)) {
-            return false;
-        }
-        memcpy(host, listen, (size_t)(colon - listen));
-        host[colon - listen] = '\0';
-        port_text = colon + 1;
-        *v6 = false;
-    }
-    size_t digits = strspn(port_text, "0123456789");
-    if (digits == 0 || digits > 5 || port_text[digits] != '\0' ||
-        atol(port_text) > 65535) {
-        return false;
-    }
-    uint16_t port = htons((uint16_t)atol(port_text));
-    if (*v6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = port;
-        return inet_pton(AF_INET6, host, &a->sin6_addr) == 1;
-    }
-    struct sockaddr_in *a = (struct sockaddr_in *)ss;
-    a->sin_family = AF_INET;
-    a->sin_port = port;
-    return inet_pton(AF_INET, host, &a->sin_addr) == 1;
-}
-
 bool metrics_http_listen_ok(const char *listen) {
     struct sockaddr_storage ss;
     bool v6;
-    return parse_listen(listen, &ss, &v6);
+    return listen_addr_parse(listen, &ss, &v6);
 }
 
 /* A listening socket on `listen` into *out; the status, with the reason
@@ -91,7 +46,7 @@ static int listen_socket(const char *where, int *out, tokend_error *err) {
     struct sockaddr_storage addr;
     bool v6 = false;
     *out = -1;
-    if (!parse_listen(where, &addr, &v6)) {
+    if (!listen_addr_parse(where, &addr, &v6)) {
         return error_set(err, TOKEND_INVALID_ARGUMENT,
                          "--metrics-listen must be IPv4:PORT or [IPv6]:PORT, not \"%s\"",
                          where);
