@@ -515,6 +515,19 @@ int harness_gateway_stop(gateway_proc *g) {
     return stop_checked(&g->pid, "tokend-gateway", g->log_path);
 }
 
+int harness_occupy_port(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    REQUIRE(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+    REQUIRE(listen(fd, 16) == 0);
+    REQUIRE(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
+    *port = ntohs(addr.sin_port);
+    return fd;
+}
+
 int harness_free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd >= 0);
@@ -525,6 +538,22 @@ int harness_free_port(void) {
     REQUIRE(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
     close(fd);
     return ntohs(addr.sin_port);
+}
+
+void harness_start_or_die(tokend_proc *p) {
+    harness_init(p);
+    if (!harness_start(p)) {
+        char *log = harness_read_file(p->log_path);
+        fprintf(stderr, "tokend did not start; log:\n%s\n", log ? log : "");
+        free(log);
+    }
+    REQUIRE(p->pid > 0);
+}
+
+int64_t harness_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ------------------------------------------------------------------------

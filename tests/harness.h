@@ -9,6 +9,7 @@
 #define TOKEND_HARNESS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "tokend.h"
@@ -94,6 +95,18 @@ int harness_gateway_stop(gateway_proc *g);
 /* A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0 and
  * read it back). */
 int harness_free_port(void);
+
+/* A socket listening on 127.0.0.1 on a port of its own, without
+ * SO_REUSEPORT: what any other program holding the port looks like.
+ * Returns the fd (the caller closes it); *port gets the port. */
+int harness_occupy_port(int *port);
+
+/* harness_init and harness_start, printing tokend's log and ending the
+ * test if it did not start. */
+void harness_start_or_die(tokend_proc *p);
+
+/* The wall clock, Unix ms (what tokend stamps times with). */
+int64_t harness_now_ms(void);
 
 /* One curl run: status, headers (every block), body, wall time. */
 typedef struct http_res {

@@ -29,22 +29,6 @@
 
 static const char *const admin_ability[] = {"tokend:admin"};
 
-static void start_or_die(tokend_proc *p) {
-    harness_init(p);
-    if (!harness_start(p)) {
-        char *log = harness_read_file(p->log_path);
-        fprintf(stderr, "tokend did not start; log:\n%s\n", log ? log : "");
-        free(log);
-    }
-    REQUIRE(p->pid > 0);
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs `tokend admin-token --data-dir DIR` (plus `extra`, may be NULL);
  * returns its exit code, *out and *err as harness_exec gives them. */
 static int admin_token(const char *dir, const char *extra, char **out, char **err) {
@@ -78,7 +62,7 @@ static int count_admins(tokend_client *admin) {
  * With a second admin token, the first may go. */
 TEST(admin_last_admin_token_cannot_be_revoked) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     tokend_client *anon = harness_client(&p, NULL);
     tokend_error err = {0};
@@ -182,7 +166,7 @@ static int revoke_own(void *arg, int i) {
 
 TEST(admin_concurrent_revokes_of_every_admin_leave_exactly_one) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     char survivor[TOK];
     snprintf(survivor, sizeof(survivor), "%s", p.admin);
     for (int trial = 0; trial < ADMIN_TRIALS; trial++) {
@@ -426,7 +410,7 @@ TEST(get_token_reports_usage_held_in_memory_and_authorizes) {
     CHECK_INT(info.last_used_unix_ms, 0);
     tokend_token_info_free(&info);
 
-    int64_t before = now_ms();
+    int64_t before = harness_now_ms();
     tokend_verdict v;
     for (int i = 0; i < 3; i++) {
         REQUIRE(tokend_verify(admin, NULL, token, abilities, 1, TOKEND_ABILITIES_ALL, &v,
@@ -437,7 +421,8 @@ TEST(get_token_reports_usage_held_in_memory_and_authorizes) {
     }
     REQUIRE(tokend_get(admin, NULL, id, &info, &err) == TOKEND_OK);
     CHECK_INT(info.use_count, 3);
-    CHECK(info.last_used_unix_ms >= before && info.last_used_unix_ms <= now_ms() + 1000);
+    CHECK(info.last_used_unix_ms >= before &&
+          info.last_used_unix_ms <= harness_now_ms() + 1000);
     tokend_token_info_free(&info);
     tokend_token_page page;
     REQUIRE(tokend_list(admin, NULL, "partner:a", 10, NULL, &page, NULL) == TOKEND_OK);

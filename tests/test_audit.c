@@ -44,22 +44,6 @@ static const char *const rw_abilities[] = {"tokens:read", "tokens:write"};
 static const char *const read_ability[] = {"tokens:read"};
 static const char *const any_ability[] = {"orders:read"};
 
-static void start_or_die(tokend_proc *p) {
-    harness_init(p);
-    if (!harness_start(p)) {
-        char *log = harness_read_file(p->log_path);
-        fprintf(stderr, "tokend did not start; log:\n%s\n", log ? log : "");
-        free(log);
-    }
-    REQUIRE(p->pid > 0);
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -374,7 +358,7 @@ TEST(audit_records_creates_revokes_and_refusals_with_their_fields) {
 
 TEST(audit_admin_recovery_offline_and_via_control) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     harness_stop(&p);
     const char *argv[] = {harness_bin("tokend"), "admin-token", "--data-dir", p.data_dir,
                           NULL};
@@ -410,7 +394,7 @@ TEST(audit_admin_recovery_offline_and_via_control) {
 
 TEST(audit_acknowledged_create_keeps_its_event_across_kill9) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char ids[20][TOKEN_ID_LEN + 1];
     for (int i = 0; i < 20; i++) {
@@ -478,7 +462,7 @@ static int race_write(void *arg, int i) {
 
 TEST(audit_concurrent_writes_give_a_gap_free_chain_in_order) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     race_ctx r = {.p = &p};
     tokend_client *admin = harness_client(&p, p.admin);
     for (int i = 1; i < 32; i += 2) {
@@ -567,7 +551,7 @@ static void tamper(const char *dir, uint64_t seq, const char *owner, bool rehash
 
 TEST(audit_verify_names_the_first_broken_link_of_a_tampered_store) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     for (int i = 0; i < 5; i++) {
         harness_create(admin, "partner:v", "v", any_ability, 1, 0, NULL, 0, NULL, 0);
@@ -611,7 +595,7 @@ TEST(audit_verify_names_the_first_broken_link_of_a_tampered_store) {
 
 TEST(audit_list_events_filters_and_rights) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char rtok[TOK], wtok[TOK], bid[TOKEN_ID_LEN + 1], aid2[TOKEN_ID_LEN + 1];
     harness_create(admin, "partner:a", "reader", read_ability, 1, 0, rtok, sizeof(rtok),
@@ -684,7 +668,8 @@ TEST(audit_list_events_filters_and_rights) {
             TOKEND_OK);
     CHECK_INT(all.n_events, 1);
     tokend_event_page_free(&all);
-    REQUIRE(list_all(admin, (tokend_event_filter){.since_unix_ms = now_ms() + 60000},
+    REQUIRE(list_all(admin,
+                     (tokend_event_filter){.since_unix_ms = harness_now_ms() + 60000},
                      &all) == TOKEND_OK);
     CHECK_INT(all.n_events, 0);
     tokend_event_page_free(&all);
@@ -752,7 +737,7 @@ static bool file_gets(const char *path, const char *needle, int ms) {
 
 TEST(audit_tokenctl_json_lines_parse_and_follow_sees_a_new_event) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     harness_create(admin, "partner:j", "j", any_ability, 1, 0, NULL, 0, NULL, 0);
     char *out = NULL;
@@ -883,7 +868,7 @@ TEST(audit_events_retention_option_flag_and_bad_value) {
 
 TEST(audit_repeated_refusals_are_folded_and_counted) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *nobody = harness_client(&p, "tkd_notatoken");
     tokend_token_page page;
     for (int i = 0; i < 5; i++) {
@@ -894,13 +879,13 @@ TEST(audit_repeated_refusals_are_folded_and_counted) {
     CHECK_INT(tokend_revoke_owner(nobody, NULL, "x", &n, NULL), TOKEND_UNAUTHENTICATED);
     tokend_close(nobody);
     /* Many client addresses, many keys: the overall rate holds. */
-    int64_t start = now_ms();
+    int64_t start = harness_now_ms();
     for (int i = 0; i < 60; i++) {
         char ip[32];
         snprintf(ip, sizeof(ip), "198.51.100.%d", i + 1);
         CHECK_INT(create_with_context(&p, "", "x", ip, NULL), TOKEND_UNAUTHENTICATED);
     }
-    double elapsed_s = (double)(now_ms() - start) / 1000.0;
+    double elapsed_s = (double)(harness_now_ms() - start) / 1000.0;
     sleep_ms(300);
     tokend_client *admin = harness_client(&p, p.admin);
     tokend_event_page all;
@@ -929,7 +914,7 @@ TEST(audit_repeated_refusals_are_folded_and_counted) {
 
 TEST(audit_gateway_get_events) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char rtok[TOK], id[TOKEN_ID_LEN + 1];
     harness_create(admin, "partner:g", "reader", read_ability, 1, 0, rtok, sizeof(rtok),

@@ -68,19 +68,6 @@ static const char *scrape(http_res *r, const char *url) {
     return r->body;
 }
 
-static int occupy_port(int *port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    REQUIRE(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-    REQUIRE(listen(fd, 16) == 0);
-    REQUIRE(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
-    *port = ntohs(addr.sin_port);
-    return fd;
-}
-
 static int verify(tokend_client *c, const char *token, const char *ability) {
     const char *abilities[] = {ability};
     return tokend_verify(c, NULL, token, abilities, ability != NULL ? 1 : 0,
@@ -338,7 +325,7 @@ TEST(metrics_listen_refuses_a_taken_port_and_a_bad_address) {
     tokend_proc p;
     harness_init(&p);
     int port = 0;
-    int fd = occupy_port(&port);
+    int fd = harness_occupy_port(&port);
     char at[64], want[300], env_at[96];
     snprintf(at, sizeof(at), "127.0.0.1:%d", port);
     snprintf(want, sizeof(want),

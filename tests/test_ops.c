@@ -30,22 +30,6 @@
 /* ------------------------------------------------------------------------
  * Helpers. */
 
-/* A socket listening on 127.0.0.1 on a port of its own, without
- * SO_REUSEPORT: what any other program holding the port looks like.
- * Returns the fd; *port gets the port. */
-static int occupy_port(int *port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    REQUIRE(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-    REQUIRE(listen(fd, 16) == 0);
-    REQUIRE(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
-    *port = ntohs(addr.sin_port);
-    return fd;
-}
-
 /* The source tree (the build dir's parent) and the build dir's name in
  * it, as the Makefile's BUILD= wants it ("build", "build-asan"). */
 static const char *source_root(void) {
@@ -176,7 +160,7 @@ TEST(service_listen_address_in_use_names_it_and_the_way_out) {
     tokend_proc p;
     harness_init(&p);
     int port = 0;
-    int fd = occupy_port(&port);
+    int fd = harness_occupy_port(&port);
     char url[64], want[300], env_listen[96];
     snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
     snprintf(want, sizeof(want),
@@ -213,7 +197,7 @@ TEST(service_listen_address_in_use_names_it_and_the_way_out) {
 
 TEST(gateway_listen_address_in_use_names_it_and_the_way_out) {
     int port = 0;
-    int fd = occupy_port(&port);
+    int fd = harness_occupy_port(&port);
     char listen_at[64], want[300], env_listen[96];
     snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", port);
     snprintf(want, sizeof(want),

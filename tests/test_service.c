@@ -23,16 +23,6 @@
 
 static const char *const orders_read[] = {"orders:read"};
 
-static void start_or_die(tokend_proc *p) {
-    harness_init(p);
-    if (!harness_start(p)) {
-        char *log = harness_read_file(p->log_path);
-        fprintf(stderr, "tokend did not start; log:\n%s\n", log ? log : "");
-        free(log);
-    }
-    REQUIRE(p->pid > 0);
-}
-
 static int verify(tokend_client *c, const char *token, const char *ability) {
     const char *abilities[] = {ability};
     return tokend_verify(c, NULL, token, abilities, ability ? 1 : 0, TOKEND_ABILITIES_ALL,
@@ -41,7 +31,7 @@ static int verify(tokend_client *c, const char *token, const char *ability) {
 
 TEST(service_create_verify_revoke_flow) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     tokend_client *anon = harness_client(&p, NULL);
 
@@ -97,7 +87,7 @@ TEST(service_create_verify_revoke_flow) {
 
 TEST(service_checksum_change_is_malformed_unknown_is_not_found) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char token[TOK];
     harness_create(admin, "user:1", "laptop", orders_read, 1, 0, token, sizeof(token),
@@ -124,7 +114,7 @@ TEST(service_checksum_change_is_malformed_unknown_is_not_found) {
 
 TEST(service_revoke_all_of_an_owner) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char a[3][TOK], b[TOK];
     for (int i = 0; i < 3; i++) {
@@ -161,7 +151,7 @@ TEST(service_revoke_all_of_an_owner) {
 
 TEST(service_revoke_by_plain_token_needs_no_credential) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     tokend_client *anon = harness_client(&p, NULL);
     char t[TOK];
@@ -181,7 +171,7 @@ TEST(service_revoke_by_plain_token_needs_no_credential) {
 
 TEST(service_list_pages_in_creation_order) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char ids[25][TOK];
     char tokens[25][TOK];
@@ -230,7 +220,7 @@ TEST(service_list_pages_in_creation_order) {
 
 TEST(service_expiry) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char t[TOK];
     harness_create(admin, "user:exp", "short", orders_read, 1, 1, t, TOK, NULL, 0);
@@ -285,7 +275,7 @@ TEST(service_max_lifetime_caps_expiry) {
 
 TEST(service_restart_keeps_tokens_revocations_and_usage) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char keep[TOK], gone[TOK], keep_id[TOK], gone_id[TOK];
     harness_create(admin, "p:r", "keep", orders_read, 1, 0, keep, TOK, keep_id, TOK);
@@ -313,7 +303,7 @@ TEST(service_restart_keeps_tokens_revocations_and_usage) {
 
 TEST(service_usage_is_written_behind_while_running) {
     tokend_proc p;
-    start_or_die(&p); /* the harness sets --usage-flush-ms 100 */
+    harness_start_or_die(&p); /* the harness sets --usage-flush-ms 100 */
     tokend_client *admin = harness_client(&p, p.admin);
     char t[TOK];
     harness_create(admin, "p:u", "n", orders_read, 1, 0, t, TOK, NULL, 0);
@@ -333,7 +323,7 @@ TEST(service_usage_is_written_behind_while_running) {
 
 TEST(service_kill9_after_acknowledged_create_and_revoke) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char t[TOK], victim[TOK], victim_id[TOK];
     harness_create(admin, "p:k", "victim", orders_read, 1, 0, victim, TOK, victim_id,
@@ -365,7 +355,7 @@ static void partner_token(tokend_client *admin, const char *owner,
 
 TEST(service_cross_owner_attempts_are_refused) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     const char *rights[] = {"tokens:read", "tokens:write", "orders:*"};
     char acme[TOK], globex[TOK], globex_id[TOK];
@@ -412,7 +402,7 @@ TEST(service_cross_owner_attempts_are_refused) {
 
 TEST(service_credential_rights_and_expiry_cap) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     const char *read_only[] = {"tokens:read", "orders:read"};
     const char *writer_rights[] = {"tokens:write", "orders:read"};
@@ -468,7 +458,7 @@ TEST(service_credential_rights_and_expiry_cap) {
 
 TEST(service_rejects_invalid_fields) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     tokend_created created;
     tokend_error err;
@@ -573,7 +563,7 @@ static uint8_t *envelope(const char *method, const uint8_t *payload, size_t plen
 
 TEST(service_survives_malformed_and_oversized_requests) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char t[TOK];
     harness_create(admin, "p:h", "n", orders_read, 1, 0, t, TOK, NULL, 0);
@@ -712,7 +702,7 @@ static void *load_thread(void *arg) {
 
 TEST(service_concurrent_callers_share_one_client_and_many) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     tokend_client *admin = harness_client(&p, p.admin);
     char t[TOK];
     harness_create(admin, "p:load", "base", orders_read, 1, 0, t, TOK, NULL, 0);
@@ -740,7 +730,7 @@ TEST(service_concurrent_callers_share_one_client_and_many) {
 
 TEST(service_init_twice_changes_nothing) {
     tokend_proc p;
-    start_or_die(&p);
+    harness_start_or_die(&p);
     const char *argv[] = {harness_bin("tokend"), "init", "--data-dir", p.data_dir, NULL};
     char *out = NULL, *err = NULL;
     /* The store is locked by the running service: refused either way. */
