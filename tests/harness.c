@@ -611,3 +611,22 @@ int curl_call(http_res *r, const char *const *args) {
     free(err);
     return r->status;
 }
+
+uint64_t harness_usage_sum(const tokend_usage *u, char map, const char *key) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < u->n_buckets; i++) {
+        const tokend_usage_bucket *b = &u->buckets[i];
+        const tokend_usage_count *c = map == 'o'   ? b->outcomes
+                                      : map == 'r' ? b->routes
+                                                   : b->client_ips;
+        size_t nc = map == 'o'   ? b->n_outcomes
+                    : map == 'r' ? b->n_routes
+                                 : b->n_client_ips;
+        for (size_t k = 0; k < nc; k++) {
+            if (strcmp(c[k].key, key) == 0) {
+                n += c[k].count;
+            }
+        }
+    }
+    return n;
+}

@@ -108,6 +108,10 @@ void harness_start_or_die(tokend_proc *p);
 /* The wall clock, Unix ms (what tokend stamps times with). */
 int64_t harness_now_ms(void);
 
+/* The calls under `key` in a usage series, summed over its buckets, in
+ * map 'o' (outcomes), 'r' (routes) or 'c' (client addresses). */
+uint64_t harness_usage_sum(const tokend_usage *u, char map, const char *key);
+
 /* One curl run: status, headers (every block), body, wall time. */
 typedef struct http_res {
     int status;

@@ -577,27 +577,6 @@ static bool port_open(int port) {
     return up;
 }
 
-/* The calls under `key` in a usage series: 'o' outcomes, 'r' routes, 'c'
- * client addresses, summed over its buckets. */
-static uint64_t usage_sum(const tokend_usage *u, char what, const char *key) {
-    uint64_t n = 0;
-    for (size_t i = 0; i < u->n_buckets; i++) {
-        const tokend_usage_bucket *b = &u->buckets[i];
-        const tokend_usage_count *c = what == 'o'   ? b->outcomes
-                                      : what == 'r' ? b->routes
-                                                    : b->client_ips;
-        size_t m = what == 'o'   ? b->n_outcomes
-                   : what == 'r' ? b->n_routes
-                                 : b->n_client_ips;
-        for (size_t j = 0; j < m; j++) {
-            if (strcmp(c[j].key, key) == 0) {
-                n += c[j].count;
-            }
-        }
-    }
-    return n;
-}
-
 TEST(context_caddy_forward_auth) {
     const char *caddy_bin = "/usr/bin/caddy";
     REQUIRE(access(caddy_bin, X_OK) == 0);
@@ -678,12 +657,12 @@ TEST(context_caddy_forward_auth) {
     tokend_usage_query q = {.owner = "partner:acme", .step = TOKEND_USAGE_HOUR};
     tokend_usage u;
     REQUIRE(tokend_get_usage(f.admin, NULL, &q, &u, NULL) == TOKEND_OK);
-    CHECK_INT(usage_sum(&u, 'r', "GET /orders/{id}"), 3); /* 2 through, 1 weak */
-    CHECK_INT(usage_sum(&u, 'r', "POST /orders/{id}"), 1);
-    CHECK_INT(usage_sum(&u, 'c', "127.0.0.2"), 1);
-    CHECK_INT(usage_sum(&u, 'c', "127.0.0.1"), 3);
-    CHECK_INT(usage_sum(&u, 'o', "OK"), 3);
-    CHECK_INT(usage_sum(&u, 'o', "INSUFFICIENT_ABILITY"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'r', "GET /orders/{id}"), 3); /* 2 through, 1 weak */
+    CHECK_INT(harness_usage_sum(&u, 'r', "POST /orders/{id}"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'c', "127.0.0.2"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'c', "127.0.0.1"), 3);
+    CHECK_INT(harness_usage_sum(&u, 'o', "OK"), 3);
+    CHECK_INT(harness_usage_sum(&u, 'o', "INSUFFICIENT_ABILITY"), 1);
     tokend_usage_free(&u);
     /* Revoked: refused on the very next request. */
     uint64_t revoked = 0;

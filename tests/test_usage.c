@@ -65,27 +65,6 @@ static int verify_ctx(const tokend_proc *p, const char *token, const char *abili
     return rv;
 }
 
-/* The calls under `key` in one of a series' maps ('o' outcomes, 'r'
- * routes, 'c' client addresses), summed over its buckets. */
-static uint64_t sum_of(const tokend_usage *u, char map, const char *key) {
-    uint64_t n = 0;
-    for (size_t i = 0; i < u->n_buckets; i++) {
-        const tokend_usage_bucket *b = &u->buckets[i];
-        const tokend_usage_count *c = map == 'o'   ? b->outcomes
-                                      : map == 'r' ? b->routes
-                                                   : b->client_ips;
-        size_t nc = map == 'o'   ? b->n_outcomes
-                    : map == 'r' ? b->n_routes
-                                 : b->n_client_ips;
-        for (size_t k = 0; k < nc; k++) {
-            if (strcmp(c[k].key, key) == 0) {
-                n += c[k].count;
-            }
-        }
-    }
-    return n;
-}
-
 /* How many distinct keys one map has in the bucket with the most. */
 static size_t widest(const tokend_usage *u, char map) {
     size_t w = 0;
@@ -110,15 +89,15 @@ static void check_counts(tokend_client *admin, const char *id) {
     REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_MINUTE, &u, NULL) == TOKEND_OK);
     CHECK_INT(u.step, TOKEND_USAGE_MINUTE);
     CHECK(u.n_buckets >= 1 && u.n_buckets <= 2);
-    CHECK_INT(sum_of(&u, 'o', "OK"), 4);
-    CHECK_INT(sum_of(&u, 'o', "INSUFFICIENT_ABILITY"), 1);
-    CHECK_INT(sum_of(&u, 'o', "MALFORMED"), 0);
-    CHECK_INT(sum_of(&u, 'r', "GET /orders/{id}"), 2);
-    CHECK_INT(sum_of(&u, 'r', "POST /orders"), 2);
-    CHECK_INT(sum_of(&u, 'r', "-"), 1);
-    CHECK_INT(sum_of(&u, 'c', "203.0.113.7"), 2);
-    CHECK_INT(sum_of(&u, 'c', "2001:db8::1"), 2);
-    CHECK_INT(sum_of(&u, 'c', "-"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'o', "OK"), 4);
+    CHECK_INT(harness_usage_sum(&u, 'o', "INSUFFICIENT_ABILITY"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'o', "MALFORMED"), 0);
+    CHECK_INT(harness_usage_sum(&u, 'r', "GET /orders/{id}"), 2);
+    CHECK_INT(harness_usage_sum(&u, 'r', "POST /orders"), 2);
+    CHECK_INT(harness_usage_sum(&u, 'r', "-"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'c', "203.0.113.7"), 2);
+    CHECK_INT(harness_usage_sum(&u, 'c', "2001:db8::1"), 2);
+    CHECK_INT(harness_usage_sum(&u, 'c', "-"), 1);
     for (size_t i = 0; i < u.n_buckets; i++) {
         CHECK_INT(u.buckets[i].start_unix_ms % 60000, 0);
     }
@@ -183,15 +162,16 @@ TEST(usage_series_routes_past_the_bound_count_as_other) {
     REQUIRE(u.n_buckets >= 1);
     /* Per bucket: 3 routes and "other". */
     CHECK(widest(&u, 'r') <= 4);
-    CHECK_INT(sum_of(&u, 'o', "OK"), 7);
-    uint64_t named = sum_of(&u, 'r', "GET /a") + sum_of(&u, 'r', "GET /b") +
-                     sum_of(&u, 'r', "GET /c") + sum_of(&u, 'r', "GET /d") +
-                     sum_of(&u, 'r', "GET /e") + sum_of(&u, 'r', "GET /a/{id}");
-    CHECK_INT(named + sum_of(&u, 'r', "other"), 7);
-    CHECK(sum_of(&u, 'r', "other") >= 2);
+    CHECK_INT(harness_usage_sum(&u, 'o', "OK"), 7);
+    uint64_t named =
+        harness_usage_sum(&u, 'r', "GET /a") + harness_usage_sum(&u, 'r', "GET /b") +
+        harness_usage_sum(&u, 'r', "GET /c") + harness_usage_sum(&u, 'r', "GET /d") +
+        harness_usage_sum(&u, 'r', "GET /e") + harness_usage_sum(&u, 'r', "GET /a/{id}");
+    CHECK_INT(named + harness_usage_sum(&u, 'r', "other"), 7);
+    CHECK(harness_usage_sum(&u, 'r', "other") >= 2);
     if (u.n_buckets == 1) {
-        CHECK_INT(sum_of(&u, 'r', "GET /a"), 1);
-        CHECK_INT(sum_of(&u, 'r', "other"), 4);
+        CHECK_INT(harness_usage_sum(&u, 'r', "GET /a"), 1);
+        CHECK_INT(harness_usage_sum(&u, 'r', "other"), 4);
     }
     tokend_usage_free(&u);
     tokend_close(admin);
@@ -228,10 +208,10 @@ TEST(usage_series_keeps_the_top_client_addresses) {
     usleep(500 * 1000);
     REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_HOUR, &u, NULL) == TOKEND_OK);
     CHECK_INT(u.n_buckets, 1);
-    CHECK_INT(sum_of(&u, 'c', "203.0.113.7"), 5);
-    CHECK_INT(sum_of(&u, 'c', "192.0.2.1"), 3);
-    CHECK_INT(sum_of(&u, 'c', "198.51.100.9"), 0);
-    CHECK_INT(sum_of(&u, 'c', "other"), 2);
+    CHECK_INT(harness_usage_sum(&u, 'c', "203.0.113.7"), 5);
+    CHECK_INT(harness_usage_sum(&u, 'c', "192.0.2.1"), 3);
+    CHECK_INT(harness_usage_sum(&u, 'c', "198.51.100.9"), 0);
+    CHECK_INT(harness_usage_sum(&u, 'c', "other"), 2);
     CHECK(widest(&u, 'c') == 3);
     tokend_usage_free(&u);
     tokend_close(admin);
@@ -256,8 +236,8 @@ TEST(usage_series_owner_and_deployment_sums) {
     tokend_usage before;
     REQUIRE(get_usage(admin, NULL, NULL, 1, TOKEND_USAGE_MINUTE, &before, NULL) ==
             TOKEND_OK);
-    uint64_t probes = sum_of(&before, 'o', "MALFORMED");
-    CHECK_INT(sum_of(&before, 'o', "OK"), 0);
+    uint64_t probes = harness_usage_sum(&before, 'o', "MALFORMED");
+    CHECK_INT(harness_usage_sum(&before, 'o', "OK"), 0);
     tokend_usage_free(&before);
     for (int i = 0; i < 3; i++) {
         CHECK_INT(verify_ctx(&p, t1, NULL, "GET", "/o", "192.0.2.1"), TOKEND_OK);
@@ -278,23 +258,23 @@ TEST(usage_series_owner_and_deployment_sums) {
         tokend_usage u;
         REQUIRE(get_usage(admin, NULL, "acme", 0, TOKEND_USAGE_MINUTE, &u, NULL) ==
                 TOKEND_OK);
-        CHECK_INT(sum_of(&u, 'o', "OK"), 5);
-        CHECK_INT(sum_of(&u, 'o', "NOT_FOUND"), 0);
-        CHECK_INT(sum_of(&u, 'c', "192.0.2.1"), 3);
-        CHECK_INT(sum_of(&u, 'c', "192.0.2.2"), 2);
+        CHECK_INT(harness_usage_sum(&u, 'o', "OK"), 5);
+        CHECK_INT(harness_usage_sum(&u, 'o', "NOT_FOUND"), 0);
+        CHECK_INT(harness_usage_sum(&u, 'c', "192.0.2.1"), 3);
+        CHECK_INT(harness_usage_sum(&u, 'c', "192.0.2.2"), 2);
         tokend_usage_free(&u);
         REQUIRE(get_usage(admin, NULL, "beta", 0, TOKEND_USAGE_HOUR, &u, NULL) ==
                 TOKEND_OK);
-        CHECK_INT(sum_of(&u, 'o', "OK"), 1);
-        CHECK_INT(sum_of(&u, 'r', "GET /p"), 1);
+        CHECK_INT(harness_usage_sum(&u, 'o', "OK"), 1);
+        CHECK_INT(harness_usage_sum(&u, 'r', "GET /p"), 1);
         tokend_usage_free(&u);
         REQUIRE(get_usage(admin, NULL, NULL, 1, TOKEND_USAGE_MINUTE, &u, NULL) ==
                 TOKEND_OK);
-        CHECK_INT(sum_of(&u, 'o', "OK"), 6);
-        CHECK_INT(sum_of(&u, 'o', "MALFORMED"), probes + 1);
-        CHECK_INT(sum_of(&u, 'o', "NOT_FOUND"), 1);
-        CHECK_INT(sum_of(&u, 'r', "GET /o"), 7);
-        CHECK_INT(sum_of(&u, 'c', "192.0.2.9"), 2);
+        CHECK_INT(harness_usage_sum(&u, 'o', "OK"), 6);
+        CHECK_INT(harness_usage_sum(&u, 'o', "MALFORMED"), probes + 1);
+        CHECK_INT(harness_usage_sum(&u, 'o', "NOT_FOUND"), 1);
+        CHECK_INT(harness_usage_sum(&u, 'r', "GET /o"), 7);
+        CHECK_INT(harness_usage_sum(&u, 'c', "192.0.2.9"), 2);
         tokend_usage_free(&u);
         /* The caller's own owner when none is named: the admin's. */
         REQUIRE(get_usage(admin, NULL, NULL, 0, TOKEND_USAGE_MINUTE, &u, NULL) ==
@@ -325,8 +305,8 @@ TEST(usage_series_minute_and_hour_steps_and_ranges) {
     REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_MINUTE, &m, NULL) == TOKEND_OK);
     REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_HOUR, &h, NULL) == TOKEND_OK);
     CHECK_INT(h.step, TOKEND_USAGE_HOUR);
-    CHECK_INT(sum_of(&m, 'o', "OK"), 3);
-    CHECK_INT(sum_of(&h, 'o', "OK"), 3);
+    CHECK_INT(harness_usage_sum(&m, 'o', "OK"), 3);
+    CHECK_INT(harness_usage_sum(&h, 'o', "OK"), 3);
     REQUIRE(h.n_buckets >= 1 && m.n_buckets >= 1);
     CHECK_INT(h.buckets[0].start_unix_ms % 3600000, 0);
     CHECK_INT(m.buckets[0].start_unix_ms % 60000, 0);
@@ -405,7 +385,7 @@ TEST(usage_series_retention_drops_old_buckets) {
     CHECK_INT(u.n_buckets, 0);
     tokend_usage_free(&u);
     REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_HOUR, &u, NULL) == TOKEND_OK);
-    CHECK_INT(sum_of(&u, 'o', "OK"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'o', "OK"), 1);
     tokend_usage_free(&u);
     tokend_close(admin);
     CHECK_INT(harness_stop(&p), 0);
@@ -529,8 +509,8 @@ TEST(usage_series_no_store_write_per_verify) {
     /* The calls are counted all the same (from memory)... */
     tokend_usage u;
     REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_MINUTE, &u, NULL) == TOKEND_OK);
-    CHECK_INT(sum_of(&u, 'o', "OK"), n);
-    CHECK_INT(sum_of(&u, 'r', "GET /orders/{id}"), n);
+    CHECK_INT(harness_usage_sum(&u, 'o', "OK"), n);
+    CHECK_INT(harness_usage_sum(&u, 'r', "GET /orders/{id}"), n);
     tokend_usage_free(&u);
     CHECK_INT(wal_bytes(p.data_dir), before);
     tokend_close(admin);
@@ -539,7 +519,7 @@ TEST(usage_series_no_store_write_per_verify) {
     REQUIRE(harness_start(&p));
     admin = harness_client(&p, p.admin);
     REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_MINUTE, &u, NULL) == TOKEND_OK);
-    CHECK_INT(sum_of(&u, 'o', "OK"), n);
+    CHECK_INT(harness_usage_sum(&u, 'o', "OK"), n);
     tokend_usage_free(&u);
     tokend_close(admin);
     CHECK_INT(harness_stop(&p), 0);
@@ -583,8 +563,9 @@ TEST(usage_series_options_by_flag_environment_and_bad_value) {
     usleep(300 * 1000);
     tokend_usage u;
     REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_HOUR, &u, NULL) == TOKEND_OK);
-    CHECK_INT(sum_of(&u, 'r', "GET /one") + sum_of(&u, 'r', "other"), 2);
-    CHECK_INT(sum_of(&u, 'r', "GET /two"), 0);
+    CHECK_INT(
+        harness_usage_sum(&u, 'r', "GET /one") + harness_usage_sum(&u, 'r', "other"), 2);
+    CHECK_INT(harness_usage_sum(&u, 'r', "GET /two"), 0);
     tokend_usage_free(&u);
     tokend_close(admin);
     CHECK_INT(harness_stop(&p), 0);
@@ -784,9 +765,9 @@ TEST(usage_series_never_stores_a_token_in_a_route) {
     usleep(300 * 1000);
     tokend_usage u;
     REQUIRE(get_usage(admin, id, NULL, 0, TOKEND_USAGE_HOUR, &u, NULL) == TOKEND_OK);
-    CHECK_INT(sum_of(&u, 'r', "GET /login/{id}/done"), 1);
-    CHECK_INT(sum_of(&u, 'r', "GET /by-token/{id}"), 1);
-    CHECK_INT(sum_of(&u, 'r', "GET /a/{id}"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'r', "GET /login/{id}/done"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'r', "GET /by-token/{id}"), 1);
+    CHECK_INT(harness_usage_sum(&u, 'r', "GET /a/{id}"), 1);
     tokend_usage_free(&u);
     tokend_close(admin);
     CHECK_INT(harness_stop(&p), 0);
@@ -863,13 +844,14 @@ TEST(usage_series_of_a_revoked_token_stay_readable_by_id) {
     tokend_client *o = harness_client(&p, outsider);
     tokend_usage u;
     REQUIRE(get_usage(r, lid, NULL, 0, TOKEND_USAGE_HOUR, &u, NULL) == TOKEND_OK);
-    CHECK_INT(sum_of(&u, 'o', "OK"), 3);
-    CHECK_INT(sum_of(&u, 'o', "NOT_FOUND"), 0); /* an unknown token has no series */
-    CHECK_INT(sum_of(&u, 'r', "GET /orders/{id}"), 3);
-    CHECK_INT(sum_of(&u, 'c', "198.51.100.23"), 3);
+    CHECK_INT(harness_usage_sum(&u, 'o', "OK"), 3);
+    CHECK_INT(harness_usage_sum(&u, 'o', "NOT_FOUND"),
+              0); /* an unknown token has no series */
+    CHECK_INT(harness_usage_sum(&u, 'r', "GET /orders/{id}"), 3);
+    CHECK_INT(harness_usage_sum(&u, 'c', "198.51.100.23"), 3);
     tokend_usage_free(&u);
     REQUIRE(get_usage(admin, lid, NULL, 0, TOKEND_USAGE_MINUTE, &u, NULL) == TOKEND_OK);
-    CHECK_INT(sum_of(&u, 'o', "OK"), 3);
+    CHECK_INT(harness_usage_sum(&u, 'o', "OK"), 3);
     tokend_usage_free(&u);
     /* Another owner: as if it never existed. */
     tokend_error err;
