@@ -1226,15 +1226,51 @@ static int run_verify(cli *c) {
     return rv == TOKEND_OK ? EXIT_DONE : EXIT_REFUSED;
 }
 
+/* Prints a table: the headers, then n_rows rows of n_columns cells
+ * (cells[row * n_columns + col], malloc'd), every column but the last
+ * padded to its widest cell; frees the cells and the array. */
+static void put_table(const char *const *headers, size_t n_columns, char **cells,
+                      size_t n_rows) {
+    size_t *width = calloc(n_columns, sizeof *width);
+    if (width == NULL) {
+        oom();
+    }
+    for (size_t col = 0; col < n_columns; col++) {
+        width[col] = display_width(headers[col]);
+        for (size_t row = 0; row < n_rows; row++) {
+            size_t w = display_width(cells[row * n_columns + col]);
+            width[col] = w > width[col] ? w : width[col];
+        }
+    }
+    for (size_t col = 0; col < n_columns; col++) {
+        if (col == n_columns - 1) {
+            fputs(headers[col], stdout);
+        } else {
+            put_padded(stdout, headers[col], width[col] + 2);
+        }
+    }
+    putc('\n', stdout);
+    for (size_t row = 0; row < n_rows; row++) {
+        for (size_t col = 0; col < n_columns; col++) {
+            char *cell = cells[row * n_columns + col];
+            if (col == n_columns - 1) {
+                put_text(stdout, cell);
+            } else {
+                put_padded(stdout, cell, width[col] + 2);
+            }
+            free(cell);
+        }
+        putc('\n', stdout);
+    }
+    free(cells);
+    free(width);
+}
+
 /* Prints tokens as a table with aligned columns. */
 static void print_table(const tokend_token_info *const *tokens, size_t n) {
     enum { ID, NAME, ABILITIES, CREATED, EXPIRES, LAST_USED, USES, N_COLUMNS };
     static const char *const headers[N_COLUMNS] = {
         "ID", "NAME", "ABILITIES", "CREATED", "EXPIRES", "LAST USED", "USES"};
-    size_t width[N_COLUMNS];
-    for (int col = 0; col < N_COLUMNS; col++) {
-        width[col] = strlen(headers[col]);
-    }
     /* Cells are built once, measured, then printed. */
     char **cells = calloc(n * N_COLUMNS + 1, sizeof *cells);
     if (cells == NULL) {
@@ -1268,34 +1304,8 @@ static void print_table(const tokend_token_info *const *tokens, size_t n) {
             xstrdup(format_time(info->last_used_unix_ms, "never", buf, sizeof buf));
         snprintf(buf, sizeof buf, "%" PRIu64, info->use_count);
         cell[USES] = xstrdup(buf);
-        for (int col = 0; col < N_COLUMNS; col++) {
-            size_t w = display_width(cell[col]);
-            if (w > width[col]) {
-                width[col] = w;
-            }
-        }
     }
-    for (int col = 0; col < N_COLUMNS; col++) {
-        if (col == N_COLUMNS - 1) {
-            fputs(headers[col], stdout);
-        } else {
-            put_padded(stdout, headers[col], width[col] + 2);
-        }
-    }
-    putc('\n', stdout);
-    for (size_t row = 0; row < n; row++) {
-        for (int col = 0; col < N_COLUMNS; col++) {
-            char *cell = cells[row * N_COLUMNS + col];
-            if (col == N_COLUMNS - 1) {
-                put_text(stdout, cell);
-            } else {
-                put_padded(stdout, cell, width[col] + 2);
-            }
-            free(cell);
-        }
-        putc('\n', stdout);
-    }
-    free(cells);
+    put_table(headers, N_COLUMNS, cells, n);
 }
 
 static int run_list(cli *c) {
@@ -1547,10 +1557,6 @@ static void print_usage_table(const tokend_usage *u) {
     enum { START, CALLS, OK, DENIED, ROUTE, CLIENT, N_COLUMNS };
     static const char *const headers[N_COLUMNS] = {"START",  "CALLS",     "OK",
                                                    "DENIED", "TOP ROUTE", "TOP CLIENT"};
-    size_t width[N_COLUMNS];
-    for (int col = 0; col < N_COLUMNS; col++) {
-        width[col] = strlen(headers[col]);
-    }
     size_t n = u->n_buckets;
     char **cells = calloc(n * N_COLUMNS + 1, sizeof *cells);
     if (cells == NULL) {
@@ -1574,32 +1580,8 @@ static void print_usage_table(const tokend_usage *u) {
         cell[DENIED] = xstrdup(buf);
         cell[ROUTE] = top_of(b->routes, b->n_routes);
         cell[CLIENT] = top_of(b->client_ips, b->n_client_ips);
-        for (int col = 0; col < N_COLUMNS; col++) {
-            size_t w = display_width(cell[col]);
-            width[col] = w > width[col] ? w : width[col];
-        }
     }
-    for (int col = 0; col < N_COLUMNS; col++) {
-        if (col == N_COLUMNS - 1) {
-            fputs(headers[col], stdout);
-        } else {
-            put_padded(stdout, headers[col], width[col] + 2);
-        }
-    }
-    putc('\n', stdout);
-    for (size_t row = 0; row < n; row++) {
-        for (int col = 0; col < N_COLUMNS; col++) {
-            char *cell = cells[row * N_COLUMNS + col];
-            if (col == N_COLUMNS - 1) {
-                put_text(stdout, cell);
-            } else {
-                put_padded(stdout, cell, width[col] + 2);
-            }
-            free(cell);
-        }
-        putc('\n', stdout);
-    }
-    free(cells);
+    put_table(headers, N_COLUMNS, cells, n);
     printf("total: %" PRIu64 " calls, %" PRIu64 " OK, %" PRIu64 " denied\n", total,
            total_ok, total - total_ok);
 }
