@@ -280,6 +280,24 @@ static int storage_error(char *rocks_err, const char *what, tokend_error *err) {
     return TOKEND_STORAGE_ERROR;
 }
 
+/* Ends a scan: destroys `it` and returns `rv`, or, when the scan went well
+ * but the iterator met an error, that error as TOKEND_STORAGE_ERROR
+ * ("`what`: ..."). The first failure is the one reported. */
+static int iter_close(rocksdb_iterator_t *it, int rv, const char *what,
+                      tokend_error *err) {
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(it, &rocks_err);
+    rocksdb_iter_destroy(it);
+    if (rocks_err == NULL) {
+        return rv;
+    }
+    if (rv != TOKEND_OK) {
+        rocksdb_free(rocks_err);
+        return rv;
+    }
+    return storage_error(rocks_err, what, err);
+}
+
 /* ---------- open and close ---------- */
 
 /* The shared block cache, in few large shards. RocksDB's default splits
@@ -525,12 +543,8 @@ static int admin_index_build(store *st, tokend_error *err) {
             token_record_free(&rec);
         }
     }
+    rv = iter_close(it, rv, "building the admin index", err);
     char *rocks_err = NULL;
-    rocksdb_iter_get_error(it, &rocks_err);
-    rocksdb_iter_destroy(it);
-    if (rocks_err != NULL) {
-        rv = storage_error(rocks_err, "building the admin index", err);
-    }
     if (rv == TOKEND_OK) {
         rocksdb_writebatch_put_cf(wb, st->cf[CF_META], ADMIN_INDEXED_KEY,
                                   strlen(ADMIN_INDEXED_KEY), "1", 1);
@@ -713,15 +727,7 @@ static int event_head_load(store *st, tokend_error *err) {
             atomic_store(&st->ev_seq, seq);
         }
     }
-    char *rocks_err = NULL;
-    rocksdb_iter_get_error(it, &rocks_err);
-    if (rocks_err != NULL && rv == TOKEND_OK) {
-        rv = storage_error(rocks_err, "reading the audit log's head", err);
-    } else {
-        rocksdb_free(rocks_err);
-    }
-    rocksdb_iter_destroy(it);
-    return rv;
+    return iter_close(it, rv, "reading the audit log's head", err);
 }
 
 /* Opening is: refuse a missing store unless creating; check the families
@@ -1102,16 +1108,7 @@ static void owner_scan_begin(store *st, owner_scan *s) {
  * (which it reports as "not valid"), else `rv`, whose detail is in *err
  * already. */
 static int owner_scan_end(store *st, owner_scan *s, int rv, tokend_error *err) {
-    char *rocks_err = NULL;
-    rocksdb_iter_get_error(s->it, &rocks_err);
-    if (rocks_err != NULL) {
-        if (rv == TOKEND_OK) {
-            rv = storage_error(rocks_err, "scanning owners", err);
-        } else {
-            rocksdb_free(rocks_err);
-        }
-    }
-    rocksdb_iter_destroy(s->it);
+    rv = iter_close(s->it, rv, "scanning owners", err);
     rocksdb_readoptions_destroy(s->ro);
     rocksdb_release_snapshot(st->db, s->snap);
     return rv;
@@ -1963,13 +1960,11 @@ int store_batch_admins_valid(store *st, const store_batch *b, int64_t now_ms,
             n++;
         }
     }
-    char *rocks_err = NULL;
-    rocksdb_iter_get_error(it, &rocks_err);
-    rocksdb_iter_destroy(it);
+    rv = iter_close(it, TOKEND_OK, "scanning the admin index", err);
     rocksdb_readoptions_destroy(ro);
     read_end(st);
-    if (rocks_err != NULL) {
-        return storage_error(rocks_err, "scanning the admin index", err);
+    if (rv != TOKEND_OK) {
+        return rv;
     }
     batch_op_view op;
     for (size_t at = 0; b != NULL && batch_read_op(b, &at, &op);) {
@@ -2184,16 +2179,7 @@ int store_events_scan(store *st, char index, const char *name, uint64_t after,
      * max_keys stands on the next key unread: either way the iterator is
      * valid exactly when keys follow. */
     *ended = rv == TOKEND_OK && !rocksdb_iter_valid(it);
-    char *rocks_err = NULL;
-    rocksdb_iter_get_error(it, &rocks_err);
-    if (rocks_err != NULL) {
-        if (rv == TOKEND_OK) {
-            rv = storage_error(rocks_err, "scanning the audit log", err);
-        } else {
-            rocksdb_free(rocks_err);
-        }
-    }
-    rocksdb_iter_destroy(it);
+    rv = iter_close(it, rv, "scanning the audit log", err);
     rocksdb_readoptions_destroy(ro);
     rocksdb_release_snapshot(st->db, snap);
     read_end(st);
@@ -2306,14 +2292,9 @@ int store_series_range(store *st, series_scope scope, series_step step, const ch
             rv = fn(arg, start, &bucket);
         }
     }
-    char *rocks_err = NULL;
-    rocksdb_iter_get_error(it, &rocks_err);
-    rocksdb_iter_destroy(it);
+    rv = iter_close(it, rv, "reading series", err);
     rocksdb_readoptions_destroy(ro);
     read_end(st);
-    if (rocks_err != NULL) {
-        return storage_error(rocks_err, "reading series", err);
-    }
     return rv;
 }
 
@@ -2474,14 +2455,11 @@ int store_get_networks(store *st, const char *id, int64_t now_ms, store_network 
         memcpy(net->bytes, key + TOKEN_ID_LEN, net->len);
         (*n)++;
     }
-    char *rocks_err = NULL;
-    rocksdb_iter_get_error(it, &rocks_err);
-    rocksdb_iter_destroy(it);
+    rv = iter_close(it, TOKEND_OK, "scanning seen networks", err);
     rocksdb_readoptions_destroy(ro);
     read_end(st);
-    if (rocks_err != NULL) {
+    if (rv != TOKEND_OK) {
         *n = 0;
-        return storage_error(rocks_err, "scanning seen networks", err);
     }
-    return TOKEND_OK;
+    return rv;
 }
