@@ -24,6 +24,7 @@
 
 #include <microhttpd.h>
 
+#include "clock.h"
 #include "error.h"
 #include "listen.h"
 #include "log.h"
@@ -644,12 +645,7 @@ static void *watchdog_main(void *arg) {
     pthread_mutex_lock(&srv->conns_mtx);
     while (!srv->watchdog_stop) {
         struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += HTTP_WATCHDOG_PERIOD_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        clock_after(CLOCK_MONOTONIC, HTTP_WATCHDOG_PERIOD_MS, &until);
         pthread_cond_timedwait(&srv->watchdog_cv, &srv->conns_mtx, &until);
         int64_t now = mono_ms();
         for (http_conn *hc = srv->conns.head; hc != NULL; hc = hc->in_all.next) {

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "log.h"
 #include "tokend.h"
@@ -621,12 +622,7 @@ static int64_t now_ms(void) {
  * up, or by alerts_stop). */
 static void alert_sleep(alerts *a, long ms) {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += ms * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    clock_after(CLOCK_REALTIME, ms, &until);
     (void)sem_timedwait(&a->wake, &until);
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "crypto.h"
 #include "error.h"
 #include "log.h"
@@ -538,13 +539,7 @@ static void *retention_main(void *arg) {
     while (!ev->stopping) {
         int64_t wait = atomic_load(&ev->retention_more) ? 50 : tick;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        clock_after(CLOCK_REALTIME, wait, &ts);
         int rc = pthread_cond_timedwait(&ev->stop_cond, &ev->stop_lock, &ts);
         if (ev->stopping) {
             break;

@@ -23,6 +23,7 @@
 #include <nng/supplemental/http/http.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include "clock.h"
 #include "crypto.h"
 #include "error.h"
 #include "log.h"
@@ -136,13 +137,7 @@ static int attempt(webhook *w, const body *b, const char **why) {
 /* Sleeps up to ms unless stopped meanwhile; called with the lock held. */
 static void backoff_wait(webhook *w, int64_t ms) {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    clock_after(CLOCK_MONOTONIC, ms, &until);
     while (!w->stopping &&
            pthread_cond_timedwait(&w->cond, &w->lock, &until) != ETIMEDOUT) {
     }

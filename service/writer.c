@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "rpc.h"
 #include "tokend.h"
@@ -264,16 +265,6 @@ static void commit_group(writer *w, writer_job *jobs, store_batch *batch) {
     pthread_mutex_unlock(&w->lock);
 }
 
-static void deadline_after(struct timespec *ts, int ms) {
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void *writer_main(void *arg) {
     writer *w = arg;
     store_batch *batch = store_batch_new();
@@ -282,7 +273,7 @@ static void *writer_main(void *arg) {
         abort();
     }
     struct timespec next_flush;
-    deadline_after(&next_flush, w->usage_flush_ms);
+    clock_after(CLOCK_REALTIME, w->usage_flush_ms, &next_flush);
     for (;;) {
         pthread_mutex_lock(&w->lock);
         while (w->head == NULL && !w->stopping) {
@@ -307,7 +298,7 @@ static void *writer_main(void *arg) {
                 atomic_store(&w->last_flush_us, metrics_now_us() - flush_start);
                 atomic_store(&w->last_flush_unix_ms, rpc_now_ms());
             }
-            deadline_after(&next_flush, w->usage_flush_ms);
+            clock_after(CLOCK_REALTIME, w->usage_flush_ms, &next_flush);
         }
         if (stopping && jobs == NULL) {
             break;
