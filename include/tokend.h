@@ -55,7 +55,12 @@ const char *tokend_version(void);
     X(UNIMPLEMENTED, 13, "unknown method")                                 \
     X(STORAGE_ERROR, 14, "storage error")                                  \
     X(INTERNAL, 15, "internal error")                                      \
-    X(FAILED_PRECONDITION, 16, "refused in the store's present state")
+    X(FAILED_PRECONDITION, 16, "refused in the store's present state")    \
+    X(RATE_LIMITED, 17, "rate limit exceeded; retry later")                \
+    X(QUOTA_EXHAUSTED, 18, "quota used up for this period")                \
+    X(NETWORK_DENIED, 19, "client network not allowed for this token")     \
+    X(ROUTE_DENIED, 20, "request route not allowed for this token")        \
+    X(SUSPENDED, 21, "token is suspended")
 
 typedef enum tokend_status {
 #define TOKEND_X_ENUM(name, num, desc) TOKEND_##name = num,
