@@ -60,8 +60,8 @@ typedef enum policy_refill {
 } policy_refill;
 
 typedef struct policy_network {
-    uint8_t family; /* 4 or 6 */
-    uint8_t bits;   /* 0..32 or 0..128 */
+    uint8_t family;   /* 4 or 6 */
+    uint8_t bits;     /* 0..32 or 0..128 */
     uint8_t addr[16]; /* network address, host bits zero; IPv4 in addr[0..4) */
 } policy_network;
 

@@ -636,12 +636,32 @@ static bool copy_metadata(token_record *rec,
 
 /* Checks the request and the caller's right to it, mints the token and
  * queues its durable write; the reply comes from create_done(). */
+/* The token rules of tokend.proto (TokenPolicy, canary, the expiring
+ * filter) are the contract of the release being built and not served by
+ * this one. A request that sets them is refused whole rather than served
+ * without them: a partner that asked for a network binding must never
+ * get a token that is not bound. */
+#define METHODS_POLICY_UNSERVED                                             \
+    "is part of the token policy contract (docs/policy.md) and not served " \
+    "by this release; nothing was done"
+
+static bool policy_set(const Tokend__V1__TokenPolicy *p) {
+    return p != NULL &&
+           (p->n_rate_limits > 0 || p->quota != NULL || p->n_allowed_networks > 0 ||
+            p->n_allowed_routes > 0 || p->idle_timeout_seconds != 0);
+}
+
 static void handle_create_token(service_base *svc,
                                 const Tokend__V1__CreateTokenRequest *in,
                                 Tokend__V1__CreateTokenResponse_Closure closure,
                                 void *call) {
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
+    if (policy_set(in->policy) || in->canary) {
+        server_call_fail(call, TOKEND_UNIMPLEMENTED, "%s %s",
+                         in->canary ? "canary" : "policy", METHODS_POLICY_UNSERVED);
+        return;
+    }
     token_record caller;
     uint8_t caller_digest[TOKEN_DIGEST_LEN];
     if (!authenticate(ms, call, "CreateToken", now, &caller, caller_digest, true)) {
@@ -1204,6 +1224,11 @@ static void handle_list_tokens(service_base *svc, const Tokend__V1__ListTokensRe
                                void *call) {
     methods *ms = (methods *)svc;
     int64_t now = rpc_now_ms();
+    if (in->expiring_within_seconds != 0) {
+        server_call_fail(call, TOKEND_UNIMPLEMENTED, "expiring_within_seconds %s",
+                         METHODS_POLICY_UNSERVED);
+        return;
+    }
     token_record caller;
     if (!authenticate(ms, call, "ListTokens", now, &caller, NULL, true)) {
         return;

@@ -98,6 +98,7 @@
     X(admin_token_refuses_bad_data_dirs_clearly)                               \
     X(get_token_reports_usage_held_in_memory_and_authorizes)                   \
     X(get_token_usage_is_counted_once_across_flush_and_restart)                \
+    X(policy_rules_not_served_are_refused_whole)                               \
     X(limits_list_pages_are_byte_bounded_and_walk_every_token)                 \
     X(limits_tokens_per_owner)                                                 \
     X(limits_token_text_is_bounded)                                            \
