@@ -55,7 +55,7 @@ const char *tokend_version(void);
     X(UNIMPLEMENTED, 13, "unknown method")                                 \
     X(STORAGE_ERROR, 14, "storage error")                                  \
     X(INTERNAL, 15, "internal error")                                      \
-    X(FAILED_PRECONDITION, 16, "refused in the store's present state")    \
+    X(FAILED_PRECONDITION, 16, "refused in the store's present state")     \
     X(RATE_LIMITED, 17, "rate limit exceeded; retry later")                \
     X(QUOTA_EXHAUSTED, 18, "quota used up for this period")                \
     X(NETWORK_DENIED, 19, "client network not allowed for this token")     \
