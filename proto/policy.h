@@ -4,6 +4,9 @@
  * client networks ("203.0.113.0/24", "2001:db8::/32") and routes
  * ("GET /orders/*").
  *
+ * Status: this header is the interface the policy work codes against;
+ * its implementation is not in this release yet (docs/policy.md).
+ *
  * Shared by every side: tokenctl and the gateway parse what a user types
  * with the same functions tokend uses to check what it stores, so an
  * error message reads the same everywhere. Pure: no I/O, no allocation,

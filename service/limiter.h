@@ -1,6 +1,9 @@
 /*
  * limiter.h — rate limits as token buckets in tokend's memory.
  *
+ * Status: this header is the interface the policy work codes against;
+ * its implementation is not in this release yet (docs/policy.md).
+ *
  * A bucket per (key, limit name): the key is a token id or an owner, the
  * limit one of its policy_rate. A bucket holds at most `limit` calls and
  * refills continuously at limit / window (so "100/1m" allows a burst of
